@@ -1,0 +1,1 @@
+"""Command-line interface: ``elm-neuro <command> ...``. One module per command group."""

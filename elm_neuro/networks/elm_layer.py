@@ -1,0 +1,334 @@
+"""A population of ELM neurons on a fixed connectome, vectorised over neurons (SPEC 1-2).
+
+Layer step: ``v = [x_t ; y_{t-1}]`` (length ``n_in + N``), ``U = v[C]`` (``[N, K]``), and every
+neuron runs :func:`elm_neuro.neurons.elm.elm_step` on its own row with its own parameters.
+Parameters are stacked on a leading neuron axis (e.g. the first MLP weight is
+``[N, d_mlp, d_tree + d_m]``); there is no Python loop over neurons in the fast paths.
+
+Synapse kernels (``synapse_impl``), all computing the same branch drive
+``beta[b, n, k] = s_in * sum_j w[n, k, j] * v[b, C[n, k, j]]``:
+
+- ``dense``: the connectome and weights are scattered into dense maps ``[n_in, N*d_tree]`` and
+  ``[N, N*d_tree]``; the input part is one matmul over all time steps, the recurrent part one
+  matmul per step. Fastest for small layers.
+- ``gather``: ``torch.nn.functional.embedding_bag`` with per-synapse weights (bags of ``d_brch``
+  synapses = one branch); input part for all steps at once, recurrent part per step. Memory
+  ``O(N*K)`` whatever the layer size, for large layers.
+- ``auto``: ``dense`` when the dense maps hold at most ``DENSE_MAX_ELEMENTS`` entries.
+
+:meth:`ELMLayer.forward_reference` is the plain path: a loop over time *and neurons* with
+explicit indexing and ``F.linear`` per neuron; tests check that all kernels agree with it in
+outputs and gradients.
+
+Dropout is variational: one Bernoulli keep-mask per sample per call, rescaled by ``1/(1-p)``,
+the same at every step, in training mode only, separately on the external input and on the
+recurrent input. A new mask is drawn at every ``forward`` call (so with truncated BPTT each
+chunk gets its own mask).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from elm_neuro.networks.config import SYNAPSE_IMPLS, ELMLayerConfig
+from elm_neuro.neurons import elm as E
+from elm_neuro.wiring.connectome import make_connectome
+
+DENSE_MAX_ELEMENTS = 1 << 24
+
+
+class LayerOutput(NamedTuple):
+    y: torch.Tensor  # [B, T, N * d_o] outputs
+    state: E.ELMState  # final state
+    z_abs_mean: torch.Tensor  # [N] mean |z| over batch, time and memory units
+    traces: Optional[dict]  # when record=True: beta, z, m, rho, y with shape [B, T, N, ...]
+
+
+def variational_mask(batch: int, width: int, p: float, like: torch.Tensor) -> Optional[torch.Tensor]:
+    """Keep-mask ``[B, width]`` scaled by ``1/(1-p)``; ``None`` when ``p == 0``."""
+    if p <= 0.0:
+        return None
+    keep = torch.empty(batch, width, device=like.device, dtype=like.dtype).bernoulli_(1.0 - p)
+    return keep / (1.0 - p)
+
+
+class ELMLayer(nn.Module):
+    """``N`` ELM neurons reading ``n_in`` input channels and their own previous outputs.
+
+    Args:
+        cfg: neuron and wiring settings.
+        n_in: number of input channels.
+        n: number of neurons.
+        seed: seeds the connectome (unless ``connectome`` is given) and the initial weights,
+            each with its own generator, so construction never touches the global RNG.
+        connectome: optional ``[n, K]`` index tensor into ``[x ; y_prev]``.
+        synapse_impl: ``auto`` | ``dense`` | ``gather``.
+    """
+
+    def __init__(
+        self,
+        cfg: ELMLayerConfig,
+        n_in: int,
+        n: int,
+        seed: int = 0,
+        connectome: Optional[torch.Tensor] = None,
+        synapse_impl: str = "auto",
+    ) -> None:
+        super().__init__()
+        if synapse_impl not in SYNAPSE_IMPLS:
+            raise ValueError(f"synapse_impl must be one of {SYNAPSE_IMPLS}, got {synapse_impl!r}")
+        if cfg.d_o > 1 and cfg.rho > 0:
+            raise ValueError(f"a recurrent layer (rho={cfg.rho}) needs d_o == 1, got d_o={cfg.d_o}")
+        self.cfg = cfg
+        self.n_in = int(n_in)
+        self.n = int(n)
+        self.synapse_impl = synapse_impl
+        k = cfg.k
+        if connectome is None:
+            connectome = make_connectome(cfg.wiring, self.n_in, self.n, k, cfg.rho, seed=2 * seed)
+        connectome = torch.as_tensor(connectome, dtype=torch.int64)
+        if tuple(connectome.shape) != (self.n, k):
+            raise ValueError(f"connectome must have shape [n, K] = [{self.n}, {k}], got {list(connectome.shape)}")
+        if connectome.numel() and (connectome.min() < 0 or connectome.max() >= self.n_in + self.n):
+            raise ValueError(f"connectome entries must lie in 0..{self.n_in + self.n - 1} (n_in + n - 1)")
+        if cfg.d_o > 1 and bool((connectome >= self.n_in).any()):
+            raise ValueError("a layer with d_o > 1 cannot have recurrent synapses")
+        self.register_buffer("connectome", connectome.clone())
+
+        g = torch.Generator().manual_seed(2 * seed + 1)
+
+        def uniform(shape, bound):
+            return nn.Parameter(torch.empty(*shape).uniform_(-bound, bound, generator=g))
+
+        self.w_s = uniform((self.n, k), 1.0 / math.sqrt(cfg.d_brch))
+        self.mlp_w = nn.ParameterList()
+        self.mlp_b = nn.ParameterList()
+        for out_f, in_f in cfg.mlp_shapes():  # nn.Linear default init: U(+-1/sqrt(fan_in))
+            bound = 1.0 / math.sqrt(in_f)
+            self.mlp_w.append(uniform((self.n, out_f, in_f), bound))
+            self.mlp_b.append(uniform((self.n, out_f), bound))
+        self.w_y = uniform((self.n, cfg.d_o, cfg.d_m), 1.0 / math.sqrt(cfg.d_m))
+        self.bias = nn.Parameter(torch.zeros(self.n, cfg.d_o))
+        tau0 = E.log_spaced_taus(cfg.tau_min, cfg.tau_max, cfg.d_m)
+        self.tau_lo, self.tau_hi = E.tau_bounds(cfg.tau_min, cfg.tau_max)
+        if cfg.learn_tau:
+            self.tau_theta = nn.Parameter(E.tau_to_theta(tau0, self.tau_lo, self.tau_hi).repeat(self.n, 1))
+        else:
+            self.register_buffer("tau_fixed", tau0[None, :].clone())
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def tau_m(self) -> torch.Tensor:
+        """Memory timescales ``[N, d_m]`` (learnable) or ``[1, d_m]`` (fixed, shared)."""
+        if self.cfg.learn_tau:
+            return E.theta_to_tau(self.tau_theta, self.tau_lo, self.tau_hi)
+        return self.tau_fixed
+
+    def params(self) -> E.ELMParams:
+        return E.ELMParams(self.w_s, tuple(self.mlp_w), tuple(self.mlp_b), self.w_y, self.bias)
+
+    def constants(self) -> E.ELMConstants:
+        c = self.cfg
+        tau_b = c.tau_b if c.branch_trace else None
+        return E.memory_constants(self.tau_m, c.dt, c.memory_mode, c.lambda_value, tau_b, c.tau_r)
+
+    def effective_synapses(self) -> torch.Tensor:
+        """``s_in * rect(w_s)``: ``[N, K]`` weights as they multiply the inputs."""
+        return self.cfg.input_scale * E.rectify_synapses(self.w_s, self.cfg.synapse_rect)
+
+    def initial_state(self, batch: int, device=None) -> E.ELMState:
+        c = self.cfg
+        return E.initial_state(batch, self.n, c.d_m, c.d_o, c.d_tree, c.branch_trace, c.tau_r is not None,
+                               device=device if device is not None else self.w_s.device)
+
+    def resolved_impl(self) -> str:
+        if self.synapse_impl != "auto":
+            return self.synapse_impl
+        size = (self.n_in + self.n) * self.n * self.cfg.d_tree
+        return "dense" if size <= DENSE_MAX_ELEMENTS else "gather"
+
+    # ------------------------------------------------------------------ synapse kernels
+    def _dense_map(self, w_eff: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """``[hi-lo, N*d_tree]`` map of the synapses whose source lies in ``lo..hi-1``."""
+        c = self.connectome
+        sel = (c >= lo) & (c < hi)
+        branch = torch.arange(self.cfg.k, device=c.device) // self.cfg.d_brch
+        col = torch.arange(self.n, device=c.device)[:, None] * self.cfg.d_tree + branch[None, :]
+        flat_idx = ((c - lo) * (self.n * self.cfg.d_tree) + col)[sel]
+        flat = torch.zeros((hi - lo) * self.n * self.cfg.d_tree, device=w_eff.device, dtype=w_eff.dtype)
+        flat = flat.index_add(0, flat_idx, w_eff[sel])
+        return flat.view(hi - lo, self.n * self.cfg.d_tree)
+
+    def _bag_inputs(self, w_eff: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices and weights ``[N*d_tree, d_brch]`` for ``embedding_bag`` over sources lo..hi-1."""
+        c = self.connectome
+        sel = (c >= lo) & (c < hi)
+        idx = torch.where(sel, c - lo, torch.zeros_like(c))
+        w = torch.where(sel, w_eff, torch.zeros_like(w_eff))
+        shape = (self.n * self.cfg.d_tree, self.cfg.d_brch)
+        return idx.reshape(shape), w.reshape(shape)
+
+    def _synapse_fns(self, x: torch.Tensor, mask_in, mask_rec):
+        """Return ``(beta_in [B, T, N, d_tree], rec_fn)``; ``rec_fn(y_prev [B, N])`` or None."""
+        bsz, steps, _ = x.shape
+        d_tree, n, n_in = self.cfg.d_tree, self.n, self.n_in
+        w_eff = self.effective_synapses()
+        has_rec = bool((self.connectome >= n_in).any())
+        if mask_in is not None:
+            x = x * mask_in[:, None, :]
+        if self.resolved_impl() == "dense":
+            beta_in = (x @ self._dense_map(w_eff, 0, n_in)).view(bsz, steps, n, d_tree)
+            rec_fn = None
+            if has_rec:
+                m_rec = self._dense_map(w_eff, n_in, n_in + n)
+
+                def rec_fn(y_prev):
+                    if mask_rec is not None:
+                        y_prev = y_prev * mask_rec
+                    return (y_prev @ m_rec).view(bsz, n, d_tree)
+
+            return beta_in, rec_fn
+        idx_in, w_in = self._bag_inputs(w_eff, 0, n_in)
+        table = x.permute(2, 0, 1).reshape(n_in, bsz * steps)
+        beta_in = F.embedding_bag(idx_in, table, per_sample_weights=w_in, mode="sum")
+        beta_in = beta_in.view(n, d_tree, bsz, steps).permute(2, 3, 0, 1)
+        rec_fn = None
+        if has_rec:
+            idx_rec, w_rec = self._bag_inputs(w_eff, n_in, n_in + n)
+
+            def rec_fn(y_prev):
+                if mask_rec is not None:
+                    y_prev = y_prev * mask_rec
+                out = F.embedding_bag(idx_rec, y_prev.t().contiguous(), per_sample_weights=w_rec, mode="sum")
+                return out.view(n, d_tree, bsz).permute(2, 0, 1)
+
+        return beta_in, rec_fn
+
+    def draw_masks(self, x: torch.Tensor):
+        """Variational dropout masks ``(mask_in [B, n_in], mask_rec [B, N])`` (None when off)."""
+        if not self.training:
+            return None, None
+        bsz = x.shape[0]
+        return (variational_mask(bsz, self.n_in, self.cfg.dropout_in, x),
+                variational_mask(bsz, self.n, self.cfg.dropout_rec, x))
+
+    # ------------------------------------------------------------------ forward
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[-1] != self.n_in:
+            raise ValueError(f"input must be [B, T, n_in={self.n_in}], got {list(x.shape)}")
+
+    def forward(self, x: torch.Tensor, state: Optional[E.ELMState] = None, record: bool = False) -> LayerOutput:
+        """Run the layer over ``x`` ``[B, T, n_in]`` from ``state`` (zeros when None)."""
+        self._check_input(x)
+        bsz, steps, _ = x.shape
+        if state is None:
+            state = self.initial_state(bsz, x.device)
+        mask_in, mask_rec = self.draw_masks(x)
+        beta_in, rec_fn = self._synapse_fns(x, mask_in, mask_rec)
+        params, consts, c = self.params(), self.constants(), self.cfg
+        ys, z_abs = [], 0.0
+        rec = {"beta": [], "z": [], "m": [], "rho": [], "y": []} if record else None
+        # unbind once: indexing beta_in[:, t] per step would make the backward pass O(T^2)
+        for beta in beta_in.unbind(1):
+            if rec_fn is not None:
+                beta = beta + rec_fn(state.y[..., 0])
+            out = E.elm_step(beta, state, params, consts, c.mlp_act, c.output_act)
+            state = out.state
+            ys.append(out.y)
+            z_abs = z_abs + out.z.abs()
+            if record:
+                for key, val in (("beta", out.beta), ("z", out.z), ("m", out.state.m), ("rho", out.rho), ("y", out.y)):
+                    rec[key].append(val.detach())
+        y = torch.stack(ys, dim=1).reshape(bsz, steps, self.n * c.d_o)
+        z_abs_mean = z_abs.mean(dim=(0, 2)) / steps
+        traces = {k: torch.stack(v, dim=1) for k, v in rec.items()} if record else None
+        return LayerOutput(y, state, z_abs_mean, traces)
+
+    def forward_reference(self, x: torch.Tensor, state: Optional[E.ELMState] = None) -> LayerOutput:
+        """Plain path: loops over time and neurons with explicit indexing (slow; for tests)."""
+        self._check_input(x)
+        c = self.cfg
+        bsz, steps, _ = x.shape
+        if state is None:
+            state = self.initial_state(bsz, x.device)
+        mask_in, mask_rec = self.draw_masks(x)
+        w_eff = self.effective_synapses()
+        tau = self.tau_m.expand(self.n, c.d_m)
+        m, b, h, y_prev = state.m, state.b, state.h, state.y
+        ys, z_abs = [], torch.zeros(self.n, device=x.device)
+        for x_t in x.unbind(1):
+            x_t = x_t if mask_in is None else x_t * mask_in
+            r_t = y_prev[..., 0] if mask_rec is None else y_prev[..., 0] * mask_rec
+            v = torch.cat([x_t, r_t], dim=1)
+            new_m, new_b, new_h, new_y = [], [], [], []
+            for n in range(self.n):
+                u = v[:, self.connectome[n]]  # [B, K]
+                beta = (u * w_eff[n]).view(bsz, c.d_tree, c.d_brch).sum(-1)
+                if c.branch_trace:
+                    beta = math.exp(-c.dt / c.tau_b) * b[:, n] + beta
+                    new_b.append(beta)
+                kappa = torch.exp(-c.dt / tau[n].clamp_min(1e-6))
+                if c.memory_mode == "ratio":
+                    gain = 1 - torch.exp(-c.lambda_value * c.dt / tau[n].clamp_min(1e-6))
+                else:
+                    gain = c.lambda_value * (1 - kappa)
+                md = kappa * m[:, n]
+                hid = torch.cat([beta, md], dim=1)
+                for i in range(len(self.mlp_w)):
+                    hid = F.linear(hid, self.mlp_w[i][n], self.mlp_b[i][n])
+                    if i < len(self.mlp_w) - 1:
+                        hid = E.mlp_activation(hid, c.mlp_act)
+                z_abs = z_abs + F.one_hot(torch.tensor(n), self.n).to(x.dtype) * hid.abs().mean()
+                mn = md + gain * 1.7159 * torch.tanh(2 * hid / 3)
+                rho = F.linear(mn, self.w_y[n])
+                p = rho
+                if c.tau_r is not None:
+                    kr = math.exp(-c.dt / c.tau_r)
+                    hn = kr * h[:, n] + (1 - kr) * rho
+                    p = rho - hn
+                    new_h.append(hn)
+                new_m.append(mn)
+                new_y.append(E.output_activation(p + self.bias[n], c.output_act))
+            m = torch.stack(new_m, 1)
+            b = torch.stack(new_b, 1) if c.branch_trace else None
+            h = torch.stack(new_h, 1) if c.tau_r is not None else None
+            y_prev = torch.stack(new_y, 1)
+            ys.append(y_prev)
+        y = torch.stack(ys, 1).reshape(bsz, steps, self.n * c.d_o)
+        return LayerOutput(y, E.ELMState(m, b, h, y_prev), z_abs / steps, None)
+
+
+class ELMNeuron(nn.Module):
+    """A standalone ELM neuron (ICLR 2024 use): ``n_in`` raw channels, ``d_o`` outputs.
+
+    Routing maps the ``n_in`` channels to the ``K`` synapses: ``none`` (identity, needs
+    ``n_in == K``) or ``random`` (``K`` indices drawn with replacement from ``n_in``, seeded).
+    Output ``y`` is ``[B, T, d_o]`` (e.g. ``d_o = C`` logits); the configuration's ``rho`` is ignored
+    (a single neuron has no recurrent synapses; its memory is its recurrence).
+    Parameters: ``K + MLP + d_o (d_m + 1)`` (``+ d_m`` with learnable tau).
+    """
+
+    ROUTINGS = ("none", "random")
+
+    def __init__(self, cfg: ELMLayerConfig, n_in: int, routing: str = "random", seed: int = 0) -> None:
+        super().__init__()
+        if routing not in self.ROUTINGS:
+            raise ValueError(f"routing must be one of {self.ROUTINGS}, got {routing!r}")
+        k = cfg.k
+        if routing == "none":
+            if n_in != k:
+                raise ValueError(f"routing 'none' needs n_in == K = {k}, got n_in={n_in}")
+            conn = torch.arange(k)[None, :]
+        else:
+            conn = torch.randint(0, n_in, (1, k), generator=torch.Generator().manual_seed(2 * seed))
+        cfg = dataclasses.replace(cfg, rho=0.0, dropout_rec=0.0)
+        self.routing = routing
+        self.layer = ELMLayer(cfg, n_in, 1, seed=seed, connectome=conn, synapse_impl="dense")
+
+    def forward(self, x: torch.Tensor, state: Optional[E.ELMState] = None, record: bool = False) -> LayerOutput:
+        return self.layer(x, state, record)
