@@ -5,8 +5,9 @@
         --r_t--> Linear(C, C) --> logits_t
 
 ``forward`` returns logits for every step, the final state (feed it back in to continue a
-sequence: truncated BPTT), the two hidden-layer regularisers of SPEC 7 and, on request, the
-internal traces of both layers:
+sequence: truncated BPTT), the two hidden-layer regularisers of SPEC 7 (``regularizers`` dict,
+keys ``mlp`` and ``act``; the trainer weighs them) and, on request, the internal traces of both
+layers:
 
 - ``l_mlp`` = mean over hidden neurons of (mean over batch, time and memory units of ``|z|``)^2;
 - ``l_act`` = mean over batch, time and hidden neurons of ``relu(a)``.
@@ -36,8 +37,7 @@ class NetworkState(NamedTuple):
 class NetworkOutput(NamedTuple):
     logits: torch.Tensor  # [B, T, C]
     state: NetworkState
-    l_mlp: torch.Tensor  # scalar
-    l_act: torch.Tensor  # scalar
+    regularizers: dict  # name -> scalar tensor: {"mlp": l_mlp, "act": l_act}
     traces: Optional[dict]  # {"hidden": {...}, "readout": {...}} when record=True
 
 
@@ -103,4 +103,4 @@ class ELMNetwork(nn.Module):
         l_mlp = hid.z_abs_mean.square().mean()
         l_act = F.relu(hid.y).mean()
         traces = {"hidden": hid.traces, "readout": ro.traces} if record else None
-        return NetworkOutput(logits, NetworkState(hid.state, ro.state), l_mlp, l_act, traces)
+        return NetworkOutput(logits, NetworkState(hid.state, ro.state), {"mlp": l_mlp, "act": l_act}, traces)
