@@ -29,3 +29,7 @@ def family_of(cfg) -> str:
 
 def build_model(cfg):
     return MODEL_FAMILIES[family_of(cfg)][1](cfg)
+
+
+# Re-exported so that callers find every family's presets through the registry module.
+from elm_neuro.networks.presets import PRESETS, preset_config  # noqa: E402,F401
