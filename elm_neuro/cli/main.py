@@ -12,6 +12,7 @@ import sys
 
 # Command-group modules, in the order they appear in ``elm-neuro --help``.
 COMMAND_MODULES = (
+    "elm_neuro.cli.data",
     "elm_neuro.cli.budget",
 )
 
