@@ -46,6 +46,10 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600; give the final file the usual permissions (0666 & ~umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -73,13 +77,15 @@ def write_shd_h5(
     meta_info: Mapping[str, np.ndarray] | None = None,
     extra: Mapping[str, np.ndarray] | None = None,
     times_dtype: np.dtype | type = np.float16,
+    attrs: Mapping[str, object] | None = None,
 ) -> Path:
     """Write flat events (sample i = ``times[offsets[i]:offsets[i+1]]``) as an SHD-format file.
 
     ``times`` are cast to ``times_dtype`` (float16 in the real SHD), ``units`` to uint16,
     ``labels`` to uint8, ``speakers`` to uint16. ``meta_info`` arrays go to
     ``extra/meta_info/<name>`` (per speaker), ``extra`` arrays to ``extra/<name>`` (per sample).
-    The write is atomic (temporary file + ``os.replace``) and byte-reproducible.
+    ``attrs`` become attributes of the root group (provenance). The write is atomic
+    (temporary file + ``os.replace``) and byte-reproducible.
     """
     path = Path(path)
     offsets = np.asarray(offsets, dtype=np.int64)
@@ -121,4 +127,6 @@ def write_shd_h5(
                     meta.create_dataset(name, data=np.asarray(arr), track_times=False)
             for name, arr in (extra or {}).items():
                 ex.create_dataset(name, data=np.asarray(arr), track_times=False)
+            for name, value in (attrs or {}).items():
+                f.attrs[name] = value
     return path

@@ -13,31 +13,37 @@ Public API
     equal what ``read_shd`` returns from the written file).
 
 Generative model (every random number comes from ``numpy.random.SeedSequence(seed)``; the class
-prototypes and the speakers are shared by the train and test splits of one seed):
+prototypes and the speakers are shared by the train and test splits of one seed; samples are
+drawn in vectorised chunks of 256, each from its own child seed):
 
 * 700 tonotopic channels, index growing with characteristic frequency.
+* A small inventory of 4 vowel-like formant triplets (F1 in channels 60-260, F2 in 220-480,
+  F3 in 430-640) shared by all words, so classes differ by their time course rather than by
+  private channels.
 * Class prototype (20 classes = 10 English + 10 German digits, SHD's label order): a word of
-  1-3 syllable segments spread over a base duration of 0.35-0.65 s. Each segment holds three
-  formant-like bands (F1 in channels 60-260, F2 in 220-480, F3 in 430-640), each sweeping
-  linearly from a start to an end channel over the segment, with a band width of 6-16
-  channels and a rate of 1500-3500 spikes/s; about half the segments open with a broadband
-  fricative / plosive burst (30-80 ms, channels 350-699). Look-alike words share structure:
-  German "drei", "sechs", "acht", "neun" are perturbed copies of English "three", "six",
-  "eight", "nine" (formant channels +-25, timing +-10 %), so some classes are confusable as in
-  the real recordings.
+  1-3 syllable segments spread over a base duration of 0.35-0.65 s. Each segment glides from
+  one vowel to another: three formant bands, each sweeping linearly from a start to an end
+  channel (vowel +- N(0, 10)), band width 6-16 channels, rate 1500-3500 spikes/s; about half
+  the segments open with a broadband fricative / plosive burst (30-80 ms, channels ~300-699,
+  3000-6000 spikes/s). Look-alike words share structure: German "drei", "sechs", "acht",
+  "neun" are perturbed copies of English "three", "six", "eight", "nine" (formant channels
+  +- N(0, 25), timing x 0.9-1.1), so some classes are confusable as in the real recordings.
 * 12 speakers with gender, age and body height (``meta_info``). A speaker shifts the channel
-  axis (pitch: c -> 350 + s*(c - 350) + shift, shift larger for short / female speakers,
-  s in 0.92-1.08), warps time by a rate factor 0.85-1.2 and scales loudness 0.8-1.25.
-  Speakers 4 and 5 appear only in the test split, which draws half of its samples from them
-  and half from the 10 others (SHD: 12 speakers, 2 only in test).
-* Per sample: onset 10-120 ms, extra time warp 0.92-1.08 and channel shift N(0, 6), per-band
-  timing jitter N(0, 12 ms) and channel jitter N(0, 5), per-spike time jitter N(0, 2 ms), a
-  band missing entirely with probability 0.05, spike deletion (thinning) with a per-sample
-  probability 0.05-0.2, and uniform background noise at 300-800 spikes/s over all channels.
-  Spikes are drawn as inhomogeneous Poisson events: the count of a band is Poisson(rate x
-  duration x loudness x (1 - deletion)), spike positions within the band follow a Beta(2, 2)
-  envelope along the sweep. The result has a few thousand spikes per sample (SHD's range)
-  within about 0.3-1.1 s, spikes sorted by time within each sample.
+  axis (pitch / vocal-tract length: c -> 350 + s*(c - 350) + shift, shift = -1.6 channels per
+  cm of body height above 173 cm + N(0, 6), s in 0.92-1.08), warps time by a rate factor
+  0.85-1.2 and scales loudness by 0.8-1.25. Speakers 4 and 5 appear only in the test split,
+  which draws half of its samples from them and half from the 10 others (SHD: 12 speakers,
+  2 only in test).
+* Per sample: onset 0-250 ms, extra time warp 0.85-1.15, channel shift N(0, 15), loudness
+  x 0.8-1.2; per band: timing jitter N(0, 20 ms) on both ends, channel jitter N(0, 8) on both
+  ends, gain x 0.6-1.4, missing entirely with probability 0.05; per spike: time jitter
+  N(0, 2 ms); spike deletion (thinning) with a per-sample probability 0.05-0.2; background
+  noise at 500-1500 spikes/s, uniform over all channels and over [0, word end + 0.1 s].
+  Spikes are Poisson events: the count of a band is Poisson(rate x duration x gains x
+  (1 - deletion)); positions along a band's sweep follow a Beta(2, 2) envelope (median of
+  three uniforms), channels are Gaussian around the sweep. Units are floor(channel), spikes
+  outside 0..699 are discarded. The result has roughly 1500-10000 spikes per sample (mean
+  ~4000) within about 0.3-1.3 s; spikes are sorted by time within each sample.
 * Labels are balanced (each class equally often up to one sample) and shuffled.
 
 Learnable but not trivial: a nearest-centroid classifier on coarse binned counts beats the 5 %
@@ -49,6 +55,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ._h5io import write_shd_h5
 from .shd import CLASS_NAMES, N_CLASSES, N_UNITS, SHDEvents
@@ -71,22 +78,30 @@ def _class_prototypes(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """
     comps: list[tuple] = []
 
+    # a small inventory of vowel-like formant triplets (F1, F2, F3 channels) shared by all
+    # words, so that classes differ by their sequence and sweeps rather than by unique bands
+    n_vowels = 4
+    vowels = np.stack([rng.uniform(lo, hi, n_vowels)
+                       for lo, hi in ((60, 260), (220, 480), (430, 640))], axis=1)
+
     def make_word(cls: int) -> list[tuple]:
         out = []
         n_seg = int(rng.integers(1, 4))
         dur = rng.uniform(0.35, 0.65)
         parts = rng.dirichlet(np.full(n_seg, 3.0)) * dur
         edges = np.concatenate(([0.0], np.cumsum(parts)))
-        bands = ((60, 260), (220, 480), (430, 640))
         for s in range(n_seg):
             gap = 0.02 if s > 0 else 0.0
             ts, te = edges[s] + gap, edges[s + 1]
             if rng.random() < 0.5:
                 bl = rng.uniform(0.03, 0.08)
-                out.append((cls, ts, ts + bl, 350.0, 699.0, 0.0, rng.uniform(3000, 6000), True))
+                lo = rng.uniform(300, 450)
+                out.append((cls, ts, ts + bl, lo, 699.0, 0.0, rng.uniform(3000, 6000), True))
                 ts = ts + 0.6 * bl
-            for lo, hi in bands:
-                c0, c1 = rng.uniform(lo, hi, size=2)
+            v_from, v_to = rng.integers(0, n_vowels, 2)
+            for f in range(3):
+                c0 = vowels[v_from, f] + rng.normal(0, 10)
+                c1 = vowels[v_to, f] + rng.normal(0, 10)
                 out.append((cls, ts, te, c0, c1, rng.uniform(6, 16), rng.uniform(1500, 3500),
                             False))
         return out
@@ -134,31 +149,39 @@ def _speakers(rng: np.random.Generator) -> dict[str, np.ndarray]:
     }
 
 
-def _generate(n: int, rng: np.random.Generator, protos: dict, spk: dict,
-              split: str) -> SHDEvents:
-    if n < 0:
-        raise ValueError(f"number of samples must be >= 0, got {n}")
+#: Samples drawn per vectorised chunk (bounded memory, cache-friendly arrays, progress bar).
+_CHUNK = 256
+
+
+def _sample_params(n: int, rng: np.random.Generator, spk: dict, split: str) -> dict:
+    """Labels, speakers and per-sample nuisance parameters of ``n`` samples."""
     labels = rng.permutation(np.resize(np.arange(N_CLASSES), n)).astype(np.int64)
     shared = np.array([s for s in range(N_SPEAKERS) if s not in TEST_ONLY_SPEAKERS])
     if split == "train":
         speakers = rng.choice(shared, size=n)
-    elif split == "test":
+    else:
         held = rng.random(n) < 0.5
         speakers = np.where(held, rng.choice(np.array(TEST_ONLY_SPEAKERS), size=n),
                             rng.choice(shared, size=n))
-    else:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     speakers = speakers.astype(np.int64)
+    return {
+        "labels": labels,
+        "speakers": speakers,
+        "onset": rng.uniform(0.0, 0.25, n),
+        "warp": spk["warp"][speakers] * rng.uniform(0.85, 1.15, n),
+        "shift": spk["shift"][speakers] + rng.normal(0, 15, n),
+        "scale": spk["scale"][speakers],
+        "gain": spk["gain"][speakers] * rng.uniform(0.8, 1.2, n),
+        "keep_p": 1.0 - rng.uniform(0.05, 0.2, n),
+        "bg_rate": rng.uniform(500, 1500, n),
+    }
 
-    # per-sample nuisance parameters
-    onset = rng.uniform(0.01, 0.12, n)
-    warp = spk["warp"][speakers] * rng.uniform(0.92, 1.08, n)
-    shift = spk["shift"][speakers] + rng.normal(0, 6, n)
-    scale = spk["scale"][speakers]
-    gain = spk["gain"][speakers] * rng.uniform(0.8, 1.2, n)
-    keep_p = 1.0 - rng.uniform(0.05, 0.2, n)
-    bg_rate = rng.uniform(300, 800, n)
 
+def _draw_chunk(par: dict, protos: dict, rng: np.random.Generator):
+    """Spikes of the samples described by ``par`` (one chunk): (sample, float16 time, unit),
+    grouped by sample and sorted by time within each sample."""
+    labels = par["labels"]
+    n = len(labels)
     # (sample, component) rows
     n_comp = np.bincount(protos["cls"], minlength=N_CLASSES)
     first = np.concatenate(([0], np.cumsum(n_comp)[:-1]))
@@ -167,54 +190,73 @@ def _generate(n: int, rng: np.random.Generator, protos: dict, spk: dict,
     row_c = np.repeat(first[labels] - np.concatenate(([0], np.cumsum(per)[:-1])), per) \
         + np.arange(per.sum())
     r = len(row_s)
-    t0 = protos["t0"][row_c] + rng.normal(0, 0.012, r)
-    t1 = protos["t1"][row_c] + rng.normal(0, 0.012, r)
+    t0 = protos["t0"][row_c] + rng.normal(0, 0.02, r)
+    t1 = protos["t1"][row_c] + rng.normal(0, 0.02, r)
     t1 = np.maximum(t1, t0 + 0.02)
     burst = protos["burst"][row_c]
-    c0 = protos["c0"][row_c] + np.where(burst, 0.0, rng.normal(0, 5, r))
-    c1 = protos["c1"][row_c] + np.where(burst, 0.0, rng.normal(0, 5, r))
-    T0 = onset[row_s] + warp[row_s] * t0
-    T1 = onset[row_s] + warp[row_s] * t1
-    C0 = _PITCH_CENTRE + (c0 - _PITCH_CENTRE) * scale[row_s] + shift[row_s]
-    C1 = _PITCH_CENTRE + (c1 - _PITCH_CENTRE) * scale[row_s] + shift[row_s]
-    width = protos["width"][row_c] * scale[row_s]
+    c0 = protos["c0"][row_c] + np.where(burst, 0.0, rng.normal(0, 8, r))
+    c1 = protos["c1"][row_c] + np.where(burst, 0.0, rng.normal(0, 8, r))
+    onset, warp = par["onset"][row_s], par["warp"][row_s]
+    scale, shift = par["scale"][row_s], par["shift"][row_s]
+    T0 = onset + warp * t0
+    T1 = onset + warp * t1
+    C0 = _PITCH_CENTRE + (c0 - _PITCH_CENTRE) * scale + shift
+    C1 = _PITCH_CENTRE + (c1 - _PITCH_CENTRE) * scale + shift
+    width = protos["width"][row_c] * scale
     present = rng.random(r) >= 0.05
-    lam = protos["rate"][row_c] * (T1 - T0) * gain[row_s] * keep_p[row_s] * present
-    k = rng.poisson(lam)
+    band_gain = rng.uniform(0.6, 1.4, r)
+    lam = (protos["rate"][row_c] * (T1 - T0) * par["gain"][row_s] * par["keep_p"][row_s]
+           * present * band_gain)
 
-    # band spikes
-    ev_row = np.repeat(np.arange(r), k)
-    m = len(ev_row)
-    b = burst[ev_row]
-    frac = np.where(b, rng.random(m), rng.beta(2.0, 2.0, m))
-    t = T0[ev_row] + frac * (T1[ev_row] - T0[ev_row]) + rng.normal(0, 0.002, m)
-    centre = C0[ev_row] + frac * (C1[ev_row] - C0[ev_row])
-    ch = np.where(b, C0[ev_row] + rng.random(m) * (C1[ev_row] - C0[ev_row]),
-                  centre + rng.normal(0, 1, m) * width[ev_row])
-    ev_sample = row_s[ev_row]
-
-    # background noise over [0, end of word + 0.1 s]
+    # background rows: one per sample, uniform over [0, end of word + 0.1 s] x all channels
     end = np.zeros(n)
     np.maximum.at(end, row_s, T1)
     span = end + 0.1
-    n_bg = rng.poisson(bg_rate * span * keep_p)
-    bg_sample = np.repeat(np.arange(n), n_bg)
-    bg_t = rng.random(len(bg_sample)) * span[bg_sample]
-    bg_ch = rng.integers(0, N_UNITS, len(bg_sample)).astype(np.float64)
+    bg_lam = par["bg_rate"] * span * par["keep_p"]
+    # word rows and background rows grouped by sample, so all spike arrays come out grouped
+    kind = np.concatenate((np.where(burst, 1, 0), np.full(n, 2)))
+    rs = np.concatenate((row_s, np.arange(n)))
+    grp = np.argsort(rs, kind="stable")
+    kind, rs = kind[grp], rs[grp]
+    T0 = np.concatenate((T0, np.zeros(n)))[grp]
+    T1 = np.concatenate((T1, span))[grp]
+    C0 = np.concatenate((C0, np.zeros(n)))[grp]
+    C1 = np.concatenate((C1, np.full(n, float(N_UNITS))))[grp]
+    width = np.concatenate((width, np.zeros(n)))[grp]
+    k = rng.poisson(np.concatenate((lam, bg_lam))[grp])
 
-    sample = np.concatenate((ev_sample, bg_sample))
-    t = np.concatenate((t, bg_t))
-    units = np.floor(np.concatenate((ch, bg_ch)))
+    # spikes: position `frac` along the row's time span; Beta(2, 2) envelope for formant bands
+    # (the median of three uniforms is Beta(2, 2) distributed), uniform for bursts / noise
+    ev_row = np.repeat(np.arange(len(k)), k)
+    m = len(ev_row)
+    ev_kind = kind[ev_row]
+    band = ev_kind == 0
+    frac = rng.random(m)
+    nb = int(band.sum())
+    u1, u2 = rng.random(nb), rng.random(nb)
+    u0 = frac[band]
+    frac[band] = np.maximum(np.minimum(u0, u1), np.minimum(np.maximum(u0, u1), u2))
+    t0r, t1r = T0[ev_row], T1[ev_row]
+    t = t0r + frac * (t1r - t0r)
+    word = ev_kind != 2
+    t[word] += rng.normal(0, 0.002, int(word.sum()))
+    c0r, c1r = C0[ev_row], C1[ev_row]
+    ch = np.empty(m)
+    ch[band] = c0r[band] + frac[band] * (c1r[band] - c0r[band]) \
+        + rng.normal(0, 1, nb) * width[ev_row[band]]
+    flat = ~band  # bursts and background: uniform over their channel range
+    ch[flat] = c0r[flat] + rng.random(m - nb) * (c1r[flat] - c0r[flat])
+    sample = rs[ev_row]
+
+    units = np.floor(ch)
     ok = (units >= 0) & (units < N_UNITS) & (t >= 0)
     sample, t, units = sample[ok], t[ok], units[ok].astype(np.int32)
-    t = t.astype(np.float16).astype(np.float64)  # exactly what the float16 file holds
-    order = np.lexsort((units, t, sample))
-    sample, t, units = sample[order], t[order], units[order]
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(sample, minlength=n), out=offsets[1:])
-    meta = {"gender": spk["gender"], "age": spk["age"], "body_height": spk["body_height"]}
-    return SHDEvents(times=t, units=units, offsets=offsets, labels=labels, speakers=speakers,
-                     keys=CLASS_NAMES, path="", meta_info=meta)
+    t16 = t.astype(np.float16)  # exactly what the float16 file holds
+    # sort by (sample, time): float16 bit patterns of non-negative numbers sort like the
+    # numbers, so one stable integer sort does it; ties keep generation order
+    key = (sample.astype(np.int64) << 16) | t16.view(np.uint16).astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    return sample[order], t16[order], units[order]
 
 
 def _streams(seed: int):
@@ -226,11 +268,41 @@ def _streams(seed: int):
     return protos, spk, train_ss, test_ss
 
 
-def generate_synthetic_events(n: int, seed: int = 0, split: str = "train") -> SHDEvents:
-    """``n`` synthetic samples of ``split`` ('train' or 'test') in memory (see module doc)."""
+def generate_synthetic_events(n: int, seed: int = 0, split: str = "train",
+                              progress: bool | None = None) -> SHDEvents:
+    """``n`` synthetic samples of ``split`` ('train' or 'test') in memory (see module doc).
+
+    Samples are drawn in chunks of 256 (each chunk from its own child of the split's
+    ``SeedSequence``), with a tqdm progress bar when ``progress`` is True (None: only on a
+    terminal).
+    """
+    if int(n) != n or n < 0:
+        raise ValueError(f"number of samples must be a non-negative integer, got {n}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    n = int(n)
     protos, spk, train_ss, test_ss = _streams(seed)
     ss = train_ss if split == "train" else test_ss
-    return _generate(int(n), np.random.default_rng(ss), protos, spk, split)
+    n_chunks = -(-n // _CHUNK)
+    param_ss, *chunk_ss = ss.spawn(1 + n_chunks)
+    par = _sample_params(n, np.random.default_rng(param_ss), spk, split)
+    times, units, counts = [], [], []
+    for c in tqdm(range(n_chunks), desc=f"synthetic SHD {split}", unit="chunk",
+                  disable=(not progress) if progress is not None else None, leave=False):
+        sl = slice(c * _CHUNK, min(n, (c + 1) * _CHUNK))
+        sub = {k: v[sl] for k, v in par.items()}
+        s, t16, u = _draw_chunk(sub, protos, np.random.default_rng(chunk_ss[c]))
+        times.append(t16)
+        units.append(u)
+        counts.append(np.bincount(s, minlength=sl.stop - sl.start))
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    if n:
+        np.cumsum(np.concatenate(counts), out=offsets[1:])
+    t = np.concatenate(times).astype(np.float64) if times else np.zeros(0)
+    u = np.concatenate(units) if units else np.zeros(0, dtype=np.int32)
+    meta = {"gender": spk["gender"], "age": spk["age"], "body_height": spk["body_height"]}
+    return SHDEvents(times=t, units=u, offsets=offsets, labels=par["labels"],
+                     speakers=par["speakers"], keys=CLASS_NAMES, path="", meta_info=meta)
 
 
 def write_synthetic_shd(out_dir: str | os.PathLike, n_train: int = 1000, n_test: int = 300,

@@ -1,0 +1,143 @@
+"""``elm-neuro data ...``: SHD data commands.
+
+Sub-commands:
+
+* ``data synth --out DIR [--train 1000] [--test 300] [--seed 0]``: synthetic SHD-format
+  ``shd_train.h5`` / ``shd_test.h5`` (:mod:`elm_neuro.data.synth`). ``--train 8156 --test
+  2264`` gives the real SHD sizes.
+* ``data fetch --out DIR [--base-url URL] [--split train --split test] [--force]
+  [--keep-zip]``: download the official zips, check their md5 (SPEC 5), unzip atomically
+  (:mod:`elm_neuro.data.fetch`). ``--md5-train`` / ``--md5-test`` override the expected digests
+  (for mirrors of other files; the defaults are the official ones).
+* ``data shd-adding --shd DIR --split {train,valid,test} --pairs N --seed S --out FILE.h5``:
+  an SHD-format file of SHD-Adding pairs (:func:`elm_neuro.data.shd_adding.write_shd_adding`).
+  With ``--split test --pairs 16000 --seed 0`` the pairs are exactly the fixed test pairs of
+  the on-the-fly task.
+* ``data inspect FILE [--raster OUT.png --samples 0,1,2]``: summary of any SHD-format file and
+  an optional raster plot (:mod:`elm_neuro.data.inspect`).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from elm_neuro.data.synth import write_synthetic_shd
+
+    train, test = write_synthetic_shd(args.out, args.train, args.test, args.seed)
+    print(f"wrote {train} ({args.train} samples) and {test} ({args.test} samples), "
+          f"seed {args.seed}")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from elm_neuro.data.fetch import DEFAULT_BASE_URL, fetch_shd
+
+    md5 = {}
+    if args.md5_train:
+        md5["train"] = args.md5_train
+    if args.md5_test:
+        md5["test"] = args.md5_test
+    paths = fetch_shd(args.out, base_url=args.base_url or DEFAULT_BASE_URL,
+                      splits=tuple(args.split or ("train", "test")), md5=md5,
+                      force=args.force, keep_zip=args.keep_zip, timeout=args.timeout,
+                      progress=not args.quiet)
+    for p in paths:
+        print(f"ready: {p}")
+    return 0
+
+
+def _shd_adding(args: argparse.Namespace) -> int:
+    from elm_neuro.data.shd import read_shd
+    from elm_neuro.data.shd_adding import draw_pairs, validation_split, write_shd_adding
+
+    shd = Path(args.shd)
+    if args.split == "test":
+        events = read_shd(shd / "shd_test.h5")
+        pool = np.arange(len(events))
+    else:
+        events = read_shd(shd / "shd_train.h5")
+        train_idx, valid_idx = validation_split(len(events))
+        pool = train_idx if args.split == "train" else valid_idx
+    if args.pairs < 1:
+        raise ValueError(f"--pairs must be >= 1, got {args.pairs}")
+    pairs = draw_pairs(np.random.default_rng(args.seed), pool, args.pairs)
+    dtype = {"float16": np.float16, "float32": np.float32, "float64": np.float64}[
+        args.time_dtype]
+    out = write_shd_adding(
+        events, pairs, args.out, digit_window=args.window, times_dtype=dtype,
+        attrs={"task": "SHD-Adding", "split": args.split, "seed": int(args.seed),
+               "source": Path(events.path).name, "digit_window": float(args.window)},
+    )
+    print(f"wrote {out}: {args.pairs} pairs of the {args.split} split (seed {args.seed})")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from elm_neuro.data.inspect import format_summary, plot_raster, read_any_shd, summarize
+
+    events = read_any_shd(args.file)
+    print(format_summary(summarize(events)))
+    if args.raster:
+        try:
+            samples = [int(s) for s in args.samples.split(",") if s.strip()]
+        except ValueError as exc:
+            raise ValueError(f"--samples must be comma-separated integers, got "
+                             f"{args.samples!r}") from exc
+        out = plot_raster(events, samples, args.raster)
+        print(f"raster of samples {samples} saved to {out}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``data`` command group to the top-level sub-parsers."""
+    p = subparsers.add_parser("data", help="SHD data: synthetic data, download, SHD-Adding, "
+                                           "inspection")
+    sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    s = sub.add_parser("synth", help="write synthetic SHD-format shd_train.h5 / shd_test.h5")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--train", type=int, default=1000, help="training samples (SHD: 8156)")
+    s.add_argument("--test", type=int, default=300, help="test samples (SHD: 2264)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=_synth)
+
+    f = sub.add_parser("fetch", help="download the official SHD files (md5-checked)")
+    f.add_argument("--out", required=True, help="output folder")
+    f.add_argument("--base-url", default=None,
+                   help="folder URL holding shd_train.h5.zip / shd_test.h5.zip "
+                        "(default https://zenkelab.org/datasets/; mirror "
+                        "https://compneuro.net/datasets/)")
+    f.add_argument("--split", action="append", choices=("train", "test"),
+                   help="split to fetch (repeatable; default both)")
+    f.add_argument("--md5-train", default=None, help="override the expected md5 of the train zip")
+    f.add_argument("--md5-test", default=None, help="override the expected md5 of the test zip")
+    f.add_argument("--force", action="store_true", help="download even if the .h5 exists")
+    f.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip files")
+    f.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=_fetch)
+
+    a = sub.add_parser("shd-adding", help="write SHD-Adding pairs as an SHD-format file")
+    a.add_argument("--shd", required=True, help="folder with shd_train.h5 / shd_test.h5")
+    a.add_argument("--split", choices=("train", "valid", "test"), default="test")
+    a.add_argument("--pairs", type=int, default=16000, help="number of pairs")
+    a.add_argument("--seed", type=int, default=0, help="seed of the pair generator")
+    a.add_argument("--window", type=float, default=1.0,
+                   help="each digit is cut to this many seconds; the second is shifted by it")
+    a.add_argument("--time-dtype", choices=("float16", "float32", "float64"),
+                   default="float32",
+                   help="stored spike-time dtype (float16 would move shifted spikes across "
+                        "2 ms bin edges)")
+    a.add_argument("--out", required=True, help="output .h5 file")
+    a.set_defaults(func=_shd_adding)
+
+    i = sub.add_parser("inspect", help="summary (and raster plot) of an SHD-format file")
+    i.add_argument("file")
+    i.add_argument("--raster", default=None, help="save a raster plot to this image file")
+    i.add_argument("--samples", default="0,1,2", help="comma-separated sample indices")
+    i.set_defaults(func=_inspect)
