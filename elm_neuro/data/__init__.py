@@ -1,1 +1,21 @@
-"""data"""
+"""Data: Spiking Heidelberg Digits (SPEC 5), SHD-Adding (SPEC 6) and text corpora.
+
+SHD modules (one idea each; import them directly, this package imports nothing eagerly):
+
+* :mod:`elm_neuro.data.shd` - ``read_shd(path, n_classes=20) -> SHDEvents``: a whole file as
+  flat arrays (times float64, units, offsets [n+1], labels, speakers, keys), validated.
+* :mod:`elm_neuro.data.binning` - ``bin_events(...)``: flat events -> float32 [B, T, C]
+  counts or binary frames (Numba, parallel over samples), with a numpy reference
+  (``bin_events_numpy``) and a torch / CUDA version (``bin_events_torch``).
+* :mod:`elm_neuro.data.synth` - ``write_synthetic_shd(out_dir, n_train, n_test, seed)``:
+  SHD-format synthetic data in the real layout (``elm-neuro data synth``).
+* :mod:`elm_neuro.data.shd_adding` - validation split, pairs, ``SHDAdding`` splits binned on
+  the fly, torch ``Dataset`` / ``DataLoader``, SHD-format writer (``elm-neuro data
+  shd-adding``).
+* :mod:`elm_neuro.data.fetch` - download of the official zips with md5 check
+  (``elm-neuro data fetch``).
+* :mod:`elm_neuro.data.inspect` - summary and raster plot of SHD-format files
+  (``elm-neuro data inspect``).
+
+Data code never imports model or training code.
+"""

@@ -46,8 +46,11 @@ for small CPU demos, e.g. ``bin_size=0.01, channel_factor=7`` gives 200 steps x 
 SHD-Adding files (``write_shd_adding``): sample i holds the spikes of the first digit with
 t < 1 s and those of the second digit with t < 1 s shifted to t + 1 s; label = digit sum
 (0..18); ``extra/pair_index`` [n, 2] the two source sample indices, ``extra/digits`` [n, 2]
-their digits, ``extra/speaker`` the first digit's speaker and ``extra/pair_speakers`` [n, 2]
-both; ``extra/keys`` "0".."18". Times are stored as float32 by default: SHD's float16 has a
+their digits, ``extra/speaker`` the first digit's speaker (0 where the source has none) and
+``extra/pair_speakers`` [n, 2] both (-1 where unknown); ``extra/keys`` "0".."18"; the source's
+``extra/meta_info`` is copied. Root attributes record the provenance when given (the CLI
+stores task, split, seed, source file name and window). About 47 KB per pair on synthetic
+data (16000 pairs: ~750 MB), since HDF5 cannot compress ragged data. Times are stored as float32 by default: SHD's float16 has a
 resolution of ~1 ms in [1, 2) s, which would move shifted spikes across 2 ms bin edges, while
 float32 keeps every spike in the bin it has in the on-the-fly task (tested). Read them back
 with ``read_shd(path, n_classes=19)``.
