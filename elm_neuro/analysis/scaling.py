@@ -1,0 +1,367 @@
+"""Scaling laws along the Pareto frontier, and growth of the optimal allocation with budget.
+
+Frontier law (SPEC 11)
+    L*(P) = L_inf + A * P^(-alpha),   A > 0, alpha > 0,
+
+where L*(P) is the best loss reachable with P parameters (use an error such as ``1 - acc``
+for accuracies). The fit minimises the squared residuals ``sum_i (L*(P_i) - L_i)^2`` over the
+frontier cells with :func:`scipy.optimize.least_squares`. For conditioning, budgets are
+rescaled by their geometric mean ``P_0`` and the positive parameters are log-parameterised:
+
+    L = L_inf + exp(u) * (P / P_0)^(-exp(v)),   A = exp(u) * P_0^alpha,  alpha = exp(v),
+
+so ``A`` and ``alpha`` stay positive without bounds. A few starting values of ``alpha`` are
+tried and the lowest cost kept. Standard errors come from the Jacobian at the optimum,
+``Cov(theta) = s^2 (J^T J)^-1`` with ``s^2 = RSS / (n - 3)``, propagated to ``(L_inf, A, alpha)``
+by the delta method (d A = A (du + ln P_0 dv), d alpha = alpha dv).
+
+Bootstrap ("over seeds / cells", seeded)
+    Measurements come as points ``(P_i, L_i)`` with an optional cell label (which points are
+    seed replicates of the same configuration). The fit uses the cell means. When every cell
+    has at least two replicates, a bootstrap replicate resamples the seeds *within* each cell
+    (the configuration set is fixed, the seed noise is resampled); otherwise it resamples whole
+    cells with replacement. Percentile intervals of the replicate fits are reported.
+
+Optimal allocation growth
+    N*(P) = a P^b (and k_e*(P) likewise) is a straight line in log-log coordinates,
+    ``log N* = log a + b log P``; it is fitted by ordinary least squares
+    (:func:`scipy.stats.linregress`), with the slope's standard error from the regression and
+    bootstrap percentile intervals over the frontier points.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import optimize, stats
+
+from elm_neuro.analysis import sweep_table as st
+from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure
+
+
+def power_law(p, l_inf: float, a: float, alpha: float) -> np.ndarray:
+    """``L = l_inf + a * p^(-alpha)``."""
+    return l_inf + a * np.asarray(p, dtype=float) ** (-alpha)
+
+
+@dataclass
+class ScalingFit:
+    """Result of :func:`fit_scaling_law`; ``predict(p)`` evaluates the fitted law."""
+
+    l_inf: float
+    a: float
+    alpha: float
+    stderr: dict  # name -> Jacobian-based standard error
+    ci: dict  # name -> (lo, hi) bootstrap percentile interval (empty without bootstrap)
+    r2: float
+    residuals: np.ndarray  # fit - data at the cell means
+    p: np.ndarray  # cell budgets
+    loss: np.ndarray  # cell mean losses
+    loss_std: np.ndarray  # std over seeds of each cell (0 for one seed)
+    bootstrap: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [n_boot, 3]
+    bootstrap_mode: str = "none"  # "seeds", "cells" or "none"
+    ci_level: float = 0.95
+
+    @property
+    def params(self) -> dict:
+        return {"l_inf": self.l_inf, "a": self.a, "alpha": self.alpha}
+
+    def predict(self, p) -> np.ndarray:
+        return power_law(p, self.l_inf, self.a, self.alpha)
+
+
+def _check_xy(x, y, xname: str, yname: str, positive_x: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.ndim != 1 or y.ndim != 1 or x.size != y.size:
+        raise ValueError(f"{xname} and {yname} must be 1-D of equal length, got shapes {x.shape} and {y.shape}")
+    if not np.all(np.isfinite(x)) or not np.all(np.isfinite(y)):
+        raise ValueError(f"{xname} and {yname} must be finite")
+    if positive_x and np.any(x <= 0):
+        raise ValueError(f"{xname} must be > 0")
+    return x, y
+
+
+def _r2(y: np.ndarray, yhat: np.ndarray) -> float:
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    ss_res = float(np.sum((y - yhat) ** 2))
+    return 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
+
+
+def _fit_law_once(p: np.ndarray, loss: np.ndarray, p0: float):
+    """Least-squares fit on cells; returns ``(theta, result)`` with theta = (l_inf, u, v)."""
+    x = p / p0
+    span = max(float(loss.max() - loss.min()), 1e-12)
+
+    def resid(th):
+        u, v = np.clip(th[1:], -50.0, 50.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = th[0] + np.exp(u) * x ** (-np.exp(v)) - loss
+        return np.nan_to_num(r, nan=1e12, posinf=1e12, neginf=-1e12)
+
+    best = None
+    for alpha0 in (0.1, 0.3, 1.0):
+        # Start L_inf below the smallest loss; A so that the law passes the mean loss at P_0.
+        l0 = float(loss.min()) - 0.5 * span
+        a0 = max(float(loss.mean()) - l0, 1e-12)
+        th0 = np.array([l0, math.log(a0), math.log(alpha0)])
+        try:
+            res = optimize.least_squares(resid, th0, method="lm", x_scale="jac", max_nfev=2000)
+        except (ValueError, FloatingPointError):
+            continue
+        if np.all(np.isfinite(res.x)) and (best is None or res.cost < best.cost):
+            best = res
+    if best is None:
+        raise RuntimeError("scaling-law fit failed from every starting point")
+    return best.x, best
+
+
+def _to_natural(th: np.ndarray, p0: float) -> np.ndarray:
+    alpha = math.exp(th[2])
+    return np.array([th[0], math.exp(th[1]) * p0 ** alpha, alpha])
+
+
+def _cells_from_points(p, loss, cell) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    if cell is None:
+        groups = [np.array([i]) for i in range(p.size)]
+    else:
+        cell = np.asarray(cell)
+        if cell.shape != p.shape:
+            raise ValueError(f"cell must have one label per point ({p.size}), got shape {cell.shape}")
+        _, inv = np.unique(cell, return_inverse=True)
+        groups = [np.nonzero(inv == k)[0] for k in range(inv.max() + 1)]
+    cp = np.array([p[g].mean() for g in groups])
+    if any(np.ptp(p[g]) > 0 for g in groups):
+        raise ValueError("cell: every point of a cell must have the same budget p")
+    cl = np.array([loss[g].mean() for g in groups])
+    cs = np.array([loss[g].std(ddof=1) if g.size > 1 else 0.0 for g in groups])
+    return cp, cl, cs, groups
+
+
+def fit_scaling_law(
+    p,
+    loss,
+    cell=None,
+    n_boot: int = 200,
+    seed: int = 0,
+    ci_level: float = 0.95,
+) -> ScalingFit:
+    """Fit ``L(P) = L_inf + A P^-alpha`` (module docstring) with Jacobian and bootstrap errors.
+
+    Args:
+        p: budgets of the points (> 0).
+        loss: losses of the points (lower is better).
+        cell: optional label per point; points sharing a label are seed replicates of one cell.
+        n_boot: bootstrap replicates (0: none).
+        seed: seeds the bootstrap generator.
+        ci_level: coverage of the percentile intervals.
+    """
+    p, loss = _check_xy(p, loss, "p", "loss")
+    if not (isinstance(n_boot, int) and n_boot >= 0):
+        raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+    if not (0 < ci_level < 1):
+        raise ValueError(f"ci_level must lie in (0, 1), got {ci_level!r}")
+    cp, cl, cs, groups = _cells_from_points(p, loss, cell)
+    if np.unique(cp).size < 3:
+        raise ValueError(f"p: need at least 3 distinct budgets to fit 3 parameters, got {np.unique(cp).size}")
+    p0 = float(np.exp(np.mean(np.log(cp))))
+    th, res = _fit_law_once(cp, cl, p0)
+    nat = _to_natural(th, p0)
+    fitted = power_law(cp, *nat)
+    # Jacobian-based standard errors, delta method to natural parameters.
+    dof = cp.size - 3
+    stderr = {"l_inf": float("nan"), "a": float("nan"), "alpha": float("nan")}
+    if dof > 0:
+        s2 = 2.0 * res.cost / dof
+        try:
+            cov = np.linalg.inv(res.jac.T @ res.jac) * s2
+            g = np.array([[1.0, 0.0, 0.0],
+                          [0.0, nat[1], nat[1] * math.log(p0)],
+                          [0.0, 0.0, nat[2]]])
+            cov_nat = g @ cov @ g.T
+            se = np.sqrt(np.clip(np.diag(cov_nat), 0, None))
+            stderr = dict(zip(("l_inf", "a", "alpha"), map(float, se)))
+        except np.linalg.LinAlgError:
+            pass
+    boots, mode = [], "none"
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        mode = "seeds" if all(g.size >= 2 for g in groups) else "cells"
+        for _ in range(n_boot):
+            if mode == "seeds":
+                bl = np.array([loss[rng.choice(g, g.size)].mean() for g in groups])
+                bp = cp
+            else:
+                pick = rng.integers(0, cp.size, cp.size)
+                bp, bl = cp[pick], cl[pick]
+                if np.unique(bp).size < 3:
+                    continue
+            try:
+                bth, _ = _fit_law_once(bp, bl, p0)
+            except RuntimeError:
+                continue
+            boots.append(_to_natural(bth, p0))
+    boots = np.array(boots).reshape(-1, 3)
+    ci = {}
+    if boots.shape[0]:
+        q = (100 * (1 - ci_level) / 2, 100 * (1 + ci_level) / 2)
+        for k, name in enumerate(("l_inf", "a", "alpha")):
+            lo, hi = np.percentile(boots[:, k], q)
+            ci[name] = (float(lo), float(hi))
+    return ScalingFit(
+        l_inf=float(nat[0]), a=float(nat[1]), alpha=float(nat[2]), stderr=stderr, ci=ci,
+        r2=_r2(cl, fitted), residuals=fitted - cl, p=cp, loss=cl, loss_std=cs,
+        bootstrap=boots, bootstrap_mode=mode, ci_level=ci_level,
+    )
+
+
+# --------------------------------------------------------------------------- power laws N* = a P^b
+@dataclass
+class PowerLawFit:
+    """``y = a * x^b`` fitted in log-log coordinates; ``predict(x)`` evaluates it."""
+
+    a: float
+    b: float
+    b_stderr: float
+    ci: dict  # "a" / "b" -> bootstrap percentile interval
+    r2: float  # in log-log coordinates
+    x: np.ndarray
+    y: np.ndarray
+
+    def predict(self, x) -> np.ndarray:
+        return self.a * np.asarray(x, dtype=float) ** self.b
+
+
+def fit_power_law(x, y, n_boot: int = 200, seed: int = 0, ci_level: float = 0.95) -> PowerLawFit:
+    """Fit ``y = a x^b`` by linear regression of ``log y`` on ``log x`` (module docstring)."""
+    x, y = _check_xy(x, y, "x", "y")
+    if np.any(y <= 0):
+        raise ValueError("y must be > 0 for a log-log fit")
+    if np.unique(x).size < 2:
+        raise ValueError("x: need at least 2 distinct values")
+    if not (isinstance(n_boot, int) and n_boot >= 0):
+        raise ValueError(f"n_boot must be an integer >= 0, got {n_boot!r}")
+    lx, ly = np.log(x), np.log(y)
+    reg = stats.linregress(lx, ly)
+    r2 = _r2(ly, reg.intercept + reg.slope * lx)
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, x.size, x.size)
+        if np.unique(lx[pick]).size < 2:
+            continue
+        b = stats.linregress(lx[pick], ly[pick])
+        boots.append((math.exp(b.intercept), b.slope))
+    ci = {}
+    if boots:
+        boots = np.array(boots)
+        q = (100 * (1 - ci_level) / 2, 100 * (1 + ci_level) / 2)
+        ci = {"a": tuple(map(float, np.percentile(boots[:, 0], q))), "b": tuple(map(float, np.percentile(boots[:, 1], q)))}
+    stderr = float(reg.stderr) if x.size > 2 else float("nan")
+    return PowerLawFit(a=math.exp(reg.intercept), b=float(reg.slope), b_stderr=stderr, ci=ci, r2=r2, x=x, y=y)
+
+
+# --------------------------------------------------------------------------- from sweep tables
+@dataclass
+class FrontierScaling:
+    """Scaling analysis of a sweep table: the frontier cells, the law, and N*(P), k_e*(P)."""
+
+    frontier: list  # best cell per budget bucket (aggregated rows)
+    law: ScalingFit
+    growth: dict  # "n" / "k_e" -> PowerLawFit (only axes that were fittable)
+    metric: str
+    transformed: str  # how the metric became a loss: "loss", or "1 - metric"
+
+
+def frontier_scaling(
+    rows: Sequence[dict],
+    metric: str,
+    maximize: Optional[bool] = None,
+    p_key: str = "p",
+    rel_tol: float = 0.1,
+    keys: Optional[Sequence[str]] = None,
+    growth_axes: Sequence[str] = ("n", "k_e"),
+    n_boot: int = 200,
+    seed: int = 0,
+) -> FrontierScaling:
+    """Best cell per budget bucket, the law ``L*(P)`` fitted to its seeds, and ``N*``, ``k_e*`` vs ``P``.
+
+    An accuracy-like metric (``maximize``) is turned into an error ``1 - metric`` before the fit.
+    ``rows`` are per-seed rows; each frontier cell contributes its seed values as replicates.
+    Growth laws are fitted for each axis in ``growth_axes`` present with positive values.
+    """
+    st._check_rows(rows)
+    if not rows:
+        raise ValueError("rows must not be empty")
+    maximize = st.higher_is_better(metric) if maximize is None else bool(maximize)
+    keys = list(st.config_keys(rows) if keys is None else keys)
+    cells = st.aggregate(rows, keys=keys, metrics=[metric])
+    front = st.best_per_budget(cells, metric, maximize=maximize, p_key=p_key, rel_tol=rel_tol)
+    ps, ls, labels = [], [], []
+    for k, cell in enumerate(front):
+        v = st.cell_values(rows, cell, keys, metric)
+        v = 1.0 - v if maximize else v
+        ps += [float(cell[p_key])] * v.size
+        ls += v.tolist()
+        labels += [k] * v.size
+    law = fit_scaling_law(ps, ls, cell=labels, n_boot=n_boot, seed=seed)
+    growth = {}
+    pf = np.array([c[p_key] for c in front], float)
+    for ax in growth_axes:
+        if all(isinstance(c.get(ax), (int, float)) and c.get(ax) > 0 for c in front) and np.unique(pf).size >= 2:
+            growth[ax] = fit_power_law(pf, [float(c[ax]) for c in front], n_boot=n_boot, seed=seed)
+    return FrontierScaling(front, law, growth, metric, "1 - metric" if maximize else "loss")
+
+
+def plot_scaling(
+    fit: ScalingFit,
+    path,
+    growth: Optional[dict] = None,
+    ylabel: str = "loss",
+    title: Optional[str] = None,
+) -> str:
+    """Log-log plot of the frontier cells (mean +- std) and the fitted law with its bootstrap
+    band; the excess ``L - L_inf`` on the right axis panel. With ``growth`` (axis name ->
+    :class:`PowerLawFit`) a further panel shows ``N*(P)``, ``k_e*(P)`` and their fits."""
+    path = check_png_path(path)
+    if not isinstance(fit, ScalingFit):
+        raise ValueError(f"fit must be a ScalingFit, got {type(fit).__name__}")
+    ncols = 3 if growth else 2
+    fig, axs = new_figure(ncols=ncols, width=4.5)
+    pg = np.geomspace(fit.p.min() / 1.5, fit.p.max() * 1.5, 200)
+    ax = axs[0]
+    ax.errorbar(fit.p, fit.loss, yerr=fit.loss_std, fmt="o", capsize=3, label="frontier")
+    ax.plot(pg, fit.predict(pg), "C3-",
+            label=f"{fit.l_inf:.3g} + {fit.a:.3g} P^-{fit.alpha:.3g}  (R2 {fit.r2:.3f})")
+    if fit.bootstrap.shape[0] >= 10:
+        curves = np.array([power_law(pg, *b) for b in fit.bootstrap])
+        lo, hi = np.percentile(curves, [2.5, 97.5], axis=0)
+        ax.fill_between(pg, lo, hi, color="C3", alpha=0.2, lw=0)
+    ax.axhline(fit.l_inf, color="0.5", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("P")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "scaling along the frontier")
+    ax = axs[1]
+    excess = fit.loss - fit.l_inf
+    ok = excess > 0
+    ax.loglog(fit.p[ok], excess[ok], "o", label="data - L_inf")
+    ax.loglog(pg, fit.a * pg ** (-fit.alpha), "C3-", label=f"A P^-alpha, alpha={fit.alpha:.3g}")
+    ax.set_xlabel("P")
+    ax.set_ylabel(f"{ylabel} - L_inf")
+    ax.legend(fontsize=7)
+    if growth:
+        ax = axs[2]
+        for k, (name, g) in enumerate(growth.items()):
+            ax.loglog(g.x, g.y, "o", color=f"C{k}", label=f"{name}*")
+            xg = np.geomspace(g.x.min(), g.x.max(), 50)
+            ax.loglog(xg, g.predict(xg), "-", color=f"C{k}", label=f"{g.a:.3g} P^{g.b:.3g}")
+        ax.set_xlabel("P")
+        ax.set_ylabel("optimal allocation")
+        ax.legend(fontsize=7)
+    for a in axs:
+        a.grid(alpha=0.3, which="both")
+    return save_figure(fig, path)

@@ -1,0 +1,304 @@
+"""Trade-off plots of budget sweeps: metric vs N at fixed P, vs each axis, heatmaps, Pareto.
+
+Every function takes a sweep table (a list of row dicts: per-seed rows as read by
+:func:`elm_neuro.analysis.sweep_table.read_table`, or rows already aggregated by
+:func:`~elm_neuro.analysis.sweep_table.aggregate`, recognised by a ``<metric>_mean`` column),
+writes one PNG atomically (temporary file in the same directory, then ``os.replace``) and
+returns its path. Mean +- standard deviation over seeds are shown as error bars.
+
+Budgets are grouped into buckets of relative width ``rel_tol`` (see
+:func:`~elm_neuro.analysis.sweep_table.budget_buckets`); one curve per bucket.
+
+The paper's reference results (SPEC 9, one seed each, real data) are in
+:data:`REFERENCE_POINTS`; they are overlaid when ``reference`` names a task. The budgets
+``k_e`` are computed from SPEC 3 (``k_e = 4 d_m^2 + 2 d_m (d_tree + 2) + 1``), ``N`` and ``P``
+are the run records of SPEC 4.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from elm_neuro.analysis import sweep_table as st
+from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure
+
+
+def _k_e(d_m: int, d_tree: int) -> int:
+    return 4 * d_m * d_m + 2 * d_m * (d_tree + 2) + 1
+
+
+_SHD_ADDING = [  # (d_m, N, P, test_acc) at P ~ 77K; d_tree 30, K 300
+    (2, 155, 77069, 0.146), (3, 130, 76864, 0.646), (4, 111, 77025, 0.741), (5, 96, 77310, 0.739),
+    (7, 73, 77079, 0.784), (9, 57, 76551, 0.823), (11, 46, 76588, 0.793), (15, 32, 77246, 0.702),
+    (20, 21, 74895, 0.742), (25, 15, 74109, 0.674),
+]
+_ENWIK8 = [  # (d_m, N, P, test_bpc) at P ~ 3.5M; d_tree 50, K 750
+    (5, 2398, 3516342, 1.679), (10, 1500, 3515184, 1.658), (15, 1024, 3516748, 1.656),
+    (20, 742, 3516486, 1.651), (25, 561, 3511095, 1.651), (30, 440, 3515924, 1.650),
+    (35, 353, 3508407, 1.651), (40, 290, 3508874, 1.656), (45, 243, 3516717, 1.664),
+    (50, 206, 3514590, 1.679), (60, 153, 3501507, 1.691), (70, 118, 3489142, 1.694),
+    (85, 85, 3500419, 1.711), (100, 64, 3502348, 1.750),
+]
+
+#: The paper's reference results (SPEC 4 and 9), one row per network, one seed each.
+REFERENCE_POINTS: dict[str, list[dict]] = {
+    "shd-adding": [
+        dict(d_m=d, n=n, k_e=_k_e(d, 30), k_c=300, p=p, test_acc=a) for d, n, p, a in _SHD_ADDING
+    ],
+    "enwik8": [
+        dict(d_m=d, n=n, k_e=_k_e(d, 50), k_c=750, p=p, test_bpc=b) for d, n, p, b in _ENWIK8
+    ],
+}
+
+
+def reference_points(task: str) -> list[dict]:
+    """Copies of the reference rows of ``task`` (``shd-adding`` or ``enwik8``)."""
+    if task not in REFERENCE_POINTS:
+        raise ValueError(f"task must be one of {sorted(REFERENCE_POINTS)}, got {task!r}")
+    return [dict(r) for r in REFERENCE_POINTS[task]]
+
+
+# --------------------------------------------------------------------------- helpers
+def _cells(rows: Sequence[dict], metric: str, keys: Optional[Sequence[str]]) -> list[dict]:
+    st._check_rows(rows)
+    if not rows:
+        raise ValueError("rows must not be empty")
+    if not isinstance(metric, str):
+        raise ValueError(f"metric must be a column name (str), got {metric!r}")
+    cols = st.table_columns(rows)
+    if metric + "_mean" in cols:
+        return [dict(r) for r in rows]
+    if metric not in cols:
+        raise ValueError(f"metric {metric!r} is not a column of rows; columns: {cols}")
+    return st.aggregate(rows, keys=keys, metrics=[metric])
+
+
+def _std(cells: Sequence[dict], metric: str) -> np.ndarray:
+    if any(metric + "_std" in c for c in cells):
+        s = st.column(cells, metric + "_std")
+        return np.where(np.isfinite(s), s, 0.0)
+    return np.zeros(len(cells))
+
+
+def _reference_rows(reference, metric: str) -> Optional[list[dict]]:
+    if reference is None:
+        return None
+    refs = reference_points(reference) if isinstance(reference, str) else list(reference)
+    st._check_rows(refs)
+    if not refs or not all(metric in r for r in refs):
+        raise ValueError(f"reference rows have no {metric!r} value (reference {reference!r})")
+    return refs
+
+
+def _label(metric: str) -> str:
+    return metric.replace("_", " ")
+
+
+def _bucket_labels(cells: Sequence[dict], p_key: str, rel_tol: float) -> np.ndarray:
+    p = st.column(cells, p_key)
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"p_key column {p_key!r} must be numeric in every row")
+    return st.budget_buckets(p, rel_tol)
+
+
+# --------------------------------------------------------------------------- plots
+def plot_metric_vs_axis(
+    rows: Sequence[dict],
+    metric: str,
+    axis: str,
+    path,
+    p_key: str = "p",
+    rel_tol: float = 0.1,
+    by_budget: bool = True,
+    logx: Optional[bool] = None,
+    reference: Union[str, Sequence[dict], None] = None,
+    keys: Optional[Sequence[str]] = None,
+    title: Optional[str] = None,
+) -> str:
+    """Metric (mean +- std over seeds) against one configuration axis; one curve per budget.
+
+    Args:
+        rows: sweep table (per-seed or aggregated).
+        metric: metric column, e.g. ``test_acc``.
+        axis: x column, e.g. ``n``, ``d_m``, ``k_e``, ``k_c``, ``p``.
+        path: output ``.png``.
+        by_budget: one curve per budget bucket (else all cells on one curve).
+        logx: log x axis (default: when the axis spans more than a factor 5).
+        reference: ``"shd-adding"`` / ``"enwik8"`` or reference rows, overlaid as black stars.
+    """
+    path = check_png_path(path)
+    cells = _cells(rows, metric, keys)
+    if not any(axis in c for c in cells):
+        raise ValueError(f"axis {axis!r} is not a column of rows; columns: {st.table_columns(cells)}")
+    refs = _reference_rows(reference, metric)
+    x = st.column(cells, axis)
+    y = st.column(cells, metric + "_mean")
+    s = _std(cells, metric)
+    buckets = _bucket_labels(cells, p_key, rel_tol) if by_budget and p_key != axis else np.zeros(len(cells))
+    fig, (ax,) = new_figure()
+    for b in sorted(set(buckets.tolist())):
+        m = (buckets == b) & np.isfinite(x) & np.isfinite(y)
+        order = np.argsort(x[m])
+        lab = f"P ~ {b:,.0f}" if b > 0 else None
+        ax.errorbar(x[m][order], y[m][order], yerr=s[m][order], marker="o", capsize=3, label=lab)
+    if refs is not None:
+        rx = np.array([float(r.get(axis, np.nan)) for r in refs])
+        ry = np.array([float(r[metric]) for r in refs])
+        ax.plot(rx, ry, "k*", ms=9, label="paper (SPEC 9)")
+    finite_x = x[np.isfinite(x) & (x > 0)]
+    if logx is None:
+        logx = finite_x.size > 0 and finite_x.max() / finite_x.min() > 5
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(axis)
+    ax.set_ylabel(_label(metric))
+    ax.set_title(title or f"{_label(metric)} vs {axis}")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_metric_vs_n(
+    rows: Sequence[dict],
+    metric: str,
+    path,
+    p_key: str = "p",
+    rel_tol: float = 0.1,
+    reference: Union[str, Sequence[dict], None] = None,
+    keys: Optional[Sequence[str]] = None,
+    title: Optional[str] = None,
+) -> str:
+    """Metric vs hidden-layer size ``N`` at fixed ``P`` (log x, one curve per budget bucket)."""
+    return plot_metric_vs_axis(rows, metric, "n", path, p_key=p_key, rel_tol=rel_tol, logx=True,
+                               reference=reference, keys=keys, title=title or f"{_label(metric)} vs N at fixed P")
+
+
+def plot_single_axes(
+    rows: Sequence[dict],
+    metric: str,
+    path,
+    axes: Sequence[str] = ("n", "d_m", "k_e", "k_c", "p"),
+    p_key: str = "p",
+    rel_tol: float = 0.1,
+    keys: Optional[Sequence[str]] = None,
+) -> str:
+    """One panel per axis present in the table: metric (mean +- std) against that axis alone,
+    coloured by budget bucket (the ``p`` panel pools all budgets)."""
+    path = check_png_path(path)
+    cells = _cells(rows, metric, keys)
+    cols = st.table_columns(cells)
+    present = [a for a in axes if a in cols]
+    if not present:
+        raise ValueError(f"axes {list(axes)} name no column of rows; columns: {cols}")
+    y = st.column(cells, metric + "_mean")
+    s = _std(cells, metric)
+    buckets = _bucket_labels(cells, p_key, rel_tol) if p_key in cols else np.zeros(len(cells))
+    fig, axs = new_figure(ncols=len(present), width=4.0)
+    for ax, a in zip(axs, present):
+        x = st.column(cells, a)
+        groups = [0.0] if a == p_key else sorted(set(buckets.tolist()))
+        for b in groups:
+            m = np.isfinite(x) & np.isfinite(y) & ((buckets == b) if a != p_key else True)
+            order = np.argsort(x[m])
+            lab = f"P ~ {b:,.0f}" if (a != p_key and b > 0) else None
+            ax.errorbar(x[m][order], y[m][order], yerr=s[m][order], marker="o", capsize=2, ls="-", label=lab)
+        fx = x[np.isfinite(x) & (x > 0)]
+        if fx.size and fx.max() / fx.min() > 5:
+            ax.set_xscale("log")
+        ax.set_xlabel(a)
+        ax.grid(alpha=0.3)
+    axs[0].set_ylabel(_label(metric))
+    if axs[0].get_legend_handles_labels()[0]:
+        axs[0].legend(fontsize=7)
+    fig.suptitle(f"{_label(metric)} against each axis")
+    return save_figure(fig, path)
+
+
+def heatmap_grid(
+    rows: Sequence[dict], metric: str, x: str = "n", y: str = "d_m",
+    maximize: Optional[bool] = None, keys: Optional[Sequence[str]] = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(xs, ys, grid)``: the best mean metric of the cells at each ``(x, y)`` pair,
+    ``grid[i, j]`` for ``ys[i]``, ``xs[j]``; NaN where no cell exists."""
+    cells = _cells(rows, metric, keys)
+    maximize = st.higher_is_better(metric) if maximize is None else bool(maximize)
+    for a, name in ((x, "x"), (y, "y")):
+        if not any(a in c for c in cells):
+            raise ValueError(f"{name} column {a!r} is not in rows; columns: {st.table_columns(cells)}")
+    xv, yv, mv = st.column(cells, x), st.column(cells, y), st.column(cells, metric + "_mean")
+    ok = np.isfinite(xv) & np.isfinite(yv) & np.isfinite(mv)
+    xs, ys = np.unique(xv[ok]), np.unique(yv[ok])
+    grid = np.full((ys.size, xs.size), np.nan)
+    for xi, yi, v in zip(xv[ok], yv[ok], mv[ok]):
+        i, j = np.searchsorted(ys, yi), np.searchsorted(xs, xi)
+        cur = grid[i, j]
+        if np.isnan(cur) or (v > cur if maximize else v < cur):
+            grid[i, j] = v
+    return xs, ys, grid
+
+
+def plot_heatmap(
+    rows: Sequence[dict], metric: str, path, x: str = "n", y: str = "d_m",
+    maximize: Optional[bool] = None, keys: Optional[Sequence[str]] = None, title: Optional[str] = None,
+) -> str:
+    """Heatmap of the mean metric over the ``(x, y)`` grid (default ``(N, d_m)``), values annotated."""
+    path = check_png_path(path)
+    xs, ys, grid = heatmap_grid(rows, metric, x, y, maximize, keys)
+    fig, (ax,) = new_figure(width=max(5.0, 0.6 * xs.size + 2), height=max(3.8, 0.45 * ys.size + 1.5))
+    im = ax.imshow(np.ma.masked_invalid(grid), origin="lower", aspect="auto", cmap="viridis")
+    ax.set_xticks(range(xs.size), [f"{v:g}" for v in xs], rotation=45)
+    ax.set_yticks(range(ys.size), [f"{v:g}" for v in ys])
+    lo, hi = np.nanmin(grid), np.nanmax(grid)
+    for i in range(ys.size):
+        for j in range(xs.size):
+            if np.isfinite(grid[i, j]):
+                light = hi > lo and (grid[i, j] - lo) / (hi - lo) > 0.6  # viridis is light at the top
+                ax.text(j, i, f"{grid[i, j]:.3g}", ha="center", va="center", fontsize=7, color="k" if light else "w")
+    fig.colorbar(im, ax=ax, label=_label(metric))
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title or f"{_label(metric)} over ({x}, {y})")
+    return save_figure(fig, path)
+
+
+def plot_pareto(
+    rows: Sequence[dict],
+    metric: str,
+    path,
+    maximize: Optional[bool] = None,
+    p_key: str = "p",
+    rel_tol: float = 0.1,
+    keys: Optional[Sequence[str]] = None,
+    title: Optional[str] = None,
+) -> str:
+    """All cells (grey, mean +- std), the best cell of each budget bucket (red, annotated with
+    ``N``/``d_m`` when present) and the Pareto frontier (step line) against ``P`` (log x)."""
+    path = check_png_path(path)
+    cells = _cells(rows, metric, keys)
+    maximize = st.higher_is_better(metric) if maximize is None else bool(maximize)
+    p = st.column(cells, p_key)
+    y = st.column(cells, metric + "_mean")
+    s = _std(cells, metric)
+    best = st.best_per_budget(cells, metric, maximize=maximize, p_key=p_key, rel_tol=rel_tol)
+    front = st.pareto_rows(cells, metric, maximize=maximize, p_key=p_key)
+    fig, (ax,) = new_figure(width=5.5)
+    ax.errorbar(p, y, yerr=s, fmt="o", color="0.6", ms=4, capsize=2, label="cells")
+    bp = np.array([r[p_key] for r in best], float)
+    by = np.array([r[metric + "_mean"] for r in best], float)
+    ax.plot(bp, by, "o-", color="C3", label="best per budget")
+    for r in best:
+        if "n" in r:
+            txt = f"N={r['n']}" + (f", d_m={r['d_m']}" if "d_m" in r else "")
+            ax.annotate(txt, (r[p_key], r[metric + "_mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    fp = np.array([r[p_key] for r in front], float)
+    fy = np.array([r[metric + "_mean"] for r in front], float)
+    ax.step(fp, fy, where="post", color="k", lw=1, label="Pareto frontier")
+    ax.set_xscale("log")
+    ax.set_xlabel("P (trainable parameters)")
+    ax.set_ylabel(_label(metric))
+    ax.set_title(title or f"{_label(metric)}: Pareto frontier across budgets")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
