@@ -14,6 +14,8 @@ import sys
 COMMAND_MODULES = (
     "elm_neuro.cli.data",
     "elm_neuro.cli.budget",
+    "elm_neuro.cli.train",
+    "elm_neuro.cli.compare",
 )
 
 

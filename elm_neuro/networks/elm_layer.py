@@ -57,6 +57,11 @@ def variational_mask(batch: int, width: int, p: float, like: torch.Tensor) -> Op
     return keep / (1.0 - p)
 
 
+def _swap_state(state: E.ELMState) -> E.ELMState:
+    """Batch-first <-> neuron-major (swap the first two axes of every field)."""
+    return E.ELMState(*(None if t is None else t.transpose(0, 1) for t in state))
+
+
 class ELMLayer(nn.Module):
     """``N`` ELM neurons reading ``n_in`` input channels and their own previous outputs.
 
@@ -129,13 +134,20 @@ class ELMLayer(nn.Module):
             return E.theta_to_tau(self.tau_theta, self.tau_lo, self.tau_hi)
         return self.tau_fixed
 
-    def params(self) -> E.ELMParams:
-        return E.ELMParams(self.w_s, tuple(self.mlp_w), tuple(self.mlp_b), self.w_y, self.bias)
-
-    def constants(self) -> E.ELMConstants:
+    def step_weights(self) -> E.StepWeights:
+        """Parameters in the step's neuron-major layout, with the decay factors of this pass."""
         c = self.cfg
-        tau_b = c.tau_b if c.branch_trace else None
-        return E.memory_constants(self.tau_m, c.dt, c.memory_mode, c.lambda_value, tau_b, c.tau_r)
+        kappa_m, gain = E.memory_constants(self.tau_m, c.dt, c.memory_mode, c.lambda_value)
+        return E.StepWeights(
+            mlp_wT=tuple(w.transpose(1, 2) for w in self.mlp_w),
+            mlp_b=tuple(b.unsqueeze(1) for b in self.mlp_b),
+            w_yT=self.w_y.transpose(1, 2),
+            bias=self.bias.unsqueeze(1),
+            kappa_m=kappa_m.unsqueeze(1),
+            gain=(E.UPDATE_SCALE * gain).unsqueeze(1),
+            kappa_b=E.decay(c.tau_b, c.dt) if c.branch_trace else None,
+            kappa_r=None if c.tau_r is None else E.decay(c.tau_r, c.dt),
+        )
 
     def effective_synapses(self) -> torch.Tensor:
         """``s_in * rect(w_s)``: ``[N, K]`` weights as they multiply the inputs."""
@@ -174,38 +186,40 @@ class ELMLayer(nn.Module):
         return idx.reshape(shape), w.reshape(shape)
 
     def _synapse_fns(self, x: torch.Tensor, mask_in, mask_rec):
-        """Return ``(beta_in [B, T, N, d_tree], rec_fn)``; ``rec_fn(y_prev [B, N])`` or None."""
+        """Input drive of every step and the recurrent-drive function, neuron-major.
+
+        Returns ``(beta_in, rec_fn)``: ``beta_in`` is ``[T, N * d_tree, B]``; ``rec_fn(drive,
+        y_prev)`` adds the recurrent synapses' drive from ``y_prev`` ``[N, B]`` to ``drive``
+        ``[N * d_tree, B]`` (None when the layer has no recurrent synapses).
+        """
         bsz, steps, _ = x.shape
-        d_tree, n, n_in = self.cfg.d_tree, self.n, self.n_in
+        n, n_in, nd = self.n, self.n_in, self.n * self.cfg.d_tree
         w_eff = self.effective_synapses()
         has_rec = bool((self.connectome >= n_in).any())
         if mask_in is not None:
             x = x * mask_in[:, None, :]
+        mask_t = None if mask_rec is None else mask_rec.t()
         if self.resolved_impl() == "dense":
-            beta_in = (x @ self._dense_map(w_eff, 0, n_in)).view(bsz, steps, n, d_tree)
-            rec_fn = None
-            if has_rec:
-                m_rec = self._dense_map(w_eff, n_in, n_in + n)
+            beta_in = (x @ self._dense_map(w_eff, 0, n_in)).permute(1, 2, 0).contiguous()
+            if not has_rec:
+                return beta_in, None
+            m_rec_t = self._dense_map(w_eff, n_in, n_in + n).t()
 
-                def rec_fn(y_prev):
-                    if mask_rec is not None:
-                        y_prev = y_prev * mask_rec
-                    return (y_prev @ m_rec).view(bsz, n, d_tree)
+            def rec_fn(drive, y_prev):
+                return torch.addmm(drive, m_rec_t, y_prev if mask_t is None else y_prev * mask_t)
 
             return beta_in, rec_fn
         idx_in, w_in = self._bag_inputs(w_eff, 0, n_in)
         table = x.permute(2, 0, 1).reshape(n_in, bsz * steps)
         beta_in = F.embedding_bag(idx_in, table, per_sample_weights=w_in, mode="sum")
-        beta_in = beta_in.view(n, d_tree, bsz, steps).permute(2, 3, 0, 1)
-        rec_fn = None
-        if has_rec:
-            idx_rec, w_rec = self._bag_inputs(w_eff, n_in, n_in + n)
+        beta_in = beta_in.view(nd, bsz, steps).permute(2, 0, 1).contiguous()
+        if not has_rec:
+            return beta_in, None
+        idx_rec, w_rec = self._bag_inputs(w_eff, n_in, n_in + n)
 
-            def rec_fn(y_prev):
-                if mask_rec is not None:
-                    y_prev = y_prev * mask_rec
-                out = F.embedding_bag(idx_rec, y_prev.t().contiguous(), per_sample_weights=w_rec, mode="sum")
-                return out.view(n, d_tree, bsz).permute(2, 0, 1)
+        def rec_fn(drive, y_prev):
+            y_prev = y_prev if mask_t is None else y_prev * mask_t
+            return drive + F.embedding_bag(idx_rec, y_prev, per_sample_weights=w_rec, mode="sum")
 
         return beta_in, rec_fn
 
@@ -226,28 +240,32 @@ class ELMLayer(nn.Module):
         """Run the layer over ``x`` ``[B, T, n_in]`` from ``state`` (zeros when None)."""
         self._check_input(x)
         bsz, steps, _ = x.shape
+        c, n = self.cfg, self.n
         if state is None:
             state = self.initial_state(bsz, x.device)
         mask_in, mask_rec = self.draw_masks(x)
         beta_in, rec_fn = self._synapse_fns(x, mask_in, mask_rec)
-        params, consts, c = self.params(), self.constants(), self.cfg
-        ys, z_abs = [], 0.0
+        w = self.step_weights()
+        st = _swap_state(state)  # neuron-major inside the loop
+        ys, zs = [], []
         rec = {"beta": [], "z": [], "m": [], "rho": [], "y": []} if record else None
-        # unbind once: indexing beta_in[:, t] per step would make the backward pass O(T^2)
-        for beta in beta_in.unbind(1):
+        # unbind once: indexing beta_in[t] per step would make the backward pass O(T^2)
+        for drive in beta_in.unbind(0):
             if rec_fn is not None:
-                beta = beta + rec_fn(state.y[..., 0])
-            out = E.elm_step(beta, state, params, consts, c.mlp_act, c.output_act)
-            state = out.state
+                drive = rec_fn(drive, st.y[..., 0])
+            beta = drive.view(n, c.d_tree, bsz).transpose(1, 2)
+            out = E.elm_step(beta, st, w, c.mlp_act, c.output_act)
+            st = out.state
             ys.append(out.y)
-            z_abs = z_abs + out.z.abs()
+            zs.append(out.z)
             if record:
-                for key, val in (("beta", out.beta), ("z", out.z), ("m", out.state.m), ("rho", out.rho), ("y", out.y)):
+                for key, val in (("beta", out.beta), ("z", out.z), ("m", st.m), ("rho", out.rho), ("y", out.y)):
                     rec[key].append(val.detach())
-        y = torch.stack(ys, dim=1).reshape(bsz, steps, self.n * c.d_o)
-        z_abs_mean = z_abs.mean(dim=(0, 2)) / steps
-        traces = {k: torch.stack(v, dim=1) for k, v in rec.items()} if record else None
-        return LayerOutput(y, state, z_abs_mean, traces)
+        # [T, N, B, d] -> [B, T, N, d]
+        y = torch.stack(ys).permute(2, 0, 1, 3).reshape(bsz, steps, n * c.d_o)
+        z_abs_mean = torch.stack(zs).abs().mean(dim=(0, 2, 3))
+        traces = {k: torch.stack(v).permute(2, 0, 1, 3) for k, v in rec.items()} if record else None
+        return LayerOutput(y, _swap_state(st), z_abs_mean, traces)
 
     def forward_reference(self, x: torch.Tensor, state: Optional[E.ELMState] = None) -> LayerOutput:
         """Plain path: loops over time and neurons with explicit indexing (slow; for tests)."""

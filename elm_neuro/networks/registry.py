@@ -13,14 +13,41 @@ from __future__ import annotations
 
 from elm_neuro.networks.config import ELMNetworkConfig
 from elm_neuro.networks.elm_network import ELMNetwork
+from elm_neuro.networks.lif_network import LIFNetwork, LIFNetworkConfig
+from elm_neuro.networks.lstm import LSTMConfig, LSTMNetwork
+from elm_neuro.networks.elm_neuron_net import ELMNeuronClassifier, ELMNeuronConfig
+from elm_neuro.networks.presets import register_preset
 
 MODEL_FAMILIES: dict[str, tuple[type, type]] = {
     "elm": (ELMNetworkConfig, ELMNetwork),
+    # "lif" and "adlif" share one config class; its `family` property (= its `neuron` field) names it
+    "lif": (LIFNetworkConfig, LIFNetwork),
+    "adlif": (LIFNetworkConfig, LIFNetwork),
+    "lstm": (LSTMConfig, LSTMNetwork),
+    "elm-neuron": (ELMNeuronConfig, ELMNeuronClassifier),
 }
+
+# ICLR 2024 single ELM neuron on SHD-Adding (d_m 100 as in SPEC 9; K = 700 random synapses is
+# our choice). Its budget is sized through d_m (ELMNeuronConfig.SIZE_FIELD).
+register_preset("elm-neuron-shd-adding", ELMNeuronConfig, dict(n_in=700, n_classes=19, d_m=100, d_tree=70,
+                                                                d_brch=10, routing="random"))
+register_preset("elm-neuron-shd", ELMNeuronConfig, dict(n_in=700, n_classes=20, d_m=100, d_tree=70, d_brch=10,
+                                                         routing="random"))
+
+
+def size_field(cfg_or_cls) -> str:
+    """The configuration field that a budget solver varies (``n``, or ``d_m`` for one neuron)."""
+    return getattr(cfg_or_cls, "SIZE_FIELD", "n")
 
 
 def family_of(cfg) -> str:
-    """The registry name of a config object's family."""
+    """The registry name of a config object's family.
+
+    A config class shared by several families names its family with a ``family`` property.
+    """
+    fam = getattr(cfg, "family", None)
+    if isinstance(fam, str) and fam in MODEL_FAMILIES and type(cfg) is MODEL_FAMILIES[fam][0]:
+        return fam
     for name, (cfg_cls, _) in MODEL_FAMILIES.items():
         if type(cfg) is cfg_cls:
             return name

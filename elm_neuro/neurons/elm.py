@@ -44,31 +44,31 @@ TAU_CLAMP = 1e-6
 TAU_SIGMOID_SPREAD = 10.0  # S in SPEC 1
 
 
-class ELMParams(NamedTuple):
-    """Trainable parameters of ``N`` neurons, stacked on a leading neuron axis.
+class StepWeights(NamedTuple):
+    """Per-forward-pass view of ``N`` neurons' parameters in the layout the step uses.
 
-    ``mlp_w[i]`` is ``[N, out_i, in_i]`` and ``mlp_b[i]`` is ``[N, out_i]`` (nn.Linear layout).
-    The last MLP layer has ``out = d_m``; the first has ``in = d_tree + d_m``.
+    Activity inside a step is *neuron-major*, ``[N, B, ...]``, so that every per-neuron matrix
+    product is one batched matmul over the neuron axis (``baddbmm`` / ``bmm``).
+    ``mlp_wT[i]`` is ``[N, in_i, out_i]`` (transposed nn.Linear weights), ``mlp_b[i]``
+    ``[N, 1, out_i]``; the first layer reads ``[beta ; m~]`` (``in = d_tree + d_m``), the last
+    writes ``z`` (``out = d_m``).
     """
 
-    w_s: torch.Tensor  # [N, K] synapse weights (before rectification)
-    mlp_w: Sequence[torch.Tensor]
+    mlp_wT: Sequence[torch.Tensor]
     mlp_b: Sequence[torch.Tensor]
-    w_y: torch.Tensor  # [N, d_o, d_m] readout weights
-    bias: torch.Tensor  # [N, d_o] output bias
-
-
-class ELMConstants(NamedTuple):
-    """Per-step decay factors derived from the timescales (recomputed each forward pass)."""
-
-    kappa_m: torch.Tensor  # [N, d_m] or [1, d_m]
-    gain: torch.Tensor  # [N, d_m] or [1, d_m]: (1 - kappa_lambda) or lambda * (1 - kappa_m)
+    w_yT: torch.Tensor  # [N, d_m, d_o] readout weights, transposed
+    bias: torch.Tensor  # [N, 1, d_o] output bias
+    kappa_m: torch.Tensor  # [N or 1, 1, d_m] memory decay
+    gain: torch.Tensor  # [N or 1, 1, d_m] 1.7159 * (1 - kappa_lambda)  or  1.7159 * lambda (1 - kappa_m)
     kappa_b: Optional[float]  # branch-trace decay, None when off
     kappa_r: Optional[float]  # high-pass decay, None when off
 
 
 class ELMState(NamedTuple):
-    """Recurrent state of ``N`` neurons for a batch of ``B`` sequences."""
+    """Recurrent state of ``N`` neurons for ``B`` sequences (public layout: batch first).
+
+    Inside :func:`elm_step` the same fields are neuron-major (``[N, B, ...]``).
+    """
 
     m: torch.Tensor  # [B, N, d_m] memory
     b: Optional[torch.Tensor]  # [B, N, d_tree] branch trace, None when off
@@ -77,11 +77,11 @@ class ELMState(NamedTuple):
 
 
 class ELMStepOut(NamedTuple):
-    y: torch.Tensor  # [B, N, d_o] output
-    z: torch.Tensor  # [B, N, d_m] MLP output
-    rho: torch.Tensor  # [B, N, d_o] readout before high-pass / bias / activation
-    beta: torch.Tensor  # [B, N, d_tree] branch drive entering the MLP (after the trace)
-    state: ELMState
+    y: torch.Tensor  # [N, B, d_o] output
+    z: torch.Tensor  # [N, B, d_m] MLP output
+    rho: torch.Tensor  # [N, B, d_o] readout before high-pass / bias / activation
+    beta: torch.Tensor  # [N, B, d_tree] branch drive entering the MLP (after the trace)
+    state: ELMState  # neuron-major
 
 
 # --------------------------------------------------------------------------- timescales
@@ -116,15 +116,9 @@ def theta_to_tau(theta: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * torch.sigmoid(theta)
 
 
-def memory_constants(
-    tau_m: torch.Tensor,
-    dt: float,
-    memory_mode: str,
-    lambda_value: float,
-    tau_b: Optional[float],
-    tau_r: Optional[float],
-) -> ELMConstants:
-    """Decay factors and update gain for the given timescales (tau_b / tau_r None = off)."""
+def memory_constants(tau_m: torch.Tensor, dt: float, memory_mode: str, lambda_value: float
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(kappa_m, gain)`` with ``gain = 1 - exp(-lambda dt / tau)`` (ratio) or ``lambda (1 - kappa_m)``."""
     kappa_m = decay(tau_m, dt)
     if memory_mode == "ratio":
         gain = 1.0 - decay(tau_m / lambda_value, dt)  # exp(-lambda dt / tau)
@@ -132,9 +126,7 @@ def memory_constants(
         gain = lambda_value * (1.0 - kappa_m)
     else:
         raise ValueError(f"memory_mode must be one of {MEMORY_MODES}, got {memory_mode!r}")
-    kappa_b = None if tau_b is None else decay(tau_b, dt)
-    kappa_r = None if tau_r is None else decay(tau_r, dt)
-    return ELMConstants(kappa_m, gain, kappa_b, kappa_r)
+    return kappa_m, gain
 
 
 # --------------------------------------------------------------------------- step pieces
@@ -151,18 +143,9 @@ def rectify_synapses(w_s: torch.Tensor, mode: str) -> torch.Tensor:
     raise ValueError(f"synapse_rect must be one of {SYNAPSE_RECTIFICATIONS}, got {mode!r}")
 
 
-def integrate_branches(u: torch.Tensor, w_s: torch.Tensor, d_tree: int, input_scale: float) -> torch.Tensor:
-    """``beta[b, n, k] = s_in * sum_j w_s[n, k*d_brch + j] * u[b, n, k*d_brch + j]``.
-
-    ``u`` is ``[B, N, K]`` (one value per synapse), ``w_s`` the (rectified) ``[N, K]`` weights.
-    """
-    bsz, n, k = u.shape
-    return input_scale * (u * w_s).view(bsz, n, d_tree, k // d_tree).sum(-1)
-
-
 def branch_trace(beta: torch.Tensor, b_prev: torch.Tensor, kappa_b: float) -> torch.Tensor:
     """``b_t = kappa_b * b_{t-1} + beta_t``."""
-    return kappa_b * b_prev + beta
+    return torch.add(beta, b_prev, alpha=kappa_b)
 
 
 def mlp_activation(x: torch.Tensor, name: str) -> torch.Tensor:
@@ -175,35 +158,35 @@ def mlp_activation(x: torch.Tensor, name: str) -> torch.Tensor:
     raise ValueError(f"mlp_act must be one of {MLP_ACTIVATIONS}, got {name!r}")
 
 
-def neuron_mlp(
-    x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor], act: str
-) -> torch.Tensor:
-    """Per-neuron MLP: ``x`` ``[B, N, in]``, layer ``i`` maps with its own ``[N, out, in]`` weights.
+def neuron_mlp(x: torch.Tensor, weights_t: Sequence[torch.Tensor], biases: Sequence[torch.Tensor], act: str
+               ) -> torch.Tensor:
+    """Per-neuron MLP on neuron-major ``x`` ``[N, B, in]``: layer ``i`` is
+    ``h <- h @ W_i^T + b_i`` with neuron ``n``'s own weights (one ``baddbmm`` over neurons).
 
     The activation follows every layer but the last (whose output ``z`` is linear).
     """
     h = x
-    last = len(weights) - 1
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        h = torch.einsum("bni,noi->bno", h, w) + b
+    last = len(weights_t) - 1
+    for i, (w_t, b) in enumerate(zip(weights_t, biases)):
+        h = torch.baddbmm(b, h, w_t)
         if i < last:
             h = mlp_activation(h, act)
     return h
 
 
 def memory_update(m_decayed: torch.Tensor, z: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
-    """``m_t = m~ + gain * 1.7159 * tanh(2 z / 3)``."""
-    return m_decayed + gain * (UPDATE_SCALE * torch.tanh(z * (2.0 / 3.0)))
+    """``m_t = m~ + gain * tanh(2 z / 3)`` (``gain`` already holds the factor 1.7159)."""
+    return torch.addcmul(m_decayed, gain, torch.tanh(z * (2.0 / 3.0)))
 
 
-def readout(m: torch.Tensor, w_y: torch.Tensor) -> torch.Tensor:
-    """``rho[b, n, o] = sum_d w_y[n, o, d] * m[b, n, d]``."""
-    return torch.einsum("bnd,nod->bno", m, w_y)
+def readout(m: torch.Tensor, w_y_t: torch.Tensor) -> torch.Tensor:
+    """``rho[n, b, o] = sum_d m[n, b, d] * w_y[n, o, d]`` (``w_y_t`` is ``[N, d_m, d_o]``)."""
+    return torch.bmm(m, w_y_t)
 
 
 def high_pass(rho: torch.Tensor, h_prev: torch.Tensor, kappa_r: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``h_t = kappa_r h_{t-1} + (1 - kappa_r) rho_t``; returns ``(rho_t - h_t, h_t)``."""
-    h = kappa_r * h_prev + (1.0 - kappa_r) * rho
+    h = torch.lerp(rho, h_prev, kappa_r)
     return rho - h, h
 
 
@@ -234,26 +217,21 @@ def initial_state(
     )
 
 
-def elm_step(
-    beta: torch.Tensor,
-    state: ELMState,
-    params: ELMParams,
-    consts: ELMConstants,
-    mlp_act: str,
-    output_act: str,
-) -> ELMStepOut:
-    """One time step from the branch drive ``beta`` ``[B, N, d_tree]`` (already integrated)."""
+def elm_step(beta: torch.Tensor, state: ELMState, w: StepWeights, mlp_act: str, output_act: str) -> ELMStepOut:
+    """One time step of ``N`` neurons from the branch drive ``beta`` ``[N, B, d_tree]``.
+
+    ``state`` fields and all outputs are neuron-major (``[N, B, ...]``).
+    """
     b = None
-    if consts.kappa_b is not None:
-        beta = branch_trace(beta, state.b, consts.kappa_b)
-        b = beta
-    m_decayed = consts.kappa_m * state.m
-    z = neuron_mlp(torch.cat([beta, m_decayed], dim=-1), params.mlp_w, params.mlp_b, mlp_act)
-    m = memory_update(m_decayed, z, consts.gain)
-    rho = readout(m, params.w_y)
+    if w.kappa_b is not None:
+        beta = b = branch_trace(beta, state.b, w.kappa_b)
+    m_decayed = w.kappa_m * state.m
+    z = neuron_mlp(torch.cat([beta, m_decayed], dim=-1), w.mlp_wT, w.mlp_b, mlp_act)
+    m = memory_update(m_decayed, z, w.gain)
+    rho = readout(m, w.w_yT)
     h = None
     p = rho
-    if consts.kappa_r is not None:
-        p, h = high_pass(rho, state.h, consts.kappa_r)
-    y = output_activation(p + params.bias, output_act)
+    if w.kappa_r is not None:
+        p, h = high_pass(rho, state.h, w.kappa_r)
+    y = output_activation(p + w.bias, output_act)
     return ELMStepOut(y=y, z=z, rho=rho, beta=beta, state=ELMState(m=m, b=b, h=h, y=y))

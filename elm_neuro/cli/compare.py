@@ -1,0 +1,60 @@
+"""``elm-neuro compare``: several model families at one parameter budget, same data and seeds.
+
+    elm-neuro compare --task shd-adding --params 20000 --models elm,lif,adlif,lstm --seeds 2 \\
+        --data DIR --out runs/cmp [--epochs 3 --batches-per-epoch 100] [--set elm:d_m=4]
+
+Writes one run directory per (model, seed) under OUT, then OUT/report.md and
+OUT/learning_curves.png. Re-running the same command resumes unfinished cells.
+"""
+from __future__ import annotations
+
+import argparse
+
+from elm_neuro.cli.budget import parse_overrides
+from elm_neuro.cli.train import add_common_train_args, train_config_from_args
+from elm_neuro.training.compare import compare
+
+
+def parse_model_overrides(items: list[str] | None) -> dict:
+    """``["elm:d_m=4", "lif:tau_mem=20"]`` -> ``{"elm": {"d_m": 4}, "lif": {"tau_mem": 20}}``."""
+    out: dict = {}
+    for item in items or []:
+        if ":" not in item.split("=", 1)[0]:
+            raise ValueError(f"--set expects MODEL:FIELD=VALUE, got {item!r}")
+        model, rest = item.split(":", 1)
+        out.setdefault(model, {}).update(parse_overrides([rest]))
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"3"`` -> [0, 1, 2]; ``"0,5,7"`` -> [0, 5, 7]."""
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds expects a count or a comma-separated list of integers, got {text!r}") from None
+    if not vals or min(vals) < 0:
+        raise ValueError(f"--seeds expects a count >= 1 or seeds >= 0, got {text!r}")
+    return list(range(vals[0])) if len(vals) == 1 and "," not in text else vals
+
+
+def _run(args: argparse.Namespace) -> int:
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise ValueError("--models must name at least one model family")
+    base = train_config_from_args(args, models[0], {}, args.params, 0)
+    report = compare(args.out, base, models, parse_seeds(args.seeds), parse_model_overrides(args.set),
+                     progress=not args.no_progress)
+    print(report.read_text())
+    print(f"report: {report}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compare", help="train several model families at the same parameter budget")
+    add_common_train_args(p)
+    p.add_argument("--params", type=int, required=True, help="parameter budget P for every model")
+    p.add_argument("--models", default="elm,lif", help="comma-separated families, e.g. elm,lif,adlif,lstm")
+    p.add_argument("--seeds", default="1", help="number of seeds, or a comma-separated list")
+    p.add_argument("--set", action="append", metavar="MODEL:FIELD=VALUE", help="override a model field")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_run)

@@ -1,0 +1,185 @@
+"""Sequence-classification training (SHD-Adding, SHD) following SPEC 7 by default.
+
+Loss on the last step (option: mean over the last ``k`` steps) with label smoothing, plus the
+model's regularisers weighted by ``TrainConfig.regularizer_weights()`` (ELM: 0.002 L_mlp +
+0.2 L_act; spiking: 0.01 x spike rate, the L1 spike penalty). Optimiser Adamax with linear
+warmup and cosine decay, global-norm gradient clipping. After every epoch: validation, a real
+copy of the weights when the validation accuracy is strictly better, and an atomic checkpoint.
+At the end the best weights are reloaded and evaluated on validation and test.
+
+Reproducibility: the global torch / numpy / random RNGs are seeded from ``seed`` (dropout uses
+torch's), training batches are a function of (seed, epoch), and a checkpoint stores every RNG
+state, so ``resume`` from a checkpoint reaches the same final metrics as an uninterrupted run
+(on CPU). A non-finite loss stops the run with :class:`TrainingDiverged`; the last good
+checkpoint stays as it was.
+"""
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from elm_neuro.networks.registry import family_of
+from elm_neuro.training.atomic import save_json, save_torch
+from elm_neuro.training.common import (TrainingDiverged, autocast, make_optimizer, pick_device, regularization,
+                                       rng_states, seed_everything, set_rng_states)
+from elm_neuro.training.config import TrainConfig
+from elm_neuro.training.model_setup import resolve_model_config
+from elm_neuro.training.run import RunDir, build_from_config
+from elm_neuro.training.schedule import warmup_cosine
+
+
+def classification_loss(logits: torch.Tensor, y: torch.Tensor, last_k: int, smoothing: float):
+    """Mean cross-entropy over the last ``last_k`` steps; predictions from their mean logits."""
+    tail = logits[:, -last_k:].float()
+    ce = F.cross_entropy(tail.reshape(-1, tail.shape[-1]), y.repeat_interleave(tail.shape[1]),
+                         label_smoothing=smoothing)
+    pred = tail.mean(1).argmax(-1)
+    return ce, pred
+
+
+@torch.no_grad()
+def evaluate(model, split, cfg: TrainConfig, device: torch.device) -> dict:
+    """Mean loss (plain cross-entropy, no smoothing) and accuracy over a fixed split."""
+    model.eval()
+    n, correct, loss_sum = 0, 0, 0.0
+    for x, y in split.batches(0):
+        x, y = x.to(device), y.to(device)
+        with autocast(cfg, device):
+            out = model(x)
+        ce, pred = classification_loss(out.logits, y, cfg.loss_last_k, 0.0)
+        loss_sum += float(ce) * len(y)
+        correct += int((pred == y).sum())
+        n += len(y)
+    return {"loss": loss_sum / n, "acc": correct / n, "n": n}
+
+
+def _model_section(cfg: TrainConfig, splits) -> dict:
+    ref = splits["train"]
+    mcfg = resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params,
+                                ref.n_channels, ref.n_classes)
+    return {"family": family_of(mcfg), "config": mcfg.to_dict()}
+
+
+def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = False, splits=None,
+                     stop_after_epochs: int | None = None, progress: bool = True) -> dict | None:
+    """Train (or resume) the run in ``run_dir``; returns the summary (None if stopped early).
+
+    ``splits`` (optional) are prebuilt ``{"train","valid","test"}`` splits (else built from the
+    config's task and data_dir). ``stop_after_epochs`` ends this call after that many epochs
+    without finishing the run (as if killed after a checkpoint), for tests and time slicing.
+    """
+    run = RunDir(run_dir)
+    if resume:
+        conf = run.read_config()
+        cfg = TrainConfig.from_dict(conf["train"])
+        if not run.checkpoint.is_file():
+            raise FileNotFoundError(f"{run.checkpoint} not found: nothing to resume in {run.path}")
+    else:
+        if cfg is None:
+            raise ValueError("cfg is required for a new run")
+        if run.checkpoint.exists() or run.summary.exists():
+            raise ValueError(f"{run.path} already holds a run; use resume=True (--resume) or another --out")
+    if splits is None:
+        from elm_neuro.training.tasks import build_classification_task
+
+        splits = build_classification_task(cfg)
+    if not resume:
+        conf = {"train": cfg.to_dict(), "model": _model_section(cfg, splits)}
+        run.path.mkdir(parents=True, exist_ok=True)
+        save_json(conf, run.config)
+        run.truncate_metrics(0)
+
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    seed_everything(cfg.seed)
+    model, mcfg = build_from_config(conf["model"])
+    model.to(device)
+    opt = make_optimizer(cfg, model.parameters())
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps_total)
+    reg_w = cfg.regularizer_weights()
+    epoch, step, wall = 0, 0, 0.0
+    best = {"acc": -1.0, "epoch": -1}
+    if resume:
+        ck = torch.load(run.checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        set_rng_states(ck["rng"])
+        epoch, step, wall, best = ck["epoch"], ck["step"], ck["wall_s"], ck["best"]
+        run.truncate_metrics(ck["metric_lines"])
+    budget = mcfg.budget()
+
+    epochs_this_call = 0
+    while epoch < cfg.epochs:
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+            return None
+        t0 = time.perf_counter()
+        model.train()
+        bar = tqdm(splits["train"].batches(epoch), total=splits["train"].n_batches, disable=not progress,
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        run_loss, run_acc, seen = 0.0, 0.0, 0
+        for x, y in bar:
+            x, y = x.to(device), y.to(device)
+            with autocast(cfg, device):
+                out = model(x)
+            ce, pred = classification_loss(out.logits, y, cfg.loss_last_k, cfg.label_smoothing)
+            loss = ce + regularization(out, reg_w)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"non-finite loss ({float(loss)}) at epoch {epoch + 1}, step {step + 1}; stopped. "
+                    f"The last good checkpoint is kept at {run.checkpoint}"
+                    + ("" if run.checkpoint.exists() else " (none written yet)"))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            sched.step()
+            step += 1
+            acc = float((pred == y).float().mean())
+            run_loss, run_acc, seen = run_loss + loss.item(), run_acc + acc, seen + 1
+            bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_acc / seen:.3f}")
+            if step % cfg.log_every == 0:
+                row = {"kind": "train", "epoch": epoch + 1, "step": step, "loss": run_loss / seen,
+                       "acc": run_acc / seen, "ce": ce.item(), "grad_norm": float(gnorm),
+                       "lr": sched.get_last_lr()[0]}
+                row.update({f"reg_{k}": v.item() for k, v in out.regularizers.items()})
+                run.append_metric(row)
+        epoch += 1
+        epochs_this_call += 1
+        val = evaluate(model, splits["valid"], cfg, device)
+        wall += time.perf_counter() - t0
+        run.append_metric({"kind": "valid", "epoch": epoch, "step": step, "loss": val["loss"], "acc": val["acc"],
+                           "train_loss": run_loss / max(seen, 1), "train_acc": run_acc / max(seen, 1),
+                           "wall_s": wall})
+        if progress:
+            tqdm.write(f"epoch {epoch}/{cfg.epochs}: train loss {run_loss / max(seen, 1):.4f} "
+                       f"acc {run_acc / max(seen, 1):.3f} | valid loss {val['loss']:.4f} acc {val['acc']:.3f}")
+        if val["acc"] > best["acc"]:
+            best = {"acc": val["acc"], "epoch": epoch}
+            save_torch({"model": copy.deepcopy(model.state_dict()), "epoch": epoch, "valid_acc": val["acc"]}, run.best)
+        save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "rng": rng_states(), "epoch": epoch, "step": step, "wall_s": wall, "best": best,
+                    "metric_lines": len(run.read_metrics())}, run.checkpoint)
+
+    best_state = torch.load(run.best, map_location=device, weights_only=False)
+    model.load_state_dict(best_state["model"])
+    final_val = evaluate(model, splits["valid"], cfg, device)
+    final_test = evaluate(model, splits["test"], cfg, device)
+    summary = {
+        "status": "completed", "task": cfg.task, "family": conf["model"]["family"], "seed": cfg.seed,
+        "n": budget.n, "k_e": budget.k_e, "k_c": budget.k_c, "p": budget.p,
+        "d_m": getattr(mcfg, "d_m", None), "epochs": epoch, "steps": step, "best_epoch": best["epoch"],
+        "valid_acc": final_val["acc"], "valid_loss": final_val["loss"],
+        "test_acc": final_test["acc"], "test_loss": final_test["loss"], "wall_s": wall,
+        "device": str(device),
+    }
+    run.append_metric({"kind": "final", **{k: summary[k] for k in ("valid_acc", "valid_loss", "test_acc", "test_loss")}})
+    run.write_summary(summary)
+    return summary
+

@@ -1,0 +1,206 @@
+"""Character-level language modelling (Enwik8, SPEC 8) with truncated BPTT.
+
+The token stream is cut into ``batch_size`` contiguous rows and read in chunks of
+``chunk_len`` (100) steps (:mod:`elm_neuro.data.streams`). The network state is carried from
+chunk to chunk without gradient; before each training step every row's carried state is reset
+with a probability annealed by a cosine from 1.0 to 0.01 over 40000 steps (all rows at the start
+of the stream). Loss: cross-entropy at every step with label smoothing 1e-4 plus the model's
+regularisers (ELM: 0.01 L_mlp + 1.0 L_act). Adam 5e-4 with warmup and cosine decay, clipping 1.0
+(``--paper``); the small defaults are for CPU.
+
+One "epoch" here is ``batches_per_epoch`` optimiser steps: a reporting period after which the
+model is validated on a fixed prefix of the validation stream (``eval_tokens``), a checkpoint is
+written atomically (with the carried state, so a resumed run continues exactly) and the weights
+are copied when the validation bits per character are strictly lower. At the end the best
+weights are evaluated on the full validation and test streams with carried state, no resets.
+
+``data_dir`` is the enwik8 file, its zip, or a folder holding either; None uses the embedded
+standard-library text corpus (:mod:`elm_neuro.data.text_corpus`). The vocabulary (token id ->
+byte) is stored as ``vocab.json`` in the run directory for ``elm-neuro sample``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from elm_neuro.data.enwik8 import load_enwik8_tokens
+from elm_neuro.data.streams import (TrainStream, bits_per_character, iter_eval_chunks, reset_mask)
+from elm_neuro.networks.registry import family_of
+from elm_neuro.training.atomic import save_json, save_torch
+from elm_neuro.training.common import (TrainingDiverged, autocast, make_optimizer, pick_device, regularization,
+                                       rng_states, seed_everything, set_rng_states)
+from elm_neuro.training.config import TrainConfig
+from elm_neuro.training.model_setup import resolve_model_config
+from elm_neuro.training.run import RunDir, build_from_config
+from elm_neuro.training.schedule import warmup_cosine
+
+
+def map_state(state, fn):
+    """Apply ``fn`` to every tensor of a nested (named) tuple state; None stays None."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return fn(state)
+    if isinstance(state, tuple):
+        vals = [map_state(s, fn) for s in state]
+        return type(state)(*vals) if hasattr(state, "_fields") else tuple(vals)
+    return state
+
+
+def reset_rows(state, mask: torch.Tensor):
+    """Zero the carried state of the rows where ``mask`` is True (batch-first tensors)."""
+    if state is None:
+        return None
+
+    def fn(t):
+        m = mask.to(t.device).view(-1, *([1] * (t.dim() - 1)))
+        return torch.where(m, torch.zeros_like(t), t)
+
+    return map_state(state, fn)
+
+
+def load_tokens(cfg: TrainConfig):
+    return load_enwik8_tokens(cfg.data_dir, tokenization=cfg.tokenization)
+
+
+@torch.no_grad()
+def stream_bpc(model, tokens, batch_size: int, chunk_len: int, device, cfg: TrainConfig) -> dict:
+    """Bits per character over a whole stream with carried state (no resets)."""
+    model.eval()
+    state, nats, count = None, 0.0, 0
+    for ch in iter_eval_chunks(tokens, batch_size, chunk_len):
+        x, y = ch.x.to(device), ch.y.to(device)
+        with autocast(cfg, device):
+            out = model(x, state)
+        state = out.state
+        nats += float(F.cross_entropy(out.logits.float().reshape(-1, out.logits.shape[-1]), y.reshape(-1),
+                                      reduction="sum"))
+        count += y.numel()
+    return {"bpc": bits_per_character(nats, count), "loss": nats / count, "n": count}
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool = False, tokens=None,
+                         stop_after_epochs: int | None = None, progress: bool = True) -> dict | None:
+    """Train (or resume) a language model in ``run_dir``; returns the summary."""
+    run = RunDir(run_dir)
+    if resume:
+        conf = run.read_config()
+        cfg = TrainConfig.from_dict(conf["train"])
+        if not run.checkpoint.is_file():
+            raise FileNotFoundError(f"{run.checkpoint} not found: nothing to resume in {run.path}")
+    else:
+        if cfg is None:
+            raise ValueError("cfg is required for a new run")
+        if run.checkpoint.exists() or run.summary.exists():
+            raise ValueError(f"{run.path} already holds a run; use resume=True (--resume) or another --out")
+    if tokens is None:
+        tokens = load_tokens(cfg)
+    if not resume:
+        v = tokens.vocab_size
+        mcfg = resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params, v, v)
+        conf = {"train": cfg.to_dict(), "model": {"family": family_of(mcfg), "config": mcfg.to_dict()}}
+        run.path.mkdir(parents=True, exist_ok=True)
+        save_json(conf, run.config)
+        save_json({"vocab": [int(b) for b in tokens.vocab], "tokenization": cfg.tokenization}, run.path / "vocab.json")
+        run.truncate_metrics(0)
+
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    model, mcfg = build_from_config(conf["model"])
+    model.to(device)
+    opt = make_optimizer(cfg, model.parameters())
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps_total)
+    reg_w = cfg.regularizer_weights()
+    step, wall, state = 0, 0.0, None
+    best = {"bpc": math.inf, "epoch": -1}
+    if resume:
+        ck = torch.load(run.checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        set_rng_states(ck["rng"])
+        step, wall, best, state = ck["step"], ck["wall_s"], ck["best"], ck["carried_state"]
+        run.truncate_metrics(ck["metric_lines"])
+    stream = TrainStream(tokens.train, cfg.batch_size, cfg.chunk_len, start_step=step)
+    valid_prefix = tokens.valid[: cfg.eval_tokens + 1]
+    total = cfg.epochs * cfg.batches_per_epoch
+    epochs_this_call = 0
+    while step < total:
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+            return None
+        t0 = time.perf_counter()
+        model.train()
+        epoch = step // cfg.batches_per_epoch
+        bar = tqdm(range(cfg.batches_per_epoch), disable=not progress, leave=False,
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        run_loss, seen = 0.0, 0
+        for _ in bar:
+            ch = next(stream)
+            x, y = ch.x.to(device), ch.y.to(device)
+            if ch.start_of_stream or state is None:
+                state = None
+            else:
+                p_mask = reset_mask(x.shape[0], step, _step_generator(cfg.seed, step), cfg.reset_start,
+                                    cfg.reset_end, cfg.reset_steps)
+                state = reset_rows(state, p_mask)
+            with autocast(cfg, device):
+                out = model(x, state)
+            ce = F.cross_entropy(out.logits.float().reshape(-1, out.logits.shape[-1]), y.reshape(-1),
+                                 label_smoothing=cfg.label_smoothing)
+            loss = ce + regularization(out, reg_w)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"non-finite loss ({loss.item()}) at step {step + 1}; stopped. The last good "
+                                       f"checkpoint is kept at {run.checkpoint}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            sched.step()
+            state = map_state(out.state, torch.Tensor.detach)
+            step += 1
+            run_loss, seen = run_loss + ce.item(), seen + 1
+            bar.set_postfix(bpc=f"{run_loss / seen / math.log(2):.3f}")
+            if step % cfg.log_every == 0:
+                run.append_metric({"kind": "train", "epoch": epoch + 1, "step": step, "loss": run_loss / seen,
+                                   "bpc": run_loss / seen / math.log(2), "grad_norm": float(gnorm),
+                                   "lr": sched.get_last_lr()[0]})
+        epochs_this_call += 1
+        val = stream_bpc(model, valid_prefix, cfg.batch_size, cfg.chunk_len, device, cfg)
+        wall += time.perf_counter() - t0
+        run.append_metric({"kind": "valid", "epoch": epoch + 1, "step": step, "bpc": val["bpc"], "loss": val["loss"],
+                           "train_bpc": run_loss / max(seen, 1) / math.log(2), "wall_s": wall})
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train bpc {run_loss / max(seen, 1) / math.log(2):.4f} | "
+                       f"valid-prefix bpc {val['bpc']:.4f}")
+        if val["bpc"] < best["bpc"]:
+            best = {"bpc": val["bpc"], "epoch": epoch + 1}
+            save_torch({"model": copy.deepcopy(model.state_dict()), "epoch": epoch + 1, "valid_bpc": val["bpc"]},
+                       run.best)
+        save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "rng": rng_states(), "step": step, "wall_s": wall, "best": best, "carried_state": state,
+                    "metric_lines": len(run.read_metrics())}, run.checkpoint)
+
+    model.load_state_dict(torch.load(run.best, map_location=device, weights_only=False)["model"])
+    final_val = stream_bpc(model, tokens.valid, cfg.batch_size, cfg.chunk_len, device, cfg)
+    final_test = stream_bpc(model, tokens.test, cfg.batch_size, cfg.chunk_len, device, cfg)
+    budget = mcfg.budget()
+    summary = {
+        "status": "completed", "task": cfg.task, "family": conf["model"]["family"], "seed": cfg.seed,
+        "n": budget.n, "k_e": budget.k_e, "k_c": budget.k_c, "p": budget.p, "d_m": getattr(mcfg, "d_m", None),
+        "epochs": cfg.epochs, "steps": step, "best_epoch": best["epoch"],
+        "valid_bpc": final_val["bpc"], "test_bpc": final_test["bpc"], "valid_loss": final_val["loss"],
+        "test_loss": final_test["loss"], "valid_tokens": final_val["n"], "test_tokens": final_test["n"],
+        "wall_s": wall, "device": str(device),
+    }
+    run.append_metric({"kind": "final", "valid_bpc": final_val["bpc"], "test_bpc": final_test["bpc"]})
+    run.write_summary(summary)
+    return summary

@@ -1,0 +1,36 @@
+"""From a training configuration to a concrete model configuration.
+
+The preset is ``TrainConfig.preset`` or, by default, ``<family>-<task>`` when that preset is
+registered, else the task name itself (the ELM presets are named after their task). The data
+fixes ``n_in`` and ``n_classes`` (e.g. after channel down-sampling); ``params`` then sizes N
+with the budget solver. The resolved configuration is what config.json stores, so a run can be
+rebuilt without presets. Single-neuron models are sized through their ``SIZE_FIELD``
+(``d_m``) instead of ``n``.
+"""
+from __future__ import annotations
+
+from elm_neuro.networks.budget import closest_n
+from elm_neuro.networks.registry import MODEL_FAMILIES, PRESETS, preset_config, size_field
+
+
+def default_preset(family: str, task: str) -> str:
+    for name in (f"{family}-{task}", task if family == "elm" else None):
+        if name is not None and name in PRESETS and PRESETS[name][0] is MODEL_FAMILIES[family][0]:
+            return name
+    raise ValueError(f"no preset for model {family!r} on task {task!r}; give one with --preset "
+                     f"(known presets: {sorted(PRESETS)})")
+
+
+def resolve_model_config(family: str, task: str, preset: str | None, overrides: dict, params: int | None,
+                         n_in: int, n_classes: int):
+    if family not in MODEL_FAMILIES:
+        raise ValueError(f"model must be one of {sorted(MODEL_FAMILIES)}, got {family!r}")
+    name = preset or default_preset(family, task)
+    fields = {**overrides, "n_in": n_in, "n_classes": n_classes}
+    cfg = preset_config(name, **fields)
+    if params is not None:
+        field = size_field(cfg)
+        if field in overrides:
+            raise ValueError(f"give either {field} (model override) or params, not both")
+        cfg = cfg.replace(**{field: closest_n(lambda k: cfg.replace(**{field: k}).budget().p, params)})
+    return cfg
