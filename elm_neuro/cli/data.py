@@ -22,6 +22,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from elm_neuro.cli.data_enwik8 import add_enwik8_parser
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -95,7 +96,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     """Add the ``data`` command group to the top-level sub-parsers."""
     p = subparsers.add_parser("data", help="SHD data: synthetic data, download, SHD-Adding, "
-                                           "inspection")
+                                           "inspection; Enwik8 token splits")
     sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     sub.required = True
 
@@ -141,3 +142,6 @@ def register(subparsers) -> None:
     i.add_argument("--raster", default=None, help="save a raster plot to this image file")
     i.add_argument("--samples", default="0,1,2", help="comma-separated sample indices")
     i.set_defaults(func=_inspect)
+
+    add_enwik8_parser(sub)
+
