@@ -22,6 +22,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+
 from elm_neuro.cli.data_enwik8 import add_enwik8_parser
 
 
