@@ -1,0 +1,177 @@
+"""LSTM baseline (SPEC 10): one ``torch.nn.LSTM`` layer and a linear readout, sized to a budget.
+
+    x_t --embed--> LSTM (hidden size n) --h_t--> Linear(n, C) --> logits_t
+
+One step, gates in PyTorch's order (i, f, g, o), ``W_i* [4n, n_in]``, ``W_h* [4n, n]`` and two
+bias vectors ``b_i*``, ``b_h*`` (PyTorch keeps both; together they act as one bias, but both are
+trainable and counted)::
+
+    [i, f, g, o] = W_i x_t + b_i + W_h h_{t-1} + b_h
+    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+    h_t = sigmoid(o) * tanh(c_t)
+    logits_t = W_y h_t + b_y
+
+Budget in the SPEC 3 vocabulary, a hidden unit being one "neuron": ``N = n``;
+``k_c = 4 (n_in + n)`` (its input and recurrent weights, one per gate and source: the unit's
+connections); ``k_e = 8`` (its four gates' two biases: everything else it owns);
+``P = N (k_c + k_e) + C (n + 1)``. ``k_c`` grows with ``n`` (the LSTM is all-to-all), but ``P`` is
+increasing in ``n``, so :func:`elm_neuro.networks.budget.closest_n` sizes it to any target.
+
+The fast path is ``torch.nn.LSTM``; :meth:`LSTMNetwork.forward_reference` writes the equations
+out with the same weights (tests check outputs and gradients agree). Dropout (``dropout_in``) is
+variational on the embedded input, as in the ELM layer. Weights are drawn from a seeded generator
+with PyTorch's default ``U(-1/sqrt(n), 1/sqrt(n))`` (LSTM) and ``U(-1/sqrt(n), 1/sqrt(n))``
+(readout, nn.Linear's default), so construction never touches the global RNG.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+
+from elm_neuro.networks.budget import Budget
+from elm_neuro.networks.config import EMBEDDINGS, _check_choice, _check_int, _check_prob
+from elm_neuro.networks.elm_layer import variational_mask
+from elm_neuro.networks.elm_network import embed
+from elm_neuro.networks.presets import preset_config, register_preset
+
+
+@dataclass
+class LSTMConfig:
+    """One-layer LSTM of hidden size ``n`` with a linear readout; see the module docstring."""
+
+    n_in: int = 700
+    n: int = 26
+    n_classes: int = 19
+    embedding: str = "none"
+    embed_scale: float = 1.0
+    dropout_in: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("n_in", self.n_in, 1)
+        _check_int("n", self.n, 1)
+        _check_int("n_classes", self.n_classes, 1)
+        _check_choice("embedding", self.embedding, EMBEDDINGS)
+        if isinstance(self.embed_scale, bool) or not isinstance(self.embed_scale, (int, float)) \
+                or not math.isfinite(self.embed_scale):
+            raise ValueError(f"embed_scale must be a finite number, got {self.embed_scale!r}")
+        _check_prob("dropout_in", self.dropout_in, hi_open=True)
+        _check_int("seed", self.seed, 0)
+
+    @property
+    def family(self) -> str:
+        return "lstm"
+
+    def budget(self) -> Budget:
+        """``k_c = 4 (n_in + n)``, ``k_e = 8``, ``P = n (k_c + k_e) + C (n + 1)``."""
+        k_c = 4 * (self.n_in + self.n)
+        k_e = 8
+        p = self.n * (k_c + k_e) + self.n_classes * (self.n + 1)
+        return Budget(n=self.n, k_e=k_e, k_c=k_c, p=p)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LSTMConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown LSTMConfig field(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **overrides) -> "LSTMConfig":
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ValueError(f"unknown LSTMConfig field(s) {unknown}; allowed: {sorted(names)}")
+        return dataclasses.replace(self, **overrides)
+
+
+class LSTMState(NamedTuple):
+    h: torch.Tensor  # [B, n]
+    c: torch.Tensor  # [B, n]
+
+
+class LSTMOutput(NamedTuple):
+    logits: torch.Tensor  # [B, T, C]
+    state: LSTMState
+    regularizers: dict  # none: {}
+    traces: Optional[dict]  # {"hidden": {"h": [B, T, n]}} when record=True
+
+
+class LSTMNetwork(nn.Module):
+    """One-layer LSTM and a linear readout; see the module docstring."""
+
+    def __init__(self, cfg: LSTMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        # skip_init: no draw from the global RNG; every weight is drawn below from the seeded generator
+        self.lstm = nn.LSTM(cfg.n_in, cfg.n, num_layers=1, batch_first=True, device="meta").to_empty(device="cpu")
+        self.out = nn.utils.skip_init(nn.Linear, cfg.n, cfg.n_classes)
+        g = torch.Generator().manual_seed(cfg.seed)
+        bound = 1.0 / math.sqrt(cfg.n)
+        with torch.no_grad():
+            for p in list(self.lstm.parameters()) + list(self.out.parameters()):
+                p.uniform_(-bound, bound, generator=g)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "LSTMNetwork":
+        return cls(preset_config(name, **overrides))
+
+    def budget(self) -> Budget:
+        return self.cfg.budget()
+
+    def initial_state(self, batch: int, device=None) -> LSTMState:
+        device = device if device is not None else self.out.weight.device
+        z = torch.zeros(batch, self.cfg.n, device=device)
+        return LSTMState(z, z.clone())
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = embed(x, self.cfg.embedding, self.cfg.embed_scale, self.cfg.n_in)
+        if x.dim() != 3 or x.shape[-1] != self.cfg.n_in:
+            raise ValueError(f"input must be [B, T, n_in={self.cfg.n_in}], got {list(x.shape)}")
+        if self.training:
+            mask = variational_mask(x.shape[0], self.cfg.n_in, self.cfg.dropout_in, x)
+            if mask is not None:
+                x = x * mask[:, None, :]
+        return x
+
+    def forward(self, x: torch.Tensor, state: Optional[LSTMState] = None, record: bool = False) -> LSTMOutput:
+        """``x``: ``[B, T, n_in]`` (integer tokens ``[B, T]`` with the one_hot embedding)."""
+        x = self._prepare(x)
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device)
+        hs, (h, c) = self.lstm(x, (state.h[None].contiguous(), state.c[None].contiguous()))
+        traces = {"hidden": {"h": hs.detach()}} if record else None
+        return LSTMOutput(self.out(hs), LSTMState(h[0], c[0]), {}, traces)
+
+    def forward_reference(self, x: torch.Tensor, state: Optional[LSTMState] = None) -> LSTMOutput:
+        """The LSTM equations written out, step by step, with the same weights (slow; for tests)."""
+        x = self._prepare(x)
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device)
+        n = self.cfg.n
+        w_i, w_h = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0
+        b_i, b_h = self.lstm.bias_ih_l0, self.lstm.bias_hh_l0
+        h, c = state
+        hs = []
+        for x_t in x.unbind(1):
+            z = x_t @ w_i.t() + b_i + h @ w_h.t() + b_h
+            i, f, gg, o = z[:, :n], z[:, n:2 * n], z[:, 2 * n:3 * n], z[:, 3 * n:]
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            hs.append(h)
+        hs = torch.stack(hs, dim=1)
+        return LSTMOutput(self.out(hs), LSTMState(h, c), {}, None)
+
+
+# SHD-Adding at the ELM Network's budget for d_m 9 (P = 76551; closest_n gives n = 26, P = 76225),
+# and the ICLR 2024 LSTM baseline (hidden 250, SPEC 9).
+register_preset("lstm-shd-adding", LSTMConfig, dict(n_in=700, n=26, n_classes=19, embedding="none"))
+register_preset("lstm-iclr2024", LSTMConfig, dict(n_in=700, n=250, n_classes=19, embedding="none"))
