@@ -14,7 +14,10 @@ Models (training mode, loss = sum of the last step's logits, one backward per ba
 - ``elm``: ``ELMNetwork.from_preset("shd-adding", d_m=9, n=57)`` (P = 76551).
 
 Prints samples/s and the ratio of every model to ``lif[dense]``. Input: Bernoulli(0.01) spikes of
-shape [B, T, 700].
+shape [B, T, 700]. On a CPU shared with other jobs use ``--threads 1``: with more OpenMP threads
+than free cores the many small per-step ops stall at thread barriers (we saw 10-50x slowdowns).
+The ``gather`` kernel (``embedding_bag``) is for layers too large for dense maps; its backward
+is slow on CPU.
 """
 from __future__ import annotations
 
