@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "elm_neuro.cli.budget",
     "elm_neuro.cli.train",
     "elm_neuro.cli.compare",
+    "elm_neuro.cli.analyze",
+    "elm_neuro.cli.demo",
 )
 
 

@@ -47,9 +47,9 @@ def train_config_from_args(args, model: str, model_overrides: dict, params, seed
         if val is not None:
             fields[name] = val
     fields.update(parse_overrides(args.train_set))
-    return TrainConfig(task=args.task, model=model, preset=getattr(args, "preset", None),
-                       model_overrides=model_overrides, params=params, data_dir=args.data, seed=seed,
-                       device=args.device, amp=args.amp, **fields)
+    fields.update(task=args.task, model=model, preset=getattr(args, "preset", None), model_overrides=model_overrides,
+                  params=params, data_dir=args.data, seed=seed, device=args.device, amp=args.amp)
+    return TrainConfig.from_dict(fields)
 
 
 def run_training(run_dir, cfg: TrainConfig | None, resume: bool, progress: bool) -> dict:

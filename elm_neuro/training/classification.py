@@ -60,7 +60,7 @@ def evaluate(model, split, cfg: TrainConfig, device: torch.device) -> dict:
 def _model_section(cfg: TrainConfig, splits) -> dict:
     ref = splits["train"]
     mcfg = resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params,
-                                ref.n_channels, ref.n_classes)
+                                ref.n_channels, ref.n_classes, bin_ms=cfg.bin_ms)
     return {"family": family_of(mcfg), "config": mcfg.to_dict()}
 
 
@@ -132,7 +132,7 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
             loss = ce + regularization(out, reg_w)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"non-finite loss ({float(loss)}) at epoch {epoch + 1}, step {step + 1}; stopped. "
+                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}; stopped. "
                     f"The last good checkpoint is kept at {run.checkpoint}"
                     + ("" if run.checkpoint.exists() else " (none written yet)"))
             opt.zero_grad(set_to_none=True)

@@ -90,16 +90,42 @@ def write_report(out: Path, models: list[str], seeds: list[int], title: str) -> 
     return report
 
 
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _cell_job(run_dir: str, cfg_dict: dict) -> dict:
+    return run_cell(Path(run_dir), TrainConfig.from_dict(cfg_dict), progress=False)
+
+
 def compare(out, base: TrainConfig, models: list[str], seeds: list[int], model_overrides: dict | None = None,
-            progress: bool = True) -> Path:
-    """Train every (model, seed) cell at ``base.params`` and write the report."""
+            progress: bool = True, workers: int = 1) -> Path:
+    """Train every (model, seed) cell at ``base.params`` and write the report.
+
+    ``workers > 1`` trains cells in that many processes (spawned, one torch thread each: the
+    models' many small per-step operations run faster single-threaded, side by side).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model_overrides = model_overrides or {}
-    for model in models:
-        for seed in seeds:
-            cfg = base.replace(model=model, seed=seed, model_overrides=dict(model_overrides.get(model, {})),
-                               reg_weights=None if base.reg_weights is None else base.reg_weights)
-            run_cell(cell_dir(out, model, seed), cfg, progress)
+    jobs = [(cell_dir(out, model, seed), base.replace(model=model, seed=seed,
+                                                      model_overrides=dict(model_overrides.get(model, {}))))
+            for model in models for seed in seeds]
+    if workers <= 1:
+        for run_dir, cfg in jobs:
+            run_cell(run_dir, cfg, progress)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as ex:
+            futures = {ex.submit(_cell_job, str(d), c.to_dict()): d for d, c in jobs}
+            for fut in as_completed(futures):
+                s = fut.result()
+                if progress:
+                    key = "test_acc" if "test_acc" in s else "test_bpc"
+                    print(f"{futures[fut].name}: {key} {s[key]:.4f} (P={s['p']}, {s['wall_s']:.0f} s)", flush=True)
     title = f"{base.task}: models at P ≈ {base.params}" if base.params else f"{base.task}: model comparison"
     return write_report(out, models, seeds, title)

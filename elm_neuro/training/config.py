@@ -83,8 +83,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a number > 0, got {v!r}")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}")
-        if self.total_steps is not None and self.total_steps < max(1, self.warmup):
-            raise ValueError(f"total_steps must be >= warmup={self.warmup}, got {self.total_steps}")
+        if self.total_steps is not None and self.total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.params is not None and self.params < 1:

@@ -21,12 +21,24 @@ def default_preset(family: str, task: str) -> str:
                      f"(known presets: {sorted(PRESETS)})")
 
 
+# Families whose timescales are physical (ms): their dt follows the data's bin width.
+PHYSICAL_TIME_FAMILIES = ("lif", "adlif")
+
+
 def resolve_model_config(family: str, task: str, preset: str | None, overrides: dict, params: int | None,
-                         n_in: int, n_classes: int):
+                         n_in: int, n_classes: int, bin_ms: float | None = None):
+    """The model configuration for a run (see the module docstring).
+
+    For spiking families (timescales in ms) ``dt`` is set to the data's bin width ``bin_ms``
+    unless overridden, so that e.g. a 25 ms membrane keeps its meaning at 10 ms bins. ELM
+    timescales are in steps (``dt = 1``, as in the paper) and are left alone.
+    """
     if family not in MODEL_FAMILIES:
         raise ValueError(f"model must be one of {sorted(MODEL_FAMILIES)}, got {family!r}")
     name = preset or default_preset(family, task)
     fields = {**overrides, "n_in": n_in, "n_classes": n_classes}
+    if family in PHYSICAL_TIME_FAMILIES and bin_ms is not None and "dt" not in overrides:
+        fields["dt"] = float(bin_ms)
     cfg = preset_config(name, **fields)
     if params is not None:
         field = size_field(cfg)

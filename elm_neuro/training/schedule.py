@@ -5,7 +5,8 @@
     lr(s) = 0                                                   for s >= total
 
 ``s`` counts optimiser steps from 0 (the first update uses ``lr(0)``, which is 0 for a real
-warmup, as in the paper's linear ramp from 0). ``total`` includes the warmup.
+warmup, as in the paper's linear ramp from 0). ``total`` includes the warmup. A warmup longer
+than the whole run (short test runs) is shortened to ``total``.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ def warmup_cosine_factor(step: int, warmup: int, total: int) -> float:
     """Multiplier of the peak learning rate at optimiser step ``step``."""
     if total <= 0:
         raise ValueError(f"total_steps must be > 0, got {total}")
-    if not 0 <= warmup <= total:
-        raise ValueError(f"warmup must lie in 0..total_steps={total}, got {warmup}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    warmup = min(warmup, total)
     if step < warmup:
         return step / warmup
     if step >= total:
