@@ -1,5 +1,16 @@
 """elm_neuro: recurrent networks of Expressive Leaky Memory (ELM) neurons beside spiking baselines.
 
-See ``SPEC`` sections referenced in each module's docstring for the equations implemented.
+Top-level conveniences:
+
+- :func:`load_run` loads a trained run (or an exported model folder under ``models/``) in one
+  call: ``run = elm_neuro.load_run(path)`` gives ``run.model`` (best weights, eval mode),
+  ``run.train_config``, ``run.model_config`` and ``run.summary``.
 """
 __version__ = "0.1.0"
+
+
+def load_run(path, which: str = "best", map_location="cpu"):
+    """See :func:`elm_neuro.training.run.load_run`."""
+    from elm_neuro.training.run import load_run as _load_run
+
+    return _load_run(path, which=which, map_location=map_location)
