@@ -17,13 +17,17 @@ from pathlib import Path
 from elm_neuro.training.compare import compare
 from elm_neuro.training.config import TrainConfig
 
-DEMO_TRAIN = dict(task="shd-adding", bin_ms=40.0, channel_factor=14, batch_size=16, valid_batches=25,
-                  test_batches=100, warmup=50, lr=5e-3, log_every=25)
-DEMO_MODELS = {"elm": dict(d_m=4, d_tree=10, d_brch=10), "lif": dict()}
+DEMO_TRAIN = dict(task="shd-adding", bin_ms=40.0, channel_factor=14, batch_size=16, warmup=50, lr=5e-3,
+                  log_every=25)
+# Both networks get K = 100 synapses per hidden neuron and the same readout (ELM readout layer with
+# d_tree 10 x d_brch 10), so the neuron type is the only difference.
+DEMO_MODELS = {"elm": dict(d_m=4, d_tree=10, d_brch=10),
+               "lif": dict(n_synapses=100, readout_d_tree=10, readout_d_brch=10)}
 
 
 def run_demo(out, params: int = 12000, epochs: int = 12, batches_per_epoch: int = 100, n_train: int = 1000,
-             n_test: int = 300, seed: int = 0, workers: int = 2, progress: bool = True) -> dict:
+             n_test: int = 300, seed: int = 0, workers: int = 2, progress: bool = True,
+             valid_batches: int = 25, test_batches: int = 100) -> dict:
     """Run the demo into ``out``; returns the paths it wrote."""
     from elm_neuro.data.synth import write_synthetic_shd
 
@@ -32,7 +36,7 @@ def run_demo(out, params: int = 12000, epochs: int = 12, batches_per_epoch: int 
     if not ((data / "shd_train.h5").is_file() and (data / "shd_test.h5").is_file()):
         write_synthetic_shd(data, n_train, n_test, seed=seed)
     base = TrainConfig(data_dir=str(data), epochs=epochs, batches_per_epoch=batches_per_epoch, params=params,
-                       seed=seed, **DEMO_TRAIN)
+                       seed=seed, valid_batches=valid_batches, test_batches=test_batches, **DEMO_TRAIN)
     report = compare(out / "compare", base, list(DEMO_MODELS), [seed], DEMO_MODELS, progress=progress,
                      workers=workers)
     paths = {"data": data, "report": report, "learning_curves": out / "compare" / "learning_curves.png"}
