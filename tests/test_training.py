@@ -203,3 +203,11 @@ def test_train_cli_end_to_end_and_errors(shd_dir, tmp_path, capsys):
 def test_train_config_errors(field, value, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(**{field: value})
+
+
+@pytest.mark.parametrize("model,over", [("elm", TINY_MODEL), ("lif", dict(n=8, n_synapses=12, readout_d_tree=4,
+                                                                            readout_d_brch=3)), ("lstm", dict(n=8))])
+def test_bf16_autocast_runs_every_family(shd_dir, tmp_path, model, over):
+    cfg = tiny_cfg(shd_dir, model=model, model_overrides=over, epochs=1, batches_per_epoch=3, amp="bf16")
+    s = train_classifier(tmp_path / "r", cfg, progress=False)
+    assert s["status"] == "completed" and math.isfinite(s["test_loss"]) and s["family"] == model

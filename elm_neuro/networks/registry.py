@@ -60,3 +60,14 @@ def build_model(cfg):
 
 # Re-exported so that callers find every family's presets through the registry module.
 from elm_neuro.networks.presets import PRESETS, preset_config  # noqa: E402,F401
+
+
+# Enwik8 versions of the baselines (SPEC 8 wiring: one-hot 204 tokens x 3, K = 750, rho 0.8, no
+# dropout; ELM readout d_tree 50 x d_brch 15 with memory taus 0.1..100 steps; dt = 1 step), each
+# sized by closest_n to the ELM Network's P = 3,516,486 (d_m 20, N 742).
+_ENWIK8 = dict(n_in=204, n_classes=204, embedding="one_hot", embed_scale=3.0)
+_SPIKING_ENWIK8 = dict(_ENWIK8, n_synapses=750, rho=0.8, dt=1.0, readout_d_tree=50, readout_d_brch=15,
+                       readout_tau_min=0.1, readout_tau_max=100.0, dropout_in=0.0, dropout_rec=0.0)
+register_preset("lif-enwik8", LIFNetworkConfig, {**PRESETS["lif-shd-adding"][1], **_SPIKING_ENWIK8, "n": 4378})
+register_preset("adlif-enwik8", LIFNetworkConfig, {**PRESETS["adlif-shd-adding"][1], **_SPIKING_ENWIK8, "n": 4360})
+register_preset("lstm-enwik8", LSTMConfig, {**PRESETS["lstm-shd-adding"][1], **_ENWIK8, "n": 818})

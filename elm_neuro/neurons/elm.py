@@ -186,7 +186,7 @@ def readout(m: torch.Tensor, w_y_t: torch.Tensor) -> torch.Tensor:
 
 def high_pass(rho: torch.Tensor, h_prev: torch.Tensor, kappa_r: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``h_t = kappa_r h_{t-1} + (1 - kappa_r) rho_t``; returns ``(rho_t - h_t, h_t)``."""
-    h = torch.lerp(rho, h_prev, kappa_r)
+    h = torch.add(h_prev, rho - h_prev, alpha=1.0 - kappa_r)  # dtype-promoting (bf16 autocast safe)
     return rho - h, h
 
 

@@ -14,8 +14,15 @@ from elm_neuro.networks.registry import MODEL_FAMILIES, PRESETS, preset_config, 
 
 
 def default_preset(family: str, task: str) -> str:
-    for name in (f"{family}-{task}", task if family == "elm" else None):
-        if name is not None and name in PRESETS and PRESETS[name][0] is MODEL_FAMILIES[family][0]:
+    """``<family>-<task>``; for plain SHD a family's SHD-Adding preset (the data fixes n_in and
+    the 20 classes); for ELM the task name itself."""
+    candidates = [f"{family}-{task}"]
+    if task == "shd":
+        candidates.append(f"{family}-shd-adding")
+    if family == "elm":
+        candidates.append(task)
+    for name in candidates:
+        if name in PRESETS and PRESETS[name][0] is MODEL_FAMILIES[family][0]:
             return name
     raise ValueError(f"no preset for model {family!r} on task {task!r}; give one with --preset "
                      f"(known presets: {sorted(PRESETS)})")
