@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "elm_neuro.cli.compare",
     "elm_neuro.cli.analyze",
     "elm_neuro.cli.demo",
+    "elm_neuro.cli.sample",
     "elm_neuro.cli.export",
 )
 

@@ -15,12 +15,20 @@ are copied when the validation bits per character are strictly lower. At the end
 weights are evaluated on the full validation and test streams with carried state, no resets.
 
 ``data_dir`` is the enwik8 file, its zip, or a folder holding either; None uses the embedded
-standard-library text corpus (:mod:`elm_neuro.data.text_corpus`). The vocabulary (token id ->
-byte) is stored as ``vocab.json`` in the run directory for ``elm-neuro sample``.
+standard-library text corpus (:mod:`elm_neuro.data.text_corpus`) of ``TrainConfig.corpus_bytes``
+bytes when the config has that field (else the corpus default, 3 MB). The vocabulary (token id
+-> byte) and the tokenisation of the tokens trained on are stored as ``vocab.json`` in the run
+directory for ``elm-neuro sample`` (:mod:`elm_neuro.training.sampling`); a resumed run must be
+given tokens with the same vocabulary.
+
+Before the first step the three splits are checked to fill ``batch_size`` rows (training: one
+chunk of ``chunk_len`` per row; validation prefix, validation and test: two tokens per row), so
+a split too short for the batch size fails at once rather than after training.
 """
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 
@@ -29,7 +37,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from elm_neuro.data.enwik8 import load_enwik8_tokens
-from elm_neuro.data.streams import (TrainStream, bits_per_character, iter_eval_chunks, reset_mask)
+from elm_neuro.data.streams import (TrainStream, bits_per_character, iter_eval_chunks, reset_mask, stream_rows)
+from elm_neuro.data.text_corpus import DEFAULT_CORPUS_BYTES
 from elm_neuro.networks.registry import family_of
 from elm_neuro.training.atomic import save_json, save_torch
 from elm_neuro.training.common import (TrainingDiverged, autocast, make_optimizer, pick_device, regularization,
@@ -65,12 +74,24 @@ def reset_rows(state, mask: torch.Tensor):
 
 
 def load_tokens(cfg: TrainConfig):
-    return load_enwik8_tokens(cfg.data_dir, tokenization=cfg.tokenization)
+    """The token splits of ``cfg``: enwik8 at ``data_dir``, or the built-in corpus when it is None."""
+    corpus_bytes = getattr(cfg, "corpus_bytes", None) or DEFAULT_CORPUS_BYTES
+    return load_enwik8_tokens(cfg.data_dir, tokenization=cfg.tokenization, corpus_bytes=corpus_bytes)
 
 
 @torch.no_grad()
-def stream_bpc(model, tokens, batch_size: int, chunk_len: int, device, cfg: TrainConfig) -> dict:
-    """Bits per character over a whole stream with carried state (no resets)."""
+def stream_bpc(model, tokens, batch_size: int, chunk_len: int, device=None, cfg: TrainConfig | None = None) -> dict:
+    """Bits per character over a whole stream with carried state (no resets).
+
+    ``tokens`` is cut into ``batch_size`` contiguous rows read in chunks of ``chunk_len``
+    (:func:`elm_neuro.data.streams.iter_eval_chunks`); every token of a row but its first is
+    predicted once. Returns ``{"bpc", "loss" (mean nats), "n" (predictions)}``. ``device``
+    defaults to the model's; ``cfg`` only selects autocast (None: full precision).
+    """
+    if device is None:
+        device = next(iter(model.parameters())).device
+    if cfg is None:
+        cfg = TrainConfig(task="enwik8")
     model.eval()
     state, nats, count = None, 0.0, 0
     for ch in iter_eval_chunks(tokens, batch_size, chunk_len):
@@ -86,6 +107,34 @@ def stream_bpc(model, tokens, batch_size: int, chunk_len: int, device, cfg: Trai
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
+
+
+def _check_splits(tokens, cfg: TrainConfig) -> None:
+    """Fail before training when a split cannot fill ``batch_size`` rows (see module docstring)."""
+    b = cfg.batch_size
+    row = len(tokens.train) // b
+    if row - 1 < cfg.chunk_len:
+        raise ValueError(f"batch_size: the training split ({len(tokens.train)} tokens) cut into {b} rows gives rows of "
+                         f"{row} tokens, too short for one chunk of chunk_len={cfg.chunk_len}; lower batch_size "
+                         f"or chunk_len, or use more data")
+    for name, arr in (("validation prefix (eval_tokens + 1)", tokens.valid[: cfg.eval_tokens + 1]),
+                      ("validation split", tokens.valid), ("test split", tokens.test)):
+        try:
+            stream_rows(arr, b)
+        except ValueError:
+            raise ValueError(f"batch_size: the {name} has {len(arr)} tokens, fewer than 2 per row for "
+                             f"batch_size={b}; lower batch_size or use more data") from None
+
+
+def _check_vocab(run: RunDir, tokens) -> None:
+    """A resumed run must see the vocabulary it was started with."""
+    path = run.path / "vocab.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run.path} is not a language-model run")
+    stored = json.loads(path.read_text())["vocab"]
+    if [int(b) for b in tokens.vocab] != [int(b) for b in stored]:
+        raise ValueError(f"tokens: vocabulary of {tokens.vocab_size} symbols differs from the run's vocab.json "
+                         f"({len(stored)} symbols); resume with the data the run was started on")
 
 
 def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool = False, tokens=None,
@@ -104,16 +153,23 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
             raise ValueError(f"{run.path} already holds a run; use resume=True (--resume) or another --out")
     if tokens is None:
         tokens = load_tokens(cfg)
+    _check_splits(tokens, cfg)
+    if resume:
+        _check_vocab(run, tokens)
     if not resume:
         v = tokens.vocab_size
         mcfg = resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params, v, v)
         conf = {"train": cfg.to_dict(), "model": {"family": family_of(mcfg), "config": mcfg.to_dict()}}
         run.path.mkdir(parents=True, exist_ok=True)
         save_json(conf, run.config)
-        save_json({"vocab": [int(b) for b in tokens.vocab], "tokenization": cfg.tokenization}, run.path / "vocab.json")
+        save_json({"vocab": [int(b) for b in tokens.vocab],
+                   "tokenization": getattr(tokens, "tokenization", cfg.tokenization)}, run.path / "vocab.json")
         run.truncate_metrics(0)
 
     device = pick_device(cfg.device)
+    if device.type == "cuda":  # as in the classifier: full fp32 matmuls, for reproducible runs and resumes
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     seed_everything(cfg.seed)
     model, mcfg = build_from_config(conf["model"])
     model.to(device)
@@ -159,7 +215,8 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
             loss = ce + regularization(out, reg_w)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"non-finite loss ({loss.item()}) at step {step + 1}; stopped. The last good "
-                                       f"checkpoint is kept at {run.checkpoint}")
+                                       f"checkpoint is kept at {run.checkpoint}"
+                                       + ("" if run.checkpoint.exists() else " (none written yet)"))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
