@@ -12,12 +12,12 @@ Every invalid field raises ``ValueError`` naming the field and what was expected
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from elm_neuro.networks.budget import Budget
+from elm_neuro.networks.config_base import ConfigMixin
 from elm_neuro.neurons.elm import (
     MEMORY_MODES,
     MLP_ACTIVATIONS,
@@ -148,7 +148,7 @@ class ELMLayerConfig:
 
 
 @dataclass
-class ELMNetworkConfig:
+class ELMNetworkConfig(ConfigMixin):
     """The ELM Network of SPEC 3: hidden recurrent ELM layer, readout ELM layer, Linear(C, C).
 
     Hidden-layer fields mirror :class:`ELMLayerConfig`. The readout layer has ``C`` neurons,
@@ -236,21 +236,4 @@ class ELMNetworkConfig:
         p = self.n * hid.params_per_neuron() + c * out.params_per_neuron() + c * (c + 1)
         return Budget(n=self.n, k_e=hid.internal_params(), k_c=hid.k, p=p)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ELMNetworkConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown ELMNetworkConfig field(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**d)
-
-    def replace(self, **overrides) -> "ELMNetworkConfig":
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown ELMNetworkConfig field(s) {unknown}; allowed: {sorted(names)}")
-        return dataclasses.replace(self, **overrides)
 

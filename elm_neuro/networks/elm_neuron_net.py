@@ -10,7 +10,6 @@ met by the memory size ``d_m`` (``SIZE_FIELD``), not by ``n``.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -18,6 +17,7 @@ import torch
 
 from elm_neuro.networks.budget import Budget
 from elm_neuro.networks.config import ELMLayerConfig
+from elm_neuro.networks.config_base import ConfigMixin
 from elm_neuro.networks.elm_layer import ELMNeuron
 from elm_neuro.networks.elm_network import embed
 from elm_neuro.neurons.elm import ELMState
@@ -31,7 +31,7 @@ class NeuronOutput(NamedTuple):
 
 
 @dataclass
-class ELMNeuronConfig:
+class ELMNeuronConfig(ConfigMixin):
     n_in: int = 700
     n_classes: int = 19
     d_m: int = 100
@@ -81,15 +81,6 @@ class ELMNeuronConfig:
         lay = self.layer()
         return Budget(n=1, k_e=lay.internal_params(), k_c=lay.k, p=lay.params_per_neuron())
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ELMNeuronConfig":
-        return cls(**d)
-
-    def replace(self, **kw) -> "ELMNeuronConfig":
-        return dataclasses.replace(self, **kw)
 
 
 class ELMNeuronClassifier(torch.nn.Module):

@@ -64,7 +64,6 @@ C (C + 1)`` for ``elm`` (as the ELM Network), ``C (K + 1)`` for ``leaky``, ``C (
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional
@@ -74,6 +73,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from elm_neuro.networks.budget import Budget
+from elm_neuro.networks.config_base import ConfigMixin
 from elm_neuro.networks.config import (
     EMBEDDINGS,
     SYNAPSE_IMPLS,
@@ -114,7 +114,7 @@ def _check_range(lo_name: str, lo: Any, hi_name: str, hi: Any, positive: bool) -
 
 
 @dataclass
-class LIFNetworkConfig:
+class LIFNetworkConfig(ConfigMixin):
     """A recurrent LIF / adLIF network on the ELM wiring; see the module docstring.
 
     ``neuron``: ``lif`` | ``adlif``. ``reset``: ``subtract`` (soft; subtracts ``reset_value``,
@@ -269,23 +269,6 @@ class LIFNetworkConfig:
         p = self.n * (self.n_synapses + ke) + self.readout_params()
         return Budget(n=self.n, k_e=ke, k_c=self.n_synapses, p=p)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LIFNetworkConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown LIFNetworkConfig field(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**d)
-
-    def replace(self, **overrides) -> "LIFNetworkConfig":
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown LIFNetworkConfig field(s) {unknown}; allowed: {sorted(names)}")
-        return dataclasses.replace(self, **overrides)
 
 
 # --------------------------------------------------------------------------- synapse kernels

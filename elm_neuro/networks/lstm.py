@@ -25,7 +25,6 @@ with PyTorch's default ``U(-1/sqrt(n), 1/sqrt(n))`` (LSTM) and ``U(-1/sqrt(n), 1
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
@@ -34,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from elm_neuro.networks.budget import Budget
+from elm_neuro.networks.config_base import ConfigMixin
 from elm_neuro.networks.config import EMBEDDINGS, _check_choice, _check_int, _check_prob
 from elm_neuro.networks.elm_layer import variational_mask
 from elm_neuro.networks.elm_network import embed
@@ -41,7 +41,7 @@ from elm_neuro.networks.presets import preset_config, register_preset
 
 
 @dataclass
-class LSTMConfig:
+class LSTMConfig(ConfigMixin):
     """One-layer LSTM of hidden size ``n`` with a linear readout; see the module docstring."""
 
     n_in: int = 700
@@ -74,23 +74,6 @@ class LSTMConfig:
         p = self.n * (k_c + k_e) + self.n_classes * (self.n + 1)
         return Budget(n=self.n, k_e=k_e, k_c=k_c, p=p)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "LSTMConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown LSTMConfig field(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**d)
-
-    def replace(self, **overrides) -> "LSTMConfig":
-        names = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(overrides) - names)
-        if unknown:
-            raise ValueError(f"unknown LSTMConfig field(s) {unknown}; allowed: {sorted(names)}")
-        return dataclasses.replace(self, **overrides)
 
 
 class LSTMState(NamedTuple):

@@ -7,9 +7,10 @@ ELM) and field overrides; ``params`` sizes the hidden layer to a budget with the
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
+
+from elm_neuro.networks.config_base import ConfigMixin
 
 TASKS = ("shd-adding", "shd", "enwik8")
 OPTIMIZERS = ("adamax", "adam", "adamw", "sgd")
@@ -26,7 +27,7 @@ ENWIK8_REG_WEIGHTS = {"elm": {"mlp": 0.01, "act": 1.0}}
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigMixin):
     task: str = "shd-adding"
     model: str = "elm"
     preset: Optional[str] = None
@@ -104,20 +105,6 @@ class TrainConfig:
         if self.task == "enwik8" and self.model in ENWIK8_REG_WEIGHTS:
             return dict(ENWIK8_REG_WEIGHTS[self.model])
         return dict(DEFAULT_REG_WEIGHTS.get(self.model, {}))
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}")
-        return cls(**d)
-
-    def replace(self, **kw: Any) -> "TrainConfig":
-        return dataclasses.replace(self, **kw)
 
 
 def paper_defaults(task: str) -> dict:
