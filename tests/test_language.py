@@ -348,3 +348,19 @@ def test_generate_errors(kw, msg):
     args.update(kw)
     with pytest.raises(ValueError, match=msg):
         generate(**args)
+
+
+def test_cli_small_defaults_for_language_modelling(tmp_path):
+    """Without --paper the annealed reset spans a quarter of the run and the corpus size is settable."""
+    import argparse
+
+    from elm_neuro.cli.train import add_common_train_args, train_config_from_args
+
+    p = argparse.ArgumentParser()
+    add_common_train_args(p)
+    args = p.parse_args(["--task", "enwik8", "--epochs", "2", "--batches-per-epoch", "10", "--corpus-bytes", "50000"])
+    cfg = train_config_from_args(args, "elm", {}, None, 0)
+    assert (cfg.reset_steps, cfg.corpus_bytes, cfg.optimizer) == (5, 50000, "adam")
+    args = p.parse_args(["--task", "enwik8", "--paper"])
+    cfg = train_config_from_args(args, "elm", {}, None, 0)
+    assert (cfg.reset_steps, cfg.lr, cfg.steps_total) == (40000, 5e-4, 300000)

@@ -60,6 +60,7 @@ class TrainConfig(ConfigMixin):
     reset_steps: int = 40000
     eval_tokens: int = 20000  # validation prefix length during training
     tokenization: str = "paper"
+    corpus_bytes: Optional[int] = None  # size of the built-in text corpus (data_dir None); None: 3 MB
     # bookkeeping
     seed: int = 0
     device: str = "auto"
@@ -88,6 +89,8 @@ class TrainConfig(ConfigMixin):
             raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.corpus_bytes is not None and (not isinstance(self.corpus_bytes, int) or self.corpus_bytes < 1000):
+            raise ValueError(f"corpus_bytes must be an integer >= 1000 or None, got {self.corpus_bytes!r}")
         if self.params is not None and self.params < 1:
             raise ValueError(f"params must be >= 1, got {self.params}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):

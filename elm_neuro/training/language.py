@@ -16,7 +16,7 @@ weights are evaluated on the full validation and test streams with carried state
 
 ``data_dir`` is the enwik8 file, its zip, or a folder holding either; None uses the embedded
 standard-library text corpus (:mod:`elm_neuro.data.text_corpus`) of ``TrainConfig.corpus_bytes``
-bytes when the config has that field (else the corpus default, 3 MB). The vocabulary (token id
+bytes (None: the corpus default, 3 MB). The vocabulary (token id
 -> byte) and the tokenisation of the tokens trained on are stored as ``vocab.json`` in the run
 directory for ``elm-neuro sample`` (:mod:`elm_neuro.training.sampling`); a resumed run must be
 given tokens with the same vocabulary.
@@ -75,7 +75,7 @@ def reset_rows(state, mask: torch.Tensor):
 
 def load_tokens(cfg: TrainConfig):
     """The token splits of ``cfg``: enwik8 at ``data_dir``, or the built-in corpus when it is None."""
-    corpus_bytes = getattr(cfg, "corpus_bytes", None) or DEFAULT_CORPUS_BYTES
+    corpus_bytes = cfg.corpus_bytes or DEFAULT_CORPUS_BYTES
     return load_enwik8_tokens(cfg.data_dir, tokenization=cfg.tokenization, corpus_bytes=corpus_bytes)
 
 
