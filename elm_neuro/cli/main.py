@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "elm_neuro.cli.budget",
     "elm_neuro.cli.train",
     "elm_neuro.cli.compare",
+    "elm_neuro.cli.sweep",
     "elm_neuro.cli.analyze",
     "elm_neuro.cli.demo",
     "elm_neuro.cli.sample",

@@ -1,0 +1,936 @@
+"""Budget sweeps: a grid of run directories, a results table rebuilt from them, and a report.
+
+    elm-neuro sweep --task shd-adding --params 77000 --d-m 2,3,4,5,7,9,11,15,20,25 --seeds 3 \\
+        --data DIR --out SWEEP_DIR
+    elm-neuro sweep-report SWEEP_DIR
+
+The grid
+    ``budgets x values x seeds``. ``axis`` names the configuration axis that ``values`` sweep:
+
+    - ``d_m`` (default): memory units per neuron. With budgets (``--params``) every cell's ``N``
+      is sized by the budget solver (:func:`elm_neuro.training.model_setup.resolve_model_config`,
+      :func:`~elm_neuro.networks.budget.closest_n`), the paper's fixed-budget trade-off; without
+      budgets ``N`` is fixed (``--n``). Several budgets give the cross product with ``d_m``.
+    - ``n``: hidden-layer size, with ``d_m`` and ``k_c`` fixed (no budgets: ``P`` follows ``N``).
+    - ``k_c``: synapses per hidden neuron. The values are ``k_c = K = d_tree * d_brch``; the sweep
+      varies ``d_brch = k_c / d_tree`` with ``d_tree`` fixed (so each value must be a multiple of
+      ``d_tree``); families without dendritic branches (LIF) set ``n_synapses = k_c``. ``N`` is
+      fixed (``--n``) or sized to each budget.
+
+    Without values (e.g. ``--model lif --params 5000,20000``) the cells differ by budget only.
+    Every cell is a normal run directory ``SWEEP_DIR/cells/<name>``, the name built from its
+    configuration: ``p<target>-dm<d_m>-kc<k_c>-n<N>-s<seed>`` (the ``p`` part only with budgets,
+    ``dm`` when the family has ``d_m``, ``kc`` only on the ``k_c`` axis), e.g.
+    ``p77000-dm9-n57-s0``. The solved ``N`` is written into the cell's model overrides (its
+    ``TrainConfig.params`` is None), so the name and the trained network agree; the target budget
+    is kept in ``sweep_cell.json`` next to the run files and in the ``p_target`` column.
+
+Resuming and safety
+    ``SWEEP_DIR/sweep.json`` holds the grid. Re-running with the same grid continues: finished
+    cells (``summary.json``) are skipped, cells with a ``checkpoint.pt`` are resumed
+    (:func:`elm_neuro.training.compare.run_cell`), the rest start. A different grid is refused
+    unless ``force`` (e.g. to add seeds or budgets); the data folder and the device may change.
+    Independently of ``force``, a cell directory whose stored training configuration differs from
+    the planned one is refused, so a name always describes what was trained. One driver per sweep
+    folder at a time.
+
+The results table
+    ``SWEEP_DIR/results.csv`` is rebuilt from the run directories (finished cells only) after
+    every cell and at the end, and written atomically; it never holds a cell twice and never
+    loses one. Columns: ``run_id`` (the cell name), ``task``, ``family``, ``seed``, ``p_target``,
+    ``p``, ``n``, ``k_e``, ``k_c``, ``d_m``, the metrics of ``summary.json`` (``valid_acc``,
+    ``test_acc``, ``*_loss``, ``*_bpc``), ``wall_s``, ``epochs``, ``steps``, then every field of
+    the resolved model configuration (its ``seed`` field, the wiring seed, as ``model_seed``).
+    Rows are in natural order of ``run_id``.
+
+Executors
+    ``local`` runs cells one after another in this process, or in ``workers`` spawned processes
+    (one torch thread each, as ``elm-neuro compare``). ``ray`` runs each cell as a Ray task
+    (``num_gpus=1`` when the cluster has GPUs and the device is not ``cpu``, else ``num_cpus=1``
+    with one torch thread) on the cluster at ``address``, or on a local Ray instance with
+    ``workers`` CPUs (shut down at the end). On a cluster the package must be installed on every
+    node and SWEEP_DIR and the data must be on a shared file system. A cell that raises is
+    reported and left unfinished; the others go on.
+
+The report (:func:`write_sweep_report`)
+    From ``results.csv`` alone: metric vs N at fixed P (the paper's SPEC 9 points overlaid when
+    the task has them), metric vs each axis, the (N, d_m) heatmap, the Pareto frontier across
+    budgets, the scaling law along the frontier (>= 3 budgets), the information model of SPEC 11
+    (>= free parameters + 2 cells) with its predicted optimum for the next budget; ``report.md``
+    lists every figure and number, ``report.json`` the numbers. Fits that lack data are skipped
+    with a line saying why.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+from elm_neuro.training.atomic import save_json, save_text
+from elm_neuro.training.compare import run_cell
+from elm_neuro.training.config import TrainConfig
+from elm_neuro.training.run import RunDir
+
+AXES = ("d_m", "n", "k_c")
+EXECUTORS = ("local", "ray")
+SWEEP_FORMAT = 1
+CELL_FILE = "sweep_cell.json"
+# Training-config fields that may change between invocations of one sweep (paths, hardware).
+MUTABLE_FIELDS = ("data_dir", "device")
+RAY_HINT = "the ray executor needs Ray: pip install elm_neuro[distributed]"
+
+
+# --------------------------------------------------------------------------- the grid
+def _int_list(name: str, values, allow_empty: bool = False, minimum: int = 1) -> Optional[list[int]]:
+    if values is None:
+        return None
+    vals = list(values)
+    if not vals and not allow_empty:
+        raise ValueError(f"{name} must not be empty")
+    for v in vals:
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise ValueError(f"{name} must hold integers >= {minimum}, got {v!r}")
+    if len(set(vals)) != len(vals):
+        raise ValueError(f"{name} holds duplicate values: {vals}")
+    return vals
+
+
+@dataclass
+class SweepGrid:
+    """A sweep's definition (module docstring). ``base`` carries the task, model family, preset,
+    fixed model fields (``model_overrides``) and every training setting; its ``seed`` and
+    ``params`` are ignored (cells set them)."""
+
+    base: TrainConfig
+    axis: str = "d_m"
+    values: Optional[list] = None
+    budgets: Optional[list] = None
+    seeds: list = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, TrainConfig):
+            raise ValueError(f"base must be a TrainConfig, got {type(self.base).__name__}")
+        if self.axis not in AXES:
+            raise ValueError(f"axis must be one of {AXES}, got {self.axis!r}")
+        self.values = _int_list("values", self.values)
+        self.budgets = _int_list("budgets (params)", self.budgets)
+        self.seeds = _int_list("seeds", self.seeds, minimum=0)
+        fixed = self.base.model_overrides
+        axis_field = {"d_m": "d_m", "n": "n", "k_c": None}[self.axis]
+        if axis_field is not None and axis_field in fixed and self.values is not None:
+            raise ValueError(f"{axis_field} is the swept axis (values); do not also fix it in the model fields")
+        if self.axis == "k_c" and self.values is not None and ({"d_brch", "n_synapses"} & set(fixed)):
+            raise ValueError("axis k_c varies d_brch (or n_synapses); do not also fix it in the model fields")
+        if self.axis == "n":
+            if self.values is None:
+                raise ValueError("axis n needs values (the N of each cell)")
+            if self.budgets is not None:
+                raise ValueError("params (budgets) cannot be combined with axis n: N is the swept axis")
+        elif self.budgets is not None and "n" in fixed:
+            raise ValueError("give either a fixed n or params (budgets that size N), not both")
+        if self.base.params is not None:
+            raise ValueError("base.params must be None: budgets are given by SweepGrid.budgets")
+
+    def to_dict(self) -> dict:
+        return {"axis": self.axis, "values": self.values, "budgets": self.budgets, "seeds": self.seeds,
+                "base": self.base.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SweepGrid":
+        return cls(base=TrainConfig.from_dict(d["base"]), axis=d["axis"], values=d["values"],
+                   budgets=d["budgets"], seeds=d["seeds"])
+
+
+@dataclass
+class SweepCell:
+    name: str
+    config: TrainConfig  # the cell's training configuration (seed set, N explicit)
+    seed: int
+    p_target: Optional[int]
+    axis_value: Optional[int]
+    n: int
+    d_m: Optional[int]
+    k_c: int
+    k_e: int
+    p: int  # planned parameter count (from the task's standard input / class counts)
+
+    def meta(self, axis: str) -> dict:
+        return {"name": self.name, "p_target": self.p_target, "axis": axis, "axis_value": self.axis_value,
+                "planned": {"n": self.n, "d_m": self.d_m, "k_c": self.k_c, "k_e": self.k_e, "p": self.p}}
+
+
+def task_dims(cfg: TrainConfig) -> tuple[int, int]:
+    """``(n_in, n_classes)`` of a task as the trainer will see them (used to size N at planning).
+
+    SHD tasks: ``ceil(700 / channel_factor)`` channels, 19 (SHD-Adding) or 20 (SHD) classes.
+    Enwik8: the vocabulary of the data when ``data_dir`` is given, else the preset's (204).
+    """
+    from elm_neuro.data.shd import N_CLASSES, N_UNITS
+
+    if cfg.task in ("shd-adding", "shd"):
+        return math.ceil(N_UNITS / cfg.channel_factor), (2 * 10 - 1 if cfg.task == "shd-adding" else N_CLASSES)
+    if cfg.data_dir is not None:
+        from elm_neuro.training.language import load_tokens
+
+        v = load_tokens(cfg).vocab_size
+        return v, v
+    from elm_neuro.networks.presets import PRESETS
+
+    fields = PRESETS["enwik8"][1]
+    return fields["n_in"], fields["n_classes"]
+
+
+def _resolve(base: TrainConfig, overrides: dict, params: Optional[int], dims: tuple[int, int]):
+    from elm_neuro.training.model_setup import resolve_model_config
+
+    return resolve_model_config(base.model, base.task, base.preset, overrides, params, dims[0], dims[1],
+                                bin_ms=base.bin_ms)
+
+
+def _axis_overrides(grid: SweepGrid, value: Optional[int], dims) -> dict:
+    """The model fields that put ``value`` on the grid's axis."""
+    if value is None:
+        return {}
+    if grid.axis in ("d_m", "n"):
+        return {grid.axis: value}
+    ref = _resolve(grid.base, grid.base.model_overrides, None, dims)
+    if hasattr(ref, "d_tree") and hasattr(ref, "d_brch"):
+        if value % ref.d_tree:
+            raise ValueError(f"values: k_c = {value} is not a multiple of d_tree = {ref.d_tree} "
+                             f"(axis k_c varies d_brch = k_c / d_tree)")
+        return {"d_brch": value // ref.d_tree}
+    if hasattr(ref, "n_synapses"):
+        return {"n_synapses": value}
+    raise ValueError(f"axis k_c: model {grid.base.model!r} has neither d_brch nor n_synapses to vary")
+
+
+def plan_cells(grid: SweepGrid, dims: Optional[tuple[int, int]] = None) -> list[SweepCell]:
+    """Every cell of the grid, in order budgets x values x seeds (module docstring)."""
+    from elm_neuro.networks.registry import MODEL_FAMILIES, size_field
+
+    base = grid.base
+    if base.model not in MODEL_FAMILIES:
+        raise ValueError(f"model must be one of {sorted(MODEL_FAMILIES)}, got {base.model!r}")
+    size = size_field(MODEL_FAMILIES[base.model][0])
+    if grid.budgets is None and size not in base.model_overrides and not (grid.axis == size and grid.values):
+        raise ValueError(f"give params (budgets that size {size}) or a fixed {size}")
+    dims = dims or task_dims(base)
+    cells, names = [], set()
+    for budget in grid.budgets or [None]:
+        for value in grid.values or [None]:
+            overrides = {**base.model_overrides, **_axis_overrides(grid, value, dims)}
+            mcfg = _resolve(base, overrides, budget, dims)
+            overrides[size] = getattr(mcfg, size)
+            b = mcfg.budget()
+            d_m = getattr(mcfg, "d_m", None)
+            parts = ([f"p{budget}"] if budget is not None else []) + ([f"dm{d_m}"] if d_m is not None else [])
+            parts += ([f"kc{b.k_c}"] if grid.axis == "k_c" else []) + [f"n{b.n}"]
+            for seed in grid.seeds:
+                name = "-".join(parts + [f"s{seed}"])
+                if name in names:
+                    raise ValueError(f"two cells of the grid would share the name {name!r}; check the values")
+                names.add(name)
+                cfg = base.replace(seed=seed, params=None, model_overrides=dict(overrides))
+                cells.append(SweepCell(name, cfg, seed, budget, value, b.n, d_m, b.k_c, b.k_e, b.p))
+    return cells
+
+
+# --------------------------------------------------------------------------- sweep folder
+def cell_path(out, name: str) -> Path:
+    return Path(out) / "cells" / name
+
+
+def _comparable(train: dict) -> dict:
+    d = json.loads(json.dumps(train))
+    for k in MUTABLE_FIELDS:
+        d.pop(k, None)
+    return d
+
+
+def _grid_comparable(grid: dict) -> dict:
+    g = json.loads(json.dumps(grid))
+    g["base"] = _comparable(g["base"])
+    return g
+
+
+def _diff_keys(a: dict, b: dict) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def check_sweep_dir(out, grid: SweepGrid, cells: Sequence[SweepCell], force: bool = False) -> None:
+    """Write ``sweep.json`` for a new sweep; refuse a different grid unless ``force``."""
+    out = Path(out)
+    path = out / "sweep.json"
+    new = {"format": SWEEP_FORMAT, "grid": grid.to_dict(), "cells": [c.name for c in cells]}
+    if path.is_file():
+        old = json.loads(path.read_text())
+        a, b = _grid_comparable(old.get("grid", {})), _grid_comparable(new["grid"])
+        if a != b and not force:
+            diff = _diff_keys(a, b) + [f"base.{k}" for k in _diff_keys(a.get("base", {}), b.get("base", {}))]
+            raise ValueError(f"out: {out} holds a sweep with a different grid (differs in "
+                             f"{[k for k in diff if k != 'base']}); re-run with the same arguments to continue, "
+                             f"use another --out, or --force to continue with the new grid")
+    for c in cells:
+        run = RunDir(cell_path(out, c.name))
+        if run.config.is_file():
+            stored = _comparable(run.read_config()["train"])
+            planned = _comparable(c.config.to_dict())
+            if stored != planned:
+                raise ValueError(f"cell {c.name}: {run.config} was trained with a different configuration "
+                                 f"(fields {_diff_keys(stored, planned)}); remove {run.path} or use another --out")
+    save_json(new, path)
+
+
+def _is_summary_metric(k: str) -> bool:
+    from elm_neuro.analysis.sweep_table import is_metric
+
+    return k.startswith(("valid_", "test_")) and is_metric(k)
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+_LEAD = ("run_id", "task", "family", "seed", "p_target", "p", "n", "k_e", "k_c", "d_m")
+_TAIL = ("wall_s", "epochs", "steps")
+
+
+def _scalar(v):
+    return json.dumps(v, sort_keys=True) if isinstance(v, (list, tuple, dict)) else v
+
+
+def collect_results(out) -> list[dict]:
+    """One row per finished cell under ``out/cells`` (module docstring), in natural name order."""
+    root = Path(out) / "cells"
+    rows = []
+    if not root.is_dir():
+        return rows
+    for d in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: _natural_key(p.name)):
+        run = RunDir(d)
+        summary = run.read_summary()
+        if summary is None or summary.get("status") != "completed" or not run.config.is_file():
+            continue
+        conf = run.read_config()
+        meta = json.loads((d / CELL_FILE).read_text()) if (d / CELL_FILE).is_file() else {}
+        row = {"run_id": d.name, "task": conf["train"]["task"], "family": summary.get("family"),
+               "seed": summary.get("seed", conf["train"]["seed"]), "p_target": meta.get("p_target")}
+        for k in ("p", "n", "k_e", "k_c", "d_m"):
+            row[k] = summary.get(k)
+        for k in sorted(summary):
+            if _is_summary_metric(k) and isinstance(summary[k], (int, float)) and not isinstance(summary[k], bool):
+                row[k] = summary[k]
+        for k in _TAIL:
+            row[k] = summary.get(k)
+        for k, v in sorted(conf["model"]["config"].items()):
+            key = "model_seed" if k == "seed" else k
+            if key not in row:
+                row[key] = _scalar(v)
+        rows.append(row)
+    return rows
+
+
+def _cell_text(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def write_results(out) -> Path:
+    """Rebuild ``out/results.csv`` from the finished cells (atomic write); returns its path."""
+    rows = collect_results(out)
+    cols: dict[str, None] = {c: None for c in _LEAD}
+    for c in sorted({k for r in rows for k in r if _is_summary_metric(k)}):
+        cols.setdefault(c, None)
+    for c in _TAIL:
+        cols.setdefault(c, None)
+    for r in rows:
+        for k in r:
+            cols.setdefault(k, None)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(cols))
+    for r in rows:
+        w.writerow([_cell_text(r.get(c)) for c in cols])
+    path = Path(out) / "results.csv"
+    save_text(buf.getvalue(), path)
+    return path
+
+
+# --------------------------------------------------------------------------- executors
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _cell_job(run_dir: str, cfg_dict: dict) -> dict:
+    return run_cell(Path(run_dir), TrainConfig.from_dict(cfg_dict), progress=False)
+
+
+def _ray_cell_job(run_dir: str, cfg_dict: dict, single_thread: bool) -> dict:
+    """Body of a Ray task: one torch thread on CPU, then train / resume the cell."""
+    import torch
+
+    if single_thread or not torch.cuda.is_available():
+        torch.set_num_threads(1)
+    return run_cell(Path(run_dir), TrainConfig.from_dict(cfg_dict), progress=False)
+
+
+def import_ray():
+    """``ray``, imported on demand; ``ImportError`` with the install hint when it is missing."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError(RAY_HINT) from exc
+    return ray
+
+
+def _run_local(out, jobs, workers, progress, on_done) -> None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(jobs), desc="sweep", unit="cell", disable=not progress)
+    try:
+        if workers <= 1:
+            for cell in jobs:
+                bar.set_postfix_str(cell.name)
+                try:
+                    s = run_cell(cell_path(out, cell.name), cell.config, progress)
+                    on_done(cell, s, None)
+                except Exception as exc:  # one failing cell must not stop the others
+                    on_done(cell, None, exc)
+                bar.update()
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as ex:
+            futures = {ex.submit(_cell_job, str(cell_path(out, c.name)), c.config.to_dict()): c for c in jobs}
+            for fut in as_completed(futures):
+                try:
+                    on_done(futures[fut], fut.result(), None)
+                except Exception as exc:
+                    on_done(futures[fut], None, exc)
+                bar.update()
+    finally:
+        bar.close()
+
+
+def ray_task_resources(cluster_resources: dict, device: str) -> dict:
+    """Resources of one cell's Ray task: one GPU when the cluster has GPUs and the training
+    device is not ``cpu``, else one CPU."""
+    if cluster_resources.get("GPU", 0) >= 1 and not str(device).startswith("cpu"):
+        return {"num_gpus": 1}
+    return {"num_cpus": 1}
+
+
+def _run_ray(out, jobs, workers, address, progress, on_done) -> None:
+    from tqdm.auto import tqdm
+
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        res = ray_task_resources(ray.cluster_resources(), jobs[0].config.device)
+        gpus = "num_gpus" in res
+        task = ray.remote(**res)(_ray_cell_job)
+        refs = {task.remote(str(cell_path(out, c.name)), c.config.to_dict(), not gpus): c for c in jobs}
+        bar = tqdm(total=len(jobs), desc="sweep (ray)", unit="cell", disable=not progress)
+        try:
+            while refs:
+                done, _ = ray.wait(list(refs), num_returns=1)
+                for ref in done:
+                    cell = refs.pop(ref)
+                    try:
+                        on_done(cell, ray.get(ref), None)
+                    except Exception as exc:
+                        on_done(cell, None, exc)
+                    bar.update()
+        finally:
+            bar.close()
+            for ref in refs:
+                ray.cancel(ref)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@dataclass
+class SweepResult:
+    results: Path
+    cells: list  # every planned cell name
+    ran: list  # names finished in this call
+    skipped: list  # names already finished before this call
+    failed: dict  # name -> error message
+    pending: list  # names still unfinished (failed, or left by stop_after)
+
+
+def run_sweep(out, grid: SweepGrid, executor: str = "local", workers: int = 1, address: Optional[str] = None,
+              progress: bool = True, stop_after: Optional[int] = None, force: bool = False) -> SweepResult:
+    """Plan, check and run the unfinished cells of ``grid`` under ``out``; rebuild ``results.csv``.
+
+    ``stop_after`` runs at most that many unfinished cells in this call (time slicing; the next
+    call continues). Returns what ran, what was skipped, what failed and what is still pending.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 0):
+        raise ValueError(f"stop_after must be an integer >= 0, got {stop_after!r}")
+    if address is not None and executor != "ray":
+        raise ValueError("address is only used by the ray executor (--executor ray)")
+    if executor == "ray":
+        import_ray()  # fail before any training starts
+    out = Path(out).resolve()  # workers (Ray tasks) may start in another working directory
+    if grid.base.data_dir is not None:
+        grid = SweepGrid(base=grid.base.replace(data_dir=str(Path(grid.base.data_dir).resolve())), axis=grid.axis,
+                         values=grid.values, budgets=grid.budgets, seeds=grid.seeds)
+    cells = plan_cells(grid)
+    out.mkdir(parents=True, exist_ok=True)
+    check_sweep_dir(out, grid, cells, force=force)
+    done = [c for c in cells if RunDir(cell_path(out, c.name)).read_summary() is not None]
+    todo = [c for c in cells if RunDir(cell_path(out, c.name)).read_summary() is None]
+    jobs = todo if stop_after is None else todo[:stop_after]
+    for c in jobs:
+        meta = cell_path(out, c.name) / CELL_FILE
+        if not meta.is_file():
+            save_json(c.meta(grid.axis), meta)
+    ran, failed = [], {}
+
+    def on_done(cell, summary, exc):
+        if exc is not None:
+            failed[cell.name] = f"{type(exc).__name__}: {exc}"
+            print(f"sweep: cell {cell.name} failed: {failed[cell.name]}", file=sys.stderr, flush=True)
+        else:
+            ran.append(cell.name)
+        write_results(out)
+
+    if jobs:
+        if executor == "ray":
+            _run_ray(out, jobs, workers if workers > 1 else (os.cpu_count() or 1), address, progress, on_done)
+        else:
+            _run_local(out, jobs, workers, progress, on_done)
+    path = write_results(out)
+    finished = {r["run_id"] for r in collect_results(out)}
+    return SweepResult(path, [c.name for c in cells], ran, [c.name for c in done], failed,
+                       [c.name for c in cells if c.name not in finished])
+
+
+# --------------------------------------------------------------------------- report
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def json_safe(obj):
+    """JSON-safe copy: numpy scalars to Python, non-finite floats to None."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [json_safe(v) for v in obj.tolist()]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def default_metric(rows: Sequence[dict]) -> str:
+    """``test_acc`` when present, else ``test_bpc``, else ``test_loss``."""
+    for m in ("test_acc", "test_bpc", "test_loss"):
+        if any(_num(r.get(m)) for r in rows):
+            return m
+    raise ValueError("rows: no test_acc, test_bpc or test_loss values; give the metric explicitly")
+
+
+def task_information(task: Optional[str], rows: Sequence[dict], h_y: Optional[float] = None,
+                     chance: Optional[float] = None) -> tuple[float, Optional[float]]:
+    """Label entropy ``H(Y)`` (bits) and chance accuracy for the information model.
+
+    SHD-Adding: the triangular sum distribution of two digits (4.03 bits, chance 0.10); SHD:
+    uniform over 20 classes; otherwise (Enwik8) ``log2(n_classes)``, an upper bound of the unigram
+    entropy (give ``h_y`` for the real one). Explicit values win.
+    """
+    import numpy as np
+
+    from elm_neuro.analysis import information_model as im
+
+    if task == "shd-adding":
+        probs = im.adding_label_probs(10)
+        h, c = im.label_entropy(probs), float(np.max(probs))
+    else:
+        classes = [r["n_classes"] for r in rows if _num(r.get("n_classes"))]
+        k = int(classes[0]) if classes else (20 if task == "shd" else None)
+        if k is None:
+            if h_y is None:
+                raise ValueError("h_y: the label entropy is unknown for this table (no n_classes column); give h_y")
+            h, c = float(h_y), chance
+        else:
+            h, c = math.log2(k), 1.0 / k
+    return (float(h_y) if h_y is not None else h), (float(chance) if chance is not None else c)
+
+
+def _distinct(rows, key) -> list:
+    return sorted({r[key] for r in rows if _num(r.get(key))})
+
+
+def _budget_labels(rows) -> list[float]:
+    from elm_neuro.analysis import sweep_table as st
+
+    p = [float(r["p"]) for r in rows if _num(r.get("p"))]
+    return sorted(set(st.budget_buckets(p).tolist())) if p else []
+
+
+def tradeoff_figures(rows: Sequence[dict], out_dir, metric: str, task: Optional[str] = None) -> dict:
+    """The trade-off figures of a sweep table in ``out_dir``: ``{"figures": [(caption, file)],
+    "skipped": [line]}`` (metric vs N with the paper's points, vs each varying axis, the
+    (N, d_m) heatmap, the Pareto frontier across budgets)."""
+    from elm_neuro.analysis import tradeoff_plots as tp
+
+    out_dir = Path(out_dir)
+    rows = [r for r in rows if _num(r.get(metric))]
+    if not rows:
+        raise ValueError(f"metric: no row has a finite {metric!r} value")
+    ref = None
+    if task in tp.REFERENCE_POINTS and all(metric in r for r in tp.reference_points(task)):
+        ref = task
+    figs, skipped = [], []
+    label = metric.replace("_", " ")
+    if len(_distinct(rows, "n")) >= 1:
+        tp.plot_metric_vs_n(rows, metric, out_dir / "metric_vs_n.png", reference=ref)
+        figs.append((f"{label} vs N at fixed P" + (" (black stars: the paper's points, SPEC 9)" if ref else ""),
+                     "metric_vs_n.png"))
+    for axis in ("d_m", "k_c", "k_e"):
+        vals = _distinct(rows, axis)
+        if len(vals) >= 2:
+            tp.plot_metric_vs_axis(rows, metric, axis, out_dir / f"metric_vs_{axis}.png",
+                                   reference=ref if axis in ("d_m", "k_e") else None)
+            figs.append((f"{label} vs {axis}", f"metric_vs_{axis}.png"))
+        else:
+            skipped.append(f"{label} vs {axis}: skipped, {axis} takes {len(vals)} value(s) in this sweep")
+    tp.plot_single_axes(rows, metric, out_dir / "single_axes.png")
+    figs.append((f"{label} against each axis", "single_axes.png"))
+    if len(_distinct(rows, "d_m")) >= 2 and len(_distinct(rows, "n")) >= 2:
+        tp.plot_heatmap(rows, metric, out_dir / "heatmap_n_dm.png")
+        figs.append((f"{label} over (N, d_m)", "heatmap_n_dm.png"))
+    else:
+        skipped.append("(N, d_m) heatmap: skipped, needs at least 2 values of both N and d_m")
+    n_budgets = len(_budget_labels(rows))
+    if n_budgets >= 2:
+        tp.plot_pareto(rows, metric, out_dir / "pareto.png")
+        figs.append((f"{label}: Pareto frontier across budgets", "pareto.png"))
+    else:
+        skipped.append(f"Pareto frontier: skipped, needs at least 2 budgets, the sweep has {n_budgets}")
+    return {"figures": figs, "skipped": skipped}
+
+
+def scaling_analysis(rows: Sequence[dict], out_dir, metric: str, n_boot: int = 100, seed: int = 0) -> dict:
+    """``L*(P) = L_inf + A P^-alpha`` along the frontier (>= 3 budgets), its plot and numbers;
+    ``{"skipped": reason}`` when the sweep has fewer budgets."""
+    from elm_neuro.analysis import scaling as sc
+
+    rows = [r for r in rows if _num(r.get(metric))]
+    n_budgets = len(_budget_labels(rows))
+    if n_budgets < 3:
+        return {"skipped": f"needs at least 3 budgets, the sweep has {n_budgets}"}
+    fs = sc.frontier_scaling(rows, metric, n_boot=n_boot, seed=seed)
+    ylabel = f"1 - {metric}" if fs.transformed != "loss" else metric
+    path = sc.plot_scaling(fs.law, Path(out_dir) / "scaling.png", growth=fs.growth, ylabel=ylabel)
+    law = fs.law
+    return {
+        "loss": ylabel, "l_inf": law.l_inf, "a": law.a, "alpha": law.alpha, "stderr": law.stderr, "ci": law.ci,
+        "ci_level": law.ci_level, "r2": law.r2, "bootstrap": law.bootstrap_mode, "n_boot": int(law.bootstrap.shape[0]),
+        "frontier": [{k: c.get(k) for k in ("p", "n", "d_m", "k_e", "k_c", f"{metric}_mean", f"{metric}_std",
+                                             "n_seeds")} for c in fs.frontier],
+        "growth": {k: {"a": g.a, "b": g.b, "b_stderr": g.b_stderr, "ci": g.ci, "r2": g.r2}
+                   for k, g in fs.growth.items()},
+        "figure": Path(path).name,
+    }
+
+
+def _config_from_row(row: dict):
+    """The model configuration of a results row (every model field is a column), or None."""
+    from elm_neuro.networks.registry import MODEL_FAMILIES
+
+    fam = row.get("family")
+    if fam not in MODEL_FAMILIES:
+        return None
+    cls = MODEL_FAMILIES[fam][0]
+    fields = {}
+    for f in cls.__dataclass_fields__:
+        key = "model_seed" if f == "seed" else f
+        if key in row:
+            v = row[key]
+            if isinstance(v, str) and v[:1] in "[{":
+                v = json.loads(v)
+            if isinstance(v, float) and v.is_integer() and isinstance(cls.__dataclass_fields__[f].default, int):
+                v = int(v)
+            fields[f] = v
+    try:
+        return cls(**fields)
+    except (TypeError, ValueError):
+        return None
+
+
+def _next_budget(budgets: list[float]) -> int:
+    """The budget after the largest: the same ratio as between the two largest, else x4."""
+    b = sorted(budgets)
+    ratio = b[-1] / b[-2] if len(b) >= 2 else 4.0
+    return int(round(b[-1] * ratio))
+
+
+def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optional[str] = None,
+                         h_y: Optional[float] = None, chance: Optional[float] = None, n_boot: int = 0,
+                         seed: int = 0) -> dict:
+    """Fit the SPEC 11 information model to a sweep table; predicted optimum at each budget and
+    at the next one; residual, surface and optimum-path figures. ``{"skipped": reason}`` when the
+    table has fewer configuration cells than free parameters + 2.
+
+    The optimum is searched over the ``k_e`` values reachable by the family (``d_m = 1..256`` for
+    the ELM, from the model configuration in the table) with integer ``N`` under the affine budget
+    ``P = N (k_c + k_e) + P_fixed`` (``P_fixed`` estimated from the table); without a
+    reconstructible configuration ``k_e`` is continuous.
+    """
+    import numpy as np
+
+    from elm_neuro.analysis import information_model as im
+    from elm_neuro.analysis import sweep_table as st
+
+    rows = [r for r in rows if all(_num(r.get(k)) for k in ("n", "k_e", "k_c", metric))]
+    if not rows:
+        return {"skipped": f"no row has finite n, k_e, k_c and {metric}"}
+    kind = "accuracy" if st.higher_is_better(metric) else "loss"
+    n_free = 6 + (1 if kind == "accuracy" else 0) - (2 if len(_distinct(rows, "k_c")) == 1 else 0)
+    cells = st.aggregate(rows, metrics=[metric])
+    if len(cells) < n_free + 2:
+        return {"skipped": f"needs at least {n_free + 2} configuration cells ({n_free} free parameters + 2), "
+                           f"the sweep has {len(cells)}"}
+    h, ch = task_information(task, rows, h_y, chance)
+    low = metric.lower()
+    to_bits = 1.0 if ("bpc" in low or "bits" in low) else 1.0 / math.log(2)
+    fit = im.fit_information_model_rows(rows, metric, h, kind=kind, chance=ch if kind == "accuracy" else None,
+                                        to_bits=to_bits, n_boot=n_boot, seed=seed)
+    pf = im.estimate_p_fixed(rows)
+    kcs = _distinct(rows, "k_c")
+    cfg = _config_from_row(rows[0])
+    ke_to_dm = {}
+    if cfg is not None and hasattr(cfg, "d_m"):
+        for d in range(1, 257):
+            try:
+                ke_to_dm.setdefault(float(cfg.replace(d_m=d).budget().k_e), d)
+            except ValueError:
+                continue
+    budgets = sorted({float(r["p_target"]) for r in rows if _num(r.get("p_target"))}) or _budget_labels(rows)
+    nxt = _next_budget(budgets)
+    best_cells = {round(c["p_bucket"]): c for c in st.best_per_budget(cells, metric)}
+    path_rows, optima = [], []
+    for b in budgets + [float(nxt)]:
+        kw = dict(k_e_values=sorted(ke_to_dm), integer_n=True) if ke_to_dm else {}
+        try:
+            opt = im.optimal_allocation(fit.params, b, kcs, p_fixed=pf, h_y=h, **kw)
+        except ValueError as exc:
+            optima.append({"budget": b, "error": str(exc)})
+            continue
+        path_rows.append(opt)
+        row = {"budget": b, "next": b == float(nxt) and b not in budgets, "n": opt["n"], "k_e": opt["k_e"],
+               "k_c": opt["k_c"], "d_m": ke_to_dm.get(float(opt["k_e"])),
+               "predicted": float(fit.predict(opt["n"], opt["k_e"], opt["k_c"])) / (to_bits if kind == "loss" else 1.0)}
+        if row["d_m"] is not None and cfg is not None and getattr(cfg, "SIZE_FIELD", "n") == "n":
+            from elm_neuro.networks.budget import closest_n
+
+            sized = cfg.replace(d_m=row["d_m"])
+            if hasattr(sized, "d_brch") and hasattr(sized, "d_tree") and opt["k_c"] % sized.d_tree == 0:
+                sized = sized.replace(d_brch=int(opt["k_c"] // sized.d_tree))
+            try:
+                row["n_solver"] = closest_n(lambda k: sized.replace(n=k).budget().p, int(b))
+            except ValueError:
+                row["n_solver"] = None
+        near = [c for k, c in best_cells.items() if abs(k - b) <= 0.1 * b]
+        if near:
+            c = near[0]
+            row["observed_best"] = {"n": c.get("n"), "d_m": c.get("d_m"), "k_e": c.get("k_e"),
+                                    "value": c.get(f"{metric}_mean")}
+        optima.append(row)
+    out_dir = Path(out_dir)
+    figs = [("information model: observed vs predicted, residuals vs N",
+             Path(im.plot_residuals(fit, out_dir / "info_residuals.png")).name)]
+    top = max(budgets)
+    members = [c for c in cells if _num(c.get("p")) and abs(c["p"] - top) <= 0.1 * top]
+    scale = to_bits if kind == "loss" else 1.0
+    pts = {"n": [c["n"] for c in members], "k_e": [c["k_e"] for c in members],
+           "value": [c[f"{metric}_mean"] * scale for c in members]}
+    figs.append((f"information model over (N, k_e) at P = {top:,.0f}, measured cells overlaid",
+                 Path(im.plot_model_surface(fit, top, out_dir / "info_surface.png", k_c=float(np.median(fit.k_c)),
+                                            p_fixed=pf, points=pts)).name))
+    if path_rows:
+        figs.append(("information model: optimal N*, k_e* vs budget",
+                     Path(im.plot_optimum_path(path_rows, out_dir / "info_optimum.png")).name))
+    return {"kind": kind, "h_y": h, "chance": ch if kind == "accuracy" else None, "to_bits": to_bits,
+            "n_free": n_free, "n_cells": len(cells), "n_points": int(fit.target.size), "params": fit.summary(),
+            "fixed": fit.fixed, "r2": fit.r2, "rmse": fit.rmse, "p_fixed": pf, "next_budget": nxt,
+            "optima": optima, "figures": figs}
+
+
+def _cells_table(rows: Sequence[dict], metric: str) -> list[str]:
+    from elm_neuro.analysis import sweep_table as st
+
+    cells = st.aggregate(rows, metrics=[metric])
+    cols = [c for c in ("p_target", "p", "n", "d_m", "k_e", "k_c") if any(c in x and x[c] is not None for x in cells)]
+    cells.sort(key=lambda c: tuple(float(c[k]) if _num(c.get(k)) else -1.0 for k in cols))
+    lines = ["| " + " | ".join(cols + [metric, "seeds"]) + " |", "|" + "---|" * (len(cols) + 2)]
+    for c in cells:
+        val = f"{_fmt(c[metric + '_mean'])} ± {_fmt(c[metric + '_std'], 2)}"
+        lines.append("| " + " | ".join([_fmt(c.get(k)) for k in cols] + [val, str(c["n_seeds"])]) + " |")
+    return lines
+
+
+def write_sweep_report(out, metric: Optional[str] = None, h_y: Optional[float] = None,
+                       chance: Optional[float] = None, n_boot: int = 100, seed: int = 0) -> Path:
+    """``out/report.md`` (and ``report.json``, figures) from ``out/results.csv`` (module docstring).
+
+    ``metric`` defaults to :func:`default_metric`; ``h_y`` / ``chance`` override the task's label
+    entropy and chance accuracy (:func:`task_information`); ``n_boot`` bootstrap replicates (seeded
+    by ``seed``) give the scaling law's intervals. The information model's predictions are in the
+    metric's units (a loss fitted in bits is converted back).
+    """
+    from elm_neuro.analysis import sweep_table as st
+
+    out = Path(out)
+    table = out / "results.csv"
+    if not table.is_file():
+        raise FileNotFoundError(f"{table} not found: {out} is not a sweep folder with results")
+    rows = st.read_table(table)
+    if not rows:
+        raise ValueError(f"out: {table} holds no finished cell yet; nothing to report")
+    metric = metric or default_metric(rows)
+    if not any(_num(r.get(metric)) for r in rows):
+        raise ValueError(f"metric: no row of {table} has a finite {metric!r} value")
+    tasks = sorted({r["task"] for r in rows if r.get("task")})
+    task = tasks[0] if len(tasks) == 1 else None
+    fams = sorted({r["family"] for r in rows if r.get("family")})
+    t0 = time.perf_counter()
+    lines = [f"# Sweep report: {', '.join(tasks) or '?'}, {', '.join(fams) or '?'}", ""]
+    sweep = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").is_file() else None
+    finished = {r["run_id"] for r in rows if r.get("run_id")}
+    if sweep:
+        g = sweep["grid"]
+        planned = sweep.get("cells", [])
+        lines += [f"Grid: axis `{g['axis']}` values {g['values']}, budgets {g['budgets']}, seeds {g['seeds']}, "
+                  f"model `{g['base']['model']}`, fixed model fields {g['base']['model_overrides'] or '{}'}, "
+                  f"{g['base']['epochs']} epochs x {g['base']['batches_per_epoch']} batches.",
+                  f"Finished cells: {sum(c in finished for c in planned)} of {len(planned)} planned"
+                  + (f" ({len(finished - set(planned))} more from an earlier grid)" if finished - set(planned) else "")
+                  + "."]
+    else:
+        lines.append(f"Finished cells in results.csv: {len(rows)}.")
+    better = "higher" if st.higher_is_better(metric) else "lower"
+    lines += [f"Metric: `{metric}` ({better} is better); mean ± std over seeds.", "", "## Cells", ""]
+    lines += _cells_table([r for r in rows if _num(r.get(metric))], metric)
+    info: dict = {"metric": metric, "task": task, "rows": len(rows)}
+    trade = tradeoff_figures(rows, out, metric, task)
+    lines += ["", "## Trade-off figures", ""]
+    for cap, f in trade["figures"]:
+        lines += [f"- {cap}: `{f}`", "", f"![{cap}]({f})", ""]
+    lines += [f"- {s}" for s in trade["skipped"]]
+    info["figures"] = [f for _, f in trade["figures"]]
+    info["skipped"] = list(trade["skipped"])
+
+    lines += ["", "## Scaling law along the Pareto frontier", "",
+              "L*(P) = L_inf + A P^-alpha fitted to the best cell of each budget (seeds as replicates)."]
+    try:
+        sc = scaling_analysis(rows, out, metric, n_boot=n_boot, seed=seed)
+    except (ValueError, RuntimeError) as exc:
+        sc = {"skipped": f"the fit failed: {exc}"}
+    info["scaling"] = sc
+    if "skipped" in sc:
+        lines.append(f"Skipped: {sc['skipped']}.")
+        info["skipped"].append(f"scaling law: {sc['skipped']}")
+    else:
+        ci = sc["ci"].get("alpha")
+        se = sc["stderr"]
+        no_se = not all(_num(se.get(k)) for k in ("alpha", "l_inf", "a"))
+        lines += ["", f"- loss: `{sc['loss']}`",
+                  f"- alpha = {_fmt(sc['alpha'])} ± {_fmt(se['alpha'], 2)} (Jacobian s.e."
+                  + ("; undefined with as many budgets as the law's 3 parameters" if no_se else "") + ")"
+                  + (f", {sc['ci_level']:.0%} bootstrap interval [{_fmt(ci[0])}, {_fmt(ci[1])}] "
+                     f"({sc['n_boot']} replicates over {sc['bootstrap']})" if ci else ""),
+                  f"- L_inf = {_fmt(sc['l_inf'])} ± {_fmt(sc['stderr']['l_inf'], 2)}, "
+                  f"A = {_fmt(sc['a'])} ± {_fmt(sc['stderr']['a'], 2)}, R^2 = {_fmt(sc['r2'])}"]
+        for k, g in sc["growth"].items():
+            lines.append(f"- {k}*(P) = {_fmt(g['a'])} P^{_fmt(g['b'], 3)} (slope s.e. {_fmt(g['b_stderr'], 2)}, "
+                         f"log-log R^2 {_fmt(g['r2'], 3)})")
+        lines += ["", "| P | N | d_m | k_e | " + metric + " |", "|---|---|---|---|---|"]
+        lines += [f"| {c['p']:,.0f} | {_fmt(c['n'])} | {_fmt(c['d_m'])} | {_fmt(c['k_e'])} | "
+                  f"{_fmt(c[metric + '_mean'])} ± {_fmt(c[metric + '_std'], 2)} |" for c in sc["frontier"]]
+        lines += ["", f"![scaling law]({sc['figure']})"]
+        info["figures"].append(sc["figure"])
+
+    lines += ["", "## Information model (SPEC 11)", ""]
+    try:
+        im_res = information_analysis(rows, out, metric, task, h_y=h_y, chance=chance, seed=seed)
+    except (ValueError, RuntimeError) as exc:
+        im_res = {"skipped": f"the fit failed: {exc}"}
+    info["information_model"] = im_res
+    if "skipped" in im_res:
+        lines.append(f"Skipped: {im_res['skipped']}.")
+        info["skipped"].append(f"information model: {im_res['skipped']}")
+    else:
+        ps = im_res["params"]
+        lines += [f"Fitted to {im_res['n_points']} runs in {im_res['n_cells']} cells as {im_res['kind']} "
+                  f"(H(Y) = {_fmt(im_res['h_y'])} bits" + (f", chance {_fmt(im_res['chance'])}" if im_res['chance']
+                                                              is not None else "")
+                  + f"); fixed: {im_res['fixed'] or 'none'}.", "",
+                  "| parameter | value | s.e. |", "|---|---|---|"]
+        for k in ("s", "a_e", "a_c", "g_e", "g_c", "c", "q"):
+            if k in ps:
+                lines.append(f"| {k} | {_fmt(ps[k])} | {_fmt(ps[k + '_se'], 2)} |")
+        lines += ["", f"R^2 = {_fmt(im_res['r2'])}, RMSE = {_fmt(im_res['rmse'])}; "
+                  f"P_fixed = {_fmt(im_res['p_fixed'])} (parameters outside the hidden neurons).", "",
+                  "Predicted optimum (integer N, the family's k_e values) per budget:", "",
+                  "| budget | N* | d_m* | k_e* | k_c | predicted | N (budget solver) | observed best (N, d_m: value) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for o in im_res["optima"]:
+            if "error" in o:
+                lines.append(f"| {o['budget']:,.0f} | {o['error']} | | | | | | |")
+                continue
+            ob = o.get("observed_best")
+            obs = f"{_fmt(ob['n'])}, {_fmt(ob['d_m'])}: {_fmt(ob['value'])}" if ob else "-"
+            tag = " (next)" if o["next"] else ""
+            lines.append(f"| {o['budget']:,.0f}{tag} | {_fmt(o['n'])} | {_fmt(o['d_m'])} | {_fmt(o['k_e'])} | "
+                         f"{_fmt(o['k_c'])} | {_fmt(o['predicted'])} | {_fmt(o.get('n_solver'))} | {obs} |")
+        lines.append("")
+        for cap, f in im_res["figures"]:
+            lines += [f"- {cap}: `{f}`", "", f"![{cap}]({f})", ""]
+            info["figures"].append(f)
+    lines += ["", f"Report written in {time.perf_counter() - t0:.1f} s from `results.csv`; "
+              "numbers also in `report.json`.", ""]
+    save_json(json_safe(info), out / "report.json")
+    path = out / "report.md"
+    save_text("\n".join(lines), path)
+    return path
