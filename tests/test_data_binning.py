@@ -203,3 +203,14 @@ def test_torch_binning_on_cuda_matches_reference():
                             device=dev)
     np.testing.assert_array_equal(
         outb.cpu().numpy(), bin_events_numpy(t, u, off, idx, 0.01, 1.0, 700, 7, True))
+
+
+def test_parallel_binning_uses_the_non_spinning_workqueue_layer():
+    """OpenMP's busy-waiting workers would take the cores from training (see binning docstring)."""
+    import os
+
+    import numba
+
+    bin_events(np.array([0.1]), np.array([3]), np.array([0, 1]), np.array([0]), 0.01, 1.0, 10)
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        assert numba.threading_layer() == "workqueue"
