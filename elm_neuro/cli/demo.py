@@ -18,8 +18,8 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("demo", help="synthetic SHD -> ELM vs LIF at equal budget -> report and figures")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--params", type=int, default=12000, help="parameter budget of both networks")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--params", type=int, default=25000, help="parameter budget of both networks")
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batches-per-epoch", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="processes training side by side")
