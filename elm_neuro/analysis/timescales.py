@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 from scipy import optimize
 
 from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure
@@ -555,6 +556,7 @@ def plot_timescale_comparison(results: dict, path, title: Optional[str] = None) 
                 if a.size:
                     ax.axvline(np.median(a), color="k", ls="--", lw=1)
                 ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())  # no overlapping minor-tick labels
                 ax.text(0.98, 0.95, f"n={a.size}", ha="right", va="top", transform=ax.transAxes, fontsize=7)
             if i == 0:
                 ax.set_title(nm)

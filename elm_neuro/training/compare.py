@@ -41,7 +41,11 @@ def _mean_std(vals: list[float]) -> str:
     return f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}"
 
 
-def write_report(out: Path, models: list[str], seeds: list[int], title: str) -> Path:
+# Accuracy of always answering the most frequent class (SHD-Adding: the sum 9, 10 %; SHD: 1/20).
+CHANCE = {"shd-adding": 0.10, "shd": 0.05}
+
+
+def write_report(out: Path, models: list[str], seeds: list[int], title: str, chance: float | None = None) -> Path:
     """``report.md`` and ``learning_curves.png`` from the cells' run directories."""
     import matplotlib
 
@@ -73,6 +77,8 @@ def write_report(out: Path, models: list[str], seeds: list[int], title: str) -> 
             length = min(len(c) for c in curves)
             mean = [statistics.mean(c[i] for c in curves) for i in range(length)]
             ax.plot(range(1, length + 1), mean, marker="o", label=f"{model} (P={s0['p']})")
+    if chance is not None and metric == "acc":
+        ax.axhline(chance, color="gray", ls="--", lw=1, label=f"chance (most frequent class, {chance:.2f})")
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation {metric or ''}")
     ax.grid(alpha=0.3)
@@ -83,8 +89,9 @@ def write_report(out: Path, models: list[str], seeds: list[int], title: str) -> 
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
     tmp.replace(fig_path)
+    chance_note = f" Chance (always the most frequent class): {chance:.2f}." if chance and metric == "acc" else ""
     lines += ["", f"Metric: {'accuracy (higher is better)' if metric == 'acc' else 'bits per character'}; "
-              "mean ± std over seeds.", "", "![learning curves](learning_curves.png)", ""]
+              f"mean ± std over seeds.{chance_note}", "", "![learning curves](learning_curves.png)", ""]
     report = out / "report.md"
     save_text("\n".join(lines), report)
     return report
@@ -128,4 +135,4 @@ def compare(out, base: TrainConfig, models: list[str], seeds: list[int], model_o
                     key = "test_acc" if "test_acc" in s else "test_bpc"
                     print(f"{futures[fut].name}: {key} {s[key]:.4f} (P={s['p']}, {s['wall_s']:.0f} s)", flush=True)
     title = f"{base.task}: models at P ≈ {base.params}" if base.params else f"{base.task}: model comparison"
-    return write_report(out, models, seeds, title)
+    return write_report(out, models, seeds, title, CHANCE.get(base.task))

@@ -38,7 +38,7 @@ def run_demo(out, params: int = 25000, epochs: int = 40, batches_per_epoch: int 
     data = out / "data"
     if not ((data / "shd_train.h5").is_file() and (data / "shd_test.h5").is_file()):
         write_synthetic_shd(data, n_train, n_test, seed=seed)
-    base = TrainConfig(data_dir=str(data), epochs=epochs, batches_per_epoch=batches_per_epoch, params=params,
+    base = TrainConfig(data_dir=str(data.resolve()), epochs=epochs, batches_per_epoch=batches_per_epoch, params=params,
                        seed=seed, valid_batches=valid_batches, test_batches=test_batches, **DEMO_TRAIN)
     report = compare(out / "compare", base, list(DEMO_MODELS), [seed], DEMO_MODELS, progress=progress,
                      workers=workers)
