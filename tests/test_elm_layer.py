@@ -173,3 +173,40 @@ def test_layer_input_shape_error():
     layer = ELMLayer(small_cfg(), 6, 5)
     with pytest.raises(ValueError, match=r"input must be \[B, T, n_in=6\]"):
         layer(torch.zeros(2, 3, 7))
+
+
+def test_sparse_input_projection_equals_matmul():
+    from elm_neuro.networks.elm_layer import SparseInputProjection, project_inputs
+
+    torch.manual_seed(0)
+    x = ((torch.rand(40, 30) < 0.03).float() * torch.rand(40, 30)).requires_grad_(True)
+    m = torch.randn(30, 12, requires_grad=True)
+    g = torch.randn(40, 12)
+    out = SparseInputProjection.apply(x, m)
+    out.backward(g)
+    gx, gm = x.grad.clone(), m.grad.clone()
+    x.grad, m.grad = None, None
+    (x @ m).backward(g)
+    torch.testing.assert_close(out, (x @ m).detach())
+    torch.testing.assert_close(gx, x.grad)
+    torch.testing.assert_close(gm, m.grad)
+    # project_inputs keeps leading dims, and picks either kernel with the same result
+    x3 = (torch.rand(2, 5, 30) < 0.02).float()
+    torch.testing.assert_close(project_inputs(x3, m.detach()), x3 @ m.detach())
+    dense = torch.rand(2, 5, 30)
+    torch.testing.assert_close(project_inputs(dense, m.detach()), dense @ m.detach())
+
+
+def test_layer_on_sparse_spikes_equals_reference():
+    cfg = small_cfg(rho=0.3)
+    torch.manual_seed(5)
+    x = (torch.rand(3, 15, 40) < 0.02).float()  # spike-like: the sparse input kernel runs
+    res = []
+    for ref in (False, True):
+        layer = ELMLayer(cfg, n_in=40, n=6, seed=3, synapse_impl="dense")
+        out = layer.forward_reference(x) if ref else layer(x)
+        (out.y.sum() + out.state.m.square().sum()).backward()
+        res.append((out.y.detach(), grads(layer)))
+    torch.testing.assert_close(res[0][0], res[1][0], rtol=1e-5, atol=1e-5)
+    for k in res[1][1]:
+        torch.testing.assert_close(res[0][1][k], res[1][1][k], rtol=1e-4, atol=1e-5)

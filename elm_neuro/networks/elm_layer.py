@@ -8,13 +8,15 @@ Parameters are stacked on a leading neuron axis (e.g. the first MLP weight is
 Synapse kernels (``synapse_impl``), all computing the same branch drive
 ``beta[b, n, k] = s_in * sum_j w[n, k, j] * v[b, C[n, k, j]]``:
 
-- ``dense``: the connectome and weights are scattered into dense maps ``[n_in, N*d_tree]`` and
-  ``[N, N*d_tree]``; the input part is one matmul over all time steps, the recurrent part one
-  matmul per step. Fastest for small layers.
+- ``dense``: the input synapses are scattered into a dense map ``[n_in, N*d_tree]`` (one matmul
+  over all time steps; for sparse spike inputs on the CPU a sparse-times-dense product,
+  :class:`SparseInputProjection`); the recurrent synapses (``rho N K`` of them) are a list of (source
+  neuron, target branch, weight): per step one ``index_select`` and one ``index_add``. Fastest
+  for small and mid-size layers.
 - ``gather``: ``torch.nn.functional.embedding_bag`` with per-synapse weights (bags of ``d_brch``
   synapses = one branch); input part for all steps at once, recurrent part per step. Memory
   ``O(N*K)`` whatever the layer size, for large layers.
-- ``auto``: ``dense`` when the dense maps hold at most ``DENSE_MAX_ELEMENTS`` entries.
+- ``auto``: ``dense`` when the dense input map holds at most ``DENSE_MAX_ELEMENTS`` entries.
 
 :meth:`ELMLayer.forward_reference` is the plain path: a loop over time *and neurons* with
 explicit indexing and ``F.linear`` per neuron; tests check that all kernels agree with it in
@@ -40,6 +42,39 @@ from elm_neuro.neurons import elm as E
 from elm_neuro.wiring.connectome import make_connectome
 
 DENSE_MAX_ELEMENTS = 1 << 24
+SPARSE_INPUT_MAX_DENSITY = 0.05  # below this fraction of non-zero inputs, project them as a sparse matrix
+
+
+class SparseInputProjection(torch.autograd.Function):
+    """``x @ M`` for a mostly-zero input ``x`` ``[R, n_in]`` (spikes) and a dense map ``M``.
+
+    Forward and the gradient of ``M`` (``x^T @ g``) use ``x`` as a sparse COO matrix, so their
+    cost scales with the number of spikes instead of ``R * n_in``; the gradient of ``x`` (only
+    when ``x`` requires it) is the dense ``g @ M^T``. Equal to the plain ``x @ M`` (tested).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        xs = x.to_sparse()
+        ctx.save_for_backward(xs, m)
+        return torch.sparse.mm(xs, m)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        xs, m = ctx.saved_tensors
+        grad_x = g @ m.t() if ctx.needs_input_grad[0] else None
+        grad_m = torch.sparse.mm(xs.t(), g) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_m
+
+
+def project_inputs(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    """``x @ m`` for ``x`` ``[..., n_in]``: sparse kernel for sparse CPU inputs, else a matmul."""
+    flat = x.reshape(-1, x.shape[-1])
+    if flat.device.type == "cpu" and flat.numel() and float((flat != 0).float().mean()) < SPARSE_INPUT_MAX_DENSITY:
+        out = SparseInputProjection.apply(flat, m)
+    else:
+        out = flat @ m
+    return out.view(*x.shape[:-1], m.shape[1])
 
 
 class LayerOutput(NamedTuple):
@@ -161,7 +196,7 @@ class ELMLayer(nn.Module):
     def resolved_impl(self) -> str:
         if self.synapse_impl != "auto":
             return self.synapse_impl
-        size = (self.n_in + self.n) * self.n * self.cfg.d_tree
+        size = self.n_in * self.n * self.cfg.d_tree
         return "dense" if size <= DENSE_MAX_ELEMENTS else "gather"
 
     # ------------------------------------------------------------------ synapse kernels
@@ -175,6 +210,14 @@ class ELMLayer(nn.Module):
         flat = torch.zeros((hi - lo) * self.n * self.cfg.d_tree, device=w_eff.device, dtype=w_eff.dtype)
         flat = flat.index_add(0, flat_idx, w_eff[sel])
         return flat.view(hi - lo, self.n * self.cfg.d_tree)
+
+    def _recurrent_synapses(self, w_eff: torch.Tensor):
+        """The recurrent synapses as a list: source neuron, target branch (``n*d_tree + k``), weight."""
+        c, n_in = self.connectome, self.n_in
+        sel = c >= n_in
+        branch = torch.arange(self.cfg.k, device=c.device) // self.cfg.d_brch
+        target = torch.arange(self.n, device=c.device)[:, None] * self.cfg.d_tree + branch[None, :]
+        return (c - n_in)[sel], target[sel], w_eff[sel]
 
     def _bag_inputs(self, w_eff: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Indices and weights ``[N*d_tree, d_brch]`` for ``embedding_bag`` over sources lo..hi-1."""
@@ -200,13 +243,16 @@ class ELMLayer(nn.Module):
             x = x * mask_in[:, None, :]
         mask_t = None if mask_rec is None else mask_rec.t()
         if self.resolved_impl() == "dense":
-            beta_in = (x @ self._dense_map(w_eff, 0, n_in)).permute(1, 2, 0).contiguous()
+            beta_in = project_inputs(x, self._dense_map(w_eff, 0, n_in)).permute(1, 2, 0).contiguous()
             if not has_rec:
                 return beta_in, None
-            m_rec_t = self._dense_map(w_eff, n_in, n_in + n).t()
+            # recurrent synapses are few (rho * N * K): a synapse list beats a dense [N, N*d_tree] map
+            src, target, w_rec = self._recurrent_synapses(w_eff)
+            w_rec = w_rec[:, None]
 
             def rec_fn(drive, y_prev):
-                return torch.addmm(drive, m_rec_t, y_prev if mask_t is None else y_prev * mask_t)
+                y_prev = y_prev if mask_t is None else y_prev * mask_t
+                return drive.index_add(0, target, y_prev.index_select(0, src) * w_rec)
 
             return beta_in, rec_fn
         idx_in, w_in = self._bag_inputs(w_eff, 0, n_in)
