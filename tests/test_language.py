@@ -364,3 +364,14 @@ def test_cli_small_defaults_for_language_modelling(tmp_path):
     args = p.parse_args(["--task", "enwik8", "--paper"])
     cfg = train_config_from_args(args, "elm", {}, None, 0)
     assert (cfg.reset_steps, cfg.lr, cfg.steps_total) == (40000, 5e-4, 300000)
+
+
+@pytest.mark.parametrize("family", ["lif", "adlif"])
+def test_spiking_language_model_trains_with_carried_state(tokens, tmp_path, family):
+    """The spiking networks run the LM path too (presets lif-enwik8 / adlif-enwik8)."""
+    over = dict(n=10, n_synapses=6, readout_d_tree=2, readout_d_brch=3)
+    cfg = lm_cfg(model=family, epochs=1, batches_per_epoch=6, model_overrides=over)
+    summary = train_language_model(tmp_path / family, cfg, tokens=tokens, progress=False)
+    conf = RunDir(tmp_path / family).read_config()["model"]["config"]
+    assert summary["family"] == family and conf["embedding"] == "one_hot" and conf["neuron"] == family
+    assert math.isfinite(summary["test_bpc"]) and summary["test_tokens"] > 0
