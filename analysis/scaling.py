@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     p.add_argument("--h-y", type=float, default=None, help="label entropy in bits (default: from the task)")
     p.add_argument("--chance", type=float, default=None, help="chance accuracy (default: from the task)")
     args = p.parse_args(argv)
-    from elm_neuro.training.sweep import default_metric, information_analysis, json_safe, scaling_analysis
+    from elm_neuro.analysis.sweep_report import default_metric, information_analysis, json_safe, scaling_analysis
 
     rows = results_rows(args.sweep_dir)
     metric = args.metric or default_metric(rows)

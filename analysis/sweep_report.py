@@ -15,7 +15,7 @@ def main(argv=None) -> int:
     p.add_argument("--metric", default=None)
     p.add_argument("--n-boot", type=int, default=100)
     args = p.parse_args(argv)
-    from elm_neuro.training.sweep import write_sweep_report
+    from elm_neuro.analysis.sweep_report import write_sweep_report
 
     print(write_sweep_report(args.sweep_dir, metric=args.metric, n_boot=args.n_boot))
     return 0

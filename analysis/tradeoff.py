@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     p.add_argument("--metric", default=None, help="default: test_acc, else test_bpc")
     p.add_argument("--out", default=None, help="figure folder (default: SWEEP_DIR)")
     args = p.parse_args(argv)
-    from elm_neuro.training.sweep import default_metric, tradeoff_figures
+    from elm_neuro.analysis.sweep_report import default_metric, tradeoff_figures
 
     rows = results_rows(args.sweep_dir)
     tasks = {r.get("task") for r in rows}

@@ -68,7 +68,7 @@ def grid_from_args(args: argparse.Namespace):
 
 
 def _report(out, args) -> int:
-    from elm_neuro.training.sweep import write_sweep_report
+    from elm_neuro.analysis.sweep_report import write_sweep_report
 
     path = write_sweep_report(out, metric=args.metric, h_y=args.h_y, chance=args.chance, n_boot=args.n_boot,
                               seed=args.fit_seed)
