@@ -252,7 +252,7 @@ class ELMLayer(nn.Module):
 
             def rec_fn(drive, y_prev):
                 y_prev = y_prev if mask_t is None else y_prev * mask_t
-                return drive.index_add(0, target, y_prev.index_select(0, src) * w_rec)
+                return drive.index_add(0, target, (y_prev.index_select(0, src) * w_rec).to(drive.dtype))
 
             return beta_in, rec_fn
         idx_in, w_in = self._bag_inputs(w_eff, 0, n_in)

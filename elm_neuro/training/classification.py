@@ -22,14 +22,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from elm_neuro.networks.registry import family_of
-from elm_neuro.training.atomic import save_json, save_torch
-from elm_neuro.training.common import (TrainingDiverged, autocast, make_optimizer, pick_device, regularization,
-                                       rng_states, seed_everything, set_rng_states)
+from elm_neuro.training.atomic import save_torch
+from elm_neuro.training.common import (TrainingDiverged, autocast, build_session, open_run, regularization,
+                                       save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import resolve_model_config
-from elm_neuro.training.run import RunDir, build_from_config
-from elm_neuro.training.schedule import warmup_cosine
 
 
 def classification_loss(logits: torch.Tensor, y: torch.Tensor, last_k: int, smoothing: float):
@@ -57,11 +54,10 @@ def evaluate(model, split, cfg: TrainConfig, device: torch.device) -> dict:
     return {"loss": loss_sum / n, "acc": correct / n, "n": n}
 
 
-def _model_section(cfg: TrainConfig, splits) -> dict:
+def _model_config(cfg: TrainConfig, splits):
     ref = splits["train"]
-    mcfg = resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params,
+    return resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params,
                                 ref.n_channels, ref.n_classes, bin_ms=cfg.bin_ms)
-    return {"family": family_of(mcfg), "config": mcfg.to_dict()}
 
 
 def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = False, splits=None,
@@ -72,47 +68,21 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
     config's task and data_dir). ``stop_after_epochs`` ends this call after that many epochs
     without finishing the run (as if killed after a checkpoint), for tests and time slicing.
     """
-    run = RunDir(run_dir)
-    if resume:
-        conf = run.read_config()
-        cfg = TrainConfig.from_dict(conf["train"])
-        if not run.checkpoint.is_file():
-            raise FileNotFoundError(f"{run.checkpoint} not found: nothing to resume in {run.path}")
-    else:
-        if cfg is None:
-            raise ValueError("cfg is required for a new run")
-        if run.checkpoint.exists() or run.summary.exists():
-            raise ValueError(f"{run.path} already holds a run; use resume=True (--resume) or another --out")
+    run, cfg, conf = open_run(run_dir, cfg, resume)
     if splits is None:
         from elm_neuro.training.tasks import build_classification_task
 
         splits = build_classification_task(cfg)
-    if not resume:
-        conf = {"train": cfg.to_dict(), "model": _model_section(cfg, splits)}
-        run.path.mkdir(parents=True, exist_ok=True)
-        save_json(conf, run.config)
-        run.truncate_metrics(0)
-
-    device = pick_device(cfg.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    seed_everything(cfg.seed)
-    model, mcfg = build_from_config(conf["model"])
-    model.to(device)
-    opt = make_optimizer(cfg, model.parameters())
-    sched = warmup_cosine(opt, cfg.warmup, cfg.steps_total)
+    if conf is None:
+        conf = start_run(run, cfg, _model_config(cfg, splits))
+    ses = build_session(run, cfg, conf, resume)
+    model, opt, sched, device, mcfg = ses.model, ses.optimizer, ses.scheduler, ses.device, ses.model_config
     reg_w = cfg.regularizer_weights()
     epoch, step, wall = 0, 0, 0.0
     best = {"acc": -1.0, "epoch": -1}
-    if resume:
-        ck = torch.load(run.checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        set_rng_states(ck["rng"])
+    if ses.checkpoint is not None:
+        ck = ses.checkpoint
         epoch, step, wall, best = ck["epoch"], ck["step"], ck["wall_s"], ck["best"]
-        run.truncate_metrics(ck["metric_lines"])
     budget = mcfg.budget()
 
     epochs_this_call = 0
@@ -163,9 +133,7 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
         if val["acc"] > best["acc"]:
             best = {"acc": val["acc"], "epoch": epoch}
             save_torch({"model": copy.deepcopy(model.state_dict()), "epoch": epoch, "valid_acc": val["acc"]}, run.best)
-        save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": rng_states(), "epoch": epoch, "step": step, "wall_s": wall, "best": best,
-                    "metric_lines": len(run.read_metrics())}, run.checkpoint)
+        save_checkpoint(ses, epoch=epoch, step=step, wall_s=wall, best=best)
 
     best_state = torch.load(run.best, map_location=device, weights_only=False)
     model.load_state_dict(best_state["model"])

@@ -1,16 +1,22 @@
 """Pieces shared by the classification and language-modelling trainers: device choice,
 seeding and RNG state capture (for exact resume), optimiser construction, autocast, the
-weighted sum of a model's regularisers, and divergence detection.
+weighted sum of a model's regularisers, divergence, and opening / resuming a run directory
+with its checkpoints.
 """
 from __future__ import annotations
 
 import random
 from contextlib import nullcontext
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
 
+from elm_neuro.networks.registry import family_of
+from elm_neuro.training.atomic import save_json, save_torch
 from elm_neuro.training.config import TrainConfig
+from elm_neuro.training.run import RunDir, build_from_config
+from elm_neuro.training.schedule import warmup_cosine
 
 
 class TrainingDiverged(RuntimeError):
@@ -66,3 +72,78 @@ def regularization(out, weights: dict) -> torch.Tensor:
                              f"(it gives {sorted(out.regularizers)})")
         total = total + w * out.regularizers[name]
     return total
+
+
+# --------------------------------------------------------------------------- run set-up and checkpoints
+class Session(NamedTuple):
+    """Everything a trainer needs once a run is open; ``checkpoint`` is the loaded dict on resume."""
+
+    run: RunDir
+    cfg: TrainConfig
+    conf: dict
+    device: torch.device
+    model: torch.nn.Module
+    model_config: object
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    checkpoint: Optional[dict]
+
+
+def open_run(run_dir, cfg: Optional[TrainConfig], resume: bool) -> tuple[RunDir, TrainConfig, Optional[dict]]:
+    """Check that ``run_dir`` can be started (new) or resumed; returns ``(run, cfg, conf)``.
+
+    On resume the configuration comes from the run's config.json (``conf``); for a new run
+    ``conf`` is None until :func:`start_run` writes it.
+    """
+    run = RunDir(run_dir)
+    if resume:
+        conf = run.read_config()
+        if not run.checkpoint.is_file():
+            raise FileNotFoundError(f"{run.checkpoint} not found: nothing to resume in {run.path}")
+        return run, TrainConfig.from_dict(conf["train"]), conf
+    if cfg is None:
+        raise ValueError("cfg is required for a new run")
+    if run.checkpoint.exists() or run.summary.exists():
+        raise ValueError(f"{run.path} already holds a run; use resume=True (--resume) or another --out")
+    return run, cfg, None
+
+
+def start_run(run: RunDir, cfg: TrainConfig, model_config, extra_json: Optional[dict] = None) -> dict:
+    """Write config.json (train fields + the resolved model configuration) and any extra JSON files."""
+    conf = {"train": cfg.to_dict(), "model": {"family": family_of(model_config), "config": model_config.to_dict()}}
+    run.path.mkdir(parents=True, exist_ok=True)
+    save_json(conf, run.config)
+    for name, obj in (extra_json or {}).items():
+        save_json(obj, run.path / name)
+    run.truncate_metrics(0)
+    return conf
+
+
+def build_session(run: RunDir, cfg: TrainConfig, conf: dict, resume: bool) -> Session:
+    """Device (TF32 off on CUDA), seeds, model, optimiser and schedule; on resume the checkpoint's
+    weights, optimiser / scheduler / RNG states are loaded and metric lines written after it dropped."""
+    device = pick_device(cfg.device)
+    if device.type == "cuda":  # full fp32 matmuls, for reproducible runs and resumes
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    seed_everything(cfg.seed)
+    model, mcfg = build_from_config(conf["model"])
+    model.to(device)
+    opt = make_optimizer(cfg, model.parameters())
+    sched = warmup_cosine(opt, cfg.warmup, cfg.steps_total)
+    ck = None
+    if resume:
+        ck = torch.load(run.checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        set_rng_states(ck["rng"])
+        run.truncate_metrics(ck["metric_lines"])
+    return Session(run, cfg, conf, device, model, mcfg, opt, sched, ck)
+
+
+def save_checkpoint(s: Session, **fields) -> None:
+    """Atomic checkpoint: weights, optimiser, scheduler, RNG states, metric-line count and ``fields``."""
+    save_torch({"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+                "scheduler": s.scheduler.state_dict(), "rng": rng_states(),
+                "metric_lines": len(s.run.read_metrics()), **fields}, s.run.checkpoint)

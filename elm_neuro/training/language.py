@@ -39,14 +39,12 @@ from tqdm.auto import tqdm
 from elm_neuro.data.enwik8 import load_enwik8_tokens
 from elm_neuro.data.streams import (TrainStream, bits_per_character, iter_eval_chunks, reset_mask, stream_rows)
 from elm_neuro.data.text_corpus import DEFAULT_CORPUS_BYTES
-from elm_neuro.networks.registry import family_of
-from elm_neuro.training.atomic import save_json, save_torch
-from elm_neuro.training.common import (TrainingDiverged, autocast, make_optimizer, pick_device, regularization,
-                                       rng_states, seed_everything, set_rng_states)
+from elm_neuro.training.atomic import save_torch
+from elm_neuro.training.common import (TrainingDiverged, autocast, build_session, open_run, regularization,
+                                       save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import resolve_model_config
-from elm_neuro.training.run import RunDir, build_from_config
-from elm_neuro.training.schedule import warmup_cosine
+from elm_neuro.training.run import RunDir
 
 
 def map_state(state, fn):
@@ -140,52 +138,26 @@ def _check_vocab(run: RunDir, tokens) -> None:
 def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool = False, tokens=None,
                          stop_after_epochs: int | None = None, progress: bool = True) -> dict | None:
     """Train (or resume) a language model in ``run_dir``; returns the summary."""
-    run = RunDir(run_dir)
-    if resume:
-        conf = run.read_config()
-        cfg = TrainConfig.from_dict(conf["train"])
-        if not run.checkpoint.is_file():
-            raise FileNotFoundError(f"{run.checkpoint} not found: nothing to resume in {run.path}")
-    else:
-        if cfg is None:
-            raise ValueError("cfg is required for a new run")
-        if run.checkpoint.exists() or run.summary.exists():
-            raise ValueError(f"{run.path} already holds a run; use resume=True (--resume) or another --out")
+    run, cfg, conf = open_run(run_dir, cfg, resume)
     if tokens is None:
         tokens = load_tokens(cfg)
     _check_splits(tokens, cfg)
     if resume:
         _check_vocab(run, tokens)
-    if not resume:
+    if conf is None:
         v = tokens.vocab_size
         mcfg = resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params, v, v)
-        conf = {"train": cfg.to_dict(), "model": {"family": family_of(mcfg), "config": mcfg.to_dict()}}
-        run.path.mkdir(parents=True, exist_ok=True)
-        save_json(conf, run.config)
-        save_json({"vocab": [int(b) for b in tokens.vocab],
-                   "tokenization": getattr(tokens, "tokenization", cfg.tokenization)}, run.path / "vocab.json")
-        run.truncate_metrics(0)
-
-    device = pick_device(cfg.device)
-    if device.type == "cuda":  # as in the classifier: full fp32 matmuls, for reproducible runs and resumes
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    seed_everything(cfg.seed)
-    model, mcfg = build_from_config(conf["model"])
-    model.to(device)
-    opt = make_optimizer(cfg, model.parameters())
-    sched = warmup_cosine(opt, cfg.warmup, cfg.steps_total)
+        vocab = {"vocab": [int(b) for b in tokens.vocab],
+                 "tokenization": getattr(tokens, "tokenization", cfg.tokenization)}
+        conf = start_run(run, cfg, mcfg, {"vocab.json": vocab})
+    ses = build_session(run, cfg, conf, resume)
+    model, opt, sched, device, mcfg = ses.model, ses.optimizer, ses.scheduler, ses.device, ses.model_config
     reg_w = cfg.regularizer_weights()
     step, wall, state = 0, 0.0, None
     best = {"bpc": math.inf, "epoch": -1}
-    if resume:
-        ck = torch.load(run.checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        set_rng_states(ck["rng"])
+    if ses.checkpoint is not None:
+        ck = ses.checkpoint
         step, wall, best, state = ck["step"], ck["wall_s"], ck["best"], ck["carried_state"]
-        run.truncate_metrics(ck["metric_lines"])
     stream = TrainStream(tokens.train, cfg.batch_size, cfg.chunk_len, start_step=step)
     valid_prefix = tokens.valid[: cfg.eval_tokens + 1]
     total = cfg.epochs * cfg.batches_per_epoch
@@ -242,9 +214,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
             best = {"bpc": val["bpc"], "epoch": epoch + 1}
             save_torch({"model": copy.deepcopy(model.state_dict()), "epoch": epoch + 1, "valid_bpc": val["bpc"]},
                        run.best)
-        save_torch({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": rng_states(), "step": step, "wall_s": wall, "best": best, "carried_state": state,
-                    "metric_lines": len(run.read_metrics())}, run.checkpoint)
+        save_checkpoint(ses, step=step, wall_s=wall, best=best, carried_state=state)
 
     model.load_state_dict(torch.load(run.best, map_location=device, weights_only=False)["model"])
     final_val = stream_bpc(model, tokens.valid, cfg.batch_size, cfg.chunk_len, device, cfg)
