@@ -21,6 +21,7 @@ from elm_neuro.data.enwik8 import (
     tokenize_splits,
 )
 from elm_neuro.data.text_corpus import DEFAULT_MODULES, build_default_corpus, corpus_sources
+from elm_neuro import atomic
 
 
 def fake_text(n: int = 10_000, seed: int = 0) -> bytes:
@@ -257,7 +258,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, fake, monkeypatch):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        e8._atomic_write(target, broken)
+        atomic.write_atomic(target, broken)
     assert os.listdir(tmp_path) == ["enwik8"]
 
     # an unwritable cache folder: warning, tokens from memory, no stray files
@@ -266,7 +267,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, fake, monkeypatch):
     def failing_replace(src, dst):
         raise PermissionError("read-only")
 
-    monkeypatch.setattr(e8.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
     with pytest.warns(RuntimeWarning, match="could not be written"):
         s = load_enwik8_tokens(path, allow_any_size=True)
     assert s.cache_status == "unwritable" and len(s.train) > 0

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
+
+from elm_neuro.atomic import atomic_output  # noqa: E402
 
 
 def check_png_path(path) -> str:
@@ -27,17 +28,9 @@ def save_figure(fig, path) -> str:
     ``os.replace`` moves it into place, so a reader never sees a half-written PNG.
     """
     path = check_png_path(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        with atomic_output(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from elm_neuro.training.atomic import save_json, save_text
+from elm_neuro.atomic import save_json, save_text
 
 
 def _num(v) -> bool:

@@ -60,7 +60,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -69,6 +68,7 @@ from typing import Callable
 
 import numpy as np
 
+from elm_neuro.atomic import write_atomic
 from elm_neuro.data.text_corpus import DEFAULT_CORPUS_BYTES, build_default_corpus
 
 __all__ = [
@@ -323,21 +323,6 @@ def _check_size(path: Path, size: int, allow_any_size: bool) -> None:
 # Atomic cache
 
 
-def _atomic_write(path: Path, write: Callable) -> None:
-    """Call ``write(fh)`` on a temporary file next to ``path``, then ``os.replace`` it there."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _cache_paths(folder: Path, stem: str, tokenization: str) -> dict[str, Path]:
     paths = {name: folder / f"{stem}.{tokenization}.{name}.npy" for name in SPLITS}
     paths["meta"] = folder / f"{stem}.{tokenization}.json"
@@ -373,9 +358,9 @@ def _write_cache(paths: dict[str, Path], meta: dict, arrays: dict[str, np.ndarra
     with contextlib.suppress(FileNotFoundError):
         paths["meta"].unlink()  # arrays are about to change: invalidate the commit record first
     for name in SPLITS:
-        _atomic_write(paths[name], lambda fh, a=arrays[name]: np.save(fh, a, allow_pickle=False))
+        write_atomic(paths[name], lambda fh, a=arrays[name]: np.save(fh, a, allow_pickle=False))
     text = json.dumps(meta, indent=1).encode("utf-8")
-    _atomic_write(paths["meta"], lambda fh: fh.write(text))
+    write_atomic(paths["meta"], lambda fh: fh.write(text))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -87,7 +87,7 @@ from elm_neuro.networks.elm_layer import ELMLayer, variational_mask
 from elm_neuro.networks.elm_network import embed
 from elm_neuro.networks.presets import preset_config, register_preset
 from elm_neuro.neurons import lif as L
-from elm_neuro.neurons.elm import ELMState, decay, tau_bounds, tau_to_theta, theta_to_tau
+from elm_neuro.neurons.elm import decay, tau_bounds, tau_to_theta, theta_to_tau
 from elm_neuro.neurons.surrogate import check_surrogate
 from elm_neuro.wiring.connectome import WIRINGS, make_connectome
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from elm_neuro.training.atomic import save_torch
+from elm_neuro.atomic import save_torch
 from elm_neuro.training.common import (TrainingDiverged, autocast, build_session, open_run, regularization,
                                        save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig

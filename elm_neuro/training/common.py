@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from elm_neuro.networks.registry import family_of
-from elm_neuro.training.atomic import save_json, save_torch
+from elm_neuro.atomic import save_json, save_torch
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.run import RunDir, build_from_config
 from elm_neuro.training.schedule import warmup_cosine

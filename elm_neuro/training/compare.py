@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from elm_neuro.training.atomic import save_text
+from elm_neuro.atomic import save_text
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.run import RunDir
 

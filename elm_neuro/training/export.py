@@ -6,27 +6,18 @@ model card, loadable with one call (``elm_neuro.load_run(folder)``).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
-from elm_neuro.training.atomic import save_text
+from elm_neuro.atomic import atomic_output, save_text
 from elm_neuro.training.run import RunDir
 
 FILES = ("config.json", "summary.json", "metrics.jsonl", "best.pt", "vocab.json")
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
+    with atomic_output(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def model_card(conf: dict, summary: dict, name: str) -> str:

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from elm_neuro.data.enwik8 import load_enwik8_tokens
 from elm_neuro.data.streams import (TrainStream, bits_per_character, iter_eval_chunks, reset_mask, stream_rows)
 from elm_neuro.data.text_corpus import DEFAULT_CORPUS_BYTES
-from elm_neuro.training.atomic import save_torch
+from elm_neuro.atomic import save_torch
 from elm_neuro.training.common import (TrainingDiverged, autocast, build_session, open_run, regularization,
                                        save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig

@@ -10,7 +10,7 @@ A run directory holds
 - ``best.pt``: the weights with the best validation accuracy so far;
 - ``summary.json``: final metrics of the best weights (written once the run completes).
 
-Every file is written atomically (:mod:`elm_neuro.training.atomic`).
+Every file is written atomically (:mod:`elm_neuro.atomic`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import NamedTuple
 import torch
 
 from elm_neuro.networks.registry import MODEL_FAMILIES
-from elm_neuro.training.atomic import save_json, save_text
+from elm_neuro.atomic import save_json, save_text
 
 
 class LoadedRun(NamedTuple):

@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from elm_neuro.training.atomic import save_json, save_text
+from elm_neuro.atomic import save_json, save_text
 from elm_neuro.training.compare import run_cell
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.run import RunDir
