@@ -10,6 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from elm_neuro import atomic
 from elm_neuro.cli.data_enwik8 import add_enwik8_parser
 from elm_neuro.data import enwik8 as e8
 from elm_neuro.data.enwik8 import (
@@ -21,7 +22,6 @@ from elm_neuro.data.enwik8 import (
     tokenize_splits,
 )
 from elm_neuro.data.text_corpus import DEFAULT_MODULES, build_default_corpus, corpus_sources
-from elm_neuro import atomic
 
 
 def fake_text(n: int = 10_000, seed: int = 0) -> bytes:
