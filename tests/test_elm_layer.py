@@ -210,3 +210,12 @@ def test_layer_on_sparse_spikes_equals_reference():
     torch.testing.assert_close(res[0][0], res[1][0], rtol=1e-5, atol=1e-5)
     for k in res[1][1]:
         torch.testing.assert_close(res[0][1][k], res[1][1][k], rtol=1e-4, atol=1e-5)
+
+
+def test_sparse_inputs_under_bf16_autocast_take_the_dense_path():
+    layer = ELMLayer(small_cfg(), n_in=40, n=6, seed=3, synapse_impl="dense")
+    x = (torch.rand(2, 8, 40) < 0.02).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    out.y.float().sum().backward()
+    assert torch.isfinite(layer.w_s.grad).all()

@@ -60,9 +60,12 @@ def test_paper_defaults_follow_spec():
     cfg = TrainConfig(task="shd-adding", **paper_defaults("shd-adding"))
     assert (cfg.epochs, cfg.batches_per_epoch, cfg.batch_size) == (70, 2000, 8)
     assert (cfg.optimizer, cfg.lr, cfg.warmup, cfg.steps_total, cfg.clip) == ("adamax", 5e-3, 400, 140000, 1.0)
-    assert cfg.label_smoothing == 0.01 and cfg.regularizer_weights() == {"mlp": 0.002, "act": 0.2}
+    assert cfg.smoothing() == 0.01 and cfg.regularizer_weights() == {"mlp": 0.002, "act": 0.2}
     lm = TrainConfig(task="enwik8", **paper_defaults("enwik8"))
-    assert (lm.optimizer, lm.lr, lm.warmup, lm.steps_total, lm.label_smoothing) == ("adam", 5e-4, 100, 300000, 1e-4)
+    assert (lm.optimizer, lm.lr, lm.warmup, lm.steps_total, lm.smoothing()) == ("adam", 5e-4, 100, 300000, 1e-4)
+    assert lm.epochs * lm.batches_per_epoch == 300000  # the loop runs the whole schedule
+    # task-aware default smoothing without --paper too
+    assert TrainConfig(task="enwik8").smoothing() == 1e-4 and TrainConfig(task="shd").smoothing() == 0.01
     assert lm.regularizer_weights() == {"mlp": 0.01, "act": 1.0}
 
 
@@ -136,6 +139,17 @@ class PoisonedSplit:
             yield x, y
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the CPU path is tested above)")
+def test_resume_on_cuda(shd_dir, tmp_path):
+    """Checkpoints loaded onto the GPU carry CUDA copies of the RNG states; resume must restore them."""
+    cfg = tiny_cfg(shd_dir, device="cuda")
+    full = train_classifier(tmp_path / "full", cfg, progress=False)
+    train_classifier(tmp_path / "part", cfg, progress=False, stop_after_epochs=1)
+    resumed = train_classifier(tmp_path / "part", resume=True, progress=False)
+    assert resumed["steps"] == full["steps"] and resumed["device"].startswith("cuda")
+    assert resumed["test_loss"] == pytest.approx(full["test_loss"], rel=1e-4)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(shd_dir, tmp_path):
     from elm_neuro.training.tasks import build_classification_task
 
@@ -199,7 +213,16 @@ def test_train_cli_end_to_end_and_errors(shd_dir, tmp_path, capsys):
                                               ("optimizer", "lbfgs", "optimizer must be one of"),
                                               ("label_smoothing", 1.0, "label_smoothing must lie in"),
                                               ("device", "tpu", "device must be"),
-                                              ("task", "mnist", "task must be one of")])
+                                              ("task", "mnist", "task must be one of"),
+                                              ("lr", float("nan"), "lr must be a finite number > 0"),
+                                              ("lr", True, "lr must be a finite number > 0"),
+                                              ("clip", float("inf"), "clip must be a finite number > 0"),
+                                              ("total_steps", 1.5, "total_steps must be an integer"),
+                                              ("warmup", True, "warmup must be an integer >= 0"),
+                                              ("params", 2.5, "params must be an integer"),
+                                              ("reset_end", 2.0, "reset_end must be a probability"),
+                                              ("reset_start", -1.0, "reset_start must be a probability"),
+                                              ("tokenization", "foo", "tokenization must be one of")])
 def test_train_config_errors(field, value, msg):
     with pytest.raises(ValueError, match=msg):
         TrainConfig(**{field: value})

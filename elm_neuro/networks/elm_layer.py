@@ -62,15 +62,18 @@ class SparseInputProjection(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         xs, m = ctx.saved_tensors
+        g = g.to(m.dtype)
         grad_x = g @ m.t() if ctx.needs_input_grad[0] else None
         grad_m = torch.sparse.mm(xs.t(), g) if ctx.needs_input_grad[1] else None
         return grad_x, grad_m
 
 
 def project_inputs(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``x @ m`` for ``x`` ``[..., n_in]``: sparse kernel for sparse CPU inputs, else a matmul."""
+    """``x @ m`` for ``x`` ``[..., n_in]``: sparse kernel for sparse CPU inputs (outside autocast),
+    else a matmul."""
     flat = x.reshape(-1, x.shape[-1])
-    if flat.device.type == "cpu" and flat.numel() and float((flat != 0).float().mean()) < SPARSE_INPUT_MAX_DENSITY:
+    sparse_ok = flat.device.type == "cpu" and not torch.is_autocast_enabled("cpu") and flat.numel() > 0
+    if sparse_ok and float((flat != 0).float().mean()) < SPARSE_INPUT_MAX_DENSITY:
         out = SparseInputProjection.apply(flat, m)
     else:
         out = flat @ m
@@ -347,7 +350,7 @@ class ELMLayer(nn.Module):
                     hid = F.linear(hid, self.mlp_w[i][n], self.mlp_b[i][n])
                     if i < len(self.mlp_w) - 1:
                         hid = E.mlp_activation(hid, c.mlp_act)
-                z_abs = z_abs + F.one_hot(torch.tensor(n), self.n).to(x.dtype) * hid.abs().mean()
+                z_abs = z_abs + F.one_hot(torch.tensor(n, device=x.device), self.n).to(x.dtype) * hid.abs().mean()
                 mn = md + gain * 1.7159 * torch.tanh(2 * hid / 3)
                 rho = F.linear(mn, self.w_y[n])
                 p = rho

@@ -98,7 +98,7 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
             x, y = x.to(device), y.to(device)
             with autocast(cfg, device):
                 out = model(x)
-            ce, pred = classification_loss(out.logits, y, cfg.loss_last_k, cfg.label_smoothing)
+            ce, pred = classification_loss(out.logits, y, cfg.loss_last_k, cfg.smoothing())
             loss = ce + regularization(out, reg_w)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(

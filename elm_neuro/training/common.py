@@ -45,11 +45,13 @@ def rng_states() -> dict:
 
 
 def set_rng_states(st: dict) -> None:
-    torch.set_rng_state(st["torch"])
+    """Restore :func:`rng_states`; RNG states are CPU byte tensors even when the checkpoint was
+    loaded with ``map_location`` on a GPU."""
+    torch.set_rng_state(st["torch"].cpu())
     np.random.set_state(st["numpy"])
     random.setstate(st["python"])
     if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
 
 
 def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:

@@ -7,12 +7,14 @@ ELM) and field overrides; ``params`` sizes the hidden layer to a budget with the
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
 from elm_neuro.networks.config_base import ConfigMixin
 
 TASKS = ("shd-adding", "shd", "enwik8")
+TOKENIZATIONS = ("paper", "bytes")
 OPTIMIZERS = ("adamax", "adam", "adamw", "sgd")
 AMP_MODES = ("none", "bf16")
 
@@ -24,6 +26,15 @@ DEFAULT_REG_WEIGHTS = {
     "lstm": {},
 }
 ENWIK8_REG_WEIGHTS = {"elm": {"mlp": 0.01, "act": 1.0}}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _int_at_least(name: str, v, lo: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
 
 
 @dataclass
@@ -50,7 +61,7 @@ class TrainConfig(ConfigMixin):
     warmup: int = 400
     total_steps: Optional[int] = None  # None: epochs * batches_per_epoch
     clip: float = 1.0
-    label_smoothing: float = 0.01
+    label_smoothing: Optional[float] = None  # None: the task's (SPEC 7: 0.01, SPEC 8: 1e-4)
     reg_weights: Optional[dict] = None  # None: DEFAULT_REG_WEIGHTS[model]
     loss_last_k: int = 1
     # language modelling (SPEC 8)
@@ -74,29 +85,35 @@ class TrainConfig(ConfigMixin):
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        if self.tokenization not in TOKENIZATIONS:
+            raise ValueError(f"tokenization must be one of {TOKENIZATIONS}, got {self.tokenization!r}")
         for name in ("epochs", "batches_per_epoch", "batch_size", "valid_batches", "test_batches",
                      "channel_factor", "loss_last_k", "chunk_len", "log_every", "eval_tokens", "reset_steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            _int_at_least(name, getattr(self, name), 1)
+        _int_at_least("warmup", self.warmup, 0)
+        for name, lo in (("total_steps", 1), ("params", 1), ("corpus_bytes", 1000)):
+            if getattr(self, name) is not None:
+                _int_at_least(name, getattr(self, name), lo)
         for name in ("lr", "bin_ms", "digit_window_s", "clip"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v <= 0:
-                raise ValueError(f"{name} must be a number > 0, got {v!r}")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
-            raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}")
-        if self.total_steps is not None and self.total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
-        if self.corpus_bytes is not None and (not isinstance(self.corpus_bytes, int) or self.corpus_bytes < 1000):
-            raise ValueError(f"corpus_bytes must be an integer >= 1000 or None, got {self.corpus_bytes!r}")
-        if self.params is not None and self.params < 1:
-            raise ValueError(f"params must be >= 1, got {self.params}")
+            if not _is_number(v) or v <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        if self.label_smoothing is not None and not (_is_number(self.label_smoothing) and 0.0 <= self.label_smoothing < 1.0):
+            raise ValueError(f"label_smoothing must lie in [0, 1) or be None, got {self.label_smoothing!r}")
+        for name in ("reset_start", "reset_end"):
+            v = getattr(self, name)
+            if not (_is_number(v) and 0.0 <= v <= 1.0):
+                raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+
+    def smoothing(self) -> float:
+        """Label smoothing: the configured value, else the task's (SPEC 7: 0.01; SPEC 8: 1e-4)."""
+        if self.label_smoothing is not None:
+            return float(self.label_smoothing)
+        return 1e-4 if self.task == "enwik8" else 0.01
 
     @property
     def steps_total(self) -> int:
@@ -117,6 +134,6 @@ def paper_defaults(task: str) -> dict:
                     bin_ms=2.0, digit_window_s=1.0, channel_factor=1, optimizer="adamax", lr=5e-3,
                     warmup=400, total_steps=140000, clip=1.0, label_smoothing=0.01, loss_last_k=1)
     if task == "enwik8":
-        return dict(optimizer="adam", lr=5e-4, warmup=100, total_steps=300000, clip=1.0,
+        return dict(epochs=300, batches_per_epoch=1000, optimizer="adam", lr=5e-4, warmup=100, total_steps=300000, clip=1.0,
                     label_smoothing=1e-4, chunk_len=100, reset_start=1.0, reset_end=0.01, reset_steps=40000)
     raise ValueError(f"task must be one of {TASKS}, got {task!r}")

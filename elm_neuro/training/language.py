@@ -8,9 +8,12 @@ of the stream). Loss: cross-entropy at every step with label smoothing 1e-4 plus
 regularisers (ELM: 0.01 L_mlp + 1.0 L_act). Adam 5e-4 with warmup and cosine decay, clipping 1.0
 (``--paper``); the small defaults are for CPU.
 
-One "epoch" here is ``batches_per_epoch`` optimiser steps: a reporting period after which the
+Training runs ``TrainConfig.steps_total`` optimiser steps (``total_steps`` when given, else
+``epochs x batches_per_epoch``). One "epoch" here is ``batches_per_epoch`` steps: a reporting
+period (the last one may be shorter) after which the
 model is validated on a fixed prefix of the validation stream (``eval_tokens``), a checkpoint is
-written atomically (with the carried state, so a resumed run continues exactly) and the weights
+written atomically (with the carried state, so a resumed run continues exactly on the CPU; on
+a GPU up to the non-determinism of atomic adds) and the weights
 are copied when the validation bits per character are strictly lower. At the end the best
 weights are evaluated on the full validation and test streams with carried state, no resets.
 
@@ -160,7 +163,8 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
         step, wall, best, state = ck["step"], ck["wall_s"], ck["best"], ck["carried_state"]
     stream = TrainStream(tokens.train, cfg.batch_size, cfg.chunk_len, start_step=step)
     valid_prefix = tokens.valid[: cfg.eval_tokens + 1]
-    total = cfg.epochs * cfg.batches_per_epoch
+    total = cfg.steps_total  # total_steps when given, else epochs x batches_per_epoch
+    periods = -(-total // cfg.batches_per_epoch)
     epochs_this_call = 0
     while step < total:
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
@@ -168,8 +172,8 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
         t0 = time.perf_counter()
         model.train()
         epoch = step // cfg.batches_per_epoch
-        bar = tqdm(range(cfg.batches_per_epoch), disable=not progress, leave=False,
-                   desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        bar = tqdm(range(min(cfg.batches_per_epoch, total - step)), disable=not progress, leave=False,
+                   desc=f"epoch {epoch + 1}/{periods}")
         run_loss, seen = 0.0, 0
         for _ in bar:
             ch = next(stream)
@@ -183,7 +187,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
             with autocast(cfg, device):
                 out = model(x, state)
             ce = F.cross_entropy(out.logits.float().reshape(-1, out.logits.shape[-1]), y.reshape(-1),
-                                 label_smoothing=cfg.label_smoothing)
+                                 label_smoothing=cfg.smoothing())
             loss = ce + regularization(out, reg_w)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"non-finite loss ({loss.item()}) at step {step + 1}; stopped. The last good "
@@ -208,7 +212,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
         run.append_metric({"kind": "valid", "epoch": epoch + 1, "step": step, "bpc": val["bpc"], "loss": val["loss"],
                            "train_bpc": run_loss / max(seen, 1) / math.log(2), "wall_s": wall})
         if progress:
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: train bpc {run_loss / max(seen, 1) / math.log(2):.4f} | "
+            tqdm.write(f"epoch {epoch + 1}/{periods}: train bpc {run_loss / max(seen, 1) / math.log(2):.4f} | "
                        f"valid-prefix bpc {val['bpc']:.4f}")
         if val["bpc"] < best["bpc"]:
             best = {"bpc": val["bpc"], "epoch": epoch + 1}
@@ -223,7 +227,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
     summary = {
         "status": "completed", "task": cfg.task, "family": conf["model"]["family"], "seed": cfg.seed,
         "n": budget.n, "k_e": budget.k_e, "k_c": budget.k_c, "p": budget.p, "d_m": getattr(mcfg, "d_m", None),
-        "epochs": cfg.epochs, "steps": step, "best_epoch": best["epoch"],
+        "epochs": periods, "steps": step, "best_epoch": best["epoch"],
         "valid_bpc": final_val["bpc"], "test_bpc": final_test["bpc"], "valid_loss": final_val["loss"],
         "test_loss": final_test["loss"], "valid_tokens": final_val["n"], "test_tokens": final_test["n"],
         "wall_s": wall, "device": str(device),
