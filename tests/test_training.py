@@ -26,7 +26,7 @@ def shd_dir(tmp_path_factory):
 
 
 def tiny_cfg(shd_dir, **kw):
-    base = dict(task="shd", data_dir=str(shd_dir), epochs=3, batches_per_epoch=6, batch_size=8,
+    base = dict(task="shd", data_dir=str(shd_dir), device="cpu", epochs=3, batches_per_epoch=6, batch_size=8,
                 valid_batches=2, test_batches=2, bin_ms=50.0, channel_factor=14, warmup=2, lr=1e-2,
                 log_every=2, model_overrides=dict(TINY_MODEL))
     base.update(kw)
