@@ -375,3 +375,20 @@ def test_spiking_language_model_trains_with_carried_state(tokens, tmp_path, fami
     conf = RunDir(tmp_path / family).read_config()["model"]["config"]
     assert summary["family"] == family and conf["embedding"] == "one_hot" and conf["neuron"] == family
     assert math.isfinite(summary["test_bpc"]) and summary["test_tokens"] > 0
+
+
+def test_sweep_runs_language_modelling_cells(tmp_path, capsys):
+    """`elm-neuro sweep --task enwik8` uses the same sweep machinery (default corpus, tiny cells)."""
+    import csv
+
+    from elm_neuro.cli.main import main
+
+    out = tmp_path / "sweep"
+    args = ["sweep", "--task", "enwik8", "--d-m", "2,3", "--n", "6", "--seeds", "1", "--out", str(out),
+            "--epochs", "1", "--batches-per-epoch", "3", "--corpus-bytes", "30000", "--set", "d_tree=3",
+            "--set", "d_brch=2", "--train-set", "chunk_len=20", "--train-set", "eval_tokens=300",
+            "--train-set", "batch_size=4", "--no-progress", "--no-report"]
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [(r["run_id"], r["task"], r["d_m"]) for r in rows] == [("dm2-n6-s0", "enwik8", "2"), ("dm3-n6-s0", "enwik8", "3")]
+    assert all(float(r["test_bpc"]) > 0 for r in rows)
