@@ -22,7 +22,6 @@ is slow on CPU.
 from __future__ import annotations
 
 import argparse
-import time
 
 import snntorch as snn
 import torch
@@ -31,6 +30,8 @@ import torch.nn as nn
 from elm_neuro.networks.budget import count_trainable
 from elm_neuro.networks.elm_network import ELMNetwork
 from elm_neuro.networks.lif_network import LIFNetwork
+
+from bench_elm import throughput  # the same timing loop (benchmarks/ is on sys.path when run as a script)
 
 
 class SnnTorchRLIF(nn.Module):
@@ -50,23 +51,6 @@ class SnnTorchRLIF(nn.Module):
             spk, mem = self.lif(c, spk, mem)
             spikes.append(spk)
         return self.fc_out(torch.stack(spikes, 1))
-
-
-def throughput(model, x, repeats: int) -> float:
-    def step():
-        out = model(x)
-        logits = out.logits if hasattr(out, "logits") else out
-        logits[:, -1].sum().backward()
-
-    step()  # warm-up
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    return repeats * x.shape[0] / (time.perf_counter() - t0)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from elm_neuro.atomic import save_torch
-from elm_neuro.training.common import (TrainingDiverged, autocast, build_session, open_run, regularization,
+from elm_neuro.training.common import (autocast, build_session, open_run, optimizer_step, regularization,
                                        save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import resolve_model_config
@@ -76,7 +76,7 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
     if conf is None:
         conf = start_run(run, cfg, _model_config(cfg, splits))
     ses = build_session(run, cfg, conf, resume)
-    model, opt, sched, device, mcfg = ses.model, ses.optimizer, ses.scheduler, ses.device, ses.model_config
+    model, sched, device, mcfg = ses.model, ses.scheduler, ses.device, ses.model_config
     reg_w = cfg.regularizer_weights()
     epoch, step, wall = 0, 0, 0.0
     best = {"acc": -1.0, "epoch": -1}
@@ -100,16 +100,7 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
                 out = model(x)
             ce, pred = classification_loss(out.logits, y, cfg.loss_last_k, cfg.smoothing())
             loss = ce + regularization(out, reg_w)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}; stopped. "
-                    f"The last good checkpoint is kept at {run.checkpoint}"
-                    + ("" if run.checkpoint.exists() else " (none written yet)"))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            sched.step()
+            gnorm = optimizer_step(ses, loss, f"epoch {epoch + 1}, step {step + 1}")
             step += 1
             acc = float((pred == y).float().mean())
             run_loss, run_acc, seen = run_loss + loss.item(), run_acc + acc, seen + 1

@@ -149,3 +149,21 @@ def save_checkpoint(s: Session, **fields) -> None:
     save_torch({"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
                 "scheduler": s.scheduler.state_dict(), "rng": rng_states(),
                 "metric_lines": len(s.run.read_metrics()), **fields}, s.run.checkpoint)
+
+
+def optimizer_step(s: Session, loss: torch.Tensor, where: str) -> float:
+    """Check the loss, back-propagate, clip the global gradient norm, step optimiser and schedule.
+
+    A NaN / infinite loss raises :class:`TrainingDiverged` before any update (``where`` says at
+    which epoch / step); the last good checkpoint stays as it is. Returns the gradient norm.
+    """
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"non-finite loss ({loss.item()}) at {where}; stopped. The last good checkpoint "
+                               f"is kept at {s.run.checkpoint}" + ("" if s.run.checkpoint.exists() else
+                                                                  " (none written yet)"))
+    s.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.clip)
+    s.optimizer.step()
+    s.scheduler.step()
+    return float(gnorm)

@@ -43,7 +43,7 @@ from elm_neuro.data.enwik8 import load_enwik8_tokens
 from elm_neuro.data.streams import (TrainStream, bits_per_character, iter_eval_chunks, reset_mask, stream_rows)
 from elm_neuro.data.text_corpus import DEFAULT_CORPUS_BYTES
 from elm_neuro.atomic import save_torch
-from elm_neuro.training.common import (TrainingDiverged, autocast, build_session, open_run, regularization,
+from elm_neuro.training.common import (autocast, build_session, open_run, optimizer_step, regularization,
                                        save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import resolve_model_config
@@ -154,7 +154,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
                  "tokenization": getattr(tokens, "tokenization", cfg.tokenization)}
         conf = start_run(run, cfg, mcfg, {"vocab.json": vocab})
     ses = build_session(run, cfg, conf, resume)
-    model, opt, sched, device, mcfg = ses.model, ses.optimizer, ses.scheduler, ses.device, ses.model_config
+    model, sched, device, mcfg = ses.model, ses.scheduler, ses.device, ses.model_config
     reg_w = cfg.regularizer_weights()
     step, wall, state = 0, 0.0, None
     best = {"bpc": math.inf, "epoch": -1}
@@ -189,15 +189,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
             ce = F.cross_entropy(out.logits.float().reshape(-1, out.logits.shape[-1]), y.reshape(-1),
                                  label_smoothing=cfg.smoothing())
             loss = ce + regularization(out, reg_w)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"non-finite loss ({loss.item()}) at step {step + 1}; stopped. The last good "
-                                       f"checkpoint is kept at {run.checkpoint}"
-                                       + ("" if run.checkpoint.exists() else " (none written yet)"))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            opt.step()
-            sched.step()
+            gnorm = optimizer_step(ses, loss, f"step {step + 1}")
             state = map_state(out.state, torch.Tensor.detach)
             step += 1
             run_loss, seen = run_loss + ce.item(), seen + 1
