@@ -5,6 +5,7 @@ model card, loadable with one call (``elm_neuro.load_run(folder)``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -26,6 +27,8 @@ def model_card(conf: dict, summary: dict, name: str) -> str:
     metric = ("accuracy", "valid_acc", "test_acc") if "test_acc" in summary else ("bits per character",
                                                                                     "valid_bpc", "test_bpc")
     data = tr.get("data_dir") or "built-in text corpus"
+    with contextlib.suppress(ValueError):  # show paths under the working folder relative to it
+        data = str(Path(data).relative_to(Path.cwd()))
     lines = [
         f"# {name}", "",
         f"- **model**: `{mo['family']}` network; N = {summary['n']}, k_e = {summary['k_e']}, "
