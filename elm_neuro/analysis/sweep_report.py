@@ -297,6 +297,18 @@ def _cells_table(rows: Sequence[dict], metric: str) -> list[str]:
     return lines
 
 
+def _run_fit(fit, label: str, lines: list, info: dict) -> dict:
+    """Run one fit; a fit that fails or lacks data is recorded as skipped (report line + json)."""
+    try:
+        res = fit()
+    except (ValueError, RuntimeError) as exc:
+        res = {"skipped": f"the fit failed: {exc}"}
+    if "skipped" in res:
+        lines.append(f"Skipped: {res['skipped']}.")
+        info["skipped"].append(f"{label}: {res['skipped']}")
+    return res
+
+
 def write_sweep_report(out, metric: Optional[str] = None, h_y: Optional[float] = None,
                        chance: Optional[float] = None, n_boot: int = 100, seed: int = 0) -> Path:
     """``out/report.md`` (and ``report.json``, figures) from ``out/results.csv`` (module docstring).
@@ -350,15 +362,9 @@ def write_sweep_report(out, metric: Optional[str] = None, h_y: Optional[float] =
 
     lines += ["", "## Scaling law along the Pareto frontier", "",
               "L*(P) = L_inf + A P^-alpha fitted to the best cell of each budget (seeds as replicates)."]
-    try:
-        sc = scaling_analysis(rows, out, metric, n_boot=n_boot, seed=seed)
-    except (ValueError, RuntimeError) as exc:
-        sc = {"skipped": f"the fit failed: {exc}"}
-    info["scaling"] = sc
-    if "skipped" in sc:
-        lines.append(f"Skipped: {sc['skipped']}.")
-        info["skipped"].append(f"scaling law: {sc['skipped']}")
-    else:
+    sc = info["scaling"] = _run_fit(lambda: scaling_analysis(rows, out, metric, n_boot=n_boot, seed=seed),
+                                    "scaling law", lines, info)
+    if "skipped" not in sc:
         ci = sc["ci"].get("alpha")
         se = sc["stderr"]
         no_se = not all(_num(se.get(k)) for k in ("alpha", "l_inf", "a"))
@@ -379,15 +385,10 @@ def write_sweep_report(out, metric: Optional[str] = None, h_y: Optional[float] =
         info["figures"].append(sc["figure"])
 
     lines += ["", "## Information model (SPEC 11)", ""]
-    try:
-        im_res = information_analysis(rows, out, metric, task, h_y=h_y, chance=chance, seed=seed)
-    except (ValueError, RuntimeError) as exc:
-        im_res = {"skipped": f"the fit failed: {exc}"}
-    info["information_model"] = im_res
-    if "skipped" in im_res:
-        lines.append(f"Skipped: {im_res['skipped']}.")
-        info["skipped"].append(f"information model: {im_res['skipped']}")
-    else:
+    im_res = info["information_model"] = _run_fit(
+        lambda: information_analysis(rows, out, metric, task, h_y=h_y, chance=chance, seed=seed),
+        "information model", lines, info)
+    if "skipped" not in im_res:
         ps = im_res["params"]
         lines += [f"Fitted to {im_res['n_points']} runs in {im_res['n_cells']} cells as {im_res['kind']} "
                   f"(H(Y) = {_fmt(im_res['h_y'])} bits" + (f", chance {_fmt(im_res['chance'])}" if im_res['chance']

@@ -69,36 +69,19 @@ class FastSigmoidSpike(torch.autograd.Function):
         return (grad if ctx.scale == 1.0 else grad * ctx.scale), None, None
 
 
-class ATanSpike(torch.autograd.Function):
-    """Heaviside forward, ``scale * (slope/2) / (1 + (pi*slope*x/2)^2)`` backward."""
+class NamedSurrogateSpike(torch.autograd.Function):
+    """Heaviside forward, :func:`surrogate_grad` of the named surrogate backward (atan, superspike)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, slope: float = 2.0, scale: float = 1.0) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, surrogate: str, slope: float, scale: float) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.slope = slope
-        ctx.scale = scale
+        ctx.surrogate, ctx.slope, ctx.scale = surrogate, slope, scale
         return _heaviside(x)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
         (x,) = ctx.saved_tensors
-        return grad_out * surrogate_grad(x, "atan", ctx.slope, ctx.scale), None, None
-
-
-class SuperSpike(torch.autograd.Function):
-    """Heaviside forward, ``scale * (slope/2) / (slope*|x| + 1)^2`` backward (unit area)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, slope: float = 100.0, scale: float = 1.0) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.slope = slope
-        ctx.scale = scale
-        return _heaviside(x)
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        return grad_out * surrogate_grad(x, "superspike", ctx.slope, ctx.scale), None, None
+        return grad_out * surrogate_grad(x, ctx.surrogate, ctx.slope, ctx.scale), None, None, None
 
 
 def fast_sigmoid_spike(x: torch.Tensor, slope: float = 100.0, scale: float = 1.0) -> torch.Tensor:
@@ -106,14 +89,14 @@ def fast_sigmoid_spike(x: torch.Tensor, slope: float = 100.0, scale: float = 1.0
 
 
 def atan_spike(x: torch.Tensor, slope: float = 2.0, scale: float = 1.0) -> torch.Tensor:
-    return ATanSpike.apply(x, slope, scale)
+    return NamedSurrogateSpike.apply(x, "atan", slope, scale)
 
 
 def superspike_spike(x: torch.Tensor, slope: float = 100.0, scale: float = 1.0) -> torch.Tensor:
-    return SuperSpike.apply(x, slope, scale)
+    return NamedSurrogateSpike.apply(x, "superspike", slope, scale)
 
 
-_FUNCTIONS = {"fast_sigmoid": FastSigmoidSpike, "atan": ATanSpike, "superspike": SuperSpike}
+_FUNCTIONS = {"fast_sigmoid": fast_sigmoid_spike, "atan": atan_spike, "superspike": superspike_spike}
 
 
 def check_surrogate(surrogate: str, slope: float = 1.0, scale: float = 1.0) -> None:
@@ -131,4 +114,4 @@ def spike(x: torch.Tensor, surrogate: str = "fast_sigmoid", slope: float = 100.0
     fn = _FUNCTIONS.get(surrogate)
     if fn is None:
         raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
-    return fn.apply(x, slope, scale)
+    return fn(x, slope, scale)
