@@ -7,23 +7,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
+from pathlib import Path
+
+from elm_neuro import defaults as D
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--out", default=None, help="folder for raster.png (default: RUN_DIR/analysis)")
-    p.add_argument("--batches", type=int, default=1, help="held-out test batches to record")
+    p.add_argument("--batches", type=int, default=D.ANALYSIS_BATCHES, help="held-out test batches to record")
     args = p.parse_args(argv)
-    from pathlib import Path
-
-    from elm_neuro.analysis.run_timescales import run_activity
+    from elm_neuro.experiments.run_analysis import finite_or_none, run_activity
 
     stats = run_activity(args.run, args.out or Path(args.run) / "analysis", args.batches)
-    clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in stats.items()}
-    print(json.dumps(clean, indent=2, default=str))
+    print(json.dumps(finite_or_none(stats), indent=2, default=str))
     return 0
 
 

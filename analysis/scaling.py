@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import results_rows  # noqa: E402
+from elm_neuro import defaults as D
 
 
 def main(argv=None) -> int:
@@ -20,21 +18,17 @@ def main(argv=None) -> int:
     p.add_argument("sweep_dir")
     p.add_argument("--metric", default=None, help="default: test_acc, else test_bpc")
     p.add_argument("--out", default=None, help="figure folder (default: SWEEP_DIR)")
-    p.add_argument("--n-boot", type=int, default=100, help="bootstrap replicates of the scaling law")
+    p.add_argument("--n-boot", type=int, default=D.REPORT_N_BOOT, help="bootstrap replicates of the scaling law")
     p.add_argument("--h-y", type=float, default=None, help="label entropy in bits (default: from the task)")
     p.add_argument("--chance", type=float, default=None, help="chance accuracy (default: from the task)")
     args = p.parse_args(argv)
-    from elm_neuro.analysis.sweep_report import default_metric, information_analysis, json_safe, scaling_analysis
+    from elm_neuro.experiments.sweep_report import sweep_fits
 
-    rows = results_rows(args.sweep_dir)
-    metric = args.metric or default_metric(rows)
-    tasks = {r.get("task") for r in rows}
-    out = args.out or args.sweep_dir
-    res = {"metric": metric,
-           "scaling": scaling_analysis(rows, out, metric, n_boot=args.n_boot),
-           "information_model": information_analysis(rows, out, metric, tasks.pop() if len(tasks) == 1 else None,
-                                                     h_y=args.h_y, chance=args.chance)}
-    print(json.dumps(json_safe(res), indent=2))
+    try:
+        res = sweep_fits(args.sweep_dir, args.out, args.metric, n_boot=args.n_boot, h_y=args.h_y, chance=args.chance)
+    except FileNotFoundError as exc:
+        sys.exit(str(exc))
+    print(json.dumps(res, indent=2))
     return 0
 
 

@@ -6,11 +6,7 @@ varying axis, the (N, d_m) heatmap and the Pareto frontier across budgets.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import results_rows  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -19,12 +15,12 @@ def main(argv=None) -> int:
     p.add_argument("--metric", default=None, help="default: test_acc, else test_bpc")
     p.add_argument("--out", default=None, help="figure folder (default: SWEEP_DIR)")
     args = p.parse_args(argv)
-    from elm_neuro.analysis.sweep_report import default_metric, tradeoff_figures
+    from elm_neuro.experiments.sweep_report import sweep_tradeoff
 
-    rows = results_rows(args.sweep_dir)
-    tasks = {r.get("task") for r in rows}
-    res = tradeoff_figures(rows, args.out or args.sweep_dir, args.metric or default_metric(rows),
-                           tasks.pop() if len(tasks) == 1 else None)
+    try:
+        res = sweep_tradeoff(args.sweep_dir, args.out, args.metric)
+    except FileNotFoundError as exc:
+        sys.exit(str(exc))
     for caption, name in res["figures"]:
         print(f"{name}: {caption}")
     for line in res["skipped"]:

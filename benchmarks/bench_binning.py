@@ -14,6 +14,8 @@ Every method bins the same samples in batches (default 64 samples, 2 ms bins, 1 
 samples/s and the speed ratios relative to tonic and numpy.
 
 Usage: ``python benchmarks/bench_binning.py [--samples 512] [--batch 64] [--repeats 3]``
+(tonic is installed by the ``test`` extra, ``pip install -e ".[test]"``, or ``[interop]``;
+without it the tonic row is skipped).
 """
 from __future__ import annotations
 

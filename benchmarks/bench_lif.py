@@ -3,6 +3,8 @@ same size and the equal-budget ELM Network, on SHD-Adding shapes.
 
     python benchmarks/bench_lif.py [--steps 1000 --batch 8 --repeats 2 --device cpu --threads N]
 
+snntorch (the parity reference) is installed by the ``test`` extra: ``pip install -e ".[test]"``.
+
 Models (training mode, loss = sum of the last step's logits, one backward per batch):
 
 - ``lif[dense|gather]``: ``LIFNetwork.from_preset("lif-shd-adding")`` (N 227 LIF neurons, K 300,

@@ -1,5 +1,11 @@
 """elm_neuro: recurrent networks of Expressive Leaky Memory (ELM) neurons beside spiking baselines.
 
+Packages, in layers (each imports only from the ones before it; ``tests/test_layering.py``)::
+
+    defaults, atomic -> neurons, wiring -> networks -> data -> training | analysis -> experiments -> cli
+
+This module is the public façade on top; it imports lazily, so ``import elm_neuro`` stays light.
+
 Top-level conveniences:
 
 - :func:`load_run` loads a trained run (or an exported model folder under ``models/``) in one

@@ -61,6 +61,6 @@ def save_json(obj, path) -> None:
 
 
 def save_torch(obj, path) -> None:
-    import torch
+    import torch  # only here: the data code writes files through this module without torch
 
     write_atomic(path, lambda f: torch.save(obj, f))

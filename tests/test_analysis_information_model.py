@@ -7,7 +7,7 @@ import pytest
 
 from elm_neuro.analysis import information_model as im
 from elm_neuro.analysis import scaling as sc
-from elm_neuro.networks.config import ELMLayerConfig
+from elm_neuro.networks.elm_config import ELMLayerConfig
 
 TRUE = im.InfoModelParams(s=3.0, a_e=200.0, g_e=1.0, c=0.02)
 H = im.label_entropy(im.adding_label_probs())

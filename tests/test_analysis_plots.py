@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from elm_neuro.analysis import tradeoff_plots as tp
-from elm_neuro.networks.config import ELMNetworkConfig
-from elm_neuro.networks.presets import preset_config
+from elm_neuro.networks.elm_config import ELMNetworkConfig
+from elm_neuro.networks.registry import preset_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -35,7 +35,7 @@ def test_reference_points_match_budget_formula():
     shd = tp.reference_points("shd-adding")
     assert len(shd) == 10 and shd[5] == dict(d_m=9, n=57, k_e=901, k_c=300, p=76551, test_acc=0.823)
     for r in shd:
-        assert ELMNetworkConfig(d_m=r["d_m"], n=r["n"]).budget() == (r["n"], r["k_e"], r["k_c"], r["p"])
+        assert ELMNetworkConfig.make(d_m=r["d_m"], n=r["n"]).budget() == (r["n"], r["k_e"], r["k_c"], r["p"])
     enw = tp.reference_points("enwik8")
     assert len(enw) == 14 and enw[0]["test_bpc"] == 1.679 and enw[-1]["test_bpc"] == 1.750
     for r in enw:

@@ -5,9 +5,9 @@ import pytest
 
 from elm_neuro.cli.main import main
 from elm_neuro.networks.budget import closest_n, count_trainable
-from elm_neuro.networks.config import ELMLayerConfig, ELMNetworkConfig
+from elm_neuro.networks.elm_config import ELMLayerConfig, ELMNetworkConfig
 from elm_neuro.networks.elm_network import ELMNetwork
-from elm_neuro.networks.presets import preset_config
+from elm_neuro.networks.registry import preset_config
 
 SHD = {2: (155, 77069), 3: (130, 76864), 4: (111, 77025), 5: (96, 77310), 7: (73, 77079),
        9: (57, 76551), 11: (46, 76588), 15: (32, 77246), 20: (21, 74895), 25: (15, 74109)}
@@ -101,5 +101,5 @@ def test_bad_layer_configs():
         ELMLayerConfig(d_tree=3, d_brch=4, n_synapses=10)
     with pytest.raises(ValueError, match="unknown ELMNetworkConfig field"):
         ELMNetworkConfig.from_dict({"d_m": 3, "colour": "red"})
-    cfg = ELMNetworkConfig(n=4, d_m=2)
+    cfg = ELMNetworkConfig.make(n=4, d_m=2)
     assert ELMNetworkConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg

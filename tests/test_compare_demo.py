@@ -5,10 +5,10 @@ import torch
 import elm_neuro
 from elm_neuro.cli.main import main
 from elm_neuro.data.synth import write_synthetic_shd
-from elm_neuro.training.compare import cell_dir, compare
+from elm_neuro.experiments.compare import cell_dir, compare
 from elm_neuro.training.config import TrainConfig
-from elm_neuro.training.demo import run_demo
-from elm_neuro.training.export import export_run
+from elm_neuro.experiments.demo import run_demo
+from elm_neuro.experiments.export import export_run
 from elm_neuro.training.run import RunDir
 
 
@@ -44,7 +44,7 @@ def test_compare_equal_budget_report_and_resume(shd_dir, tmp_path):
         assert s["family"] == model
     assert (tmp_path / "learning_curves.png").stat().st_size > 1000
     # the spiking network's dt follows the 100 ms bins
-    assert RunDir(cell_dir(tmp_path, "lif", 0)).read_config()["model"]["config"]["dt"] == 100.0
+    assert RunDir(cell_dir(tmp_path, "lif", 0)).read_config()["model"]["config"]["hidden"]["dt"] == 100.0
     # re-running skips finished cells (summaries untouched)
     mtime = (cell_dir(tmp_path, "elm", 0) / "summary.json").stat().st_mtime_ns
     compare(tmp_path, base_cfg(shd_dir), ["elm", "lif", "lstm"], [0, 1], OVERRIDES, progress=False)

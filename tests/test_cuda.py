@@ -70,7 +70,7 @@ def test_lif_network_cuda_equals_cpu(preset):
 
 
 def test_reference_path_runs_on_cuda():
-    from elm_neuro.networks.config import ELMLayerConfig
+    from elm_neuro.networks.elm_config import ELMLayerConfig
     from elm_neuro.networks.elm_layer import ELMLayer
 
     layer = ELMLayer(ELMLayerConfig(d_m=3, d_tree=4, d_brch=3, rho=0.4), 6, 5, seed=2).cuda()

@@ -5,9 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from elm_neuro.networks.config import ELMLayerConfig
+from elm_neuro.networks.elm_config import ELMLayerConfig
 from elm_neuro.networks.elm_layer import ELMLayer
-from elm_neuro.networks.elm_network import ELMNetwork, detach_state
+from elm_neuro.networks.common import detach_state
+from elm_neuro.networks.elm_network import ELMNetwork
 from elm_neuro.wiring.connectome import random_connectome, recurrent_fraction
 
 LAYER_CASES = [
@@ -176,7 +177,7 @@ def test_layer_input_shape_error():
 
 
 def test_sparse_input_projection_equals_matmul():
-    from elm_neuro.networks.elm_layer import SparseInputProjection, project_inputs
+    from elm_neuro.networks.synapses import SparseInputProjection, project_inputs
 
     torch.manual_seed(0)
     x = ((torch.rand(40, 30) < 0.03).float() * torch.rand(40, 30)).requires_grad_(True)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from elm_neuro.networks.config import ELMLayerConfig
-from elm_neuro.networks.elm_layer import ELMNeuron
+from elm_neuro.networks.elm_config import ELMLayerConfig
+from elm_neuro.networks.elm_neuron import ELMNeuron
 from elm_neuro.neurons import elm as E
 from elm_neuro.neurons.surrogate import fast_sigmoid_spike
 

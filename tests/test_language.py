@@ -373,7 +373,7 @@ def test_spiking_language_model_trains_with_carried_state(tokens, tmp_path, fami
     cfg = lm_cfg(model=family, epochs=1, batches_per_epoch=6, model_overrides=over)
     summary = train_language_model(tmp_path / family, cfg, tokens=tokens, progress=False)
     conf = RunDir(tmp_path / family).read_config()["model"]["config"]
-    assert summary["family"] == family and conf["embedding"] == "one_hot" and conf["neuron"] == family
+    assert summary["family"] == family and conf["embedding"] == "one_hot" and conf["hidden"]["neuron"] == family
     assert math.isfinite(summary["test_bpc"]) and summary["test_tokens"] > 0
 
 

@@ -7,16 +7,14 @@ import snntorch as snn
 import torch
 
 from elm_neuro.networks.budget import closest_n, count_trainable
-from elm_neuro.networks.config import ELMNetworkConfig
-from elm_neuro.networks.lif_network import (
-    LIFLayer,
-    LIFNetwork,
-    LIFNetworkConfig,
-    dense_synapse_map,
-    low_pass_spikes,
-)
+from elm_neuro.networks.elm_config import ELMNetworkConfig
+from elm_neuro.networks.common import leaky_integrate
+from elm_neuro.networks.lif_config import LIFNetworkConfig
+from elm_neuro.networks.lif_layer import LIFLayer
+from elm_neuro.networks.lif_network import LIFNetwork
+from elm_neuro.networks.synapses import dense_map as dense_synapse_map
 from elm_neuro.networks.lstm import LSTMConfig
-from elm_neuro.networks.presets import preset_config
+from elm_neuro.networks.registry import preset_config
 from elm_neuro.networks.registry import MODEL_FAMILIES, build_model, family_of
 from elm_neuro.neurons.lif import LIFState
 
@@ -27,7 +25,7 @@ SMALL = dict(n_in=12, n=7, n_classes=3, n_synapses=9, rho=0.3, dt=1.0, tau_mem_m
 
 
 def small(**kw) -> LIFNetworkConfig:
-    return LIFNetworkConfig(**{**SMALL, **kw})
+    return LIFNetworkConfig.make(**{**SMALL, **kw})
 
 
 def spikes_in(bsz, steps, n_in, p=0.3, seed=0):
@@ -68,7 +66,7 @@ LAYER_CASES = {
 @pytest.mark.parametrize("case", list(LAYER_CASES))
 def test_layer_fast_path_equals_reference(case):
     cfg = small(**LAYER_CASES[case])
-    layer = LIFLayer(cfg, cfg.n_in, cfg.n, cfg.rho, seed=3, dropout_in=cfg.dropout_in,
+    layer = LIFLayer(cfg.hidden, cfg.n_in, cfg.n, cfg.rho, seed=3, dropout_in=cfg.dropout_in,
                      dropout_rec=cfg.dropout_rec, synapse_impl=cfg.synapse_impl)
     layer.train(cfg.dropout_in > 0)
     x = spikes_in(3, 16, cfg.n_in)
@@ -117,7 +115,7 @@ def test_network_fast_path_equals_reference(readout, neuron, impl):
 def test_layer_equals_snntorch_rleaky(reset):
     """Our layer on a connectome = snntorch RLeaky with the densified K-synapse weights."""
     cfg = small(reset=reset, refractory=1 if reset == "zero" else 0, rho=0.4)
-    layer = LIFLayer(cfg, cfg.n_in, cfg.n, cfg.rho, seed=1, synapse_impl="gather").eval()
+    layer = LIFLayer(cfg.hidden, cfg.n_in, cfg.n, cfg.rho, seed=1, synapse_impl="gather").eval()
     x = spikes_in(2, 30, cfg.n_in, seed=8)
     ours = layer(x, record=True)
     with torch.no_grad():
@@ -298,7 +296,7 @@ def test_recorded_current_is_the_synaptic_current(neuron):
 
 def test_low_pass_spikes_hand_values():
     s = torch.tensor([1.0, 0.0, 1.0, 1.0]).view(1, 4, 1)
-    o, last = low_pass_spikes(s, torch.zeros(1, 1), 0.5)
+    o, last = leaky_integrate(s, torch.zeros(1, 1), 0.5)
     assert o.flatten().tolist() == [1.0, 0.5, 1.25, 1.625]
     assert last.item() == 1.625
 
@@ -332,7 +330,7 @@ def test_registry_and_presets():
     assert preset_config("lif-shd-adding", n=100).n == 100
     assert isinstance(build_model(small(neuron="adlif")), LIFNetwork)
     iclr = preset_config("lif-iclr2024")
-    assert (iclr.n + iclr.n_classes, iclr.n_synapses, iclr.threshold, iclr.theta_reset, iclr.frac_inhibitory,
+    assert (iclr.n + iclr.n_classes, iclr.n_synapses, iclr.threshold, iclr.hidden.theta_reset, iclr.frac_inhibitory,
             iclr.tau_mem_min, iclr.tau_out, iclr.dt, iclr.rho, iclr.readout) == \
         (500, 100, 1.0, 0.9, 0.2, 25.0, 20.0, 2.0, 0.1, "spiking")
     assert math.isclose(iclr.weight_scale / math.sqrt(iclr.n_synapses), 0.03)
@@ -354,7 +352,7 @@ def test_registry_and_presets():
     ("readout", "linear", "readout must be one of"), ("current_gain", "x", "current_gain"),
     ("refractory", -1, "refractory"), ("reset_value", 0.0, "reset_value"), ("rho", 1.2, "rho"),
     ("dropout_rec", 1.0, "dropout_rec"), ("n_synapses", 0, "n_synapses"), ("weight_scale", 0.0, "weight_scale"),
-    ("synapse_impl", "sparse", "synapse_impl"), ("dale", 1, "dale"), ("readout_tau_max", 0.5, "readout_tau_min"),
+    ("synapse_impl", "sparse", "synapse_impl"), ("dale", 1, "dale"), ("readout_tau_max", 0.5, r"elm_readout.tau_min must be <= tau_max.*readout_tau_max=0.5"),
 ])
 def test_bad_configuration_raises_naming_field(field, value, match):
     with pytest.raises(ValueError, match=match):

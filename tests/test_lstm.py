@@ -4,7 +4,7 @@ import torch
 
 from elm_neuro.networks.budget import closest_n, count_trainable
 from elm_neuro.networks.lstm import LSTMConfig, LSTMNetwork
-from elm_neuro.networks.presets import preset_config
+from elm_neuro.networks.registry import preset_config
 from elm_neuro.networks.registry import build_model, family_of
 
 

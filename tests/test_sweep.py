@@ -12,7 +12,7 @@ from elm_neuro.cli.main import main
 from elm_neuro.data.synth import write_synthetic_shd
 from elm_neuro.networks.budget import closest_n
 from elm_neuro.networks.registry import preset_config
-from elm_neuro.training import sweep as S
+from elm_neuro.experiments import sweep as S
 from elm_neuro.training.classification import train_classifier
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.run import RunDir

@@ -13,7 +13,7 @@ import pytest
 from elm_neuro.analysis import information_model as im
 from elm_neuro.networks.budget import closest_n
 from elm_neuro.networks.registry import preset_config
-from elm_neuro.analysis import sweep_report as S
+from elm_neuro.experiments import sweep_report as S
 
 TRUTH = im.InfoModelParams(s=0.05, a_e=300.0, g_e=1.0, c=0.01)
 H_ADD = im.label_entropy(im.adding_label_probs(10))

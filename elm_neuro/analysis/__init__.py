@@ -14,4 +14,8 @@ Modules (import them directly; nothing heavy is imported here):
   timescales, ELM memory / readout timescales, spiking-network tau distributions, comparisons.
 - :mod:`~elm_neuro.analysis.activity`: active fraction, silent neurons, ISI CV, Fano factor,
   pairwise correlations, raster plots.
+
+Analysis imports networks, neurons and the base modules, never training (its sibling),
+experiments or cli. What needs both, loading a trained run and analysing it, or turning a sweep
+table into a report, lives in :mod:`elm_neuro.experiments` (``run_analysis``, ``sweep_report``).
 """

@@ -82,6 +82,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 from scipy import optimize
 
+from elm_neuro import defaults as D
 from elm_neuro.analysis import sweep_table as st
 from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure
 
@@ -320,7 +321,7 @@ def fit_information_model(
     fix: Optional[dict] = None,
     n_boot: int = 0,
     seed: int = 0,
-    ci_level: float = 0.95,
+    ci_level: float = D.CI_LEVEL,
 ) -> InfoModelFit:
     """Fit ``(s, a_e, a_c, g_e, g_c, c)`` (and ``q`` for accuracies) by least squares.
 

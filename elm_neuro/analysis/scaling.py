@@ -37,6 +37,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import optimize, stats
 
+from elm_neuro import defaults as D
 from elm_neuro.analysis import sweep_table as st
 from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure
 
@@ -62,7 +63,7 @@ class ScalingFit:
     loss_std: np.ndarray  # std over seeds of each cell (0 for one seed)
     bootstrap: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # [n_boot, 3]
     bootstrap_mode: str = "none"  # "seeds", "cells" or "none"
-    ci_level: float = 0.95
+    ci_level: float = D.CI_LEVEL
 
     @property
     def params(self) -> dict:
@@ -144,9 +145,9 @@ def fit_scaling_law(
     p,
     loss,
     cell=None,
-    n_boot: int = 200,
+    n_boot: int = D.FIT_N_BOOT,
     seed: int = 0,
-    ci_level: float = 0.95,
+    ci_level: float = D.CI_LEVEL,
 ) -> ScalingFit:
     """Fit ``L(P) = L_inf + A P^-alpha`` (module docstring) with Jacobian and bootstrap errors.
 
@@ -234,7 +235,7 @@ class PowerLawFit:
         return self.a * np.asarray(x, dtype=float) ** self.b
 
 
-def fit_power_law(x, y, n_boot: int = 200, seed: int = 0, ci_level: float = 0.95) -> PowerLawFit:
+def fit_power_law(x, y, n_boot: int = D.FIT_N_BOOT, seed: int = 0, ci_level: float = D.CI_LEVEL) -> PowerLawFit:
     """Fit ``y = a x^b`` by linear regression of ``log y`` on ``log x`` (module docstring)."""
     x, y = _check_xy(x, y, "x", "y")
     if np.any(y <= 0):
@@ -283,7 +284,7 @@ def frontier_scaling(
     rel_tol: float = 0.1,
     keys: Optional[Sequence[str]] = None,
     growth_axes: Sequence[str] = ("n", "k_e"),
-    n_boot: int = 200,
+    n_boot: int = D.FIT_N_BOOT,
     seed: int = 0,
 ) -> FrontierScaling:
     """Best cell per budget bucket, the law ``L*(P)`` fitted to its seeds, and ``N*``, ``k_e*`` vs ``P``.

@@ -314,7 +314,7 @@ def elm_activity_fn(net, layer: str = "hidden", trace: str = "y") -> Callable:
     ``[1, T, N]`` (trace ``y``/``rho``: the output; ``m``: memory, flattened to ``N * d_m``).
     The network's training flag is restored afterwards.
     """
-    import torch
+    import torch  # torch only when a model is analysed (see _elm_layer)
 
     if layer not in ("hidden", "readout"):
         raise ValueError(f"layer must be 'hidden' or 'readout', got {layer!r}")
@@ -337,6 +337,8 @@ def elm_activity_fn(net, layer: str = "hidden", trace: str = "y") -> Callable:
 
 # --------------------------------------------------------------------------- (c) ELM parameters
 def _elm_layer(obj):
+    # torch and the network code are imported only when a model is analysed: the array-only
+    # analyses of this module work without them.
     from elm_neuro.networks.elm_layer import ELMLayer
 
     layer = getattr(obj, "hidden", obj)
@@ -352,7 +354,7 @@ def elm_memory_timescales(layer) -> dict:
     from the configuration), ``log_ratio = log(tau / tau_init)`` ``[N, d_m]``, ``learnable`` and
     ``dt`` (taus are in units of ``dt``: steps for the network configs).
     """
-    from elm_neuro.neurons.elm import log_spaced_taus
+    from elm_neuro.neurons.elm import log_spaced_taus  # torch only when a model is analysed
 
     layer = _elm_layer(layer)
     cfg = layer.cfg
@@ -404,7 +406,7 @@ def elm_timescale_report(
     ``readout`` (:func:`readout_timescale_weights` with the recorded memory), ``param_tau`` (the
     memory taus, flattened), ``effective_tau`` ``[N]`` and ``activity`` ``[B, T, N]``.
     """
-    import torch
+    import torch  # torch only when a model is analysed (see _elm_layer)
 
     fn = elm_activity_fn(net)
     was = net.training

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from elm_neuro.networks.budget import closest_n
-from elm_neuro.networks.registry import PRESETS, preset_config
+from elm_neuro.networks.presets import PRESETS
+from elm_neuro.networks.registry import resolve_model_config
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -31,7 +31,7 @@ def parse_overrides(items: list[str] | None) -> dict:
 
 
 def config_from_args(preset: str, d_m: int | None, n: int | None, params: int | None, overrides: dict):
-    """The preset's config with overrides, ``d_m`` and either ``n`` or the ``n`` solved for ``params``."""
+    """The preset's config with overrides, ``d_m`` and ``n`` (or the size solved for ``params``)."""
     if n is not None and params is not None:
         raise ValueError("give either --n or --params, not both")
     fields = dict(overrides)
@@ -39,10 +39,7 @@ def config_from_args(preset: str, d_m: int | None, n: int | None, params: int | 
         fields["d_m"] = d_m
     if n is not None:
         fields["n"] = n
-    cfg = preset_config(preset, **fields)
-    if params is not None:
-        cfg = cfg.replace(n=closest_n(lambda k: cfg.replace(n=k).budget().p, params))
-    return cfg
+    return resolve_model_config(preset=preset, overrides=fields, params=params)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -64,7 +61,8 @@ def register(sub) -> None:
     p.add_argument("--preset", default="shd-adding", help=f"one of {sorted(PRESETS)}")
     p.add_argument("--d-m", type=int, default=None, help="memory units per neuron (ELM)")
     p.add_argument("--n", type=int, default=None, help="hidden neurons N")
-    p.add_argument("--params", type=int, default=None, help="target budget P: solve for N")
+    p.add_argument("--params", type=int, default=None,
+                   help="target budget P: solve for N (for the single neuron, elm-neuron-*: for d_m)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a config field")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)

@@ -4,15 +4,16 @@
         --data DIR --out runs/cmp [--epochs 3 --batches-per-epoch 100] [--set elm:d_m=4]
 
 Writes one run directory per (model, seed) under OUT, then OUT/report.md and
-OUT/learning_curves.png. Re-running the same command resumes unfinished cells.
+OUT/learning_curves.png. Re-running the same command resumes unfinished cells
+(:mod:`elm_neuro.experiments.compare`).
 """
 from __future__ import annotations
 
 import argparse
 
+from elm_neuro import defaults as D
 from elm_neuro.cli.budget import parse_overrides
 from elm_neuro.cli.train import add_common_train_args, train_config_from_args
-from elm_neuro.training.compare import compare
 
 
 def parse_model_overrides(items: list[str] | None) -> dict:
@@ -41,7 +42,10 @@ def _run(args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise ValueError("--models must name at least one model family")
-    base = train_config_from_args(args, models[0], {}, args.params, 0)
+    # Imported when the command runs: the trainers load numba and h5py (data code), the report matplotlib.
+    from elm_neuro.experiments.compare import compare
+
+    base = train_config_from_args(args, models[0], {}, args.params, D.SEED)
     report = compare(args.out, base, models, parse_seeds(args.seeds), parse_model_overrides(args.set),
                      progress=not args.no_progress)
     print(report.read_text())
@@ -54,7 +58,7 @@ def register(sub) -> None:
     add_common_train_args(p)
     p.add_argument("--params", type=int, required=True, help="parameter budget P for every model")
     p.add_argument("--models", default="elm,lif", help="comma-separated families, e.g. elm,lif,adlif,lstm")
-    p.add_argument("--seeds", default="1", help="number of seeds, or a comma-separated list")
+    p.add_argument("--seeds", default=str(D.N_SEEDS), help="number of seeds, or a comma-separated list")
     p.add_argument("--set", action="append", metavar="MODEL:FIELD=VALUE", help="override a model field")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_run)

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from elm_neuro import defaults as D
 from elm_neuro.cli.data_enwik8 import add_enwik8_parser
+
+# The data modules are imported by the sub-command that uses them: they load numba and h5py, which
+# the CLI's start-up (``elm-neuro --help``, the other commands) does not need.
+
+# Pairs of `data shd-adding` by default: the fixed test pairs of SPEC 6 (test batches x batch size).
+_TEST_PAIRS = D.RECIPES["paper-shd-adding"]["test_batches"] * D.RECIPES["paper-shd-adding"]["batch_size"]
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -103,9 +110,9 @@ def register(subparsers) -> None:
 
     s = sub.add_parser("synth", help="write synthetic SHD-format shd_train.h5 / shd_test.h5")
     s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--train", type=int, default=1000, help="training samples (SHD: 8156)")
-    s.add_argument("--test", type=int, default=300, help="test samples (SHD: 2264)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--train", type=int, default=D.SYNTH_N_TRAIN, help="training samples (SHD: 8156)")
+    s.add_argument("--test", type=int, default=D.SYNTH_N_TEST, help="test samples (SHD: 2264)")
+    s.add_argument("--seed", type=int, default=D.SEED)
     s.set_defaults(func=_synth)
 
     f = sub.add_parser("fetch", help="download the official SHD files (md5-checked)")
@@ -120,16 +127,16 @@ def register(subparsers) -> None:
     f.add_argument("--md5-test", default=None, help="override the expected md5 of the test zip")
     f.add_argument("--force", action="store_true", help="download even if the .h5 exists")
     f.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip files")
-    f.add_argument("--timeout", type=float, default=60.0, help="network timeout in seconds")
+    f.add_argument("--timeout", type=float, default=D.FETCH_TIMEOUT_S, help="network timeout in seconds")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=_fetch)
 
     a = sub.add_parser("shd-adding", help="write SHD-Adding pairs as an SHD-format file")
     a.add_argument("--shd", required=True, help="folder with shd_train.h5 / shd_test.h5")
     a.add_argument("--split", choices=("train", "valid", "test"), default="test")
-    a.add_argument("--pairs", type=int, default=16000, help="number of pairs")
+    a.add_argument("--pairs", type=int, default=_TEST_PAIRS, help="number of pairs")
     a.add_argument("--seed", type=int, default=0, help="seed of the pair generator")
-    a.add_argument("--window", type=float, default=1.0,
+    a.add_argument("--window", type=float, default=D.DIGIT_WINDOW_S,
                    help="each digit is cut to this many seconds; the second is shifted by it")
     a.add_argument("--time-dtype", choices=("float16", "float32", "float64"),
                    default="float32",

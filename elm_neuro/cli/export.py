@@ -1,9 +1,10 @@
-"""``elm-neuro export RUN_DIR --out models/NAME``: keep a finished run with a model card."""
+"""``elm-neuro export RUN_DIR --out models/NAME``: keep a finished run with a model card
+(:mod:`elm_neuro.experiments.export`)."""
 from __future__ import annotations
 
 import argparse
 
-from elm_neuro.training.export import export_run
+from elm_neuro.experiments.export import export_run
 
 
 def _run(args: argparse.Namespace) -> int:

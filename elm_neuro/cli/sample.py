@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from elm_neuro import defaults as D
 from elm_neuro.training.sampling import sample_run
 
 
@@ -42,9 +43,9 @@ def register(sub) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory of an enwik8 training run")
     p.add_argument("--prompt", required=True, help="text the model continues (at least one character)")
     p.add_argument("--length", type=int, required=True, help="number of bytes (tokens) to generate")
-    p.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (> 0)")
+    p.add_argument("--temperature", type=float, default=D.SAMPLE_TEMPERATURE, help="softmax temperature (> 0)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the K most likely tokens (1: greedy)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=D.SEED)
     p.add_argument("--which", default="best", choices=["best", "last"], help="best weights or last checkpoint")
-    p.add_argument("--device", default="cpu", help="cpu | auto | cuda[:i]")
+    p.add_argument("--device", default=D.SAMPLE_DEVICE, help="cpu | auto | cuda[:i]")
     p.set_defaults(func=_run)

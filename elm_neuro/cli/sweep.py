@@ -18,13 +18,18 @@ the same command continues an interrupted sweep (finished cells are kept, checkp
 resume); a different grid in the same folder is refused unless ``--force``. ``--max-cells K``
 runs at most K unfinished cells per call. ``results.csv`` is rebuilt from the run directories
 after every cell; when the sweep has no unfinished cell left, ``report.md`` is written (see
-:mod:`elm_neuro.training.sweep`).
+:mod:`elm_neuro.experiments.sweep` and :mod:`elm_neuro.experiments.sweep_report`).
+
+The experiment modules are imported when a command runs, not when this module is: they load
+numba and h5py (the trainers' data code), scipy and matplotlib (the report), which the CLI's
+start-up does not need.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+from elm_neuro import defaults as D
 from elm_neuro.cli.budget import parse_overrides
 from elm_neuro.cli.compare import parse_seeds
 from elm_neuro.cli.train import add_common_train_args, train_config_from_args
@@ -44,7 +49,7 @@ def parse_int_list(text: str | None, name: str) -> list[int] | None:
 
 
 def grid_from_args(args: argparse.Namespace):
-    from elm_neuro.training.sweep import SweepGrid
+    from elm_neuro.experiments.sweep import SweepGrid
 
     overrides = parse_overrides(args.set)
     d_m = parse_int_list(args.d_m, "--d-m")
@@ -62,13 +67,13 @@ def grid_from_args(args: argparse.Namespace):
             overrides["d_m"] = d_m[0]
     if args.n is not None:
         overrides["n"] = args.n
-    base = train_config_from_args(args, args.model, overrides, None, 0)
+    base = train_config_from_args(args, args.model, overrides, None, D.SEED)
     return SweepGrid(base=base, axis=args.axis, values=values, budgets=parse_int_list(args.params, "--params"),
                      seeds=parse_seeds(args.seeds))
 
 
 def _report(out, args) -> int:
-    from elm_neuro.analysis.sweep_report import write_sweep_report
+    from elm_neuro.experiments.sweep_report import write_sweep_report
 
     path = write_sweep_report(out, metric=args.metric, h_y=args.h_y, chance=args.chance, n_boot=args.n_boot,
                               seed=args.fit_seed)
@@ -80,7 +85,7 @@ def _report(out, args) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.report_only:
         return _report(args.out, args)
-    from elm_neuro.training.sweep import run_sweep
+    from elm_neuro.experiments.sweep import run_sweep
 
     grid = grid_from_args(args)
     try:
@@ -110,14 +115,14 @@ def _add_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--h-y", type=float, default=None,
                    help="label entropy in bits for the information model (default: from the task)")
     p.add_argument("--chance", type=float, default=None, help="chance accuracy (default: from the task)")
-    p.add_argument("--n-boot", type=int, default=100, help="bootstrap replicates of the scaling-law fit")
-    p.add_argument("--fit-seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--n-boot", type=int, default=D.REPORT_N_BOOT, help="bootstrap replicates of the scaling-law fit")
+    p.add_argument("--fit-seed", type=int, default=D.REPORT_SEED, help="seed of the bootstrap")
 
 
 def register(sub) -> None:
     p = sub.add_parser("sweep", help="a grid of training runs over budgets and one axis (d_m, n or k_c)")
     add_common_train_args(p)
-    p.add_argument("--model", default="elm", help="elm | lif | adlif | lstm | elm-neuron")
+    p.add_argument("--model", default=D.MODEL, help="elm | lif | adlif | lstm | elm-neuron")
     p.add_argument("--preset", default=None, help="model preset (default: <model>-<task>)")
     p.add_argument("--params", default=None, help="budget(s) P, comma-separated: N is sized to each")
     p.add_argument("--axis", default="d_m", choices=["d_m", "n", "k_c"], help="the swept axis (default d_m)")
@@ -126,7 +131,7 @@ def register(sub) -> None:
     p.add_argument("--d-m", default=None, help="d_m values (axis d_m) or the fixed d_m (other axes)")
     p.add_argument("--n", type=int, default=None, help="fixed N (when no --params)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="fix a model config field")
-    p.add_argument("--seeds", default="1", help="number of seeds, or a comma-separated list")
+    p.add_argument("--seeds", default=str(D.N_SEEDS), help="number of seeds, or a comma-separated list")
     p.add_argument("--out", required=True, help="sweep folder (SWEEP_DIR)")
     p.add_argument("--executor", default="local", choices=["local", "ray"])
     p.add_argument("--workers", type=int, default=1,

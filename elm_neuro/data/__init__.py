@@ -12,10 +12,17 @@ SHD modules (one idea each; import them directly, this package imports nothing e
 * :mod:`elm_neuro.data.shd_adding` - validation split, pairs, ``SHDAdding`` splits binned on
   the fly, torch ``Dataset`` / ``DataLoader``, SHD-format writer (``elm-neuro data
   shd-adding``).
+* :mod:`elm_neuro.data.shd_classification` - ``SHDClassification``: plain SHD (20 classes)
+  splits binned on the fly, as the trainer's ``shd`` task uses them.
+* :mod:`elm_neuro.data.tonic_adapter` - ``SHDEventDataset`` / ``SHDAddingEventDataset``: SHD
+  files and SHD-Adding pairs as tonic-style datasets (items ``(events, target)``, events a
+  structured array in tonic's SHD layout: int64 t [us], x, p; sensor size (700, 1, 1)), so
+  ``tonic.transforms`` apply. Needs no tonic itself; tonic's transforms come with
+  ``pip install elm_neuro[interop]``.
 * :mod:`elm_neuro.data.fetch` - download of the official zips with md5 check
   (``elm-neuro data fetch``).
 * :mod:`elm_neuro.data.inspect` - summary and raster plot of SHD-format files
   (``elm-neuro data inspect``).
 
-Data code never imports model or training code.
+Data code never imports model or training code; defaults come from :mod:`elm_neuro.defaults`.
 """

@@ -28,6 +28,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from elm_neuro.defaults import FETCH_TIMEOUT_S
+
 from ._h5io import atomic_output
 
 __all__ = ["fetch_shd", "ChecksumError", "DownloadError", "SHD_MD5", "DEFAULT_BASE_URL",
@@ -73,7 +75,7 @@ def _download(url: str, dest: Path, timeout: float, progress: bool | None) -> st
 
 def fetch_shd(out_dir: str | os.PathLike, base_url: str = DEFAULT_BASE_URL,
               splits=("train", "test"), md5: dict[str, str] | None = None,
-              force: bool = False, keep_zip: bool = False, timeout: float = 60.0,
+              force: bool = False, keep_zip: bool = False, timeout: float = FETCH_TIMEOUT_S,
               progress: bool | None = None) -> list[Path]:
     """Download, verify and unzip SHD files; return the paths of the ``.h5`` files."""
     out_dir = Path(out_dir)

@@ -14,6 +14,10 @@ Public API
     ``(label1 mod 10) + (label2 mod 10)``: 19 classes 0..18 with a triangular distribution.
 ``SHDAdding(events, pool, *, fixed, n_batches, batch_size=8, seed=0, bin_size=0.002,
 digit_window=1.0, channel_factor=1, n_units=700, binary=True, name="")``
+    (the defaults of ``batch_size``, ``bin_size``, ``digit_window`` and ``channel_factor``,
+    here and in ``make_splits`` / ``write_shd_adding``, are read from
+    :mod:`elm_neuro.defaults`: ``BATCH_SIZE``, ``BIN_MS / 1000``, ``DIGIT_WINDOW_S``,
+    ``CHANNEL_FACTOR``; ``make_splits``' batch counts from its ``paper-shd-adding`` recipe)
     One split of the task over the samples ``pool`` of ``events`` (an ``SHDEvents``).
     Attributes ``n_steps`` (2 x 500 by default), ``n_channels`` (700), ``n_classes`` (19),
     ``n_batches``, ``batch_size``. ``pairs(epoch)`` gives the pairs of an epoch;
@@ -64,6 +68,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from elm_neuro.defaults import BATCH_SIZE, BIN_MS, CHANNEL_FACTOR, DIGIT_WINDOW_S, RECIPES
+
 from ._h5io import write_shd_h5
 from .binning import bin_events, n_bins
 from .shd import N_UNITS, SHDEvents, read_shd
@@ -81,6 +87,8 @@ VALID_SEED = 12345
 VALID_FRACTION = 0.2
 #: Seed of the fixed validation / test pairs (SPEC 6).
 EVAL_SEED = 0
+#: SPEC 6/7 split sizes in batches (train per epoch, valid, test), from the paper recipe.
+_PAPER = RECIPES["paper-shd-adding"]
 
 
 def validation_split(n_samples: int, seed: int = VALID_SEED,
@@ -122,8 +130,9 @@ class SHDAdding:
     """One split of SHD-Adding, binned on the fly (see module docstring)."""
 
     def __init__(self, events: SHDEvents, pool, *, fixed: bool, n_batches: int,
-                 batch_size: int = 8, seed: int = 0, bin_size: float = 0.002,
-                 digit_window: float = 1.0, channel_factor: int = 1, n_units: int = N_UNITS,
+                 batch_size: int = BATCH_SIZE, seed: int = 0, bin_size: float = BIN_MS / 1000,
+                 digit_window: float = DIGIT_WINDOW_S, channel_factor: int = CHANNEL_FACTOR,
+                 n_units: int = N_UNITS,
                  binary: bool = True, name: str = ""):
         pool = np.asarray(pool, dtype=np.int64)
         if pool.ndim != 1 or len(pool) == 0:
@@ -219,10 +228,13 @@ def split_pool(split: str, n_train_file: int, n_test_file: int) -> np.ndarray:
     raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
 
 
-def make_splits(train_events: SHDEvents, test_events: SHDEvents, *, batch_size: int = 8,
-                train_batches: int = 2000, valid_batches: int = 500, test_batches: int = 2000,
-                seed: int = 0, eval_seed: int = EVAL_SEED, bin_size: float = 0.002,
-                digit_window: float = 1.0, channel_factor: int = 1, n_units: int = N_UNITS,
+def make_splits(train_events: SHDEvents, test_events: SHDEvents, *, batch_size: int = BATCH_SIZE,
+                train_batches: int = _PAPER["batches_per_epoch"],
+                valid_batches: int = _PAPER["valid_batches"],
+                test_batches: int = _PAPER["test_batches"],
+                seed: int = 0, eval_seed: int = EVAL_SEED, bin_size: float = BIN_MS / 1000,
+                digit_window: float = DIGIT_WINDOW_S, channel_factor: int = CHANNEL_FACTOR,
+                n_units: int = N_UNITS,
                 binary: bool = True) -> dict[str, SHDAdding]:
     """The train / valid / test splits of SPEC 6 (defaults) as :class:`SHDAdding` objects."""
     common = dict(batch_size=batch_size, bin_size=bin_size, digit_window=digit_window,
@@ -282,7 +294,7 @@ def _gather(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def write_shd_adding(events: SHDEvents, pairs: np.ndarray, out_path: str | os.PathLike, *,
-                     digit_window: float = 1.0, times_dtype=np.float32,
+                     digit_window: float = DIGIT_WINDOW_S, times_dtype=np.float32,
                      attrs: dict | None = None) -> Path:
     """Write the given pairs of ``events`` as an SHD-format file (see module docstring).
 

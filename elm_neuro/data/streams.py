@@ -17,6 +17,10 @@ generator)``
 ``bits_per_character(total_nats, n_tokens)``
     ``total_nats / n_tokens / ln 2``.
 
+The defaults (``chunk_len`` 100, reset 1.0 -> 0.01 over 40000 steps) are read from the
+``paper-enwik8`` recipe of :mod:`elm_neuro.defaults` (module constants ``CHUNK_LEN``,
+``RESET_START``, ``RESET_END``, ``RESET_STEPS``).
+
 Choices
 -------
 * **Chunks.** Chunk ``i`` of a row holds inputs ``rows[:, i*L : (i+1)*L]`` and targets
@@ -58,6 +62,8 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import torch
 
+from elm_neuro.defaults import RECIPES
+
 __all__ = [
     "StreamChunk",
     "TrainStream",
@@ -85,6 +91,14 @@ class StreamChunk(NamedTuple):
     epoch: int
     index: int
     start_of_stream: bool
+
+
+#: SPEC 8 defaults (chunk length, reset schedule), defined once in the ``paper-enwik8`` recipe.
+_ENWIK8 = RECIPES["paper-enwik8"]
+CHUNK_LEN = _ENWIK8["chunk_len"]
+RESET_START = _ENWIK8["reset_start"]
+RESET_END = _ENWIK8["reset_end"]
+RESET_STEPS = _ENWIK8["reset_steps"]
 
 
 def _check_positive_int(value, name: str) -> int:
@@ -132,7 +146,7 @@ class TrainStream:
     :meth:`load_state_dict` save and restore it.
     """
 
-    def __init__(self, tokens, batch_size: int, chunk_len: int = 100, start_step: int = 0,
+    def __init__(self, tokens, batch_size: int, chunk_len: int = CHUNK_LEN, start_step: int = 0,
                  max_steps: int | None = None):
         self.chunk_len = _check_positive_int(chunk_len, "chunk_len")
         self.rows = stream_rows(tokens, batch_size)
@@ -181,7 +195,7 @@ class TrainStream:
         self.position = _check_step(state.get("position"), "state_dict position")
 
 
-def iter_eval_chunks(tokens, batch_size: int, chunk_len: int = 100) -> Iterator[StreamChunk]:
+def iter_eval_chunks(tokens, batch_size: int, chunk_len: int = CHUNK_LEN) -> Iterator[StreamChunk]:
     """Chunks over the whole stream, last one partial; ``B * (R - 1)`` targets in all.
 
     Yields :class:`StreamChunk` with ``epoch = 0`` and ``step = index``; carry the state from
@@ -205,7 +219,8 @@ def eval_token_count(n_tokens: int, batch_size: int) -> int:
     return b * (n // b - 1)
 
 
-def reset_probability(step: int, start: float = 1.0, end: float = 0.01, steps: int = 40000) -> float:
+def reset_probability(step: int, start: float = RESET_START, end: float = RESET_END,
+                      steps: int = RESET_STEPS) -> float:
     """Cosine-annealed reset probability: ``start`` at step 0, ``end`` from ``steps`` on."""
     step = _check_step(step)
     steps = _check_positive_int(steps, "steps")
@@ -217,7 +232,8 @@ def reset_probability(step: int, start: float = 1.0, end: float = 0.01, steps: i
 
 
 def reset_mask(batch: int, step: int, generator: torch.Generator | None = None,
-               start: float = 1.0, end: float = 0.01, steps: int = 40000) -> torch.Tensor:
+               start: float = RESET_START, end: float = RESET_END,
+               steps: int = RESET_STEPS) -> torch.Tensor:
     """Bool ``[batch]`` on the CPU: ``True`` where a row's carried state is reset before ``step``.
 
     Each row is reset independently with probability :func:`reset_probability` ``(step, ...)``;

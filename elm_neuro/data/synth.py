@@ -3,6 +3,7 @@
 Public API
 ----------
 ``write_synthetic_shd(out_dir, n_train=1000, n_test=300, seed=0) -> (train_path, test_path)``
+    (default sizes: ``SYNTH_N_TRAIN`` / ``SYNTH_N_TEST`` of :mod:`elm_neuro.defaults`)
     Writes ``shd_train.h5`` and ``shd_test.h5`` in ``out_dir`` with the real layout and dtypes
     (spikes/times float16 seconds, spikes/units uint16, labels uint8, extra/speaker uint16,
     extra/keys with the 20 class names, extra/meta_info/{gender, age, body_height} per speaker),
@@ -56,6 +57,8 @@ from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from elm_neuro.defaults import SYNTH_N_TEST, SYNTH_N_TRAIN
 
 from ._h5io import write_shd_h5
 from .shd import CLASS_NAMES, N_CLASSES, N_UNITS, SHDEvents
@@ -305,7 +308,7 @@ def generate_synthetic_events(n: int, seed: int = 0, split: str = "train",
                      speakers=par["speakers"], keys=CLASS_NAMES, path="", meta_info=meta)
 
 
-def write_synthetic_shd(out_dir: str | os.PathLike, n_train: int = 1000, n_test: int = 300,
+def write_synthetic_shd(out_dir: str | os.PathLike, n_train: int = SYNTH_N_TRAIN, n_test: int = SYNTH_N_TEST,
                         seed: int = 0) -> tuple[Path, Path]:
     """Write ``shd_train.h5`` / ``shd_test.h5`` to ``out_dir``; return their paths."""
     for name, v in (("n_train", n_train), ("n_test", n_test)):

@@ -5,18 +5,16 @@ neuron runs :func:`elm_neuro.neurons.elm.elm_step` on its own row with its own p
 Parameters are stacked on a leading neuron axis (e.g. the first MLP weight is
 ``[N, d_mlp, d_tree + d_m]``); there is no Python loop over neurons in the fast paths.
 
-Synapse kernels (``synapse_impl``), all computing the same branch drive
-``beta[b, n, k] = s_in * sum_j w[n, k, j] * v[b, C[n, k, j]]``:
+Synapse kernels (``synapse_impl``, :mod:`elm_neuro.networks.synapses`), all computing the same
+branch drive ``beta[b, n, k] = s_in * sum_j w[n, k, j] * v[b, C[n, k, j]]``:
 
-- ``dense``: the input synapses are scattered into a dense map ``[n_in, N*d_tree]`` (one matmul
-  over all time steps; for sparse spike inputs on the CPU a sparse-times-dense product,
-  :class:`SparseInputProjection`); the recurrent synapses (``rho N K`` of them) are a list of (source
-  neuron, target branch, weight): per step one ``index_select`` and one ``index_add``. Fastest
-  for small and mid-size layers.
-- ``gather``: ``torch.nn.functional.embedding_bag`` with per-synapse weights (bags of ``d_brch``
-  synapses = one branch); input part for all steps at once, recurrent part per step. Memory
-  ``O(N*K)`` whatever the layer size, for large layers.
-- ``auto``: ``dense`` when the dense input map holds at most ``DENSE_MAX_ELEMENTS`` entries.
+- ``dense``: the input synapses as one dense map ``[n_in, N*d_tree]`` (one matmul over all time
+  steps; a sparse-times-dense product for sparse spike inputs on the CPU); the recurrent
+  synapses (``rho N K`` of them) as a list: per step one ``index_select`` and one ``index_add``.
+  Fastest for small and mid-size layers.
+- ``gather``: ``embedding_bag`` with per-synapse weights (bags of ``d_brch`` synapses = one
+  branch); input part for all steps at once, recurrent part per step. Memory ``O(N*K)``.
+- ``auto``: ``dense`` while the dense input map holds at most ``DENSE_MAX_ELEMENTS`` entries.
 
 :meth:`ELMLayer.forward_reference` is the plain path: a loop over time *and neurons* with
 explicit indexing and ``F.linear`` per neuron; tests check that all kernels agree with it in
@@ -29,7 +27,6 @@ chunk gets its own mask).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import NamedTuple, Optional
 
@@ -37,47 +34,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from elm_neuro.networks.config import SYNAPSE_IMPLS, ELMLayerConfig
+from elm_neuro.networks import synapses as S
+from elm_neuro.networks.common import check_input, dropout_masks
+from elm_neuro.networks.elm_config import SYNAPSE_IMPLS, ELMLayerConfig
 from elm_neuro.neurons import elm as E
 from elm_neuro.wiring.connectome import make_connectome
-
-DENSE_MAX_ELEMENTS = 1 << 24
-SPARSE_INPUT_MAX_DENSITY = 0.05  # below this fraction of non-zero inputs, project them as a sparse matrix
-
-
-class SparseInputProjection(torch.autograd.Function):
-    """``x @ M`` for a mostly-zero input ``x`` ``[R, n_in]`` (spikes) and a dense map ``M``.
-
-    Forward and the gradient of ``M`` (``x^T @ g``) use ``x`` as a sparse COO matrix, so their
-    cost scales with the number of spikes instead of ``R * n_in``; the gradient of ``x`` (only
-    when ``x`` requires it) is the dense ``g @ M^T``. Equal to the plain ``x @ M`` (tested).
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        xs = x.to_sparse()
-        ctx.save_for_backward(xs, m)
-        return torch.sparse.mm(xs, m)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        xs, m = ctx.saved_tensors
-        g = g.to(m.dtype)
-        grad_x = g @ m.t() if ctx.needs_input_grad[0] else None
-        grad_m = torch.sparse.mm(xs.t(), g) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_m
-
-
-def project_inputs(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``x @ m`` for ``x`` ``[..., n_in]``: sparse kernel for sparse CPU inputs (outside autocast),
-    else a matmul."""
-    flat = x.reshape(-1, x.shape[-1])
-    sparse_ok = flat.device.type == "cpu" and not torch.is_autocast_enabled("cpu") and flat.numel() > 0
-    if sparse_ok and float((flat != 0).float().mean()) < SPARSE_INPUT_MAX_DENSITY:
-        out = SparseInputProjection.apply(flat, m)
-    else:
-        out = flat @ m
-    return out.view(*x.shape[:-1], m.shape[1])
 
 
 class LayerOutput(NamedTuple):
@@ -85,14 +46,6 @@ class LayerOutput(NamedTuple):
     state: E.ELMState  # final state
     z_abs_mean: torch.Tensor  # [N] mean |z| over batch, time and memory units
     traces: Optional[dict]  # when record=True: beta, z, m, rho, y with shape [B, T, N, ...]
-
-
-def variational_mask(batch: int, width: int, p: float, like: torch.Tensor) -> Optional[torch.Tensor]:
-    """Keep-mask ``[B, width]`` scaled by ``1/(1-p)``; ``None`` when ``p == 0``."""
-    if p <= 0.0:
-        return None
-    keep = torch.empty(batch, width, device=like.device, dtype=like.dtype).bernoulli_(1.0 - p)
-    return keep / (1.0 - p)
 
 
 def _swap_state(state: E.ELMState) -> E.ELMState:
@@ -197,40 +150,9 @@ class ELMLayer(nn.Module):
                                device=device if device is not None else self.w_s.device)
 
     def resolved_impl(self) -> str:
-        if self.synapse_impl != "auto":
-            return self.synapse_impl
-        size = self.n_in * self.n * self.cfg.d_tree
-        return "dense" if size <= DENSE_MAX_ELEMENTS else "gather"
+        return S.resolve_impl(self.synapse_impl, self.n_in, self.n * self.cfg.d_tree)
 
     # ------------------------------------------------------------------ synapse kernels
-    def _dense_map(self, w_eff: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        """``[hi-lo, N*d_tree]`` map of the synapses whose source lies in ``lo..hi-1``."""
-        c = self.connectome
-        sel = (c >= lo) & (c < hi)
-        branch = torch.arange(self.cfg.k, device=c.device) // self.cfg.d_brch
-        col = torch.arange(self.n, device=c.device)[:, None] * self.cfg.d_tree + branch[None, :]
-        flat_idx = ((c - lo) * (self.n * self.cfg.d_tree) + col)[sel]
-        flat = torch.zeros((hi - lo) * self.n * self.cfg.d_tree, device=w_eff.device, dtype=w_eff.dtype)
-        flat = flat.index_add(0, flat_idx, w_eff[sel])
-        return flat.view(hi - lo, self.n * self.cfg.d_tree)
-
-    def _recurrent_synapses(self, w_eff: torch.Tensor):
-        """The recurrent synapses as a list: source neuron, target branch (``n*d_tree + k``), weight."""
-        c, n_in = self.connectome, self.n_in
-        sel = c >= n_in
-        branch = torch.arange(self.cfg.k, device=c.device) // self.cfg.d_brch
-        target = torch.arange(self.n, device=c.device)[:, None] * self.cfg.d_tree + branch[None, :]
-        return (c - n_in)[sel], target[sel], w_eff[sel]
-
-    def _bag_inputs(self, w_eff: torch.Tensor, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Indices and weights ``[N*d_tree, d_brch]`` for ``embedding_bag`` over sources lo..hi-1."""
-        c = self.connectome
-        sel = (c >= lo) & (c < hi)
-        idx = torch.where(sel, c - lo, torch.zeros_like(c))
-        w = torch.where(sel, w_eff, torch.zeros_like(w_eff))
-        shape = (self.n * self.cfg.d_tree, self.cfg.d_brch)
-        return idx.reshape(shape), w.reshape(shape)
-
     def _synapse_fns(self, x: torch.Tensor, mask_in, mask_rec):
         """Input drive of every step and the recurrent-drive function, neuron-major.
 
@@ -239,18 +161,21 @@ class ELMLayer(nn.Module):
         ``[N * d_tree, B]`` (None when the layer has no recurrent synapses).
         """
         bsz, steps, _ = x.shape
-        n, n_in, nd = self.n, self.n_in, self.n * self.cfg.d_tree
+        c, n, n_in, conn = self.cfg, self.n, self.n_in, self.connectome
         w_eff = self.effective_synapses()
-        has_rec = bool((self.connectome >= n_in).any())
         if mask_in is not None:
             x = x * mask_in[:, None, :]
         mask_t = None if mask_rec is None else mask_rec.t()
         if self.resolved_impl() == "dense":
-            beta_in = project_inputs(x, self._dense_map(w_eff, 0, n_in)).permute(1, 2, 0).contiguous()
-            if not has_rec:
-                return beta_in, None
-            # recurrent synapses are few (rho * N * K): a synapse list beats a dense [N, N*d_tree] map
-            src, target, w_rec = self._recurrent_synapses(w_eff)
+            dense = S.dense_map(conn, w_eff, 0, n_in, c.d_tree, c.d_brch)
+            beta_in = S.project_inputs(x, dense).permute(1, 2, 0).contiguous()
+        else:
+            beta_in = S.gather_inputs(x, conn, w_eff, n_in, c.d_tree, c.d_brch)
+            beta_in = beta_in.view(n * c.d_tree, bsz, steps).permute(2, 0, 1).contiguous()
+        if not S.has_recurrent(conn, n_in):
+            return beta_in, None
+        if self.resolved_impl() == "dense":
+            src, target, w_rec = S.synapse_list(conn, w_eff, n_in, c.d_tree, c.d_brch)
             w_rec = w_rec[:, None]
 
             def rec_fn(drive, y_prev):
@@ -258,13 +183,7 @@ class ELMLayer(nn.Module):
                 return drive.index_add(0, target, (y_prev.index_select(0, src) * w_rec).to(drive.dtype))
 
             return beta_in, rec_fn
-        idx_in, w_in = self._bag_inputs(w_eff, 0, n_in)
-        table = x.permute(2, 0, 1).reshape(n_in, bsz * steps)
-        beta_in = F.embedding_bag(idx_in, table, per_sample_weights=w_in, mode="sum")
-        beta_in = beta_in.view(nd, bsz, steps).permute(2, 0, 1).contiguous()
-        if not has_rec:
-            return beta_in, None
-        idx_rec, w_rec = self._bag_inputs(w_eff, n_in, n_in + n)
+        idx_rec, w_rec = S.bag_tables(conn, w_eff, n_in, n_in + n, c.d_tree, c.d_brch)
 
         def rec_fn(drive, y_prev):
             y_prev = y_prev if mask_t is None else y_prev * mask_t
@@ -274,20 +193,12 @@ class ELMLayer(nn.Module):
 
     def draw_masks(self, x: torch.Tensor):
         """Variational dropout masks ``(mask_in [B, n_in], mask_rec [B, N])`` (None when off)."""
-        if not self.training:
-            return None, None
-        bsz = x.shape[0]
-        return (variational_mask(bsz, self.n_in, self.cfg.dropout_in, x),
-                variational_mask(bsz, self.n, self.cfg.dropout_rec, x))
+        return dropout_masks(self.training, x, self.n_in, self.cfg.dropout_in, self.n, self.cfg.dropout_rec)
 
     # ------------------------------------------------------------------ forward
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 3 or x.shape[-1] != self.n_in:
-            raise ValueError(f"input must be [B, T, n_in={self.n_in}], got {list(x.shape)}")
-
     def forward(self, x: torch.Tensor, state: Optional[E.ELMState] = None, record: bool = False) -> LayerOutput:
         """Run the layer over ``x`` ``[B, T, n_in]`` from ``state`` (zeros when None)."""
-        self._check_input(x)
+        check_input(x, self.n_in)
         bsz, steps, _ = x.shape
         c, n = self.cfg, self.n
         if state is None:
@@ -318,7 +229,7 @@ class ELMLayer(nn.Module):
 
     def forward_reference(self, x: torch.Tensor, state: Optional[E.ELMState] = None) -> LayerOutput:
         """Plain path: loops over time and neurons with explicit indexing (slow; for tests)."""
-        self._check_input(x)
+        check_input(x, self.n_in)
         c = self.cfg
         bsz, steps, _ = x.shape
         if state is None:
@@ -368,34 +279,3 @@ class ELMLayer(nn.Module):
             ys.append(y_prev)
         y = torch.stack(ys, 1).reshape(bsz, steps, self.n * c.d_o)
         return LayerOutput(y, E.ELMState(m, b, h, y_prev), z_abs / steps, None)
-
-
-class ELMNeuron(nn.Module):
-    """A standalone ELM neuron (ICLR 2024 use): ``n_in`` raw channels, ``d_o`` outputs.
-
-    Routing maps the ``n_in`` channels to the ``K`` synapses: ``none`` (identity, needs
-    ``n_in == K``) or ``random`` (``K`` indices drawn with replacement from ``n_in``, seeded).
-    Output ``y`` is ``[B, T, d_o]`` (e.g. ``d_o = C`` logits); the configuration's ``rho`` is ignored
-    (a single neuron has no recurrent synapses; its memory is its recurrence).
-    Parameters: ``K + MLP + d_o (d_m + 1)`` (``+ d_m`` with learnable tau).
-    """
-
-    ROUTINGS = ("none", "random")
-
-    def __init__(self, cfg: ELMLayerConfig, n_in: int, routing: str = "random", seed: int = 0) -> None:
-        super().__init__()
-        if routing not in self.ROUTINGS:
-            raise ValueError(f"routing must be one of {self.ROUTINGS}, got {routing!r}")
-        k = cfg.k
-        if routing == "none":
-            if n_in != k:
-                raise ValueError(f"routing 'none' needs n_in == K = {k}, got n_in={n_in}")
-            conn = torch.arange(k)[None, :]
-        else:
-            conn = torch.randint(0, n_in, (1, k), generator=torch.Generator().manual_seed(2 * seed))
-        cfg = dataclasses.replace(cfg, rho=0.0, dropout_rec=0.0)
-        self.routing = routing
-        self.layer = ELMLayer(cfg, n_in, 1, seed=seed, connectome=conn, synapse_impl="dense")
-
-    def forward(self, x: torch.Tensor, state: Optional[E.ELMState] = None, record: bool = False) -> LayerOutput:
-        return self.layer(x, state, record)

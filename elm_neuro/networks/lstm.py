@@ -33,11 +33,8 @@ import torch
 import torch.nn as nn
 
 from elm_neuro.networks.budget import Budget
-from elm_neuro.networks.config_base import ConfigMixin
-from elm_neuro.networks.config import EMBEDDINGS, _check_choice, _check_int, _check_prob
-from elm_neuro.networks.elm_layer import variational_mask
-from elm_neuro.networks.elm_network import embed
-from elm_neuro.networks.presets import preset_config, register_preset
+from elm_neuro.networks.checks import ConfigMixin, check_io_fields, check_prob
+from elm_neuro.networks.common import NetworkOutput, PresetBuilt, check_input, embed, variational_mask
 
 
 @dataclass
@@ -53,15 +50,8 @@ class LSTMConfig(ConfigMixin):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_int("n_in", self.n_in, 1)
-        _check_int("n", self.n, 1)
-        _check_int("n_classes", self.n_classes, 1)
-        _check_choice("embedding", self.embedding, EMBEDDINGS)
-        if isinstance(self.embed_scale, bool) or not isinstance(self.embed_scale, (int, float)) \
-                or not math.isfinite(self.embed_scale):
-            raise ValueError(f"embed_scale must be a finite number, got {self.embed_scale!r}")
-        _check_prob("dropout_in", self.dropout_in, hi_open=True)
-        _check_int("seed", self.seed, 0)
+        check_io_fields(self)
+        check_prob("dropout_in", self.dropout_in, hi_open=True)
 
     @property
     def family(self) -> str:
@@ -81,15 +71,12 @@ class LSTMState(NamedTuple):
     c: torch.Tensor  # [B, n]
 
 
-class LSTMOutput(NamedTuple):
-    logits: torch.Tensor  # [B, T, C]
-    state: LSTMState
-    regularizers: dict  # none: {}
-    traces: Optional[dict]  # {"hidden": {"h": [B, T, n]}} when record=True
+class LSTMNetwork(PresetBuilt, nn.Module):
+    """One-layer LSTM and a linear readout; see the module docstring. Its regularizers are ``{}``
+    and its traces ``{"hidden": {"h": [B, T, n]}}`` with ``record=True``."""
 
-
-class LSTMNetwork(nn.Module):
-    """One-layer LSTM and a linear readout; see the module docstring."""
+    CONFIG = LSTMConfig
+    FAMILIES = ("lstm",)
 
     def __init__(self, cfg: LSTMConfig) -> None:
         super().__init__()
@@ -103,13 +90,6 @@ class LSTMNetwork(nn.Module):
             for p in list(self.lstm.parameters()) + list(self.out.parameters()):
                 p.uniform_(-bound, bound, generator=g)
 
-    @classmethod
-    def from_preset(cls, name: str, **overrides) -> "LSTMNetwork":
-        return cls(preset_config(name, **overrides))
-
-    def budget(self) -> Budget:
-        return self.cfg.budget()
-
     def initial_state(self, batch: int, device=None) -> LSTMState:
         device = device if device is not None else self.out.weight.device
         z = torch.zeros(batch, self.cfg.n, device=device)
@@ -117,24 +97,23 @@ class LSTMNetwork(nn.Module):
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = embed(x, self.cfg.embedding, self.cfg.embed_scale, self.cfg.n_in)
-        if x.dim() != 3 or x.shape[-1] != self.cfg.n_in:
-            raise ValueError(f"input must be [B, T, n_in={self.cfg.n_in}], got {list(x.shape)}")
+        check_input(x, self.cfg.n_in)
         if self.training:
             mask = variational_mask(x.shape[0], self.cfg.n_in, self.cfg.dropout_in, x)
             if mask is not None:
                 x = x * mask[:, None, :]
         return x
 
-    def forward(self, x: torch.Tensor, state: Optional[LSTMState] = None, record: bool = False) -> LSTMOutput:
+    def forward(self, x: torch.Tensor, state: Optional[LSTMState] = None, record: bool = False) -> NetworkOutput:
         """``x``: ``[B, T, n_in]`` (integer tokens ``[B, T]`` with the one_hot embedding)."""
         x = self._prepare(x)
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
         hs, (h, c) = self.lstm(x, (state.h[None].contiguous(), state.c[None].contiguous()))
         traces = {"hidden": {"h": hs.detach()}} if record else None
-        return LSTMOutput(self.out(hs), LSTMState(h[0], c[0]), {}, traces)
+        return NetworkOutput(self.out(hs), LSTMState(h[0], c[0]), {}, traces)
 
-    def forward_reference(self, x: torch.Tensor, state: Optional[LSTMState] = None) -> LSTMOutput:
+    def forward_reference(self, x: torch.Tensor, state: Optional[LSTMState] = None) -> NetworkOutput:
         """The LSTM equations written out, step by step, with the same weights (slow; for tests)."""
         x = self._prepare(x)
         if state is None:
@@ -151,10 +130,4 @@ class LSTMNetwork(nn.Module):
             h = torch.sigmoid(o) * torch.tanh(c)
             hs.append(h)
         hs = torch.stack(hs, dim=1)
-        return LSTMOutput(self.out(hs), LSTMState(h, c), {}, None)
-
-
-# SHD-Adding at the ELM Network's budget for d_m 9 (P = 76551; closest_n gives n = 26, P = 76225),
-# and the ICLR 2024 LSTM baseline (hidden 250, SPEC 9).
-register_preset("lstm-shd-adding", LSTMConfig, dict(n_in=700, n=26, n_classes=19, embedding="none"))
-register_preset("lstm-iclr2024", LSTMConfig, dict(n_in=700, n=250, n_classes=19, embedding="none"))
+        return NetworkOutput(self.out(hs), LSTMState(h, c), {}, None)

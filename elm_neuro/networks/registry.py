@@ -1,38 +1,47 @@
-"""Network families by name: ``name -> (config class, model class)``.
+"""Network families by name, and the one resolver from a request to a model configuration.
 
-Every family follows one interface so that the trainer, the budget CLI, sweeps and
-``load_run`` treat them alike:
+Every family follows one interface so that the trainer, the budget command, comparisons, sweeps
+and ``load_run`` treat them alike:
 
 - the config is a dataclass with a field ``n`` (hidden size), ``budget() -> Budget``,
-  ``replace(**fields)``, ``to_dict()`` and ``from_dict(d)``;
+  ``replace(**fields)`` (flat names included), ``to_dict()`` and ``from_dict(d)``;
 - the model is built as ``model_cls(cfg)``, keeps ``cfg`` as ``.cfg``, and its
-  ``forward(x, state=None, record=False)`` returns an object with ``logits`` ``[B, T, C]``,
-  ``state``, ``regularizers`` (dict of scalar tensors) and ``traces`` (dict or None).
+  ``forward(x, state=None, record=False)`` returns a
+  :class:`~elm_neuro.networks.common.NetworkOutput`.
+
+:func:`resolve_model_config` turns (family or preset, overrides, data dimensions, target budget)
+into a configuration; the ``budget`` command, training, comparisons and sweeps all call it.
 """
 from __future__ import annotations
 
-from elm_neuro.networks.config import ELMNetworkConfig
+from typing import Optional
+
+from elm_neuro.networks.budget import closest_n
+from elm_neuro.networks.common import make_config
+from elm_neuro.networks.elm_config import ELMNetworkConfig, ELMNeuronConfig
 from elm_neuro.networks.elm_network import ELMNetwork
-from elm_neuro.networks.lif_network import LIFNetwork, LIFNetworkConfig
+from elm_neuro.networks.elm_neuron import ELMNeuronClassifier
+from elm_neuro.networks.lif_config import LIFNetworkConfig
+from elm_neuro.networks.lif_network import LIFNetwork
 from elm_neuro.networks.lstm import LSTMConfig, LSTMNetwork
-from elm_neuro.networks.elm_neuron_net import ELMNeuronClassifier, ELMNeuronConfig
-from elm_neuro.networks.presets import register_preset
+from elm_neuro.networks.presets import PRESETS, preset_fields
 
 MODEL_FAMILIES: dict[str, tuple[type, type]] = {
     "elm": (ELMNetworkConfig, ELMNetwork),
-    # "lif" and "adlif" share one config class; its `family` property (= its `neuron` field) names it
+    # "lif" and "adlif" share one config class; its `family` property (the hidden neuron) names it
     "lif": (LIFNetworkConfig, LIFNetwork),
     "adlif": (LIFNetworkConfig, LIFNetwork),
     "lstm": (LSTMConfig, LSTMNetwork),
     "elm-neuron": (ELMNeuronConfig, ELMNeuronClassifier),
 }
 
-# ICLR 2024 single ELM neuron on SHD-Adding (d_m 100 as in SPEC 9; K = 700 random synapses is
-# our choice). Its budget is sized through d_m (ELMNeuronConfig.SIZE_FIELD).
-register_preset("elm-neuron-shd-adding", ELMNeuronConfig, dict(n_in=700, n_classes=19, d_m=100, d_tree=70,
-                                                                d_brch=10, routing="random"))
-register_preset("elm-neuron-shd", ELMNeuronConfig, dict(n_in=700, n_classes=20, d_m=100, d_tree=70, d_brch=10,
-                                                         routing="random"))
+# Families whose timescales are physical (ms): their dt follows the data's bin width.
+PHYSICAL_TIME_FAMILIES = ("lif", "adlif")
+
+
+def check_family(family: str) -> None:
+    if family not in MODEL_FAMILIES:
+        raise ValueError(f"model must be one of {sorted(MODEL_FAMILIES)}, got {family!r}")
 
 
 def size_field(cfg_or_cls) -> str:
@@ -58,16 +67,74 @@ def build_model(cfg):
     return MODEL_FAMILIES[family_of(cfg)][1](cfg)
 
 
-# Re-exported so that callers find every family's presets through the registry module.
-from elm_neuro.networks.presets import PRESETS, preset_config  # noqa: E402,F401
+def config_from_dict(family: str, d: dict):
+    """A family's configuration from a stored dict (nested, or flat as in older run folders)."""
+    check_family(family)
+    return MODEL_FAMILIES[family][0].from_dict(d)
 
 
-# Enwik8 versions of the baselines (SPEC 8 wiring: one-hot 204 tokens x 3, K = 750, rho 0.8, no
-# dropout; ELM readout d_tree 50 x d_brch 15 with memory taus 0.1..100 steps; dt = 1 step), each
-# sized by closest_n to the ELM Network's P = 3,516,486 (d_m 20, N 742).
-_ENWIK8 = dict(n_in=204, n_classes=204, embedding="one_hot", embed_scale=3.0)
-_SPIKING_ENWIK8 = dict(_ENWIK8, n_synapses=750, rho=0.8, dt=1.0, readout_d_tree=50, readout_d_brch=15,
-                       readout_tau_min=0.1, readout_tau_max=100.0, dropout_in=0.0, dropout_rec=0.0)
-register_preset("lif-enwik8", LIFNetworkConfig, {**PRESETS["lif-shd-adding"][1], **_SPIKING_ENWIK8, "n": 4378})
-register_preset("adlif-enwik8", LIFNetworkConfig, {**PRESETS["adlif-shd-adding"][1], **_SPIKING_ENWIK8, "n": 4360})
-register_preset("lstm-enwik8", LSTMConfig, {**PRESETS["lstm-shd-adding"][1], **_ENWIK8, "n": 818})
+def preset_config(name: str, **overrides):
+    """The configuration object of preset ``name`` with ``overrides`` (flat names) applied."""
+    family, fields = preset_fields(name)
+    return make_config(MODEL_FAMILIES[family][0], name, fields, overrides)
+
+
+def preset_family(name: str) -> str:
+    return preset_fields(name)[0]
+
+
+def default_preset(family: str, task: str) -> str:
+    """``<family>-<task>``; for plain SHD a family's SHD-Adding preset (the data fixes n_in and
+    the 20 classes); for ELM the task name itself."""
+    check_family(family)
+    candidates = [f"{family}-{task}"]
+    if task == "shd":
+        candidates.append(f"{family}-shd-adding")
+    if family == "elm":
+        candidates.append(task)
+    for name in candidates:
+        if name in PRESETS and PRESETS[name][0] == family:
+            return name
+    raise ValueError(f"no preset for model {family!r} on task {task!r}; give one with --preset "
+                     f"(known presets: {sorted(PRESETS)})")
+
+
+def resolve_model_config(family: Optional[str] = None, preset: Optional[str] = None, overrides: Optional[dict] = None,
+                         params: Optional[int] = None, *, task: Optional[str] = None, n_in: Optional[int] = None,
+                         n_classes: Optional[int] = None, dt: Optional[float] = None):
+    """The one resolver: a model configuration from a request.
+
+    - ``preset`` names the starting configuration; without it, ``family`` and ``task`` give
+      :func:`default_preset`; with both, the preset must belong to the family.
+    - ``overrides``: flat field names (``d_m``, ``n``, ``readout_d_tree``...) or dotted paths.
+    - ``n_in`` / ``n_classes``: the data's dimensions (e.g. after channel pooling), when known.
+    - ``dt``: the data's time-bin width in ms; applied to families whose timescales are in ms
+      (LIF / adLIF) unless ``overrides`` sets ``dt``. ELM timescales are in steps and stay so.
+    - ``params``: size the family's size field (``n``; ``d_m`` for the single neuron) with
+      :func:`~elm_neuro.networks.budget.closest_n` to this budget; giving the size field in
+      ``overrides`` as well is an error.
+    """
+    overrides = dict(overrides or {})
+    if preset is None:
+        if family is None or task is None:
+            raise ValueError("give a preset, or a model family and a task")
+        preset = default_preset(family, task)
+    pfam = preset_family(preset)
+    if family is not None:
+        check_family(family)
+        if pfam != family:
+            raise ValueError(f"preset {preset!r} is a {pfam!r} preset, not {family!r}")
+    fields = dict(overrides)
+    if n_in is not None:
+        fields["n_in"] = n_in
+    if n_classes is not None:
+        fields["n_classes"] = n_classes
+    if pfam in PHYSICAL_TIME_FAMILIES and dt is not None and "dt" not in overrides:
+        fields["dt"] = float(dt)
+    cfg = preset_config(preset, **fields)
+    if params is not None:
+        field = size_field(cfg)
+        if field in overrides:
+            raise ValueError(f"give either {field} (model override) or params, not both")
+        cfg = cfg.replace(**{field: closest_n(lambda k: cfg.replace(**{field: k}).budget().p, params)})
+    return cfg

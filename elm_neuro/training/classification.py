@@ -27,6 +27,7 @@ from elm_neuro.training.common import (autocast, build_session, open_run, optimi
                                        save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import resolve_model_config
+from elm_neuro.training.tasks import build_classification_task
 
 
 def classification_loss(logits: torch.Tensor, y: torch.Tensor, last_k: int, smoothing: float):
@@ -57,7 +58,7 @@ def evaluate(model, split, cfg: TrainConfig, device: torch.device) -> dict:
 def _model_config(cfg: TrainConfig, splits):
     ref = splits["train"]
     return resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params,
-                                ref.n_channels, ref.n_classes, bin_ms=cfg.bin_ms)
+                                ref.n_channels, ref.n_classes, bin_ms=cfg.model_bin_ms)
 
 
 def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = False, splits=None,
@@ -70,8 +71,6 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
     """
     run, cfg, conf = open_run(run_dir, cfg, resume)
     if splits is None:
-        from elm_neuro.training.tasks import build_classification_task
-
         splits = build_classification_task(cfg)
     if conf is None:
         conf = start_run(run, cfg, _model_config(cfg, splits))

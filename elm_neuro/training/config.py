@@ -1,9 +1,13 @@
 """Training configuration: every setting of a run, seeds included, serialised to config.json.
 
-Defaults are small enough for a CPU; :func:`paper_defaults` gives the SPEC 7 (SHD-Adding) and
-SPEC 8 (Enwik8) recipes. The model is described by its family (``elm``, ``lif``, ``adlif``,
-``lstm``...), a preset name (default: ``<family>-<task>`` when registered, the task name for
-ELM) and field overrides; ``params`` sizes the hidden layer to a budget with the N solver.
+Every default value comes from :mod:`elm_neuro.defaults`: the field defaults are small enough
+for a CPU, and the named recipes there (``paper-<task>``: SPEC 7 SHD-Adding / SPEC 8 Enwik8;
+``small-<task>``: what the CLI uses without ``--paper``; ``demo``) are sets of fields.
+:func:`make_train_config` builds a configuration from a task, a recipe and explicit fields (the
+CLI's ``train`` / ``compare`` / ``sweep`` go through it). The model is described by its family
+(``elm``, ``lif``, ``adlif``, ``lstm``...), a preset name (default: ``<family>-<task>`` when
+registered, the task name for ELM) and field overrides; ``params`` sizes the hidden layer to a
+budget with the N solver.
 """
 from __future__ import annotations
 
@@ -11,21 +15,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Optional
 
-from elm_neuro.networks.config_base import ConfigMixin
+from elm_neuro import defaults as D
+from elm_neuro.networks.checks import ConfigMixin
 
 TASKS = ("shd-adding", "shd", "enwik8")
 TOKENIZATIONS = ("paper", "bytes")
 OPTIMIZERS = ("adamax", "adam", "adamw", "sgd")
 AMP_MODES = ("none", "bf16")
 
-# Regulariser weights by model family (SPEC 7 for ELM; L1 spike penalty 0.01 for spiking nets).
-DEFAULT_REG_WEIGHTS = {
-    "elm": {"mlp": 0.002, "act": 0.2},
-    "lif": {"spike": 0.01},
-    "adlif": {"spike": 0.01},
-    "lstm": {},
-}
-ENWIK8_REG_WEIGHTS = {"elm": {"mlp": 0.01, "act": 1.0}}
+# Regulariser weights by model family (SPEC 7 for ELM; L1 spike penalty for spiking nets).
+DEFAULT_REG_WEIGHTS = D.REG_WEIGHTS
+ENWIK8_REG_WEIGHTS = D.LM_REG_WEIGHTS
 
 
 def _is_number(v) -> bool:
@@ -39,44 +39,44 @@ def _int_at_least(name: str, v, lo: int) -> None:
 
 @dataclass
 class TrainConfig(ConfigMixin):
-    task: str = "shd-adding"
-    model: str = "elm"
+    task: str = D.TASK
+    model: str = D.MODEL
     preset: Optional[str] = None
     model_overrides: dict = field(default_factory=dict)
     params: Optional[int] = None
     data_dir: Optional[str] = None
     # schedule
-    epochs: int = 3
-    batches_per_epoch: int = 100
-    batch_size: int = 8
-    valid_batches: int = 25
-    test_batches: int = 100
+    epochs: int = D.EPOCHS
+    batches_per_epoch: int = D.BATCHES_PER_EPOCH
+    batch_size: int = D.BATCH_SIZE
+    valid_batches: int = D.VALID_BATCHES
+    test_batches: int = D.TEST_BATCHES
     # SHD binning (SPEC 6 uses 2 ms, 1 s per digit, 700 channels)
-    bin_ms: float = 2.0
-    digit_window_s: float = 1.0
-    channel_factor: int = 1
+    bin_ms: float = D.BIN_MS
+    digit_window_s: float = D.DIGIT_WINDOW_S
+    channel_factor: int = D.CHANNEL_FACTOR
     # optimisation
-    optimizer: str = "adamax"
-    lr: float = 5e-3
-    warmup: int = 400
+    optimizer: str = D.OPTIMIZER
+    lr: float = D.LR
+    warmup: int = D.WARMUP
     total_steps: Optional[int] = None  # None: epochs * batches_per_epoch
-    clip: float = 1.0
+    clip: float = D.CLIP
     label_smoothing: Optional[float] = None  # None: the task's (SPEC 7: 0.01, SPEC 8: 1e-4)
     reg_weights: Optional[dict] = None  # None: DEFAULT_REG_WEIGHTS[model]
-    loss_last_k: int = 1
+    loss_last_k: int = D.LOSS_LAST_K
     # language modelling (SPEC 8)
-    chunk_len: int = 100
-    reset_start: float = 1.0
-    reset_end: float = 0.01
-    reset_steps: int = 40000
-    eval_tokens: int = 20000  # validation prefix length during training
-    tokenization: str = "paper"
+    chunk_len: int = D.CHUNK_LEN
+    reset_start: float = D.RESET_START
+    reset_end: float = D.RESET_END
+    reset_steps: int = D.RESET_STEPS
+    eval_tokens: int = D.EVAL_TOKENS  # validation prefix length during training
+    tokenization: str = D.TOKENIZATION
     corpus_bytes: Optional[int] = None  # size of the built-in text corpus (data_dir None); None: 3 MB
     # bookkeeping
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "none"
-    log_every: int = 20
+    seed: int = D.SEED
+    device: str = D.DEVICE
+    amp: str = D.AMP
+    log_every: int = D.LOG_EVERY
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -113,7 +113,14 @@ class TrainConfig(ConfigMixin):
         """Label smoothing: the configured value, else the task's (SPEC 7: 0.01; SPEC 8: 1e-4)."""
         if self.label_smoothing is not None:
             return float(self.label_smoothing)
-        return 1e-4 if self.task == "enwik8" else 0.01
+        return D.LM_LABEL_SMOOTHING if self.task == "enwik8" else D.SHD_LABEL_SMOOTHING
+
+    @property
+    def model_bin_ms(self) -> Optional[float]:
+        """The bin width the model's time step stands for, as the trainers pass it to
+        :func:`elm_neuro.training.model_setup.resolve_model_config`: ``bin_ms`` for the SHD
+        tasks; None for Enwik8 (a step is a token, so spiking families keep ``dt = 1``)."""
+        return None if self.task == "enwik8" else self.bin_ms
 
     @property
     def steps_total(self) -> int:
@@ -128,12 +135,27 @@ class TrainConfig(ConfigMixin):
 
 
 def paper_defaults(task: str) -> dict:
-    """The paper's training recipe (SPEC 7 / 8) as TrainConfig fields."""
-    if task in ("shd-adding", "shd"):
-        return dict(epochs=70, batches_per_epoch=2000, batch_size=8, valid_batches=500, test_batches=2000,
-                    bin_ms=2.0, digit_window_s=1.0, channel_factor=1, optimizer="adamax", lr=5e-3,
-                    warmup=400, total_steps=140000, clip=1.0, label_smoothing=0.01, loss_last_k=1)
-    if task == "enwik8":
-        return dict(epochs=300, batches_per_epoch=1000, optimizer="adam", lr=5e-4, warmup=100, total_steps=300000, clip=1.0,
-                    label_smoothing=1e-4, chunk_len=100, reset_start=1.0, reset_end=0.01, reset_steps=40000)
-    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    """The paper's training recipe (SPEC 7 / 8) as TrainConfig fields: ``defaults.recipe("paper-<task>")``."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    return D.recipe(f"paper-{task}")
+
+
+def make_train_config(task: str, paper: bool = False, **fields) -> TrainConfig:
+    """A TrainConfig for ``task``: the recipe (``paper-<task>`` when ``paper``, else
+    ``small-<task>``), then ``fields`` on top, as given (None included: e.g.
+    ``total_steps=None`` undoes the paper recipe's fixed step count).
+
+    Without ``paper``, Enwik8 anneals the state reset over ``1 / SMALL_RESET_SHARE`` of the run
+    (``epochs * batches_per_epoch`` steps) unless ``reset_steps`` is given, so that a short run
+    also trains with carried state, as it is evaluated (the paper's 40000 steps are for 300K).
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    merged = D.recipe(f"{'paper' if paper else 'small'}-{task}")
+    merged.update(fields)
+    if task == "enwik8" and not paper and "reset_steps" not in merged:
+        steps = merged.get("epochs", D.EPOCHS) * merged.get("batches_per_epoch", D.BATCHES_PER_EPOCH)
+        merged["reset_steps"] = max(1, steps // D.SMALL_RESET_SHARE)
+    merged["task"] = task
+    return TrainConfig.from_dict(merged)

@@ -149,7 +149,8 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
         _check_vocab(run, tokens)
     if conf is None:
         v = tokens.vocab_size
-        mcfg = resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params, v, v)
+        mcfg = resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params, v, v,
+                                    bin_ms=cfg.model_bin_ms)
         vocab = {"vocab": [int(b) for b in tokens.vocab],
                  "tokenization": getattr(tokens, "tokenization", cfg.tokenization)}
         conf = start_run(run, cfg, mcfg, {"vocab.json": vocab})

@@ -47,6 +47,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from elm_neuro import defaults as D
+from elm_neuro.training.common import pick_device
+from elm_neuro.training.run import RunDir, load_run
+
 __all__ = ["generate", "encode_prompt", "decode_tokens", "load_vocab", "sample_run", "NEWLINE"]
 
 NEWLINE = 0x0A
@@ -146,8 +150,8 @@ def _next_token(logits: torch.Tensor, temperature: float, top_k: int | None, gen
 
 
 @torch.no_grad()
-def generate(model, vocab, prompt, length: int, temperature: float = 1.0, top_k: int | None = None,
-             seed: int = 0) -> bytes:
+def generate(model, vocab, prompt, length: int, temperature: float = D.SAMPLE_TEMPERATURE,
+             top_k: int | None = None, seed: int = D.SEED) -> bytes:
     """``length`` bytes sampled from ``model`` after ``prompt``; see the module docstring.
 
     ``model``: a network with the common interface (``forward(tokens [B, T], state)`` returning
@@ -200,12 +204,9 @@ def load_vocab(run_dir) -> bytes:
         raise ValueError(f"{path}: not a valid vocabulary file ({exc})") from exc
 
 
-def sample_run(run_dir, prompt, length: int, temperature: float = 1.0, top_k: int | None = None, seed: int = 0,
-               which: str = "best", device="cpu") -> bytes:
+def sample_run(run_dir, prompt, length: int, temperature: float = D.SAMPLE_TEMPERATURE, top_k: int | None = None,
+               seed: int = D.SEED, which: str = "best", device=D.SAMPLE_DEVICE) -> bytes:
     """Generate from the model stored in ``run_dir`` (best weights by default); see :func:`generate`."""
-    from elm_neuro.training.common import pick_device
-    from elm_neuro.training.run import RunDir, load_run
-
     if not isinstance(device, torch.device) and (not isinstance(device, str) or (
             device not in ("auto", "cpu") and not device.startswith("cuda"))):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")

@@ -1,1 +1,4 @@
-"""wiring"""
+"""Wiring: fixed random connectomes (SPEC 2), :mod:`~elm_neuro.wiring.connectome`.
+
+Bottom layer with :mod:`elm_neuro.neurons`: imports only the base modules (and itself).
+"""

@@ -9,12 +9,17 @@ over seeds) and wall time, and ``learning_curves.png`` shows validation accuracy
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import statistics
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+
+import torch
 
 from elm_neuro.atomic import save_text
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.run import RunDir
+from elm_neuro.training.trainer import run_training
 
 
 def cell_dir(out: Path, model: str, seed: int) -> Path:
@@ -23,8 +28,6 @@ def cell_dir(out: Path, model: str, seed: int) -> Path:
 
 def run_cell(run_dir: Path, cfg: TrainConfig, progress: bool) -> dict:
     """Train, resume or skip one cell; returns its summary."""
-    from elm_neuro.cli.train import run_training
-
     run = RunDir(run_dir)
     done = run.read_summary()
     if done is not None:
@@ -47,7 +50,7 @@ CHANCE = {"shd-adding": 0.10, "shd": 0.05}
 
 def write_report(out: Path, models: list[str], seeds: list[int], title: str, chance: float | None = None) -> Path:
     """``report.md`` and ``learning_curves.png`` from the cells' run directories."""
-    import matplotlib
+    import matplotlib  # plotting only here: importing this module does not load matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -98,8 +101,6 @@ def write_report(out: Path, models: list[str], seeds: list[int], title: str, cha
 
 
 def _init_worker() -> None:
-    import torch
-
     torch.set_num_threads(1)
 
 
@@ -124,9 +125,6 @@ def compare(out, base: TrainConfig, models: list[str], seeds: list[int], model_o
         for run_dir, cfg in jobs:
             run_cell(run_dir, cfg, progress)
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as ex:
             futures = {ex.submit(_cell_job, str(d), c.to_dict()): d for d, c in jobs}
             for fut in as_completed(futures):

@@ -1,5 +1,5 @@
 """The sweep report: figures and fits from a sweep's ``results.csv`` (see
-:mod:`elm_neuro.training.sweep` for how the table is made).
+:mod:`elm_neuro.experiments.sweep` for how the table is made).
 
 From ``results.csv`` alone: metric vs N at fixed P (the paper's SPEC 9 points overlaid when the
 task has them), metric vs each axis, the (N, d_m) heatmap, the Pareto frontier across budgets,
@@ -16,7 +16,16 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
+
+from elm_neuro import defaults as D
+from elm_neuro.analysis import information_model as im
+from elm_neuro.analysis import scaling
+from elm_neuro.analysis import sweep_table as st
+from elm_neuro.analysis import tradeoff_plots as tp
 from elm_neuro.atomic import save_json, save_text
+from elm_neuro.networks.budget import closest_n
+from elm_neuro.networks.registry import MODEL_FAMILIES
 
 
 def _num(v) -> bool:
@@ -33,8 +42,6 @@ def _fmt(v, digits: int = 4) -> str:
 
 def json_safe(obj):
     """JSON-safe copy: numpy scalars to Python, non-finite floats to None."""
-    import numpy as np
-
     if isinstance(obj, dict):
         return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -64,10 +71,6 @@ def task_information(task: Optional[str], rows: Sequence[dict], h_y: Optional[fl
     uniform over 20 classes; otherwise (Enwik8) ``log2(n_classes)``, an upper bound of the unigram
     entropy (give ``h_y`` for the real one). Explicit values win.
     """
-    import numpy as np
-
-    from elm_neuro.analysis import information_model as im
-
     if task == "shd-adding":
         probs = im.adding_label_probs(10)
         h, c = im.label_entropy(probs), float(np.max(probs))
@@ -88,8 +91,6 @@ def _distinct(rows, key) -> list:
 
 
 def _budget_labels(rows) -> list[float]:
-    from elm_neuro.analysis import sweep_table as st
-
     p = [float(r["p"]) for r in rows if _num(r.get("p"))]
     return sorted(set(st.budget_buckets(p).tolist())) if p else []
 
@@ -98,8 +99,6 @@ def tradeoff_figures(rows: Sequence[dict], out_dir, metric: str, task: Optional[
     """The trade-off figures of a sweep table in ``out_dir``: ``{"figures": [(caption, file)],
     "skipped": [line]}`` (metric vs N with the paper's points, vs each varying axis, the
     (N, d_m) heatmap, the Pareto frontier across budgets)."""
-    from elm_neuro.analysis import tradeoff_plots as tp
-
     out_dir = Path(out_dir)
     rows = [r for r in rows if _num(r.get(metric))]
     if not rows:
@@ -137,18 +136,17 @@ def tradeoff_figures(rows: Sequence[dict], out_dir, metric: str, task: Optional[
     return {"figures": figs, "skipped": skipped}
 
 
-def scaling_analysis(rows: Sequence[dict], out_dir, metric: str, n_boot: int = 100, seed: int = 0) -> dict:
+def scaling_analysis(rows: Sequence[dict], out_dir, metric: str, n_boot: int = D.REPORT_N_BOOT,
+                     seed: int = D.REPORT_SEED) -> dict:
     """``L*(P) = L_inf + A P^-alpha`` along the frontier (>= 3 budgets), its plot and numbers;
     ``{"skipped": reason}`` when the sweep has fewer budgets."""
-    from elm_neuro.analysis import scaling as sc
-
     rows = [r for r in rows if _num(r.get(metric))]
     n_budgets = len(_budget_labels(rows))
     if n_budgets < 3:
         return {"skipped": f"needs at least 3 budgets, the sweep has {n_budgets}"}
-    fs = sc.frontier_scaling(rows, metric, n_boot=n_boot, seed=seed)
+    fs = scaling.frontier_scaling(rows, metric, n_boot=n_boot, seed=seed)
     ylabel = f"1 - {metric}" if fs.transformed != "loss" else metric
-    path = sc.plot_scaling(fs.law, Path(out_dir) / "scaling.png", growth=fs.growth, ylabel=ylabel)
+    path = scaling.plot_scaling(fs.law, Path(out_dir) / "scaling.png", growth=fs.growth, ylabel=ylabel)
     law = fs.law
     return {
         "loss": ylabel, "l_inf": law.l_inf, "a": law.a, "alpha": law.alpha, "stderr": law.stderr, "ci": law.ci,
@@ -162,25 +160,24 @@ def scaling_analysis(rows: Sequence[dict], out_dir, metric: str, n_boot: int = 1
 
 
 def _config_from_row(row: dict):
-    """The model configuration of a results row (every model field is a column), or None."""
-    from elm_neuro.networks.registry import MODEL_FAMILIES
-
+    """The model configuration of a results row (every flat model field is a column), or None."""
     fam = row.get("family")
     if fam not in MODEL_FAMILIES:
         return None
     cls = MODEL_FAMILIES[fam][0]
+    defaults = cls.make().flat()
     fields = {}
-    for f in cls.__dataclass_fields__:
+    for f in cls.flat_names():
         key = "model_seed" if f == "seed" else f
         if key in row:
             v = row[key]
             if isinstance(v, str) and v[:1] in "[{":
                 v = json.loads(v)
-            if isinstance(v, float) and v.is_integer() and isinstance(cls.__dataclass_fields__[f].default, int):
+            if isinstance(v, float) and v.is_integer() and isinstance(defaults.get(f), int):
                 v = int(v)
             fields[f] = v
     try:
-        return cls(**fields)
+        return cls.from_dict(fields)
     except (TypeError, ValueError):
         return None
 
@@ -204,11 +201,6 @@ def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optio
     ``P = N (k_c + k_e) + P_fixed`` (``P_fixed`` estimated from the table); without a
     reconstructible configuration ``k_e`` is continuous.
     """
-    import numpy as np
-
-    from elm_neuro.analysis import information_model as im
-    from elm_neuro.analysis import sweep_table as st
-
     rows = [r for r in rows if all(_num(r.get(k)) for k in ("n", "k_e", "k_c", metric))]
     if not rows:
         return {"skipped": f"no row has finite n, k_e, k_c and {metric}"}
@@ -249,8 +241,6 @@ def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optio
                "k_c": opt["k_c"], "d_m": ke_to_dm.get(float(opt["k_e"])),
                "predicted": float(fit.predict(opt["n"], opt["k_e"], opt["k_c"])) / (to_bits if kind == "loss" else 1.0)}
         if row["d_m"] is not None and cfg is not None and getattr(cfg, "SIZE_FIELD", "n") == "n":
-            from elm_neuro.networks.budget import closest_n
-
             sized = cfg.replace(d_m=row["d_m"])
             if hasattr(sized, "d_brch") and hasattr(sized, "d_tree") and opt["k_c"] % sized.d_tree == 0:
                 sized = sized.replace(d_brch=int(opt["k_c"] // sized.d_tree))
@@ -284,9 +274,41 @@ def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optio
             "optima": optima, "figures": figs}
 
 
-def _cells_table(rows: Sequence[dict], metric: str) -> list[str]:
-    from elm_neuro.analysis import sweep_table as st
+def read_results(sweep_dir) -> list[dict]:
+    """The rows of ``SWEEP_DIR/results.csv``; ``FileNotFoundError`` naming the file when it is missing."""
+    path = Path(sweep_dir) / "results.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `elm-neuro sweep ... --out {sweep_dir}` first")
+    return st.read_table(path)
 
+
+def _table_task(rows: Sequence[dict]) -> Optional[str]:
+    tasks = {r.get("task") for r in rows}
+    return tasks.pop() if len(tasks) == 1 else None
+
+
+def sweep_tradeoff(sweep_dir, out_dir=None, metric: Optional[str] = None) -> dict:
+    """:func:`tradeoff_figures` of a sweep folder's ``results.csv``, into ``out_dir`` (default: the
+    sweep folder); ``metric`` defaults to :func:`default_metric`."""
+    rows = read_results(sweep_dir)
+    return tradeoff_figures(rows, out_dir or sweep_dir, metric or default_metric(rows), _table_task(rows))
+
+
+def sweep_fits(sweep_dir, out_dir=None, metric: Optional[str] = None, n_boot: int = D.REPORT_N_BOOT,
+               h_y: Optional[float] = None, chance: Optional[float] = None) -> dict:
+    """The scaling law and the information model of a sweep folder's ``results.csv`` (figures into
+    ``out_dir``, default the sweep folder), as one JSON-safe dict: ``metric``, ``scaling``,
+    ``information_model``."""
+    rows = read_results(sweep_dir)
+    metric = metric or default_metric(rows)
+    out = out_dir or sweep_dir
+    res = {"metric": metric,
+           "scaling": scaling_analysis(rows, out, metric, n_boot=n_boot),
+           "information_model": information_analysis(rows, out, metric, _table_task(rows), h_y=h_y, chance=chance)}
+    return json_safe(res)
+
+
+def _cells_table(rows: Sequence[dict], metric: str) -> list[str]:
     cells = st.aggregate(rows, metrics=[metric])
     cols = [c for c in ("p_target", "p", "n", "d_m", "k_e", "k_c") if any(c in x and x[c] is not None for x in cells)]
     cells.sort(key=lambda c: tuple(float(c[k]) if _num(c.get(k)) else -1.0 for k in cols))
@@ -310,7 +332,8 @@ def _run_fit(fit, label: str, lines: list, info: dict) -> dict:
 
 
 def write_sweep_report(out, metric: Optional[str] = None, h_y: Optional[float] = None,
-                       chance: Optional[float] = None, n_boot: int = 100, seed: int = 0) -> Path:
+                       chance: Optional[float] = None, n_boot: int = D.REPORT_N_BOOT,
+                       seed: int = D.REPORT_SEED) -> Path:
     """``out/report.md`` (and ``report.json``, figures) from ``out/results.csv`` (module docstring).
 
     ``metric`` defaults to :func:`default_metric`; ``h_y`` / ``chance`` override the task's label
@@ -318,8 +341,6 @@ def write_sweep_report(out, metric: Optional[str] = None, h_y: Optional[float] =
     by ``seed``) give the scaling law's intervals. The information model's predictions are in the
     metric's units (a loss fitted in bits is converted back).
     """
-    from elm_neuro.analysis import sweep_table as st
-
     out = Path(out)
     table = out / "results.csv"
     if not table.is_file():

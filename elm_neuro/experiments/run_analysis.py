@@ -1,4 +1,6 @@
-"""Timescale and activity analysis of trained runs (ELM or spiking), from their run directories.
+"""Run-level analysis: timescales and activity of trained runs (ELM or spiking), from their run
+directories. It joins the two sibling layers: :mod:`elm_neuro.training` loads the run and rebuilds
+its held-out data, :mod:`elm_neuro.analysis` measures it.
 
 :func:`held_out_inputs` takes the first test batches of the run's own task (same data folder,
 binning and seeds as in training), so the activity analysed is the network's response to data it
@@ -19,15 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from elm_neuro import defaults as D
 from elm_neuro.analysis import activity as A
 from elm_neuro.analysis import timescales as TS
+from elm_neuro.training.config import TrainConfig
+from elm_neuro.training.run import load_run
+from elm_neuro.training.tasks import build_classification_task
 
 
-def held_out_inputs(train_config: dict, n_batches: int = 1) -> torch.Tensor:
+def held_out_inputs(train_config: dict, n_batches: int = D.ANALYSIS_BATCHES) -> torch.Tensor:
     """The first ``n_batches`` test batches of a run's task, concatenated: ``[B, T, n_in]``."""
-    from elm_neuro.training.config import TrainConfig
-    from elm_neuro.training.tasks import build_classification_task
-
     cfg = TrainConfig.from_dict(train_config)
     if cfg.task == "enwik8":
         raise ValueError("timescale analysis from a run needs a classification task (shd-adding or shd), "
@@ -49,10 +52,8 @@ def _hidden_activity(model, x: torch.Tensor) -> tuple[dict, np.ndarray]:
     return hid, act.numpy().astype(float)
 
 
-def run_timescales(run_dir, n_batches: int = 1) -> dict:
+def run_timescales(run_dir, n_batches: int = D.ANALYSIS_BATCHES) -> dict:
     """Timescale results of one run (keys as :func:`plot_timescale_comparison` expects)."""
-    from elm_neuro.training.run import load_run
-
     run = load_run(run_dir)
     x = held_out_inputs(run.train_config, n_batches)
     model = run.model
@@ -70,16 +71,19 @@ def run_timescales(run_dir, n_batches: int = 1) -> dict:
     return res
 
 
-def compare_runs_timescales(runs: dict, path, n_batches: int = 1) -> str:
+def compare_runs_timescales(runs: dict, path, n_batches: int = D.ANALYSIS_BATCHES) -> str:
     """One figure comparing the timescales of several runs: ``{label: run_dir}``."""
     results = {name: run_timescales(d, n_batches) for name, d in runs.items()}
     return TS.plot_timescale_comparison(results, path, title="timescales of the trained networks (steps)")
 
 
-def run_activity(run_dir, out_dir=None, n_batches: int = 1) -> dict:
-    """Activity statistics of a run's hidden layer on held-out data; optional raster plot."""
-    from elm_neuro.training.run import load_run
+def finite_or_none(stats: dict) -> dict:
+    """``stats`` with non-finite float values as None (for JSON output)."""
+    return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in stats.items()}
 
+
+def run_activity(run_dir, out_dir=None, n_batches: int = D.ANALYSIS_BATCHES) -> dict:
+    """Activity statistics of a run's hidden layer on held-out data; optional raster plot."""
     run = load_run(run_dir)
     _, act = _hidden_activity(run.model, held_out_inputs(run.train_config, n_batches))
     stats = A.activity_summary(act)

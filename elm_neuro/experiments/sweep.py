@@ -28,7 +28,7 @@ The grid
 Resuming and safety
     ``SWEEP_DIR/sweep.json`` holds the grid. Re-running with the same grid continues: finished
     cells (``summary.json``) are skipped, cells with a ``checkpoint.pt`` are resumed
-    (:func:`elm_neuro.training.compare.run_cell`), the rest start. A different grid is refused
+    (:func:`elm_neuro.experiments.compare.run_cell`), the rest start. A different grid is refused
     unless ``force`` (e.g. to add seeds or budgets); the data folder and the device may change.
     Independently of ``force``, a cell directory whose stored training configuration differs from
     the planned one is refused, so a name always describes what was trained. One driver per sweep
@@ -39,7 +39,7 @@ The results table
     every cell and at the end, and written atomically; it never holds a cell twice and never
     loses one. Columns: ``run_id`` (the cell name), ``task``, ``family``, ``seed``, ``p_target``,
     ``p``, ``n``, ``k_e``, ``k_c``, ``d_m``, the metrics of ``summary.json`` (``valid_acc``,
-    ``test_acc``, ``*_loss``, ``*_bpc``), ``wall_s``, ``epochs``, ``steps``, then every field of
+    ``test_acc``, ``*_loss``, ``*_bpc``), ``wall_s``, ``epochs``, ``steps``, then every flat field of
     the resolved model configuration (its ``seed`` field, the wiring seed, as ``model_seed``).
     Rows are in natural order of ``run_id``.
 
@@ -53,7 +53,7 @@ Executors
     reported and left unfinished; the others go on.
 
 The report
-    :func:`elm_neuro.analysis.sweep_report.write_sweep_report` (from ``results.csv`` alone).
+    :func:`elm_neuro.experiments.sweep_report.write_sweep_report` (from ``results.csv`` alone).
 """
 from __future__ import annotations
 
@@ -61,16 +61,27 @@ import csv
 import io
 import json
 import math
+import multiprocessing as mp
 import os
 import re
 import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
+import torch
+from tqdm.auto import tqdm
+
+from elm_neuro.analysis.sweep_table import is_metric
 from elm_neuro.atomic import save_json, save_text
-from elm_neuro.training.compare import run_cell
+from elm_neuro.data.shd import N_CLASSES, N_UNITS
+from elm_neuro.data.shd_adding import N_SUM_CLASSES
+from elm_neuro.experiments.compare import run_cell
+from elm_neuro.networks.registry import MODEL_FAMILIES, config_from_dict, preset_config, size_field
 from elm_neuro.training.config import TrainConfig
+from elm_neuro.training.language import load_tokens
+from elm_neuro.training.model_setup import resolve_model_config
 from elm_neuro.training.run import RunDir
 
 AXES = ("d_m", "n", "k_c")
@@ -167,26 +178,20 @@ def task_dims(cfg: TrainConfig) -> tuple[int, int]:
     SHD tasks: ``ceil(700 / channel_factor)`` channels, 19 (SHD-Adding) or 20 (SHD) classes.
     Enwik8: the vocabulary of the data when ``data_dir`` is given, else the preset's (204).
     """
-    from elm_neuro.data.shd import N_CLASSES, N_UNITS
-
     if cfg.task in ("shd-adding", "shd"):
-        return math.ceil(N_UNITS / cfg.channel_factor), (2 * 10 - 1 if cfg.task == "shd-adding" else N_CLASSES)
+        return math.ceil(N_UNITS / cfg.channel_factor), (N_SUM_CLASSES if cfg.task == "shd-adding" else N_CLASSES)
     if cfg.data_dir is not None:
-        from elm_neuro.training.language import load_tokens
-
         v = load_tokens(cfg).vocab_size
         return v, v
-    from elm_neuro.networks.presets import PRESETS
-
-    fields = PRESETS["enwik8"][1]
-    return fields["n_in"], fields["n_classes"]
+    ref = preset_config("enwik8")
+    return ref.n_in, ref.n_classes
 
 
 def _resolve(base: TrainConfig, overrides: dict, params: Optional[int], dims: tuple[int, int]):
-    from elm_neuro.training.model_setup import resolve_model_config
-
+    """The model configuration exactly as the task's trainer resolves it (same ``bin_ms``: the
+    data's bin width for SHD, none for Enwik8, see :attr:`TrainConfig.model_bin_ms`)."""
     return resolve_model_config(base.model, base.task, base.preset, overrides, params, dims[0], dims[1],
-                                bin_ms=base.bin_ms)
+                                bin_ms=base.model_bin_ms)
 
 
 def _axis_overrides(grid: SweepGrid, value: Optional[int], dims) -> dict:
@@ -208,8 +213,6 @@ def _axis_overrides(grid: SweepGrid, value: Optional[int], dims) -> dict:
 
 def plan_cells(grid: SweepGrid, dims: Optional[tuple[int, int]] = None) -> list[SweepCell]:
     """Every cell of the grid, in order budgets x values x seeds (module docstring)."""
-    from elm_neuro.networks.registry import MODEL_FAMILIES, size_field
-
     base = grid.base
     if base.model not in MODEL_FAMILIES:
         raise ValueError(f"model must be one of {sorted(MODEL_FAMILIES)}, got {base.model!r}")
@@ -284,8 +287,6 @@ def check_sweep_dir(out, grid: SweepGrid, cells: Sequence[SweepCell], force: boo
 
 
 def _is_summary_metric(k: str) -> bool:
-    from elm_neuro.analysis.sweep_table import is_metric
-
     return k.startswith(("valid_", "test_")) and is_metric(k)
 
 
@@ -323,7 +324,8 @@ def collect_results(out) -> list[dict]:
                 row[k] = summary[k]
         for k in _TAIL:
             row[k] = summary.get(k)
-        for k, v in sorted(conf["model"]["config"].items()):
+        model_fields = config_from_dict(conf["model"]["family"], conf["model"]["config"]).flat()
+        for k, v in sorted(model_fields.items()):
             key = "model_seed" if k == "seed" else k
             if key not in row:
                 row[key] = _scalar(v)
@@ -362,8 +364,6 @@ def write_results(out) -> Path:
 
 # --------------------------------------------------------------------------- executors
 def _init_worker() -> None:
-    import torch
-
     torch.set_num_threads(1)
 
 
@@ -373,8 +373,6 @@ def _cell_job(run_dir: str, cfg_dict: dict) -> dict:
 
 def _ray_cell_job(run_dir: str, cfg_dict: dict, single_thread: bool) -> dict:
     """Body of a Ray task: one torch thread on CPU, then train / resume the cell."""
-    import torch
-
     if single_thread or not torch.cuda.is_available():
         torch.set_num_threads(1)
     return run_cell(Path(run_dir), TrainConfig.from_dict(cfg_dict), progress=False)
@@ -383,15 +381,13 @@ def _ray_cell_job(run_dir: str, cfg_dict: dict, single_thread: bool) -> dict:
 def import_ray():
     """``ray``, imported on demand; ``ImportError`` with the install hint when it is missing."""
     try:
-        import ray
+        import ray  # optional dependency (the "distributed" extra)
     except ImportError as exc:
         raise ImportError(RAY_HINT) from exc
     return ray
 
 
 def _run_local(out, jobs, workers, progress, on_done) -> None:
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=len(jobs), desc="sweep", unit="cell", disable=not progress)
     try:
         if workers <= 1:
@@ -404,9 +400,6 @@ def _run_local(out, jobs, workers, progress, on_done) -> None:
                     on_done(cell, None, exc)
                 bar.update()
             return
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as ex:
             futures = {ex.submit(_cell_job, str(cell_path(out, c.name)), c.config.to_dict()): c for c in jobs}
             for fut in as_completed(futures):
@@ -428,8 +421,6 @@ def ray_task_resources(cluster_resources: dict, device: str) -> dict:
 
 
 def _run_ray(out, jobs, workers, address, progress, on_done) -> None:
-    from tqdm.auto import tqdm
-
     ray = import_ray()
     started = False
     if not ray.is_initialized():
@@ -523,6 +514,3 @@ def run_sweep(out, grid: SweepGrid, executor: str = "local", workers: int = 1, a
     finished = {r["run_id"] for r in collect_results(out)}
     return SweepResult(path, [c.name for c in cells], ran, [c.name for c in done], failed,
                        [c.name for c in cells if c.name not in finished])
-
-
-# --------------------------------------------------------------------------- report

@@ -1,0 +1,65 @@
+"""Plain SHD digit classification (20 classes) as a split that yields batches.
+
+``SHDClassification(events, pool, *, fixed, n_batches, batch_size, seed, bin_size, window,
+channel_factor)``
+    One split of plain SHD over the samples ``pool`` of ``events`` (an ``SHDEvents``), with the
+    interface the trainer expects of every classification split: attributes ``n_steps``,
+    ``n_channels``, ``n_classes`` (20), ``n_batches``, and ``batches(epoch, start=0)`` yielding
+    ``(x [B, T, C] float32, y [B] int64)`` torch tensors.
+
+Splits (built by ``elm_neuro.training.tasks.build_classification_task`` for task ``shd``): the
+same validation split of the train file as SHD-Adding (SPEC 6,
+:func:`elm_neuro.data.shd_adding.split_pool`), test = test file. Each sample is binned over
+``window`` seconds (the task's ``digit_window_s``, 1 s by default: SHD digits are shorter than
+~1.4 s and mostly within the first second) at ``bin_size`` seconds, binary (spike present in
+the bin), units pooled by ``channel_factor``.
+
+Training splits (``fixed=False``) give a fresh seeded permutation of the training pool per
+epoch, drawn from :func:`elm_neuro.data.shd_adding.training_rng` (``seed``, ``epoch``), so a
+resumed run sees the same data; ``n_batches`` batches per epoch, cycling through as many
+permutations as needed. Evaluation splits (``fixed=True``) cover every sample of the split once
+in pool order (the last batch smaller); ``n_batches`` is then ignored, so a recipe's
+``valid_batches`` / ``test_batches`` do not apply.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .binning import bin_events, n_bins
+from .shd import N_CLASSES, N_UNITS, SHDEvents
+from .shd_adding import training_rng
+
+__all__ = ["SHDClassification"]
+
+
+class SHDClassification:
+    """Plain SHD digit classification over one split (see module docstring)."""
+
+    def __init__(self, events: SHDEvents, pool: np.ndarray, *, fixed: bool, n_batches: int | None,
+                 batch_size: int, seed: int, bin_size: float, window: float, channel_factor: int):
+        self.events, self.pool, self.fixed = events, np.asarray(pool, np.int64), fixed
+        self.batch_size, self.seed = batch_size, seed
+        self.bin_size, self.window, self.channel_factor = bin_size, window, channel_factor
+        self.n_steps = n_bins(window, bin_size)
+        self.n_channels = -(-N_UNITS // channel_factor)
+        self.n_classes = N_CLASSES
+        self.n_batches = -(-len(self.pool) // batch_size) if fixed else int(n_batches)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Sample indices of ``epoch`` in batch order (fixed splits: the pool itself)."""
+        if self.fixed:
+            return self.pool
+        rng = training_rng(self.seed, epoch)
+        reps = -(-self.n_batches * self.batch_size // len(self.pool))
+        return np.concatenate([rng.permutation(self.pool) for _ in range(reps)])
+
+    def batches(self, epoch: int = 0, start: int = 0):
+        """Yield the batches of ``epoch`` from batch ``start`` on (resume mid-epoch)."""
+        order = self.order(epoch)
+        ev = self.events
+        for k in range(start, self.n_batches):
+            idx = order[k * self.batch_size:(k + 1) * self.batch_size]
+            x = bin_events(ev.times, ev.units, ev.offsets, idx, self.bin_size, self.window, N_UNITS,
+                           self.channel_factor, binary=True)
+            yield torch.from_numpy(x), torch.from_numpy(ev.labels[idx].astype(np.int64))

@@ -1,0 +1,124 @@
+"""Every default value of the package, defined once: data settings, model sizes, training recipes.
+
+This module imports nothing from the package, so every layer (networks, data, training,
+experiments, cli) reads its defaults from here. A reader looking for "where does the 2 ms bin
+width come from" finds exactly one line below.
+
+Recipes are plain dicts of :class:`elm_neuro.training.config.TrainConfig` fields, named
+``<scale>-<task>``; :func:`recipe` returns a copy. The ``paper-*`` recipes are the SPEC 7 / SPEC 8
+training protocols; the ``small-*`` recipes are what the CLI uses without ``--paper`` (sized for
+a 2-core CPU); ``demo`` is the recipe of ``make demo``.
+"""
+from __future__ import annotations
+
+import copy
+
+# --------------------------------------------------------------------------- SHD data (SPEC 5-6)
+BIN_MS = 2.0  # time-bin width of SHD / SHD-Adding, ms (SPEC 6)
+DIGIT_WINDOW_S = 1.0  # each digit cut to its first second (SPEC 6)
+CHANNEL_FACTOR = 1  # 700 SHD units pooled by this factor (1: all 700 channels)
+CPU_CHANNEL_FACTOR = 7  # the small and demo recipes: 700 units pooled into 100 channels
+SYNTH_N_TRAIN = 1000  # samples of the synthetic shd_train.h5 (`elm-neuro data synth`, the demo)
+SYNTH_N_TEST = 300  # samples of the synthetic shd_test.h5
+FETCH_TIMEOUT_S = 60.0  # network timeout of `elm-neuro data fetch`
+
+# --------------------------------------------------------------------------- model sizes
+ELM_D_M = 9  # memory units of a hidden ELM neuron (SPEC 7, SHD-Adding)
+ELM_N = 57  # hidden ELM neurons at d_m 9 (SPEC 4: P = 76,551)
+READOUT_D_M = 3  # memory units of a readout ELM neuron (SPEC 3)
+NEURON_D_M = 100  # the single ICLR 2024 ELM neuron (SPEC 9)
+
+# --------------------------------------------------------------------------- what is trained
+TASK = "shd-adding"
+MODEL = "elm"  # model family
+
+# --------------------------------------------------------------------------- training schedule
+EPOCHS = 3
+BATCHES_PER_EPOCH = 100
+BATCH_SIZE = 8  # SPEC 7
+VALID_BATCHES = 25
+TEST_BATCHES = 100
+LANGUAGE_BATCH_SIZE = 32  # small Enwik8 recipe
+WORKERS = 2  # processes of `make demo` / compare (one torch thread each)
+SEED = 0  # run seed (data order, initialisation)
+N_SEEDS = 1  # seeds per cell of `elm-neuro compare` / `elm-neuro sweep`
+LOG_EVERY = 20  # training steps between two metric lines
+DEVICE = "auto"  # auto | cpu | cuda[:i]
+AMP = "none"  # none | bf16
+
+# --------------------------------------------------------------------------- optimisation (SPEC 7)
+OPTIMIZER = "adamax"
+LR = 5e-3
+WARMUP = 400  # linear warm-up steps before the cosine decay
+CLIP = 1.0  # gradient-norm clipping
+LOSS_LAST_K = 1  # classification loss on the last k time steps
+SHD_LABEL_SMOOTHING = 0.01  # SPEC 7
+LM_LABEL_SMOOTHING = 1e-4  # SPEC 8
+# Regulariser weights by model family (SPEC 7 for ELM; L1 spike penalty 0.01 for spiking nets),
+# and the ELM's on Enwik8.
+REG_WEIGHTS = {"elm": {"mlp": 0.002, "act": 0.2}, "lif": {"spike": 0.01}, "adlif": {"spike": 0.01}, "lstm": {}}
+LM_REG_WEIGHTS = {"elm": {"mlp": 0.01, "act": 1.0}}
+
+# --------------------------------------------------------------------------- language modelling (SPEC 8)
+CHUNK_LEN = 100  # truncated-BPTT chunk
+RESET_START = 1.0  # probability of resetting a row's state between chunks, annealed ...
+RESET_END = 0.01  # ... to this ...
+RESET_STEPS = 40000  # ... over this many steps
+SMALL_RESET_SHARE = 4  # the small recipe anneals the reset over 1/4 of the run (RESET_STEPS is for 300K)
+EVAL_TOKENS = 20000  # validation prefix length during training
+TOKENIZATION = "paper"  # paper (204 symbols) | bytes (256)
+
+# --------------------------------------------------------------------------- text generation (`elm-neuro sample`)
+SAMPLE_TEMPERATURE = 1.0  # softmax temperature
+SAMPLE_DEVICE = "cpu"
+
+# --------------------------------------------------------------------------- analysis of runs and sweeps
+ANALYSIS_BATCHES = 1  # held-out test batches recorded for timescale / activity analysis
+REPORT_N_BOOT = 100  # bootstrap replicates of the sweep report's scaling-law fit
+REPORT_SEED = 0  # seed of those replicates
+FIT_N_BOOT = 200  # bootstrap replicates of elm_neuro.analysis.scaling's fits when called directly
+CI_LEVEL = 0.95  # coverage of the bootstrap intervals
+
+# --------------------------------------------------------------------------- recipes
+RECIPES: dict[str, dict] = {
+    # SPEC 7: SHD-Adding (and plain SHD), 140K steps of batch 8, Adamax 5e-3, 400 warmup steps.
+    "paper-shd-adding": dict(
+        epochs=70, batches_per_epoch=2000, batch_size=BATCH_SIZE, valid_batches=500, test_batches=2000,
+        bin_ms=BIN_MS, digit_window_s=DIGIT_WINDOW_S, channel_factor=CHANNEL_FACTOR, optimizer=OPTIMIZER,
+        lr=LR, warmup=WARMUP, total_steps=140000, clip=CLIP, label_smoothing=SHD_LABEL_SMOOTHING,
+        loss_last_k=LOSS_LAST_K),
+    # SPEC 8: Enwik8, Adam 5e-4, 300K steps, chunks of 100, annealed state reset over 40K steps.
+    "paper-enwik8": dict(
+        epochs=300, batches_per_epoch=1000, optimizer="adam", lr=5e-4, warmup=100, total_steps=300000, clip=CLIP,
+        label_smoothing=LM_LABEL_SMOOTHING, chunk_len=CHUNK_LEN, reset_start=RESET_START, reset_end=RESET_END,
+        reset_steps=RESET_STEPS),
+    # CPU-sized: 10 ms bins, 700 units pooled into 100 channels (100 steps per digit).
+    "small-shd-adding": dict(bin_ms=10.0, channel_factor=CPU_CHANNEL_FACTOR),
+    # CPU-sized language modelling; the state reset is annealed over 1 / SMALL_RESET_SHARE of the
+    # run (set from the run length by elm_neuro.training.config.make_train_config when not given).
+    "small-enwik8": dict(optimizer="adam", lr=2e-3, warmup=50, label_smoothing=LM_LABEL_SMOOTHING,
+                         batch_size=LANGUAGE_BATCH_SIZE, eval_tokens=EVAL_TOKENS),
+    # `make demo`: SHD-Adding at 20 ms bins and 100 channels, batches of 16, 40 x 100 batches.
+    "demo": dict(task=TASK, bin_ms=20.0, channel_factor=CPU_CHANNEL_FACTOR, batch_size=16, warmup=50, lr=LR,
+                 log_every=25, epochs=40, batches_per_epoch=100, valid_batches=VALID_BATCHES,
+                 test_batches=TEST_BATCHES),
+}
+# Plain SHD trains with the SHD-Adding recipes (same data, 20 classes).
+RECIPES["paper-shd"] = RECIPES["paper-shd-adding"]
+RECIPES["small-shd"] = RECIPES["small-shd-adding"]
+
+# The demo's data and models: synthetic SHD of this size; both networks with K = 100 synapses per
+# hidden neuron and the same ELM readout (d_tree 10 x d_brch 10), no dropout, sized to DEMO_PARAMS.
+DEMO_PARAMS = 25000
+DEMO_DATA = dict(n_train=SYNTH_N_TRAIN, n_test=SYNTH_N_TEST)
+DEMO_MODELS = {
+    "elm": dict(d_m=8, d_tree=10, d_brch=10, dropout_in=0.0, dropout_rec=0.0),
+    "lif": dict(n_synapses=100, readout_d_tree=10, readout_d_brch=10, dropout_in=0.0, dropout_rec=0.0),
+}
+
+
+def recipe(name: str) -> dict:
+    """A copy of the named training recipe (``paper-<task>``, ``small-<task>``, ``demo``)."""
+    if name not in RECIPES:
+        raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {name!r}")
+    return copy.deepcopy(RECIPES[name])

@@ -1,0 +1,53 @@
+"""The end-to-end demo behind ``make demo``: data -> equal-budget ELM vs LIF -> report -> figures.
+
+1. Synthetic SHD-format files (:func:`elm_neuro.data.synth.write_synthetic_shd`) under
+   ``OUT/data`` (kept between runs).
+2. SHD-Adding at CPU scale (20 ms bins, 700 units pooled into 100 channels: 50 + 50 steps x 100
+   channels, binary), an ELM Network (d_m 8) and a recurrent LIF network sized by the budget
+   solver to the same ``P`` (25000 by default), no dropout, trained side by side in two processes
+   (one torch thread each) by :func:`elm_neuro.experiments.compare.compare`, 40 epochs x 100 batches of 16
+   (about 4.5 minutes on 2 cores). Measured on the default synthetic data: ELM test accuracy
+   0.30-0.35 (LIF about 0.12) against 0.10 for always guessing the most frequent sum.
+3. ``OUT/compare/report.md`` (table + learning curves) and ``OUT/timescales.png`` (the trained
+   networks' timescales side by side).
+
+Every cell is a normal run directory, so an interrupted demo resumes where it stopped. Every
+setting (training recipe ``demo``, models ``DEMO_MODELS``, budget, data size, workers) is in
+:mod:`elm_neuro.defaults`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from elm_neuro import defaults as D
+from elm_neuro.data.synth import write_synthetic_shd
+from elm_neuro.experiments.compare import compare
+from elm_neuro.experiments.run_analysis import compare_runs_timescales
+from elm_neuro.training.config import TrainConfig
+
+_RECIPE = D.RECIPES["demo"]
+
+
+def run_demo(out, params: int = D.DEMO_PARAMS, epochs: int = _RECIPE["epochs"],
+             batches_per_epoch: int = _RECIPE["batches_per_epoch"], n_train: int = D.DEMO_DATA["n_train"],
+             n_test: int = D.DEMO_DATA["n_test"], seed: int = D.SEED, workers: int = D.WORKERS,
+             progress: bool = True, valid_batches: int = _RECIPE["valid_batches"],
+             test_batches: int = _RECIPE["test_batches"]) -> dict:
+    """Run the demo into ``out``; returns the paths it wrote."""
+    out = Path(out)
+    data = out / "data"
+    if not ((data / "shd_train.h5").is_file() and (data / "shd_test.h5").is_file()):
+        write_synthetic_shd(data, n_train, n_test, seed=seed)
+    base = TrainConfig(**{**D.recipe("demo"), "data_dir": str(data.resolve()), "epochs": epochs,
+                          "batches_per_epoch": batches_per_epoch, "params": params, "seed": seed,
+                          "valid_batches": valid_batches, "test_batches": test_batches})
+    report = compare(out / "compare", base, list(D.DEMO_MODELS), [seed], D.DEMO_MODELS, progress=progress,
+                     workers=workers)
+    paths = {"data": data, "report": report, "learning_curves": out / "compare" / "learning_curves.png"}
+    paths["timescales"] = _timescale_figure(out, seed)
+    return paths
+
+
+def _timescale_figure(out: Path, seed: int):
+    runs = {name.upper(): out / "compare" / f"{name}-s{seed}" for name in D.DEMO_MODELS}
+    return compare_runs_timescales(runs, out / "timescales.png")

@@ -1,0 +1,214 @@
+"""Configurations of the recurrent LIF / adLIF networks (SPEC 2, 10), composed like the ELM ones.
+
+- :class:`LIFLayerConfig`: a population of LIF / adLIF neurons and its wiring (neuron model,
+  reset, refractory period, timescale ranges, surrogate, synapse count and initial scale, Dale's
+  law, dropout). The spiking readout (``readout = "spiking"``) reuses it.
+- :class:`LIFNetworkConfig`: sizes, embedding, the hidden layer's configuration ``hidden``, the
+  readout kind and ``elm_readout``, the SPEC 3 ELM readout layer
+  (:func:`~elm_neuro.networks.elm_config.elm_readout_config`, the same configuration the ELM
+  Network uses), with its timescales in the unit of ``dt`` (ms: 2..1000 ms = the ELM Network's
+  1..500 steps at 2 ms bins).
+
+Flat names (:mod:`elm_neuro.networks.checks`): every ``LIFLayerConfig`` field addresses
+``hidden``; ``dt``, ``wiring`` and ``dropout_in`` set the hidden layer and the ELM readout
+together (one clock, one wiring rule, one input dropout); ``readout_d_m``, ``readout_d_tree``,
+``readout_d_brch``, ``readout_input_scale``, ``readout_tau_min`` and ``readout_tau_max`` address
+``elm_readout``.
+
+Budget (SPEC 3 vocabulary): ``k_c = K``; ``k_e`` = learnable per-neuron parameters besides the
+synapses: ``tau_m`` (``learn_tau``), plus ``tau_w`` (adLIF, ``learn_tau``) and ``a, b`` (adLIF,
+``learn_adapt``); ``P = N (k_c + k_e) + readout``, readout = ``C (K_r + 3 d_tree + 16) + C (C + 1)``
+for ``elm`` (as the ELM Network), ``C (K + 1)`` for ``leaky``, ``C (K + k_e)`` for ``spiking``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from elm_neuro import defaults as D
+from elm_neuro.networks.budget import Budget
+from elm_neuro.networks.checks import (ConfigMixin, check_bool, check_choice, check_int, check_io_fields,
+                                       check_positive, check_prob, check_range)
+from elm_neuro.networks.elm_config import SYNAPSE_IMPLS, ELMLayerConfig, check_readout, elm_readout_config
+from elm_neuro.neurons import lif as L
+from elm_neuro.neurons.surrogate import check_surrogate
+from elm_neuro.wiring.connectome import WIRINGS
+
+READOUTS = ("elm", "leaky", "spiking")
+
+
+@dataclass
+class LIFLayerConfig(ConfigMixin):
+    """LIF / adLIF neurons on the ELM wiring; defaults: SHD-Adding, Bittar & Garner's neurons.
+
+    ``neuron``: ``lif`` | ``adlif``. ``reset``: ``subtract`` (soft; subtracts ``reset_value``,
+    default the threshold) | ``zero`` (hard). ``refractory``: steps after a spike during which the
+    input is blocked and no spike is emitted (0 = none). ``current_gain``: ``unit`` (``v += I``) |
+    ``leak`` (``v += (1 - kappa_m) I``). Initial timescales are log-uniform per neuron in
+    ``[tau_*_min, tau_*_max]`` (equal ends = one value); adLIF couplings ``a``, ``b`` start
+    uniform in their ranges (Bittar & Garner's: a in [-1, 1], b in [0, 2]) and are not clamped.
+    ``dt`` and every tau share one unit (ms in the presets, ``dt = 2`` for 2 ms bins). Raw
+    weights start ``N(0, (weight_scale / sqrt(K))^2)`` (30 / sqrt(300) = 1.73, close to the ELM
+    neuron's effective synapse std of 1.83).
+    """
+
+    neuron: str = "lif"
+    n_synapses: int = 300
+    rho: float = 0.25
+    wiring: str = "random"
+    dt: float = D.BIN_MS
+    threshold: float = 1.0
+    reset: str = "subtract"
+    reset_value: Optional[float] = None
+    detach_reset: bool = True
+    refractory: int = 0
+    current_gain: str = "leak"
+    tau_mem_min: float = 10.0
+    tau_mem_max: float = 50.0
+    tau_adapt_min: float = 60.0
+    tau_adapt_max: float = 240.0
+    adapt_a_min: float = -1.0
+    adapt_a_max: float = 1.0
+    adapt_b_min: float = 0.0
+    adapt_b_max: float = 2.0
+    learn_tau: bool = True
+    learn_adapt: bool = True
+    surrogate: str = "fast_sigmoid"
+    surrogate_slope: float = 25.0
+    surrogate_scale: float = 1.0
+    weight_scale: float = 30.0
+    dale: bool = False
+    frac_inhibitory: float = 0.2
+    dropout_in: float = 0.0
+    dropout_rec: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_choice("neuron", self.neuron, L.NEURON_TYPES)
+        check_int("n_synapses", self.n_synapses, 1)
+        check_prob("rho", self.rho, hi_open=False)
+        check_choice("wiring", self.wiring, WIRINGS)
+        check_positive("dt", self.dt)
+        check_positive("threshold", self.threshold)
+        check_choice("reset", self.reset, L.RESETS)
+        check_positive("reset_value", self.reset_value, allow_none=True)
+        check_bool("detach_reset", self.detach_reset)
+        check_int("refractory", self.refractory, 0)
+        check_choice("current_gain", self.current_gain, L.CURRENT_GAINS)
+        check_range("tau_mem_min", self.tau_mem_min, "tau_mem_max", self.tau_mem_max, positive=True)
+        check_range("tau_adapt_min", self.tau_adapt_min, "tau_adapt_max", self.tau_adapt_max, positive=True)
+        check_range("adapt_a_min", self.adapt_a_min, "adapt_a_max", self.adapt_a_max, positive=False)
+        check_range("adapt_b_min", self.adapt_b_min, "adapt_b_max", self.adapt_b_max, positive=False)
+        check_bool("learn_tau", self.learn_tau)
+        check_bool("learn_adapt", self.learn_adapt)
+        check_surrogate(self.surrogate, self.surrogate_slope, self.surrogate_scale)
+        check_positive("weight_scale", self.weight_scale)
+        check_bool("dale", self.dale)
+        check_prob("frac_inhibitory", self.frac_inhibitory, hi_open=False)
+        check_prob("dropout_in", self.dropout_in, hi_open=True)
+        check_prob("dropout_rec", self.dropout_rec, hi_open=True)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.neuron == "adlif"
+
+    @property
+    def k(self) -> int:
+        """Synapses per neuron ``K``."""
+        return self.n_synapses
+
+    @property
+    def theta_reset(self) -> float:
+        """Amount subtracted by the soft reset (``reset_value``, default the threshold)."""
+        return float(self.threshold if self.reset_value is None else self.reset_value)
+
+    def settings(self) -> L.LIFSettings:
+        return L.LIFSettings(self.reset, self.surrogate, float(self.surrogate_slope), float(self.surrogate_scale),
+                             self.detach_reset, self.refractory)
+
+    def internal_params(self) -> int:
+        """``k_e`` of one neuron: learnable tau_m (+ tau_w) and a, b (adLIF)."""
+        ke = 0
+        if self.learn_tau:
+            ke += 2 if self.adaptive else 1
+        if self.adaptive and self.learn_adapt:
+            ke += 2
+        return ke
+
+
+def _spiking_elm_readout() -> ELMLayerConfig:
+    # SPEC 3 readout with its memory timescales in ms at 2 ms bins (2..1000 ms = 1..500 steps).
+    return elm_readout_config(tau_min=2.0, tau_max=1000.0, dt=D.BIN_MS)
+
+
+_LAYER_FIELDS = tuple(f for f in LIFLayerConfig.__dataclass_fields__)
+_SHARED = ("dt", "wiring", "dropout_in")
+_READOUT_ALIASES = {"readout_d_m": "d_m", "readout_d_tree": "d_tree", "readout_d_brch": "d_brch",
+                    "readout_input_scale": "input_scale", "readout_tau_min": "tau_min", "readout_tau_max": "tau_max"}
+
+
+@dataclass
+class LIFNetworkConfig(ConfigMixin):
+    """A recurrent LIF / adLIF network on the ELM wiring; see :mod:`elm_neuro.networks.lif_network`.
+
+    ``readout``: ``elm`` (``elm_readout`` then ``Linear(C, C)``, as the ELM Network), ``leaky``
+    (C leaky integrators with time constant ``tau_out``) or ``spiking`` (C spiking neurons of the
+    hidden layer's type, ``readout_rho`` of their synapses from each other, output spikes
+    low-passed with ``tau_out``).
+    """
+
+    n_in: int = 700
+    n: int = 227
+    n_classes: int = 19
+    embedding: str = "none"
+    embed_scale: float = 1.0
+    hidden: LIFLayerConfig = field(default_factory=LIFLayerConfig)
+    readout: str = "elm"
+    readout_rho: float = 0.0
+    tau_out: float = 20.0
+    elm_readout: ELMLayerConfig = field(default_factory=_spiking_elm_readout)
+    seed: int = 0
+    synapse_impl: str = "auto"
+
+    FLAT = {**{k: ("hidden." + k,) for k in _LAYER_FIELDS if k not in _SHARED},
+            **{k: ("hidden." + k, "elm_readout." + k) for k in _SHARED},
+            **{k: ("elm_readout." + v,) for k, v in _READOUT_ALIASES.items()}}
+
+    def __post_init__(self) -> None:
+        check_io_fields(self)
+        if not isinstance(self.hidden, LIFLayerConfig):
+            raise ValueError(f"hidden must be a LIFLayerConfig, got {type(self.hidden).__name__}")
+        check_choice("readout", self.readout, READOUTS)
+        check_prob("readout_rho", self.readout_rho, hi_open=False)
+        check_positive("tau_out", self.tau_out)
+        check_readout(self.elm_readout, "elm_readout", self.hidden.dt)
+        check_choice("synapse_impl", self.synapse_impl, SYNAPSE_IMPLS)
+
+    @property
+    def family(self) -> str:
+        """Registry family name: ``lif`` or ``adlif`` (the hidden neuron model)."""
+        return self.hidden.neuron
+
+    @property
+    def adaptive(self) -> bool:
+        return self.hidden.adaptive
+
+    def readout_layer(self) -> ELMLayerConfig:
+        """The ELM readout layer (used when ``readout == "elm"``)."""
+        return self.elm_readout
+
+    def internal_params(self) -> int:
+        return self.hidden.internal_params()
+
+    def readout_params(self) -> int:
+        c, k = self.n_classes, self.hidden.n_synapses
+        if self.readout == "elm":
+            return c * self.elm_readout.params_per_neuron() + c * (c + 1)
+        if self.readout == "leaky":
+            return c * (k + 1)
+        return c * (k + self.internal_params())
+
+    def budget(self) -> Budget:
+        """Exact trainable-parameter count, from the configuration alone."""
+        ke = self.internal_params()
+        p = self.n * (self.hidden.n_synapses + ke) + self.readout_params()
+        return Budget(n=self.n, k_e=ke, k_c=self.hidden.n_synapses, p=p)

@@ -1,0 +1,331 @@
+"""The layers of the recurrent spiking networks: LIF / adLIF populations and the leaky readout.
+
+:class:`LIFLayer`. ``v = [x_t ; s_{t-1}]`` (length ``n_in + N``), connectome ``C`` ``[N, K]``;
+a neuron sums its ``K`` weighted synapses into one current (current-based synapses, no
+dendritic branches: one synapse group of ``K``, :mod:`elm_neuro.networks.synapses`)::
+
+    I_t[n] = sum_k w_eff[n, k] * v[C[n, k]]
+
+and runs :func:`elm_neuro.neurons.lif.lif_step`. Synapse weights are signed (``dale=False``) or,
+with Dale's law (``dale=True``), ``w_eff = relu(w) * sign(source)``: every neuron of the layer is
+excitatory (+1) or inhibitory (-1), exactly ``round(frac_inhibitory * N)`` of them inhibitory;
+external input channels are excitatory afferents (+1) unless ``input_sign`` says otherwise.
+
+Synapse kernels (``synapse_impl``; identical results): ``dense`` scatters the K weights of every
+neuron into ``[n_in, N]`` and ``[N, N]`` maps (duplicate synapses add up): one matmul for the
+input part of all steps, one small matmul per step for the recurrent part; ``gather`` uses
+``embedding_bag`` (bags of K synapses per neuron), memory ``O(N K)``; ``auto`` picks ``dense``
+up to ``DENSE_MAX_ELEMENTS`` map entries. ``forward_reference`` is the plain path (loops over
+time and neurons, explicit indexing, the equations written out again); tests check the fast
+paths against it in outputs and gradients.
+
+:class:`LeakyReadout`: ``C`` non-spiking leaky integrators, each with K synapses on the hidden
+spikes of the same step (rho 0) and a bias.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from elm_neuro.networks import synapses as S
+from elm_neuro.networks.common import check_input, dropout_masks, leaky_integrate
+from elm_neuro.networks.elm_config import SYNAPSE_IMPLS
+from elm_neuro.networks.checks import check_choice
+from elm_neuro.networks.lif_config import LIFLayerConfig
+from elm_neuro.neurons import lif as L
+from elm_neuro.neurons.elm import decay, tau_bounds, tau_to_theta, theta_to_tau
+from elm_neuro.wiring.connectome import make_connectome
+
+
+def _feedforward_currents(x: torch.Tensor, connectome: torch.Tensor, w_eff: torch.Tensor, n_in: int, impl: str):
+    """``[B, T, N]`` currents from the ``n_in`` input sources, for all steps at once."""
+    bsz, steps, _ = x.shape
+    n = connectome.shape[0]
+    if impl == "dense":
+        return x @ S.dense_map(connectome, w_eff, 0, n_in)
+    return S.gather_inputs(x, connectome, w_eff, n_in).view(n, bsz, steps).permute(1, 2, 0)
+
+
+def _recurrent_fn(connectome: torch.Tensor, w_eff: torch.Tensor, n_in: int, impl: str):
+    """``f(s_prev [B, N]) -> [B, N]`` currents from the layer's own previous spikes, or None."""
+    n = connectome.shape[0]
+    if not S.has_recurrent(connectome, n_in):
+        return None
+    if impl == "dense":
+        m_rec = S.dense_map(connectome, w_eff, n_in, n_in + n)
+        return lambda s_prev: s_prev @ m_rec
+    idx, w = S.bag_tables(connectome, w_eff, n_in, n_in + n)
+    return lambda s_prev: F.embedding_bag(idx, s_prev.t().contiguous(), per_sample_weights=w, mode="sum").t()
+
+
+def _loguniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
+    u = torch.rand(n, generator=g, dtype=torch.float64)
+    return torch.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * u).to(torch.float32)
+
+
+# --------------------------------------------------------------------------- the spiking layer
+class LIFLayerOutput(NamedTuple):
+    s: torch.Tensor  # [B, T, N] spikes
+    state: L.LIFState
+    traces: Optional[dict]  # membrane, spikes, current, adaptation: [B, T, N]
+
+
+class LIFLayer(nn.Module):
+    """``n`` LIF / adLIF neurons reading ``n_in`` sources of step t and their own spikes of t-1.
+
+    Neuron settings come from ``cfg`` (an :class:`LIFLayerConfig`); ``rho``, the seed, the
+    dropout rates and the sign of the input sources (``input_sign`` ``[n_in]``, default +1: used
+    under Dale's law) are per layer. Construction never touches the global RNG.
+    """
+
+    def __init__(self, cfg: LIFLayerConfig, n_in: int, n: int, rho: float, seed: int = 0,
+                 input_sign: Optional[torch.Tensor] = None, dropout_in: float = 0.0, dropout_rec: float = 0.0,
+                 connectome: Optional[torch.Tensor] = None, synapse_impl: str = "auto") -> None:
+        super().__init__()
+        check_choice("synapse_impl", synapse_impl, SYNAPSE_IMPLS)
+        self.cfg = cfg
+        self.n_in, self.n = int(n_in), int(n)
+        self.dropout_in, self.dropout_rec = float(dropout_in), float(dropout_rec)
+        self.synapse_impl = synapse_impl
+        k = cfg.n_synapses
+        if connectome is None:
+            connectome = make_connectome(cfg.wiring, self.n_in, self.n, k, rho, seed=2 * seed)
+        connectome = torch.as_tensor(connectome, dtype=torch.int64)
+        if tuple(connectome.shape) != (self.n, k):
+            raise ValueError(f"connectome must have shape [n, K] = [{self.n}, {k}], got {list(connectome.shape)}")
+        if connectome.numel() and (connectome.min() < 0 or connectome.max() >= self.n_in + self.n):
+            raise ValueError(f"connectome entries must lie in 0..{self.n_in + self.n - 1} (n_in + n - 1)")
+        self.register_buffer("connectome", connectome.clone())
+
+        g = torch.Generator().manual_seed(2 * seed + 1)
+        std = cfg.weight_scale / math.sqrt(k)
+        w0 = torch.randn(self.n, k, generator=g) * std
+        self.w = nn.Parameter(w0.abs() if cfg.dale else w0)
+        self._timescale("tau_m", _loguniform(self.n, cfg.tau_mem_min, cfg.tau_mem_max, g),
+                        cfg.tau_mem_min, cfg.tau_mem_max)
+        if cfg.adaptive:
+            self._timescale("tau_w", _loguniform(self.n, cfg.tau_adapt_min, cfg.tau_adapt_max, g),
+                            cfg.tau_adapt_min, cfg.tau_adapt_max)
+            a0 = cfg.adapt_a_min + (cfg.adapt_a_max - cfg.adapt_a_min) * torch.rand(self.n, generator=g)
+            b0 = cfg.adapt_b_min + (cfg.adapt_b_max - cfg.adapt_b_min) * torch.rand(self.n, generator=g)
+            for name, val in (("a", a0), ("b", b0)):
+                if cfg.learn_adapt:
+                    setattr(self, name, nn.Parameter(val))
+                else:
+                    self.register_buffer(name, val)
+        sign = L.ei_signs(self.n, cfg.frac_inhibitory, g) if cfg.dale else torch.ones(self.n)
+        self.register_buffer("sign", sign)
+        if input_sign is None:
+            input_sign = torch.ones(self.n_in)
+        input_sign = torch.as_tensor(input_sign, dtype=torch.float32).detach().clone()
+        if tuple(input_sign.shape) != (self.n_in,):
+            raise ValueError(f"input_sign must have shape [n_in] = [{self.n_in}], got {list(input_sign.shape)}")
+        self.register_buffer("syn_sign", torch.cat([input_sign, sign])[self.connectome])
+
+    def _timescale(self, name: str, tau0: torch.Tensor, lo_init: float, hi_init: float) -> None:
+        lo, hi = tau_bounds(lo_init, hi_init)
+        setattr(self, f"_{name}_bounds", (lo, hi))
+        if self.cfg.learn_tau:
+            setattr(self, f"{name}_theta", nn.Parameter(tau_to_theta(tau0, lo, hi)))
+        else:
+            self.register_buffer(f"{name}_fixed", tau0.clone())
+
+    # ------------------------------------------------------------------ parameters
+    def _tau(self, name: str) -> torch.Tensor:
+        if self.cfg.learn_tau:
+            lo, hi = getattr(self, f"_{name}_bounds")
+            return theta_to_tau(getattr(self, f"{name}_theta"), lo, hi)
+        return getattr(self, f"{name}_fixed")
+
+    @property
+    def tau_m(self) -> torch.Tensor:
+        """Membrane timescales ``[N]`` (unit of dt)."""
+        return self._tau("tau_m")
+
+    @property
+    def tau_w(self) -> torch.Tensor:
+        """Adaptation timescales ``[N]`` (adLIF only)."""
+        return self._tau("tau_w")
+
+    def effective_weights(self) -> torch.Tensor:
+        """``[N, K]`` weights as they multiply the sources: ``w`` or ``relu(w) * sign(source)``."""
+        if self.cfg.dale:
+            return L.dale_weights(self.w, self.syn_sign)
+        return self.w
+
+    def params(self) -> L.LIFParams:
+        c = self.cfg
+        kappa_m, gain = L.membrane_constants(self.tau_m, c.dt, c.current_gain)
+        if c.adaptive:
+            return L.LIFParams(kappa_m, gain, float(c.threshold), c.theta_reset, decay(self.tau_w, c.dt), self.a, self.b)
+        return L.LIFParams(kappa_m, gain, float(c.threshold), c.theta_reset)
+
+    def initial_state(self, batch: int, device=None) -> L.LIFState:
+        device = device if device is not None else self.w.device
+        return L.initial_state(batch, self.n, self.cfg.adaptive, self.cfg.refractory, device=device)
+
+    def resolved_impl(self) -> str:
+        return S.resolve_impl(self.synapse_impl, self.n_in + self.n, self.n)
+
+    def draw_masks(self, x: torch.Tensor):
+        """Variational dropout masks ``(mask_in [B, n_in], mask_rec [B, N])`` (None when off / eval)."""
+        return dropout_masks(self.training, x, self.n_in, self.dropout_in, self.n, self.dropout_rec)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor, state: Optional[L.LIFState] = None, record: bool = False) -> LIFLayerOutput:
+        """Run the layer over ``x`` ``[B, T, n_in]`` from ``state`` (zeros when None)."""
+        check_input(x, self.n_in)
+        bsz = x.shape[0]
+        if state is None:
+            state = self.initial_state(bsz, x.device)
+        mask_in, mask_rec = self.draw_masks(x)
+        if mask_in is not None:
+            x = x * mask_in[:, None, :]
+        w_eff = self.effective_weights()
+        params, settings = self.params(), self.cfg.settings()
+        folded = None  # the gain g when it is folded into the weights (traces then divide it out)
+        if self.cfg.current_gain == "unit":
+            params = params._replace(gain=None)  # g = 1: skip the multiplication
+        elif not self.cfg.adaptive:
+            # LIF: g I_t = sum_k (g w_eff[n, k]) v[C[n, k]]; fold g into the weights once
+            folded = params.gain
+            w_eff = w_eff * folded[:, None]
+            params = params._replace(gain=None)
+        impl = self.resolved_impl()
+        i_in = _feedforward_currents(x, self.connectome, w_eff, self.n_in, impl)
+        rec_fn = _recurrent_fn(self.connectome, w_eff, self.n_in, impl)
+        spikes = []
+        rec = {"membrane": [], "spikes": [], "current": []} if record else None
+        if record and self.cfg.adaptive:
+            rec["adaptation"] = []
+        # unbind once: indexing i_in[:, t] per step would make the backward pass O(T^2)
+        for cur in i_in.unbind(1):
+            if rec_fn is not None:
+                s_prev = state.s if mask_rec is None else state.s * mask_rec
+                cur = cur + rec_fn(s_prev)
+            out = L.lif_step(cur, state, params, settings)
+            state = out.state
+            spikes.append(out.s)
+            if record:
+                rec["membrane"].append(out.v.detach())
+                rec["spikes"].append(out.s.detach())
+                rec["current"].append((cur if folded is None else cur / folded).detach())
+                if self.cfg.adaptive:
+                    rec["adaptation"].append(out.w.detach())
+        traces = {key: torch.stack(val, dim=1) for key, val in rec.items()} if record else None
+        return LIFLayerOutput(torch.stack(spikes, dim=1), state, traces)
+
+    def forward_reference(self, x: torch.Tensor, state: Optional[L.LIFState] = None) -> LIFLayerOutput:
+        """Plain path: loops over time and neurons, explicit indexing, equations written out."""
+        check_input(x, self.n_in)
+        c = self.cfg
+        bsz = x.shape[0]
+        if state is None:
+            state = self.initial_state(bsz, x.device)
+        mask_in, mask_rec = self.draw_masks(x)
+        w_eff = self.effective_weights()
+        tau_m = self.tau_m
+        tau_w = self.tau_w if c.adaptive else None
+        v, s, w, ref = state
+        spikes = []
+        for x_t in x.unbind(1):
+            x_t = x_t if mask_in is None else x_t * mask_in
+            r_t = s if mask_rec is None else s * mask_rec
+            src = torch.cat([x_t, r_t], dim=1)
+            new_v, new_s, new_w, new_ref = [], [], [], []
+            for n in range(self.n):
+                current = (src[:, self.connectome[n]] * w_eff[n]).sum(-1)  # [B]
+                kappa = torch.exp(-c.dt / tau_m[n].clamp_min(1e-6))
+                gain = 1.0 if c.current_gain == "unit" else 1.0 - kappa
+                drive = current
+                if c.adaptive:
+                    kw = torch.exp(-c.dt / tau_w[n].clamp_min(1e-6))
+                    w_n = kw * w[:, n] + self.a[n] * v[:, n] + self.b[n] * s[:, n]
+                    new_w.append(w_n)
+                    drive = drive - w_n
+                refr = None
+                if c.refractory > 0:
+                    refr = (ref[:, n] > 0).float()
+                    drive = drive * (1 - refr)
+                reset_sig = s[:, n].detach() if c.detach_reset else s[:, n]
+                if c.reset == "subtract":
+                    v_n = kappa * v[:, n] + gain * drive - c.theta_reset * reset_sig
+                else:
+                    v_n = kappa * v[:, n] * (1 - reset_sig) + gain * drive
+                s_n = L.fire(v_n, c.threshold, c.surrogate, c.surrogate_slope, c.surrogate_scale)
+                if refr is not None:
+                    s_n = s_n * (1 - refr)
+                    new_ref.append(torch.where(s_n > 0, float(c.refractory), (ref[:, n] - 1).clamp_min(0)))
+                new_v.append(v_n)
+                new_s.append(s_n)
+            v, s = torch.stack(new_v, 1), torch.stack(new_s, 1)
+            w = torch.stack(new_w, 1) if c.adaptive else None
+            ref = torch.stack(new_ref, 1) if c.refractory > 0 else None
+            spikes.append(s)
+        return LIFLayerOutput(torch.stack(spikes, dim=1), L.LIFState(v, s, w, ref), None)
+
+
+# --------------------------------------------------------------------------- non-spiking readout
+class LeakyReadout(nn.Module):
+    """``C`` leaky integrators on ``n_in`` sources of the same step (K synapses each, rho 0)::
+
+        o_t[c] = kappa_o o_{t-1}[c] + (1 - kappa_o) (sum_k w_eff[c, k] a_t[C[c, k]] + bias[c])
+
+    ``kappa_o = exp(-dt / tau_out)`` (``dt`` of the layer configuration ``cfg``); weights start ``U(-1/sqrt(K), 1/sqrt(K))`` (nn.Linear
+    default), under Dale's law ``w_eff = relu(w) * sign(source)`` with absolute initial values.
+    """
+
+    def __init__(self, cfg: LIFLayerConfig, n_in: int, n_classes: int, tau_out: float, seed: int = 0,
+                 input_sign: Optional[torch.Tensor] = None, synapse_impl: str = "auto") -> None:
+        super().__init__()
+        self.cfg, self.n_in, self.n, self.tau_out = cfg, int(n_in), int(n_classes), float(tau_out)
+        self.synapse_impl = synapse_impl
+        k = cfg.n_synapses
+        conn = make_connectome(cfg.wiring, self.n_in, self.n, k, 0.0, seed=2 * seed)
+        self.register_buffer("connectome", conn)
+        g = torch.Generator().manual_seed(2 * seed + 1)
+        w0 = torch.empty(self.n, k).uniform_(-1 / math.sqrt(k), 1 / math.sqrt(k), generator=g)
+        self.w = nn.Parameter(w0.abs() if cfg.dale else w0)
+        self.bias = nn.Parameter(torch.zeros(self.n))
+        if input_sign is None:
+            input_sign = torch.ones(self.n_in)
+        self.register_buffer("syn_sign", torch.as_tensor(input_sign, dtype=torch.float32).clone()[conn])
+
+    def effective_weights(self) -> torch.Tensor:
+        return L.dale_weights(self.w, self.syn_sign) if self.cfg.dale else self.w
+
+    @property
+    def kappa(self) -> float:
+        return decay(self.tau_out, self.cfg.dt)
+
+    def initial_state(self, batch: int, device=None) -> torch.Tensor:
+        return torch.zeros(batch, self.n, device=device if device is not None else self.w.device)
+
+    def forward(self, a: torch.Tensor, state: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
+        """``a`` ``[B, T, n_in]`` -> ``(o [B, T, C], o_T [B, C])``; ``mask`` ``[B, n_in]`` dropout or None."""
+        if state is None:
+            state = self.initial_state(a.shape[0], a.device)
+        if mask is not None:
+            a = a * mask[:, None, :]
+        impl = S.resolve_impl(self.synapse_impl, self.n_in, self.n)
+        drive = _feedforward_currents(a, self.connectome, self.effective_weights(), self.n_in, impl) + self.bias
+        kappa = self.kappa
+        return leaky_integrate(drive, state, kappa, 1.0 - kappa)
+
+    def forward_reference(self, a: torch.Tensor, state: Optional[torch.Tensor] = None,
+                          mask: Optional[torch.Tensor] = None):
+        if state is None:
+            state = self.initial_state(a.shape[0], a.device)
+        w_eff = self.effective_weights()
+        kappa = math.exp(-self.cfg.dt / self.tau_out)
+        o, outs = state, []
+        for a_t in a.unbind(1):
+            a_t = a_t if mask is None else a_t * mask
+            o = torch.stack([kappa * o[:, c] + (1 - kappa) * ((a_t[:, self.connectome[c]] * w_eff[c]).sum(-1)
+                                                              + self.bias[c]) for c in range(self.n)], 1)
+            outs.append(o)
+        return torch.stack(outs, dim=1), o
