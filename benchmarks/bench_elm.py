@@ -3,7 +3,8 @@ same number of trainable parameters.
 
     python benchmarks/bench_elm.py [--d-m 9 --n 57 --batch 8 --steps 1000 --repeats 3 --device cpu]
 
-Prints samples/s for each synapse kernel of the ELM Network and for torch.nn.LSTM (+ linear
+Prints the thread setting (``--threads``, else one per physical core as a training run chooses),
+then samples/s for each synapse kernel of the ELM Network and for torch.nn.LSTM (+ linear
 readout, sized by the budget solver to the ELM network's P), and their ratio.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn as nn
 
 from elm_neuro.networks.budget import closest_n, count_trainable
 from elm_neuro.networks.elm_network import ELMNetwork
+from elm_neuro.training.runtime import runtime_section
 
 
 class LSTMClassifier(nn.Module):
@@ -30,6 +32,14 @@ class LSTMClassifier(nn.Module):
 
 def lstm_params(n_in: int, hidden: int, n_classes: int) -> int:
     return 4 * hidden * (n_in + hidden + 2) + n_classes * (hidden + 1)
+
+
+def setup_threads(threads: int | None, device) -> str:
+    """Apply the thread setting as a training run does (None: automatic, one per physical core;
+    :mod:`elm_neuro.training.runtime`) and describe it for the benchmark output."""
+    rt = runtime_section(threads, device)
+    return (f"threads={rt['threads']} ({rt['threads_rule']}; interop {rt['interop_threads']}, "
+            f"{rt['physical_cores']} physical cores) torch={rt['torch']}")
 
 
 def throughput(model, x, repeats: int) -> float:
@@ -57,14 +67,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: one per physical core, as a training run)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
+    threads = setup_threads(args.threads, dev)
     torch.manual_seed(0)
     x = (torch.rand(args.batch, args.steps, 700, device=dev) < 0.01).float()
-    print(f"device={dev} threads={torch.get_num_threads()} B={args.batch} T={args.steps}")
+    print(f"device={dev} {threads} B={args.batch} T={args.steps}")
     rates = {}
     for impl in ("dense", "gather"):
         net = ELMNetwork.from_preset("shd-adding", d_m=args.d_m, n=args.n, synapse_impl=impl).to(dev).train()

@@ -15,7 +15,8 @@ Models (training mode, loss = sum of the last step's logits, one backward per ba
   same N and beta, atan surrogate, reset by subtraction (dense weights: far more parameters);
 - ``elm``: ``ELMNetwork.from_preset("shd-adding", d_m=9, n=57)`` (P = 76551).
 
-Prints samples/s and the ratio of every model to ``lif[dense]``. Input: Bernoulli(0.01) spikes of
+Prints the thread setting (``--threads``, else one per physical core as a training run chooses),
+then samples/s and the ratio of every model to ``lif[dense]``. Input: Bernoulli(0.01) spikes of
 shape [B, T, 700]. On a CPU shared with other jobs use ``--threads 1``: with more OpenMP threads
 than free cores the many small per-step ops stall at thread barriers (we saw 10-50x slowdowns).
 The ``gather`` kernel (``embedding_bag``) is for layers too large for dense maps; its backward
@@ -33,7 +34,8 @@ from elm_neuro.networks.budget import count_trainable
 from elm_neuro.networks.elm_network import ELMNetwork
 from elm_neuro.networks.lif_network import LIFNetwork
 
-from bench_elm import throughput  # the same timing loop (benchmarks/ is on sys.path when run as a script)
+# the same thread setting and timing loop (benchmarks/ is on sys.path when run as a script)
+from bench_elm import setup_threads, throughput
 
 
 class SnnTorchRLIF(nn.Module):
@@ -60,16 +62,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=1000, help="time steps T (1000 for SHD-Adding)")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave the default)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (default: one per physical core, as a training run)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--skip-gather", action="store_true", help="skip the gather kernel (slow on CPU)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
+    threads = setup_threads(args.threads, dev)
     torch.manual_seed(0)
     x = (torch.rand(args.batch, args.steps, 700, device=dev) < 0.01).float()
-    print(f"device={dev} threads={torch.get_num_threads()} B={args.batch} T={args.steps} repeats={args.repeats}")
+    print(f"device={dev} {threads} B={args.batch} T={args.steps} repeats={args.repeats}")
     models = {}
     impls = ("dense",) if args.skip_gather else ("dense", "gather")
     for impl in impls:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from elm_neuro.networks.elm_config import ELMLayerConfig
-from elm_neuro.networks.elm_neuron import ELMNeuron
+from elm_neuro.networks.elm_neuron import RoutedELMNeuron
 from elm_neuro.neurons import elm as E
 from elm_neuro.neurons.surrogate import fast_sigmoid_spike
 
@@ -70,7 +70,7 @@ def test_single_neuron_matches_hand_computation(case):
     base = dict(d_m=3, d_mlp=4, d_tree=2, d_brch=3, tau_min=2.0, tau_max=30.0, input_scale=2.0,
                 tau_r=5.0, rho=0.0)
     cfg = ELMLayerConfig(**{**base, **case})
-    neuron = ELMNeuron(cfg, n_in=cfg.k, routing="none", seed=3)
+    neuron = RoutedELMNeuron(cfg, n_in=cfg.k, routing="none", seed=3)
     layer = neuron.layer
     rng = np.random.default_rng(0)
     with torch.no_grad():  # non-trivial values everywhere, the output bias included
@@ -95,7 +95,7 @@ def test_first_step_by_hand():
     """Two synapses on one branch, d_m = 1, every number written out."""
     cfg = ELMLayerConfig(d_m=1, d_mlp=1, d_tree=1, d_brch=2, tau_min=4.0, tau_max=4.0, input_scale=10.0,
                          tau_r=None, output_act="identity", rho=0.0)
-    neuron = ELMNeuron(cfg, n_in=2, routing="none")
+    neuron = RoutedELMNeuron(cfg, n_in=2, routing="none")
     L = neuron.layer
     with torch.no_grad():
         L.w_s.copy_(torch.tensor([[0.5, -0.25]]))
@@ -145,7 +145,7 @@ def test_timescales_log_spaced_and_learnable_bounds():
 
 def test_learnable_tau_receives_gradient_and_starts_log_spaced():
     cfg = ELMLayerConfig(d_m=4, d_tree=2, d_brch=2, learn_tau=True, rho=0.0, tau_min=1.0, tau_max=100.0)
-    neuron = ELMNeuron(cfg, n_in=4, routing="none")
+    neuron = RoutedELMNeuron(cfg, n_in=4, routing="none")
     torch.testing.assert_close(neuron.layer.tau_m[0], E.log_spaced_taus(1.0, 100.0, 4), rtol=1e-5, atol=1e-5)
     out = neuron(torch.randn(2, 5, 4))
     out.y.sum().backward()
@@ -155,21 +155,21 @@ def test_learnable_tau_receives_gradient_and_starts_log_spaced():
 
 def test_random_routing_indices_in_range_and_seeded():
     cfg = ELMLayerConfig(d_m=2, d_tree=3, d_brch=4, rho=0.0)
-    a = ELMNeuron(cfg, n_in=7, routing="random", seed=5)
-    b = ELMNeuron(cfg, n_in=7, routing="random", seed=5)
-    c = ELMNeuron(cfg, n_in=7, routing="random", seed=6)
+    a = RoutedELMNeuron(cfg, n_in=7, routing="random", seed=5)
+    b = RoutedELMNeuron(cfg, n_in=7, routing="random", seed=5)
+    c = RoutedELMNeuron(cfg, n_in=7, routing="random", seed=6)
     assert a.layer.connectome.shape == (1, 12)
     assert int(a.layer.connectome.max()) < 7 and int(a.layer.connectome.min()) >= 0
     assert torch.equal(a.layer.connectome, b.layer.connectome)
     assert not torch.equal(a.layer.connectome, c.layer.connectome)
     with pytest.raises(ValueError, match="routing 'none' needs n_in == K"):
-        ELMNeuron(cfg, n_in=7, routing="none")
+        RoutedELMNeuron(cfg, n_in=7, routing="none")
 
 
 def test_standalone_neuron_parameter_count():
     for mlp_layers, learn in [(1, False), (0, False), (1, True), (2, False)]:
         cfg = ELMLayerConfig(d_m=5, d_tree=4, d_brch=3, d_o=7, mlp_layers=mlp_layers, learn_tau=learn, rho=0.0)
-        neuron = ELMNeuron(cfg, n_in=20)
+        neuron = RoutedELMNeuron(cfg, n_in=20)
         k, d_m, d_mlp, d_tree, d_o = 12, 5, 10, 4, 7
         if mlp_layers == 1:
             mlp = d_mlp * (d_tree + d_m + 1) + d_m * (d_mlp + 1)

@@ -19,8 +19,10 @@ TRUTH = im.InfoModelParams(s=0.05, a_e=300.0, g_e=1.0, c=0.01)
 H_ADD = im.label_entropy(im.adding_label_probs(10))
 
 
-def write_table(path, budgets, d_ms, seeds=(0, 1), noise=0.005, model_fields=True):
-    """A results.csv as a sweep writes it: accuracies from the information model plus noise."""
+def write_table(path, budgets, d_ms, seeds=(0, 1), noise=0.005, model_fields=True, data_source="real",
+                family="elm"):
+    """A results.csv as a sweep writes it: accuracies from the information model plus noise
+    (``data_source`` None: a table without that column, as sweeps wrote before recording it)."""
     rng = np.random.default_rng(0)
     rows = []
     for p_target in budgets:
@@ -30,10 +32,12 @@ def write_table(path, budgets, d_ms, seeds=(0, 1), noise=0.005, model_fields=Tru
             b = cfg.budget()
             acc = float(im.predicted_accuracy(b.n, b.k_e, b.k_c, TRUTH, H_ADD, 0.1))
             for seed in seeds:
-                row = {"run_id": f"p{p_target}-dm{d_m}-n{b.n}-s{seed}", "task": "shd-adding", "family": "elm",
+                row = {"run_id": f"p{p_target}-dm{d_m}-n{b.n}-s{seed}", "task": "shd-adding", "family": family,
                        "seed": seed, "p_target": p_target, "p": b.p, "n": b.n, "k_e": b.k_e, "k_c": b.k_c,
                        "d_m": d_m, "test_acc": acc + rng.normal(0, noise), "test_loss": 1.0 - acc,
                        "valid_acc": acc, "wall_s": 1.5, "epochs": 3, "steps": 300}
+                if data_source is not None:
+                    row["data_source"] = data_source
                 if model_fields:
                     for k, v in cfg.to_dict().items():
                         row.setdefault("model_seed" if k == "seed" else k, v)
@@ -61,7 +65,11 @@ def test_report_with_fits(tmp_path):
                  "pareto.png", "scaling.png", "info_residuals.png", "info_surface.png", "info_optimum.png"):
         assert_png(out / name)
         assert f"({name})" in text and name in info["figures"]
-    assert "black stars: the paper's points" in text  # SHD-Adding test_acc: SPEC 9 overlaid
+    # SHD-Adding test_acc of ELM Networks on real data with a 77K budget: SPEC 9 overlaid, labelled
+    assert ("black stars: the paper's points, SPEC 9: ELM Network, real SHD-Adding, P ≈ 77K, one seed each"
+            in text)
+    assert "The paper's points (SPEC 9) are overlaid as black stars" in text
+    assert info["reference"]["reference"] == "shd-adding" and info["reference"]["reason"] is None
     assert "test acc vs k_c: skipped, k_c takes 1 value(s)" in text
     # scaling law on 1 - acc along the 4-budget frontier
     sc = info["scaling"]

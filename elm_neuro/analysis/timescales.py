@@ -39,6 +39,13 @@ ELM parameter timescales
     that never moves contributes nothing). A neuron's effective timescale is the weighted
     geometric mean ``exp(sum_j W[n, j] log tau[n, j])``.
 
+Units
+    Every function here works in the units of its input: steps (``dt = 1``), or ``dt`` units
+    when ``dt`` is given. The plotting functions take the unit to show (``unit``, e.g. ``"ms"``)
+    and a ``scale`` that converts the given values into it (e.g. the bin width in ms for taus
+    in steps), so a figure states its timescales in physical time while this module knows
+    nothing about runs or data; :mod:`elm_neuro.experiments.run_analysis` passes the bin width.
+
 Spiking networks
     Membrane and adaptation timescales come as plain arrays (any shape); they are summarised and
     plotted as distributions. The comparison figure takes one result dict per network (e.g.
@@ -428,10 +435,21 @@ def elm_timescale_report(
             "activity": y}
 
 
-def plot_elm_timescales(report_or_layer, path, title: Optional[str] = None) -> str:
+def _check_scale(scale, unit) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a finite number > 0 (units of {unit!r} per given unit), got {scale!r}")
+    if not isinstance(unit, str) or not unit:
+        raise ValueError(f"unit must be a non-empty string (e.g. 'ms', 'steps'), got {unit!r}")
+    return float(scale)
+
+
+def plot_elm_timescales(report_or_layer, path, title: Optional[str] = None, unit: str = "steps",
+                        scale: float = 1.0) -> str:
     """Readout weight mass per neuron over memory timescales (neurons sorted by effective tau)
-    and learned vs initial memory timescales."""
+    and learned vs initial memory timescales; taus (in the layer's ``dt`` units) are shown
+    times ``scale`` in ``unit`` (e.g. ``unit="ms", scale=bin_ms`` for an ELM with ``dt = 1``)."""
     path = check_png_path(path)
+    scale = _check_scale(scale, unit)
     if isinstance(report_or_layer, dict):
         if "readout" not in report_or_layer or "memory" not in report_or_layer:
             raise ValueError("report_or_layer: a dict must be an elm_timescale_report (keys 'readout', 'memory')")
@@ -442,17 +460,19 @@ def plot_elm_timescales(report_or_layer, path, title: Optional[str] = None) -> s
     order = np.argsort(np.where(np.isfinite(eff), eff, np.inf))
     fig, axs = new_figure(ncols=2, width=4.8)
     im = axs[0].imshow(w[order], aspect="auto", cmap="magma", vmin=0, interpolation="nearest")
-    axs[0].set_xticks(range(mem["tau_init"].size), [f"{t:.3g}" for t in mem["tau_init"]], rotation=60, fontsize=7)
-    axs[0].set_xlabel("memory unit (initial tau)")
+    axs[0].set_xticks(range(mem["tau_init"].size), [f"{t * scale:.3g}" for t in mem["tau_init"]], rotation=60,
+                      fontsize=7)
+    axs[0].set_xlabel(f"memory unit (initial tau, {unit})")
     axs[0].set_ylabel("neuron (sorted by effective tau)")
     fig.colorbar(im, ax=axs[0], label="readout weight mass")
     axs[0].set_title(title or "readout weight on memory timescales")
-    init = np.broadcast_to(mem["tau_init"][None, :], mem["tau"].shape)
-    axs[1].loglog(init.ravel(), mem["tau"].ravel(), "o", ms=3, alpha=0.6)
-    lim = [min(init.min(), mem["tau"].min()), max(init.max(), mem["tau"].max())]
+    init = np.broadcast_to(mem["tau_init"][None, :], mem["tau"].shape) * scale
+    tau = mem["tau"] * scale
+    axs[1].loglog(init.ravel(), tau.ravel(), "o", ms=3, alpha=0.6)
+    lim = [min(init.min(), tau.min()), max(init.max(), tau.max())]
     axs[1].loglog(lim, lim, "k--", lw=1)
-    axs[1].set_xlabel("initial tau")
-    axs[1].set_ylabel("tau" + (" (learned)" if mem["learnable"] else " (fixed)"))
+    axs[1].set_xlabel(f"initial tau ({unit})")
+    axs[1].set_ylabel(f"tau ({unit})" + (" (learned)" if mem["learnable"] else " (fixed)"))
     axs[1].grid(alpha=0.3, which="both")
     fig.subplots_adjust(wspace=0.5)
     return save_figure(fig, path)
@@ -501,12 +521,16 @@ def _log_bins(arrays, nbins: int = 30) -> np.ndarray:
     return np.geomspace(lo, hi, nbins + 1)
 
 
-def plot_tau_distributions(taus: dict, path, title: Optional[str] = None, xlabel: str = "tau (steps)") -> str:
-    """Histograms (shared log-spaced bins) of several tau arrays, ``{label: array}``."""
+def plot_tau_distributions(taus: dict, path, title: Optional[str] = None, xlabel: Optional[str] = None,
+                           unit: str = "steps", scale: float = 1.0) -> str:
+    """Histograms (shared log-spaced bins) of several tau arrays, ``{label: array}``, shown
+    times ``scale`` in ``unit`` (x label ``tau (<unit>)`` unless ``xlabel`` is given)."""
     path = check_png_path(path)
+    scale = _check_scale(scale, unit)
     if not isinstance(taus, dict) or not taus:
         raise ValueError("taus must be a non-empty dict {label: array of taus}")
-    arrs = {k: _to_numpy(v).ravel() for k, v in taus.items()}
+    arrs = {k: _to_numpy(v).ravel() * scale for k, v in taus.items()}
+    xlabel = xlabel or f"tau ({unit})"
     bins = _log_bins(list(arrs.values()))
     fig, (ax,) = new_figure(width=5.5)
     for k, a in arrs.items():
@@ -526,24 +550,33 @@ COMPARISON_KEYS = (("intrinsic_tau", "intrinsic (autocorrelation)"), ("impulse_t
                    ("param_tau", "parameter tau (memory / membrane)"), ("adapt_tau", "adaptation tau"))
 
 
-def plot_timescale_comparison(results: dict, path, title: Optional[str] = None) -> str:
+def plot_timescale_comparison(results: dict, path, title: Optional[str] = None, unit: str = "steps",
+                              scale=1.0) -> str:
     """Side-by-side timescale distributions of several networks, e.g. ``{"ELM": r1, "LIF": r2}``.
 
     Each result is a dict with any of ``intrinsic_tau``, ``impulse_tau``, ``param_tau``,
     ``adapt_tau`` (arrays; e.g. from :func:`elm_timescale_report`, :func:`spiking_timescales`
     merged with :func:`intrinsic_timescales`). One row per kind present in any network, one
-    column per network, shared log bins per row, the median marked.
+    column per network, shared log bins per row, the median marked. Values are shown times
+    ``scale`` in ``unit``; ``scale`` is one number, or one per network (``{name: scale}``, e.g.
+    each run's bin width in ms when the runs' taus are in steps).
     """
     path = check_png_path(path)
     if not isinstance(results, dict) or not results or not all(isinstance(v, dict) for v in results.values()):
         raise ValueError("results must be a non-empty dict {network name: result dict}")
+    if isinstance(scale, dict):
+        if set(scale) != set(results):
+            raise ValueError(f"scale: a dict must give one scale per network {sorted(results)}, got {sorted(scale)}")
+        scales = {nm: _check_scale(v, unit) for nm, v in scale.items()}
+    else:
+        scales = dict.fromkeys(results, _check_scale(scale, unit))
     kinds = [(k, lab) for k, lab in COMPARISON_KEYS if any(k in r for r in results.values())]
     if not kinds:
         raise ValueError(f"results: no result has any of {[k for k, _ in COMPARISON_KEYS]}")
     names = list(results)
     fig, axs = new_figure(ncols=len(names), nrows=len(kinds), width=4.0, height=2.8)
     for i, (key, lab) in enumerate(kinds):
-        arrs = {nm: _to_numpy(results[nm][key]).ravel() for nm in names if key in results[nm]}
+        arrs = {nm: _to_numpy(results[nm][key]).ravel() * scales[nm] for nm in names if key in results[nm]}
         bins = _log_bins(list(arrs.values()))
         for j, nm in enumerate(names):
             ax = axs[i * len(names) + j]
@@ -565,7 +598,7 @@ def plot_timescale_comparison(results: dict, path, title: Optional[str] = None) 
             if j == 0:
                 ax.set_ylabel(lab, fontsize=8)
             if i == len(kinds) - 1:
-                ax.set_xlabel("tau (steps)")
+                ax.set_xlabel(f"tau ({unit})")
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)

@@ -10,9 +10,15 @@ Budgets are grouped into buckets of relative width ``rel_tol`` (see
 :func:`~elm_neuro.analysis.sweep_table.budget_buckets`); one curve per bucket.
 
 The paper's reference results (SPEC 9, one seed each, real data) are in
-:data:`REFERENCE_POINTS`; they are overlaid when ``reference`` names a task. The budgets
+:data:`REFERENCE_POINTS`; they are overlaid when ``reference`` names a task, labelled with the
+network, data and budget they come from (:func:`reference_label`). The budgets
 ``k_e`` are computed from SPEC 3 (``k_e = 4 d_m^2 + 2 d_m (d_tree + 2) + 1``), ``N`` and ``P``
 are the run records of SPEC 4.
+
+Whether a sweep may be shown next to them at all is :func:`reference_mismatch`'s answer: only
+when it trains the same family (ELM Network) on the same task with the real data, at a budget
+within ``rel_tol`` (10 %) of the paper's, and reports the paper's metric; otherwise it returns
+the reason, which the sweep report prints instead of the overlay.
 """
 from __future__ import annotations
 
@@ -50,6 +56,69 @@ REFERENCE_POINTS: dict[str, list[dict]] = {
         dict(d_m=d, n=n, k_e=_k_e(d, 50), k_c=750, p=p, test_bpc=b) for d, n, p, b in _ENWIK8
     ],
 }
+
+
+#: The setting of the reference points (SPEC 4, 7-9): what a sweep must match to be shown next to them.
+REFERENCE_SETTINGS: dict[str, dict] = {
+    "shd-adding": dict(p=77000, family="elm", metric="test_acc", data="real SHD-Adding",
+                       recipe="2 ms bins, 700 channels, 70 epochs x 2000 batches of 8"),
+    "enwik8": dict(p=3_500_000, family="elm", metric="test_bpc", data="real enwik8",
+                   recipe="300K steps of Adam, chunks of 100"),
+}
+#: Plain words for the ``data_source`` values of a sweep's results (elm_neuro.data.provenance).
+DATA_WORDS = {"real": "the real data", "synthetic": "synthetic data (`elm-neuro data synth`)",
+              "builtin-corpus": "the built-in text corpus", "unknown": "data not known to be the real data"}
+
+
+def _p_text(p: float) -> str:
+    return f"{p / 1e6:.3g}M" if p >= 1e6 else f"{p / 1e3:.3g}K"
+
+
+def reference_label(task: str) -> str:
+    """What the reference points of ``task`` are: family, data, budget, one seed (legend, captions)."""
+    if task not in REFERENCE_SETTINGS:
+        raise ValueError(f"task must be one of {sorted(REFERENCE_SETTINGS)}, got {task!r}")
+    r = REFERENCE_SETTINGS[task]
+    return f"ELM Network, {r['data']}, P ≈ {_p_text(r['p'])}, one seed each"
+
+
+def reference_mismatch(task: Optional[str], metric: str, budgets: Sequence[float], families: Sequence[str],
+                       data_sources: Sequence[Optional[str]], rel_tol: float = 0.1) -> Optional[str]:
+    """None when a sweep may be overlaid with the paper's points of ``task``; else the reasons.
+
+    Args:
+        task: the sweep's task (None: several tasks).
+        metric: the metric shown (must be the one the paper reports for the task).
+        budgets: the sweep's budgets (parameter counts); one of them must lie within ``rel_tol``
+            of the paper's ``P``.
+        families: model families of the sweep (the paper's points are ELM Networks).
+        data_sources: the cells' data (``real``, ``synthetic``, ``builtin-corpus``, ``unknown``,
+            None: not recorded); every one must be ``real``.
+    """
+    if not (isinstance(rel_tol, (int, float)) and 0 < rel_tol < 1):
+        raise ValueError(f"rel_tol must lie in (0, 1), got {rel_tol!r}")
+    if task is None:
+        return "the sweep mixes several tasks"
+    if task not in REFERENCE_SETTINGS:
+        return f"the paper has reference points for {sorted(REFERENCE_SETTINGS)} only, this sweep's task is {task!r}"
+    ref = REFERENCE_SETTINGS[task]
+    reasons = []
+    if metric != ref["metric"]:
+        reasons.append(f"the paper reports {ref['metric']}, the metric shown is {metric}")
+    fams = sorted({str(f) for f in families})
+    if fams != [ref["family"]]:
+        reasons.append(f"the paper's points are ELM Networks ({ref['family']}), "
+                       f"this sweep trains {', '.join(fams) or '?'}")
+    bs = sorted({float(b) for b in budgets if b is not None and np.isfinite(float(b))})
+    if not any(abs(b - ref["p"]) <= rel_tol * ref["p"] for b in bs):
+        have = ", ".join(f"{b:,.0f}" for b in bs) or "none"
+        reasons.append(f"no budget of this sweep is within {rel_tol:.0%} of the paper's P ≈ {ref['p']:,} "
+                       f"(budgets: {have})")
+    srcs = sorted({"not recorded" if s is None else str(s) for s in data_sources})
+    if srcs != ["real"]:
+        words = ", ".join(DATA_WORDS.get(s, "data of unrecorded origin") for s in srcs)
+        reasons.append(f"the paper trained on {ref['data']}, this sweep on {words or 'unknown data'}")
+    return "; ".join(reasons) or None
 
 
 def reference_points(task: str) -> list[dict]:
@@ -145,7 +214,8 @@ def plot_metric_vs_axis(
     if refs is not None:
         rx = np.array([float(r.get(axis, np.nan)) for r in refs])
         ry = np.array([float(r[metric]) for r in refs])
-        ax.plot(rx, ry, "k*", ms=9, label="paper (SPEC 9)")
+        lab = f"paper (SPEC 9): {reference_label(reference)}" if isinstance(reference, str) else "reference points"
+        ax.plot(rx, ry, "k*", ms=9, label=lab)
     finite_x = x[np.isfinite(x) & (x > 0)]
     if logx is None:
         logx = finite_x.size > 0 and finite_x.max() / finite_x.min() > 5

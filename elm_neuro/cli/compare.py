@@ -1,7 +1,8 @@
 """``elm-neuro compare``: several model families at one parameter budget, same data and seeds.
 
     elm-neuro compare --task shd-adding --params 20000 --models elm,lif,adlif,lstm --seeds 2 \\
-        --data DIR --out runs/cmp [--epochs 3 --batches-per-epoch 100] [--set elm:d_m=4]
+        --data DIR --out runs/cmp [--epochs 3 --batches-per-epoch 100] [--set elm:d_m=4] \\
+        [--workers 2] [--threads N]
 
 Writes one run directory per (model, seed) under OUT, then OUT/report.md and
 OUT/learning_curves.png. Re-running the same command resumes unfinished cells
@@ -47,7 +48,7 @@ def _run(args: argparse.Namespace) -> int:
 
     base = train_config_from_args(args, models[0], {}, args.params, D.SEED)
     report = compare(args.out, base, models, parse_seeds(args.seeds), parse_model_overrides(args.set),
-                     progress=not args.no_progress)
+                     progress=not args.no_progress, workers=args.workers)
     print(report.read_text())
     print(f"report: {report}")
     return 0
@@ -60,5 +61,7 @@ def register(sub) -> None:
     p.add_argument("--models", default="elm,lif", help="comma-separated families, e.g. elm,lif,adlif,lstm")
     p.add_argument("--seeds", default=str(D.N_SEEDS), help="number of seeds, or a comma-separated list")
     p.add_argument("--set", action="append", metavar="MODEL:FIELD=VALUE", help="override a model field")
+    p.add_argument("--workers", type=int, default=1, help="processes training cells side by side "
+                                                          "(each with one torch thread unless --threads)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_run)

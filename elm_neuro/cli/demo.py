@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from elm_neuro import defaults as D
+from elm_neuro.cli.train import add_threads_arg
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -11,7 +12,7 @@ def _run(args: argparse.Namespace) -> int:
     from elm_neuro.experiments.demo import run_demo
 
     paths = run_demo(args.out, params=args.params, epochs=args.epochs, batches_per_epoch=args.batches_per_epoch,
-                     seed=args.seed, workers=args.workers, progress=not args.no_progress)
+                     seed=args.seed, workers=args.workers, threads=args.threads, progress=not args.no_progress)
     print(paths["report"].read_text())
     for key, path in paths.items():
         print(f"{key}: {path}")
@@ -27,5 +28,6 @@ def register(sub) -> None:
     p.add_argument("--batches-per-epoch", type=int, default=recipe["batches_per_epoch"])
     p.add_argument("--seed", type=int, default=D.SEED)
     p.add_argument("--workers", type=int, default=D.WORKERS, help="processes training side by side")
+    add_threads_arg(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_run)

@@ -22,6 +22,12 @@ from elm_neuro.cli.budget import parse_overrides
 from elm_neuro.training.config import AMP_MODES, TASKS, TrainConfig, make_train_config
 
 
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=D.THREADS,
+                   help="torch threads per training process (default: one per physical core for a single "
+                        "run, one per worker when several processes train side by side)")
+
+
 def add_common_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default=D.TASK, choices=TASKS)
     p.add_argument("--data", default=None, help="data folder (SHD: shd_train.h5 + shd_test.h5; enwik8: the file)")
@@ -34,6 +40,7 @@ def add_common_train_args(p: argparse.ArgumentParser) -> None:
                    "without --data)")
     p.add_argument("--device", default=D.DEVICE, help="auto | cpu | cuda[:i]")
     p.add_argument("--amp", default=D.AMP, choices=AMP_MODES)
+    add_threads_arg(p)
     p.add_argument("--paper", action="store_true", help="the paper's training recipe (SPEC 7 / 8)")
     p.add_argument("--train-set", action="append", metavar="FIELD=VALUE", help="override a TrainConfig field")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
@@ -44,7 +51,8 @@ def train_config_from_args(args, model: str, model_overrides: dict, params, seed
     stay with the recipe; ``--train-set`` fields on top of them)."""
     fields = {name: val for name, val in (("epochs", args.epochs), ("batches_per_epoch", args.batches_per_epoch),
                                           ("batch_size", args.batch_size), ("lr", args.lr),
-                                          ("corpus_bytes", args.corpus_bytes)) if val is not None}
+                                          ("corpus_bytes", args.corpus_bytes), ("threads", args.threads))
+              if val is not None}
     fields.update(parse_overrides(args.train_set))
     fields.update(model=model, preset=getattr(args, "preset", None), model_overrides=model_overrides,
                   params=params, data_dir=args.data, seed=seed, device=args.device, amp=args.amp)

@@ -19,6 +19,9 @@ SHD modules (one idea each; import them directly, this package imports nothing e
   structured array in tonic's SHD layout: int64 t [us], x, p; sensor size (700, 1, 1)), so
   ``tonic.transforms`` apply. Needs no tonic itself; tonic's transforms come with
   ``pip install elm_neuro[interop]``.
+* :mod:`elm_neuro.data.provenance` - ``data_provenance(task, data_dir)``: real SHD / enwik8,
+  synthetic files (marked by ``elm-neuro data synth``), the built-in corpus, or unknown; runs
+  record it and reports check it before showing published results beside a run.
 * :mod:`elm_neuro.data.fetch` - download of the official zips with md5 check
   (``elm-neuro data fetch``).
 * :mod:`elm_neuro.data.inspect` - summary and raster plot of SHD-format files

@@ -8,7 +8,11 @@ Public API
     (spikes/times float16 seconds, spikes/units uint16, labels uint8, extra/speaker uint16,
     extra/keys with the 20 class names, extra/meta_info/{gender, age, body_height} per speaker),
     atomically and byte-reproducibly for a given seed. ``n_train=8156, n_test=2264`` gives the
-    real SHD sizes. The CLI is ``elm-neuro data synth --out DIR --train N --test M --seed S``.
+    real SHD sizes. Each file is marked as synthetic by root attributes (the real SHD files have
+    none): ``elm_neuro_synthetic = "elm_neuro.data.synth"`` (:data:`SYNTHETIC_ATTR`) and
+    ``synthetic_seed``; :func:`elm_neuro.data.provenance.shd_provenance` reads them, so that a
+    report never presents results on synthetic data as results on SHD. The CLI is
+    ``elm-neuro data synth --out DIR --train N --test M --seed S``.
 ``generate_synthetic_events(n, seed=0, split="train") -> SHDEvents``
     The same samples in memory (times already rounded to float16 and cast to float64, so they
     equal what ``read_shd`` returns from the written file).
@@ -64,8 +68,12 @@ from ._h5io import write_shd_h5
 from .shd import CLASS_NAMES, N_CLASSES, N_UNITS, SHDEvents
 
 __all__ = ["write_synthetic_shd", "generate_synthetic_events", "N_SPEAKERS",
-           "TEST_ONLY_SPEAKERS"]
+           "TEST_ONLY_SPEAKERS", "SYNTHETIC_ATTR"]
 
+#: Root attribute of every file :func:`write_synthetic_shd` writes (value: the generator module), so
+#: synthetic data is never taken for the real SHD (:mod:`elm_neuro.data.provenance`); the seed is in
+#: ``synthetic_seed``.
+SYNTHETIC_ATTR = "elm_neuro_synthetic"
 N_SPEAKERS = 12
 TEST_ONLY_SPEAKERS = (4, 5)
 #: English digits whose German word is generated as a perturbed copy (three/drei, ...).
@@ -321,6 +329,7 @@ def write_synthetic_shd(out_dir: str | os.PathLike, n_train: int = SYNTH_N_TRAIN
         ev = generate_synthetic_events(int(n), seed, split)
         path = out_dir / f"shd_{split}.h5"
         write_shd_h5(path, ev.times, ev.units, ev.offsets, ev.labels, ev.speakers,
-                     keys=CLASS_NAMES, meta_info=ev.meta_info, times_dtype=np.float16)
+                     keys=CLASS_NAMES, meta_info=ev.meta_info, times_dtype=np.float16,
+                     attrs={SYNTHETIC_ATTR: "elm_neuro.data.synth", "synthetic_seed": int(seed)})
         paths.append(path)
     return paths[0], paths[1]

@@ -1,7 +1,9 @@
 """Equal-budget comparison of model families on one task: ``elm-neuro compare``.
 
 Every (model, seed) cell is a normal run directory ``OUT/<model>-s<seed>`` trained on the same
-data and the same pairs (the data seed is the run seed; seeds are shared across models), each
+data and the same pairs (the data seed is the run seed; seeds are shared across models). The run
+seed also fixes each model's initial weights and connectome (``TrainConfig.model_seed``), so the
+seeds of a cell are independent networks and "± over seeds" is the spread over networks. Each
 model sized by the budget solver to the same parameter count ``P``. Cells that finished are
 skipped, cells with a checkpoint are resumed, so an interrupted comparison continues where it
 stopped. ``report.md`` tabulates model, N, k_e, k_c, P, validation / test accuracy (mean +- std
@@ -14,11 +16,10 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-import torch
-
 from elm_neuro.atomic import save_text
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.run import RunDir
+from elm_neuro.training.runtime import init_worker
 from elm_neuro.training.trainer import run_training
 
 
@@ -100,8 +101,9 @@ def write_report(out: Path, models: list[str], seeds: list[int], title: str, cha
     return report
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
+def _init_worker(threads: int | None = None) -> None:
+    """Initialiser of each worker process: ``threads`` torch threads (None: one per worker)."""
+    init_worker(threads)
 
 
 def _cell_job(run_dir: str, cfg_dict: dict) -> dict:
@@ -112,9 +114,13 @@ def compare(out, base: TrainConfig, models: list[str], seeds: list[int], model_o
             progress: bool = True, workers: int = 1) -> Path:
     """Train every (model, seed) cell at ``base.params`` and write the report.
 
-    ``workers > 1`` trains cells in that many processes (spawned, one torch thread each: the
-    models' many small per-step operations run faster single-threaded, side by side).
+    ``workers > 1`` trains cells in that many processes (spawned, one torch thread each unless
+    ``base.threads`` is set: the models' many small per-step operations run faster
+    single-threaded, side by side; :mod:`elm_neuro.training.runtime`). One process (``workers``
+    1) uses ``base.threads``, else one thread per physical core.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model_overrides = model_overrides or {}
@@ -125,7 +131,8 @@ def compare(out, base: TrainConfig, models: list[str], seeds: list[int], model_o
         for run_dir, cfg in jobs:
             run_cell(run_dir, cfg, progress)
     else:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as ex:
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(base.threads,)) as ex:
             futures = {ex.submit(_cell_job, str(d), c.to_dict()): d for d, c in jobs}
             for fut in as_completed(futures):
                 s = fut.result()

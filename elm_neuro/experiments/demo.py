@@ -9,7 +9,7 @@
    (about 4.5 minutes on 2 cores). Measured on the default synthetic data: ELM test accuracy
    0.30-0.35 (LIF about 0.12) against 0.10 for always guessing the most frequent sum.
 3. ``OUT/compare/report.md`` (table + learning curves) and ``OUT/timescales.png`` (the trained
-   networks' timescales side by side).
+   networks' timescales side by side, in ms).
 
 Every cell is a normal run directory, so an interrupted demo resumes where it stopped. Every
 setting (training recipe ``demo``, models ``DEMO_MODELS``, budget, data size, workers) is in
@@ -31,16 +31,17 @@ _RECIPE = D.RECIPES["demo"]
 def run_demo(out, params: int = D.DEMO_PARAMS, epochs: int = _RECIPE["epochs"],
              batches_per_epoch: int = _RECIPE["batches_per_epoch"], n_train: int = D.DEMO_DATA["n_train"],
              n_test: int = D.DEMO_DATA["n_test"], seed: int = D.SEED, workers: int = D.WORKERS,
-             progress: bool = True, valid_batches: int = _RECIPE["valid_batches"],
+             threads: int | None = D.THREADS, progress: bool = True, valid_batches: int = _RECIPE["valid_batches"],
              test_batches: int = _RECIPE["test_batches"]) -> dict:
-    """Run the demo into ``out``; returns the paths it wrote."""
+    """Run the demo into ``out``; returns the paths it wrote. ``threads``: torch threads of each
+    training process (None: one per worker, or one per physical core with ``workers=1``)."""
     out = Path(out)
     data = out / "data"
     if not ((data / "shd_train.h5").is_file() and (data / "shd_test.h5").is_file()):
         write_synthetic_shd(data, n_train, n_test, seed=seed)
     base = TrainConfig(**{**D.recipe("demo"), "data_dir": str(data.resolve()), "epochs": epochs,
                           "batches_per_epoch": batches_per_epoch, "params": params, "seed": seed,
-                          "valid_batches": valid_batches, "test_batches": test_batches})
+                          "valid_batches": valid_batches, "test_batches": test_batches, "threads": threads})
     report = compare(out / "compare", base, list(D.DEMO_MODELS), [seed], D.DEMO_MODELS, progress=progress,
                      workers=workers)
     paths = {"data": data, "report": report, "learning_curves": out / "compare" / "learning_curves.png"}

@@ -23,13 +23,16 @@ The grid
     ``dm`` when the family has ``d_m``, ``kc`` only on the ``k_c`` axis), e.g.
     ``p77000-dm9-n57-s0``. The solved ``N`` is written into the cell's model overrides (its
     ``TrainConfig.params`` is None), so the name and the trained network agree; the target budget
-    is kept in ``sweep_cell.json`` next to the run files and in the ``p_target`` column.
+    is kept in ``sweep_cell.json`` next to the run files and in the ``p_target`` column. A cell's
+    seed is its run seed and its model seed (initial weights and connectome), so cells that differ
+    by seed are different networks.
 
 Resuming and safety
     ``SWEEP_DIR/sweep.json`` holds the grid. Re-running with the same grid continues: finished
     cells (``summary.json``) are skipped, cells with a ``checkpoint.pt`` are resumed
     (:func:`elm_neuro.experiments.compare.run_cell`), the rest start. A different grid is refused
-    unless ``force`` (e.g. to add seeds or budgets); the data folder and the device may change.
+    unless ``force`` (e.g. to add seeds or budgets); the data folder, the device and the thread
+    count may change.
     Independently of ``force``, a cell directory whose stored training configuration differs from
     the planned one is refused, so a name always describes what was trained. One driver per sweep
     folder at a time.
@@ -39,15 +42,18 @@ The results table
     every cell and at the end, and written atomically; it never holds a cell twice and never
     loses one. Columns: ``run_id`` (the cell name), ``task``, ``family``, ``seed``, ``p_target``,
     ``p``, ``n``, ``k_e``, ``k_c``, ``d_m``, the metrics of ``summary.json`` (``valid_acc``,
-    ``test_acc``, ``*_loss``, ``*_bpc``), ``wall_s``, ``epochs``, ``steps``, then every flat field of
+    ``test_acc``, ``*_loss``, ``*_bpc``), ``wall_s``, ``epochs``, ``steps``, ``data_source`` (what the
+    cell trained on, from config.json's ``data``: ``real``, ``synthetic``, ``builtin-corpus``,
+    ``unknown``; empty for runs that did not record it), then every flat field of
     the resolved model configuration (its ``seed`` field, the wiring seed, as ``model_seed``).
     Rows are in natural order of ``run_id``.
 
 Executors
-    ``local`` runs cells one after another in this process, or in ``workers`` spawned processes
-    (one torch thread each, as ``elm-neuro compare``). ``ray`` runs each cell as a Ray task
-    (``num_gpus=1`` when the cluster has GPUs and the device is not ``cpu``, else ``num_cpus=1``
-    with one torch thread) on the cluster at ``address``, or on a local Ray instance with
+    ``local`` runs cells one after another in this process (threads: ``base.threads``, else one
+    per physical core), or in ``workers`` spawned processes (one torch thread each unless
+    ``base.threads`` is set, as ``elm-neuro compare``; :mod:`elm_neuro.training.runtime`).
+    ``ray`` runs each cell as a Ray task (``num_gpus=1`` when the cluster has GPUs and the device
+    is not ``cpu``, else ``num_cpus=1`` with one torch thread unless ``base.threads``) on the cluster at ``address``, or on a local Ray instance with
     ``workers`` CPUs (shut down at the end). On a cluster the package must be installed on every
     node and SWEEP_DIR and the data must be on a shared file system. A cell that raises is
     reported and left unfinished; the others go on.
@@ -83,13 +89,14 @@ from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.language import load_tokens
 from elm_neuro.training.model_setup import resolve_model_config
 from elm_neuro.training.run import RunDir
+from elm_neuro.training.runtime import init_worker
 
 AXES = ("d_m", "n", "k_c")
 EXECUTORS = ("local", "ray")
 SWEEP_FORMAT = 1
 CELL_FILE = "sweep_cell.json"
 # Training-config fields that may change between invocations of one sweep (paths, hardware).
-MUTABLE_FIELDS = ("data_dir", "device")
+MUTABLE_FIELDS = ("data_dir", "device", "threads")
 RAY_HINT = "the ray executor needs Ray: pip install elm_neuro[distributed]"
 
 
@@ -324,6 +331,7 @@ def collect_results(out) -> list[dict]:
                 row[k] = summary[k]
         for k in _TAIL:
             row[k] = summary.get(k)
+        row["data_source"] = conf.get("data", {}).get("source")  # real / synthetic / ... (None: not recorded)
         model_fields = config_from_dict(conf["model"]["family"], conf["model"]["config"]).flat()
         for k, v in sorted(model_fields.items()):
             key = "model_seed" if k == "seed" else k
@@ -363,8 +371,9 @@ def write_results(out) -> Path:
 
 
 # --------------------------------------------------------------------------- executors
-def _init_worker() -> None:
-    torch.set_num_threads(1)
+def _init_worker(threads: Optional[int] = None) -> None:
+    """Initialiser of each worker process: ``threads`` torch threads (None: one per worker)."""
+    init_worker(threads)
 
 
 def _cell_job(run_dir: str, cfg_dict: dict) -> dict:
@@ -372,9 +381,10 @@ def _cell_job(run_dir: str, cfg_dict: dict) -> dict:
 
 
 def _ray_cell_job(run_dir: str, cfg_dict: dict, single_thread: bool) -> dict:
-    """Body of a Ray task: one torch thread on CPU, then train / resume the cell."""
+    """Body of a Ray task: on CPU a worker's threads (the cell's ``threads``, else one), then
+    train / resume the cell."""
     if single_thread or not torch.cuda.is_available():
-        torch.set_num_threads(1)
+        init_worker(cfg_dict.get("threads"))
     return run_cell(Path(run_dir), TrainConfig.from_dict(cfg_dict), progress=False)
 
 
@@ -400,7 +410,9 @@ def _run_local(out, jobs, workers, progress, on_done) -> None:
                     on_done(cell, None, exc)
                 bar.update()
             return
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker) as ex:
+        threads = jobs[0].config.threads if jobs else None
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(threads,)) as ex:
             futures = {ex.submit(_cell_job, str(cell_path(out, c.name)), c.config.to_dict()): c for c in jobs}
             for fut in as_completed(futures):
                 try:

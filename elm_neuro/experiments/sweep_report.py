@@ -1,8 +1,10 @@
 """The sweep report: figures and fits from a sweep's ``results.csv`` (see
 :mod:`elm_neuro.experiments.sweep` for how the table is made).
 
-From ``results.csv`` alone: metric vs N at fixed P (the paper's SPEC 9 points overlaid when the
-task has them), metric vs each axis, the (N, d_m) heatmap, the Pareto frontier across budgets,
+From ``results.csv`` alone: metric vs N at fixed P (the paper's SPEC 9 points overlaid only when
+the sweep matches them: same task and family, a budget within 10 % of the paper's, the real data,
+the paper's metric; otherwise report.md says why they are left out, see :func:`reference_overlay`),
+metric vs each axis, the (N, d_m) heatmap, the Pareto frontier across budgets,
 the scaling law along the frontier (>= 3 budgets), the information model of SPEC 11 (>= free
 parameters + 2 cells) with its predicted optimum for the next budget; ``report.md`` lists every
 figure and number, ``report.json`` the numbers. Fits that lack data are skipped with a line
@@ -24,6 +26,7 @@ from elm_neuro.analysis import scaling
 from elm_neuro.analysis import sweep_table as st
 from elm_neuro.analysis import tradeoff_plots as tp
 from elm_neuro.atomic import save_json, save_text
+from elm_neuro.data.provenance import data_provenance
 from elm_neuro.networks.budget import closest_n
 from elm_neuro.networks.registry import MODEL_FAMILIES
 
@@ -95,22 +98,59 @@ def _budget_labels(rows) -> list[float]:
     return sorted(set(st.budget_buckets(p).tolist())) if p else []
 
 
-def tradeoff_figures(rows: Sequence[dict], out_dir, metric: str, task: Optional[str] = None) -> dict:
+def _grid_data_provenance(sweep_dir, task: Optional[str]) -> Optional[dict]:
+    """The provenance of the data folder named by ``SWEEP_DIR/sweep.json`` (checked now), or None."""
+    path = Path(sweep_dir) / "sweep.json"
+    if task is None or not path.is_file():
+        return None
+    try:
+        base = json.loads(path.read_text())["grid"]["base"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return data_provenance(task, base.get("data_dir"))
+
+
+def reference_overlay(rows: Sequence[dict], metric: str, task: Optional[str], sweep_dir=None) -> dict:
+    """Whether the paper's SPEC 9 points belong on this sweep's figures, and why (not).
+
+    They do only when :func:`elm_neuro.analysis.tradeoff_plots.reference_mismatch` finds nothing:
+    the same task and family (ELM Network), a budget of the sweep within 10 % of the paper's P,
+    the paper's metric, and real data in every cell (the ``data_source`` column that sweeps
+    record from each run's config.json; for tables without it, the data folder of
+    ``sweep_dir/sweep.json`` is checked now). Returns ``{"reference": task or None, "label",
+    "reason": None or the reasons, "data": [sources]}``.
+    """
+    sources = [r.get("data_source") for r in rows]
+    if all(s is None for s in sources) and sweep_dir is not None:
+        prov = _grid_data_provenance(sweep_dir, task)
+        if prov is not None:
+            sources = [prov["source"]]
+    fams = sorted({r["family"] for r in rows if r.get("family")})
+    reason = tp.reference_mismatch(task, metric, _budget_labels(rows), fams, sources)
+    ref = task if reason is None else None
+    return {"reference": ref, "label": tp.reference_label(ref) if ref else None, "reason": reason,
+            "data": sorted({"not recorded" if s is None else str(s) for s in sources})}
+
+
+def tradeoff_figures(rows: Sequence[dict], out_dir, metric: str, task: Optional[str] = None,
+                     overlay: Optional[dict] = None) -> dict:
     """The trade-off figures of a sweep table in ``out_dir``: ``{"figures": [(caption, file)],
-    "skipped": [line]}`` (metric vs N with the paper's points, vs each varying axis, the
-    (N, d_m) heatmap, the Pareto frontier across budgets)."""
+    "skipped": [line], "reference": overlay}`` (metric vs N, with the paper's points when
+    ``overlay`` (default :func:`reference_overlay` of ``rows``) allows them, vs each varying axis,
+    the (N, d_m) heatmap, the Pareto frontier across budgets)."""
     out_dir = Path(out_dir)
     rows = [r for r in rows if _num(r.get(metric))]
     if not rows:
         raise ValueError(f"metric: no row has a finite {metric!r} value")
-    ref = None
-    if task in tp.REFERENCE_POINTS and all(metric in r for r in tp.reference_points(task)):
-        ref = task
+    if overlay is None:
+        overlay = reference_overlay(rows, metric, task)
+    ref = overlay["reference"]
     figs, skipped = [], []
     label = metric.replace("_", " ")
     if len(_distinct(rows, "n")) >= 1:
         tp.plot_metric_vs_n(rows, metric, out_dir / "metric_vs_n.png", reference=ref)
-        figs.append((f"{label} vs N at fixed P" + (" (black stars: the paper's points, SPEC 9)" if ref else ""),
+        figs.append((f"{label} vs N at fixed P"
+                     + (f" (black stars: the paper's points, SPEC 9: {overlay['label']})" if ref else ""),
                      "metric_vs_n.png"))
     for axis in ("d_m", "k_c", "k_e"):
         vals = _distinct(rows, axis)
@@ -133,7 +173,7 @@ def tradeoff_figures(rows: Sequence[dict], out_dir, metric: str, task: Optional[
         figs.append((f"{label}: Pareto frontier across budgets", "pareto.png"))
     else:
         skipped.append(f"Pareto frontier: skipped, needs at least 2 budgets, the sweep has {n_budgets}")
-    return {"figures": figs, "skipped": skipped}
+    return {"figures": figs, "skipped": skipped, "reference": overlay}
 
 
 def scaling_analysis(rows: Sequence[dict], out_dir, metric: str, n_boot: int = D.REPORT_N_BOOT,
@@ -291,7 +331,10 @@ def sweep_tradeoff(sweep_dir, out_dir=None, metric: Optional[str] = None) -> dic
     """:func:`tradeoff_figures` of a sweep folder's ``results.csv``, into ``out_dir`` (default: the
     sweep folder); ``metric`` defaults to :func:`default_metric`."""
     rows = read_results(sweep_dir)
-    return tradeoff_figures(rows, out_dir or sweep_dir, metric or default_metric(rows), _table_task(rows))
+    metric = metric or default_metric(rows)
+    task = _table_task(rows)
+    overlay = reference_overlay([r for r in rows if _num(r.get(metric))], metric, task, sweep_dir)
+    return tradeoff_figures(rows, out_dir or sweep_dir, metric, task, overlay)
 
 
 def sweep_fits(sweep_dir, out_dir=None, metric: Optional[str] = None, n_boot: int = D.REPORT_N_BOOT,
@@ -373,8 +416,17 @@ def write_sweep_report(out, metric: Optional[str] = None, h_y: Optional[float] =
     lines += [f"Metric: `{metric}` ({better} is better); mean ± std over seeds.", "", "## Cells", ""]
     lines += _cells_table([r for r in rows if _num(r.get(metric))], metric)
     info: dict = {"metric": metric, "task": task, "rows": len(rows)}
-    trade = tradeoff_figures(rows, out, metric, task)
+    overlay = reference_overlay([r for r in rows if _num(r.get(metric))], metric, task, out)
+    trade = tradeoff_figures(rows, out, metric, task, overlay)
     lines += ["", "## Trade-off figures", ""]
+    if overlay["reference"]:
+        setting = tp.REFERENCE_SETTINGS[overlay["reference"]]
+        lines += [f"The paper's points (SPEC 9) are overlaid as black stars: {overlay['label']} "
+                  f"(trained with {setting['recipe']}); this sweep matches their task, family, metric, "
+                  f"budget (within 10 %) and data (real).", ""]
+    else:
+        lines += [f"The paper's points (SPEC 9) are not overlaid: {overlay['reason']}.", ""]
+    info["reference"] = overlay
     for cap, f in trade["figures"]:
         lines += [f"- {cap}: `{f}`", "", f"![{cap}]({f})", ""]
     lines += [f"- {s}" for s in trade["skipped"]]

@@ -23,18 +23,19 @@ class NetworkOutput(NamedTuple):
     traces: Optional[dict]  # {"hidden": {...}, "readout": {...}} when record=True, else None
 
 
-def embed(x: torch.Tensor, kind: str, scale: float, n_in: int) -> torch.Tensor:
-    """Input embedding: ``none`` (float cast), ``scaled`` (x*scale), ``one_hot`` (tokens -> one-hot*scale)."""
+def embed(x: torch.Tensor, kind: str, scale: float, n_in: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Input embedding in ``dtype`` (a network passes its parameters' dtype): ``none`` (cast),
+    ``scaled`` (x*scale), ``one_hot`` (integer tokens ``[B, T]`` -> one-hot*scale)."""
     if kind == "one_hot":
         if x.dim() != 2:
             raise ValueError(f"one_hot embedding takes integer tokens [B, T], got shape {list(x.shape)}")
         if x.numel() and (int(x.min()) < 0 or int(x.max()) >= n_in):
             raise ValueError(f"tokens must lie in 0..{n_in - 1} (n_in - 1), got range {int(x.min())}..{int(x.max())}")
-        return F.one_hot(x.long(), n_in).float() * scale
+        return F.one_hot(x.long(), n_in).to(dtype) * scale
     if kind == "scaled":
-        return x.float() * scale
+        return x.to(dtype) * scale
     if kind == "none":
-        return x.float()
+        return x.to(dtype)
     raise ValueError(f"embedding must be one of {EMBEDDINGS}, got {kind!r}")
 
 

@@ -44,7 +44,7 @@ from elm_neuro.wiring.connectome import make_connectome
 class LayerOutput(NamedTuple):
     y: torch.Tensor  # [B, T, N * d_o] outputs
     state: E.ELMState  # final state
-    z_abs_mean: torch.Tensor  # [N] mean |z| over batch, time and memory units
+    z_abs_mean: torch.Tensor  # [B, N] mean |z| over time and memory units, per sample
     traces: Optional[dict]  # when record=True: beta, z, m, rho, y with shape [B, T, N, ...]
 
 
@@ -144,10 +144,12 @@ class ELMLayer(nn.Module):
         """``s_in * rect(w_s)``: ``[N, K]`` weights as they multiply the inputs."""
         return self.cfg.input_scale * E.rectify_synapses(self.w_s, self.cfg.synapse_rect)
 
-    def initial_state(self, batch: int, device=None) -> E.ELMState:
+    def initial_state(self, batch: int, device=None, dtype=None) -> E.ELMState:
+        """All-zero state in the parameters' dtype and device (unless given)."""
         c = self.cfg
         return E.initial_state(batch, self.n, c.d_m, c.d_o, c.d_tree, c.branch_trace, c.tau_r is not None,
-                               device=device if device is not None else self.w_s.device)
+                               device=device if device is not None else self.w_s.device,
+                               dtype=dtype if dtype is not None else self.w_s.dtype)
 
     def resolved_impl(self) -> str:
         return S.resolve_impl(self.synapse_impl, self.n_in, self.n * self.cfg.d_tree)
@@ -223,7 +225,7 @@ class ELMLayer(nn.Module):
                     rec[key].append(val.detach())
         # [T, N, B, d] -> [B, T, N, d]
         y = torch.stack(ys).permute(2, 0, 1, 3).reshape(bsz, steps, n * c.d_o)
-        z_abs_mean = torch.stack(zs).abs().mean(dim=(0, 2, 3))
+        z_abs_mean = torch.stack(zs).abs().mean(dim=(0, 3)).t()  # [T, N, B, d_m] -> [B, N]
         traces = {k: torch.stack(v).permute(2, 0, 1, 3) for k, v in rec.items()} if record else None
         return LayerOutput(y, _swap_state(st), z_abs_mean, traces)
 
@@ -238,7 +240,7 @@ class ELMLayer(nn.Module):
         w_eff = self.effective_synapses()
         tau = self.tau_m.expand(self.n, c.d_m)
         m, b, h, y_prev = state.m, state.b, state.h, state.y
-        ys, z_abs = [], torch.zeros(self.n, device=x.device)
+        ys, z_abs = [], torch.zeros(bsz, self.n, device=x.device, dtype=x.dtype)
         for x_t in x.unbind(1):
             x_t = x_t if mask_in is None else x_t * mask_in
             r_t = y_prev[..., 0] if mask_rec is None else y_prev[..., 0] * mask_rec
@@ -261,7 +263,7 @@ class ELMLayer(nn.Module):
                     hid = F.linear(hid, self.mlp_w[i][n], self.mlp_b[i][n])
                     if i < len(self.mlp_w) - 1:
                         hid = E.mlp_activation(hid, c.mlp_act)
-                z_abs = z_abs + F.one_hot(torch.tensor(n, device=x.device), self.n).to(x.dtype) * hid.abs().mean()
+                z_abs = z_abs + F.one_hot(torch.tensor(n, device=x.device), self.n).to(x.dtype) * hid.abs().mean(1, keepdim=True)
                 mn = md + gain * 1.7159 * torch.tanh(2 * hid / 3)
                 rho = F.linear(mn, self.w_y[n])
                 p = rho

@@ -9,8 +9,11 @@ sequence: truncated BPTT), the two hidden-layer regularisers of SPEC 7 (``regula
 keys ``mlp`` and ``act``; the trainer weighs them) and, on request, the internal traces of both
 layers:
 
-- ``l_mlp`` = mean over hidden neurons of (mean over batch, time and memory units of ``|z|``)^2;
-- ``l_act`` = mean over batch, time and hidden neurons of ``relu(a)``.
+- ``l_mlp``: per sample, the mean over hidden neurons of (mean over time and memory units of
+  ``|z|``)^2, then the mean over the batch (SPEC 7; averaging over the batch inside the square
+  would give a smaller number);
+- ``l_act``: per sample, the mean over time and hidden neurons of ``relu(a)``, then the mean over
+  the batch (every sample has the same T, so this is the mean over batch, time and neurons).
 
 Classification uses ``logits[:, -1]``; language modelling uses every step.
 """
@@ -55,16 +58,17 @@ class ELMNetwork(PresetBuilt, nn.Module):
             self.out.bias.uniform_(-bound, bound, generator=g)
 
     def initial_state(self, batch: int, device=None) -> NetworkState:
+        """All-zero state in the parameters' dtype and device (unless ``device`` is given)."""
         return NetworkState(self.hidden.initial_state(batch, device), self.readout.initial_state(batch, device))
 
     def forward(self, x: torch.Tensor, state: Optional[NetworkState] = None, record: bool = False) -> NetworkOutput:
         """``x``: ``[B, T, n_in]`` (or integer tokens ``[B, T]`` with the one_hot embedding)."""
-        x = embed(x, self.cfg.embedding, self.cfg.embed_scale, self.cfg.n_in)
+        x = embed(x, self.cfg.embedding, self.cfg.embed_scale, self.cfg.n_in, dtype=self.out.weight.dtype)
         hs, rs = (None, None) if state is None else state
         hid = self.hidden(x, hs, record)
         ro = self.readout(hid.y, rs, record)
         logits = self.out(ro.y)
-        l_mlp = hid.z_abs_mean.square().mean()
+        l_mlp = hid.z_abs_mean.square().mean(dim=1).mean()  # z_abs_mean is [B, N]
         l_act = F.relu(hid.y).mean()
         traces = {"hidden": hid.traces, "readout": ro.traces} if record else None
         return NetworkOutput(logits, NetworkState(hid.state, ro.state), {"mlp": l_mlp, "act": l_act}, traces)

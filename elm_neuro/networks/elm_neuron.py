@@ -1,11 +1,12 @@
 """The standalone ELM neuron of the ICLR 2024 paper, and the single-neuron classifier.
 
-- :class:`ELMNeuron`: one ELM neuron reading ``n_in`` raw channels through its routing
+- :class:`RoutedELMNeuron`: one ELM neuron reading ``n_in`` raw channels through its routing
   (``random``: ``K`` channel indices drawn with replacement, seeded; ``none``: identity, needs
   ``n_in == K``), with ``d_o`` outputs ``[B, T, d_o]``. A single neuron has no recurrent
   synapses (its memory is its recurrence), so the layer configuration's ``rho`` is ignored.
   Parameters: ``K + MLP + d_o (d_m + 1)`` (``+ d_m`` with learnable tau).
-- :class:`ELMNeuronClassifier`: the neuron with ``d_o = C``; its outputs are the logits of
+- :class:`ELMNeuron`: the model users build (``ELMNeuron.from_preset("elm-neuron-shd-adding")``):
+  the routed neuron with ``d_o = C``, its outputs the logits of
   every step (configuration :class:`~elm_neuro.networks.elm_config.ELMNeuronConfig`; a branch
   trace gives the Branch-ELM variant). Budget vocabulary: ``n = 1``, ``k_c = K``, ``k_e``
   everything else; a budget is met through ``d_m``.
@@ -23,7 +24,7 @@ from elm_neuro.networks.elm_layer import ELMLayer, LayerOutput
 from elm_neuro.neurons.elm import ELMState
 
 
-class ELMNeuron(nn.Module):
+class RoutedELMNeuron(nn.Module):
     """A standalone ELM neuron with ``d_o`` outputs (see the module docstring)."""
 
     ROUTINGS = ROUTINGS
@@ -47,7 +48,7 @@ class ELMNeuron(nn.Module):
         return self.layer(x, state, record)
 
 
-class ELMNeuronClassifier(PresetBuilt, nn.Module):
+class ELMNeuron(PresetBuilt, nn.Module):
     """One ELM neuron whose ``C`` outputs are the logits (see the module docstring)."""
 
     CONFIG = ELMNeuronConfig
@@ -56,9 +57,10 @@ class ELMNeuronClassifier(PresetBuilt, nn.Module):
     def __init__(self, cfg: ELMNeuronConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.neuron = ELMNeuron(cfg.layer(), cfg.n_in, routing=cfg.routing, seed=cfg.seed)
+        self.neuron = RoutedELMNeuron(cfg.layer(), cfg.n_in, routing=cfg.routing, seed=cfg.seed)
 
     def forward(self, x: torch.Tensor, state: Optional[ELMState] = None, record: bool = False) -> NetworkOutput:
-        x = embed(x, self.cfg.embedding, self.cfg.embed_scale, self.cfg.n_in)
+        x = embed(x, self.cfg.embedding, self.cfg.embed_scale, self.cfg.n_in, dtype=self.neuron.layer.w_s.dtype)
         out = self.neuron(x, state, record)
-        return NetworkOutput(out.y, out.state, {"mlp": out.z_abs_mean.square().mean()}, out.traces)
+        # L_mlp per sample (SPEC 7), then the mean over the batch
+        return NetworkOutput(out.y, out.state, {"mlp": out.z_abs_mean.square().mean(dim=1).mean()}, out.traces)

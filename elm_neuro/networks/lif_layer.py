@@ -165,8 +165,10 @@ class LIFLayer(nn.Module):
         return L.LIFParams(kappa_m, gain, float(c.threshold), c.theta_reset)
 
     def initial_state(self, batch: int, device=None) -> L.LIFState:
+        """All-zero state in the weights' dtype, on their device unless ``device`` is given."""
         device = device if device is not None else self.w.device
-        return L.initial_state(batch, self.n, self.cfg.adaptive, self.cfg.refractory, device=device)
+        return L.initial_state(batch, self.n, self.cfg.adaptive, self.cfg.refractory, device=device,
+                               dtype=self.w.dtype)
 
     def resolved_impl(self) -> str:
         return S.resolve_impl(self.synapse_impl, self.n_in + self.n, self.n)
@@ -249,7 +251,7 @@ class LIFLayer(nn.Module):
                     drive = drive - w_n
                 refr = None
                 if c.refractory > 0:
-                    refr = (ref[:, n] > 0).float()
+                    refr = (ref[:, n] > 0).to(v.dtype)
                     drive = drive * (1 - refr)
                 reset_sig = s[:, n].detach() if c.detach_reset else s[:, n]
                 if c.reset == "subtract":
@@ -303,7 +305,7 @@ class LeakyReadout(nn.Module):
         return decay(self.tau_out, self.cfg.dt)
 
     def initial_state(self, batch: int, device=None) -> torch.Tensor:
-        return torch.zeros(batch, self.n, device=device if device is not None else self.w.device)
+        return torch.zeros(batch, self.n, device=device if device is not None else self.w.device, dtype=self.w.dtype)
 
     def forward(self, a: torch.Tensor, state: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None):
         """``a`` ``[B, T, n_in]`` -> ``(o [B, T, C], o_T [B, C])``; ``mask`` ``[B, n_in]`` dropout or None."""

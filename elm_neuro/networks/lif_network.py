@@ -113,7 +113,7 @@ class LIFNetwork(PresetBuilt, nn.Module):
         ``reference=True`` runs every part on its plain reference path (slow; for tests).
         """
         cfg = self.cfg
-        x = embed(x, cfg.embedding, cfg.embed_scale, cfg.n_in)
+        x = embed(x, cfg.embedding, cfg.embed_scale, cfg.n_in, dtype=self.hidden.w.dtype)
         hs, rs = (None, None) if state is None else state
         hid = self.hidden.forward_reference(x, hs) if reference else self.hidden(x, hs, record)
         spike_sum, spike_count = hid.s.sum(), hid.s.numel()

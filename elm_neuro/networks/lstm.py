@@ -92,11 +92,11 @@ class LSTMNetwork(PresetBuilt, nn.Module):
 
     def initial_state(self, batch: int, device=None) -> LSTMState:
         device = device if device is not None else self.out.weight.device
-        z = torch.zeros(batch, self.cfg.n, device=device)
+        z = torch.zeros(batch, self.cfg.n, device=device, dtype=self.out.weight.dtype)
         return LSTMState(z, z.clone())
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        x = embed(x, self.cfg.embedding, self.cfg.embed_scale, self.cfg.n_in)
+        x = embed(x, self.cfg.embedding, self.cfg.embed_scale, self.cfg.n_in, dtype=self.out.weight.dtype)
         check_input(x, self.cfg.n_in)
         if self.training:
             mask = variational_mask(x.shape[0], self.cfg.n_in, self.cfg.dropout_in, x)

@@ -20,7 +20,7 @@ from elm_neuro.networks.budget import closest_n
 from elm_neuro.networks.common import make_config
 from elm_neuro.networks.elm_config import ELMNetworkConfig, ELMNeuronConfig
 from elm_neuro.networks.elm_network import ELMNetwork
-from elm_neuro.networks.elm_neuron import ELMNeuronClassifier
+from elm_neuro.networks.elm_neuron import ELMNeuron
 from elm_neuro.networks.lif_config import LIFNetworkConfig
 from elm_neuro.networks.lif_network import LIFNetwork
 from elm_neuro.networks.lstm import LSTMConfig, LSTMNetwork
@@ -32,7 +32,7 @@ MODEL_FAMILIES: dict[str, tuple[type, type]] = {
     "lif": (LIFNetworkConfig, LIFNetwork),
     "adlif": (LIFNetworkConfig, LIFNetwork),
     "lstm": (LSTMConfig, LSTMNetwork),
-    "elm-neuron": (ELMNeuronConfig, ELMNeuronClassifier),
+    "elm-neuron": (ELMNeuronConfig, ELMNeuron),
 }
 
 # Families whose timescales are physical (ms): their dt follows the data's bin width.

@@ -12,6 +12,8 @@ Modules (import them directly; this package imports nothing eagerly):
   :mod:`~elm_neuro.training.language` (Enwik8, truncated BPTT with carried state).
 - :mod:`~elm_neuro.training.common`, :mod:`~elm_neuro.training.schedule`: what both trainers share
   (sessions, checkpoints, optimiser step, regularisers, warm-up + cosine schedule).
+- :mod:`~elm_neuro.training.runtime`: thread choice (physical cores, workers) and config.json's
+  ``runtime`` and ``timescales`` (steps and ms) sections.
 - :mod:`~elm_neuro.training.run`: run directories (config, metrics, checkpoints, summary) and
   ``load_run``.
 - :mod:`~elm_neuro.training.sampling`: text generation from a language-model run

@@ -26,7 +26,7 @@ from elm_neuro.atomic import save_torch
 from elm_neuro.training.common import (autocast, build_session, open_run, optimizer_step, regularization,
                                        save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
-from elm_neuro.training.model_setup import resolve_model_config
+from elm_neuro.training.model_setup import run_model_config
 from elm_neuro.training.tasks import build_classification_task
 
 
@@ -57,8 +57,7 @@ def evaluate(model, split, cfg: TrainConfig, device: torch.device) -> dict:
 
 def _model_config(cfg: TrainConfig, splits):
     ref = splits["train"]
-    return resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params,
-                                ref.n_channels, ref.n_classes, bin_ms=cfg.model_bin_ms)
+    return run_model_config(cfg, ref.n_channels, ref.n_classes)
 
 
 def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = False, splits=None,

@@ -1,10 +1,18 @@
 """Pieces shared by the classification and language-modelling trainers: device choice,
 seeding and RNG state capture (for exact resume), optimiser construction, autocast, the
-weighted sum of a model's regularisers, divergence, and opening / resuming a run directory
-with its checkpoints.
+weighted sum of a model's regularisers, divergence, gradient clipping to the exact global norm,
+and opening / resuming a run directory with its checkpoints.
+
+config.json holds, next to ``train`` (the TrainConfig) and ``model`` (the resolved model
+configuration), ``data`` (what the data is: real, synthetic, built-in corpus;
+:func:`elm_neuro.data.provenance.data_provenance`), ``timescales`` (every configured timescale
+range in steps and in ms, :func:`elm_neuro.training.runtime.timescale_section`) and ``runtime``
+(the torch thread count actually used, the rule that chose it, torch's version; rewritten by every
+session, so after a resume it describes the latest one; :mod:`elm_neuro.training.runtime`).
 """
 from __future__ import annotations
 
+import math
 import random
 from contextlib import nullcontext
 from typing import NamedTuple, Optional
@@ -14,8 +22,10 @@ import torch
 
 from elm_neuro.networks.registry import family_of
 from elm_neuro.atomic import save_json, save_torch
+from elm_neuro.data.provenance import data_provenance
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.run import RunDir, build_from_config
+from elm_neuro.training.runtime import runtime_section, timescale_section
 from elm_neuro.training.schedule import warmup_cosine
 
 
@@ -111,8 +121,11 @@ def open_run(run_dir, cfg: Optional[TrainConfig], resume: bool) -> tuple[RunDir,
 
 
 def start_run(run: RunDir, cfg: TrainConfig, model_config, extra_json: Optional[dict] = None) -> dict:
-    """Write config.json (train fields + the resolved model configuration) and any extra JSON files."""
-    conf = {"train": cfg.to_dict(), "model": {"family": family_of(model_config), "config": model_config.to_dict()}}
+    """Write config.json (train fields, the resolved model configuration, the data's provenance and
+    the model's timescales in steps and ms) and any extra JSON files."""
+    conf = {"train": cfg.to_dict(), "model": {"family": family_of(model_config), "config": model_config.to_dict()},
+            "data": data_provenance(cfg.task, cfg.data_dir),
+            "timescales": timescale_section(model_config, cfg.model_bin_ms)}
     run.path.mkdir(parents=True, exist_ok=True)
     save_json(conf, run.config)
     for name, obj in (extra_json or {}).items():
@@ -122,9 +135,12 @@ def start_run(run: RunDir, cfg: TrainConfig, model_config, extra_json: Optional[
 
 
 def build_session(run: RunDir, cfg: TrainConfig, conf: dict, resume: bool) -> Session:
-    """Device (TF32 off on CUDA), seeds, model, optimiser and schedule; on resume the checkpoint's
-    weights, optimiser / scheduler / RNG states are loaded and metric lines written after it dropped."""
+    """Threads, device (TF32 off on CUDA), seeds, model, optimiser and schedule; on resume the
+    checkpoint's weights, optimiser / scheduler / RNG states are loaded and metric lines written
+    after it dropped. The thread count used is recorded in config.json's ``runtime``."""
     device = pick_device(cfg.device)
+    conf["runtime"] = runtime_section(cfg.threads, device)
+    save_json(conf, run.config)
     if device.type == "cuda":  # full fp32 matmuls, for reproducible runs and resumes
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
@@ -151,19 +167,81 @@ def save_checkpoint(s: Session, **fields) -> None:
                 "metric_lines": len(s.run.read_metrics()), **fields}, s.run.checkpoint)
 
 
-def optimizer_step(s: Session, loss: torch.Tensor, where: str) -> float:
-    """Check the loss, back-propagate, clip the global gradient norm, step optimiser and schedule.
+def _grouped_grads(parameters) -> dict:
+    """The gradients of ``parameters`` (those that have one) grouped by (device, dtype)."""
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    groups: dict = {}
+    for p in parameters:
+        if p.grad is not None:
+            g = p.grad
+            if g.is_sparse:
+                raise ValueError("parameters: sparse gradients are not supported by clip_grad_norm_exact")
+            groups.setdefault((g.device, g.dtype), []).append(g)
+    return groups
 
-    A NaN / infinite loss raises :class:`TrainingDiverged` before any update (``where`` says at
-    which epoch / step); the last good checkpoint stays as it is. Returns the gradient norm.
+
+def clip_grad_norm_exact(parameters, max_norm: float) -> torch.Tensor:
+    """Clip to the exact global norm (SPEC 7): when the L2 norm ``g`` of all gradients together
+    exceeds ``max_norm``, multiply every gradient by ``max_norm / g``, so that the global norm is
+    then ``max_norm`` up to rounding (``torch.nn.utils.clip_grad_norm_`` divides by ``g + 1e-6``
+    instead); otherwise the gradients stay as they are, bit for bit.
+
+    Parameters without a gradient are skipped (no gradient at all: norm 0). The norms are taken
+    per (device, dtype) group with ``torch._foreach_norm`` where available, combined in the
+    widest floating dtype present, and the scaling is done in place on each gradient's own device
+    (``torch._foreach_mul_`` where available). A non-finite norm (NaN / inf gradients) leaves the
+    gradients untouched and is returned as it is, for the caller to stop on. Returns the global
+    norm before clipping (a 0-d tensor).
     """
+    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or not math.isfinite(max_norm) \
+            or max_norm <= 0:
+        raise ValueError(f"max_norm must be a finite number > 0, got {max_norm!r}")
+    groups = _grouped_grads(parameters)
+    if not groups:
+        return torch.tensor(0.0)
+    dtypes = [dt for _, dt in groups]
+    total_dtype = torch.float64 if torch.float64 in dtypes else torch.float32
+    first_device = next(iter(groups))[0]
+    norms = []
+    for (device, _), grads in groups.items():
+        if hasattr(torch, "_foreach_norm"):
+            group_norms = torch._foreach_norm(grads, 2.0)
+        else:  # pragma: no cover - older torch
+            group_norms = [torch.linalg.vector_norm(g) for g in grads]
+        norms += [n.to(device=first_device, dtype=total_dtype) for n in group_norms]
+    total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
+    g = float(total)
+    if not math.isfinite(g) or g <= max_norm:
+        return total
+    coef = max_norm / g
+    for (device, dtype), grads in groups.items():
+        if hasattr(torch, "_foreach_mul_"):
+            torch._foreach_mul_(grads, coef)
+        else:  # pragma: no cover - older torch
+            for gr in grads:
+                gr.mul_(coef)
+    return total
+
+
+def optimizer_step(s: Session, loss: torch.Tensor, where: str) -> float:
+    """Check the loss, back-propagate, clip the global gradient norm to exactly ``cfg.clip``
+    (:func:`clip_grad_norm_exact`), step optimiser and schedule.
+
+    A NaN / infinite loss, or finite loss with NaN / infinite gradients, raises
+    :class:`TrainingDiverged` before any update (``where`` says at which epoch / step); the last
+    good checkpoint stays as it is. Returns the gradient norm before clipping.
+    """
+    kept = (f"The last good checkpoint is kept at {s.run.checkpoint}"
+            + ("" if s.run.checkpoint.exists() else " (none written yet)"))
     if not torch.isfinite(loss):
-        raise TrainingDiverged(f"non-finite loss ({loss.item()}) at {where}; stopped. The last good checkpoint "
-                               f"is kept at {s.run.checkpoint}" + ("" if s.run.checkpoint.exists() else
-                                                                  " (none written yet)"))
+        raise TrainingDiverged(f"non-finite loss ({loss.item()}) at {where}; stopped. {kept}")
     s.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    gnorm = torch.nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.clip)
+    gnorm = float(clip_grad_norm_exact(s.model.parameters(), s.cfg.clip))
+    if not math.isfinite(gnorm):
+        raise TrainingDiverged(f"non-finite gradient norm ({gnorm}) at {where} (the loss was finite); stopped "
+                               f"before the update. {kept}")
     s.optimizer.step()
     s.scheduler.step()
-    return float(gnorm)
+    return gnorm

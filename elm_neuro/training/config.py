@@ -74,9 +74,16 @@ class TrainConfig(ConfigMixin):
     corpus_bytes: Optional[int] = None  # size of the built-in text corpus (data_dir None); None: 3 MB
     # bookkeeping
     seed: int = D.SEED
+    # seed of the model's initial weights and connectome; None: the run seed (unless the model
+    # overrides give `seed`), so that the seeds of a comparison or sweep are independent networks
+    model_seed: Optional[int] = None
     device: str = D.DEVICE
     amp: str = D.AMP
     log_every: int = D.LOG_EVERY
+    # torch threads of this training process; None: automatic (one per physical core alone, one per
+    # worker side by side; see elm_neuro.training.runtime). A runtime setting: the run's config.json
+    # records the count actually used under "runtime".
+    threads: Optional[int] = D.THREADS
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -108,6 +115,11 @@ class TrainConfig(ConfigMixin):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {self.device!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.threads is not None:
+            _int_at_least("threads", self.threads, 1)
+        if self.model_seed is not None and (isinstance(self.model_seed, bool) or not isinstance(self.model_seed, int)
+                                            or self.model_seed < 0):
+            raise ValueError(f"model_seed must be an integer >= 0 or None, got {self.model_seed!r}")
 
     def smoothing(self) -> float:
         """Label smoothing: the configured value, else the task's (SPEC 7: 0.01; SPEC 8: 1e-4)."""
@@ -121,6 +133,15 @@ class TrainConfig(ConfigMixin):
         :func:`elm_neuro.training.model_setup.resolve_model_config`: ``bin_ms`` for the SHD
         tasks; None for Enwik8 (a step is a token, so spiking families keep ``dt = 1``)."""
         return None if self.task == "enwik8" else self.bin_ms
+
+    @property
+    def resolved_model_seed(self) -> int:
+        """The seed of the model's initial weights and connectome: ``model_seed`` when given,
+        else a ``seed`` in ``model_overrides``, else the run seed (SPEC 7: a run's seed fixes the
+        initial weights and the connectome as well as data order and dropout)."""
+        if self.model_seed is not None:
+            return self.model_seed
+        return int(self.model_overrides.get("seed", self.seed))
 
     @property
     def steps_total(self) -> int:

@@ -46,7 +46,7 @@ from elm_neuro.atomic import save_torch
 from elm_neuro.training.common import (autocast, build_session, open_run, optimizer_step, regularization,
                                        save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
-from elm_neuro.training.model_setup import resolve_model_config
+from elm_neuro.training.model_setup import run_model_config
 from elm_neuro.training.run import RunDir
 
 
@@ -149,8 +149,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
         _check_vocab(run, tokens)
     if conf is None:
         v = tokens.vocab_size
-        mcfg = resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params, v, v,
-                                    bin_ms=cfg.model_bin_ms)
+        mcfg = run_model_config(cfg, v, v)
         vocab = {"vocab": [int(b) for b in tokens.vocab],
                  "tokenization": getattr(tokens, "tokenization", cfg.tokenization)}
         conf = start_run(run, cfg, mcfg, {"vocab.json": vocab})

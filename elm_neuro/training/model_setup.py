@@ -14,3 +14,12 @@ def resolve_model_config(family: str, task: str, preset: str | None, overrides: 
                          n_in: int, n_classes: int, bin_ms: float | None = None):
     """The model configuration of a run; spiking families take ``dt = bin_ms`` (ms) unless overridden."""
     return _resolve(family, preset, overrides, params, task=task, n_in=n_in, n_classes=n_classes, dt=bin_ms)
+
+
+def run_model_config(cfg, n_in: int, n_classes: int):
+    """The model configuration of the run ``cfg`` (a TrainConfig) for data of ``n_in`` channels
+    and ``n_classes`` classes: its family, preset, overrides and budget, the bin width for
+    spiking families, and the model seed (:attr:`TrainConfig.resolved_model_seed`)."""
+    overrides = {**cfg.model_overrides, "seed": cfg.resolved_model_seed}
+    return resolve_model_config(cfg.model, cfg.task, cfg.preset, overrides, cfg.params, n_in, n_classes,
+                                bin_ms=cfg.model_bin_ms)

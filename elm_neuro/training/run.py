@@ -3,7 +3,9 @@
 A run directory holds
 
 - ``config.json``: ``{"train": TrainConfig fields, "model": {"family", "config"}}`` (the
-  resolved model configuration, so the model rebuilds without presets);
+  resolved model configuration, so the model rebuilds without presets), plus ``"data"`` (real,
+  synthetic, ...), ``"timescales"`` (steps and ms) and ``"runtime"`` (threads actually used,
+  torch version; see :mod:`elm_neuro.training.common`);
 - ``metrics.jsonl``: one JSON line per evaluation and per ``log_every`` training steps;
 - ``checkpoint.pt``: model, optimiser, scheduler, RNG states, epoch, step, best-so-far and the
   number of metric lines at that moment; written atomically after every epoch;
