@@ -9,10 +9,17 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
 echo "== CUDA tests"
-timeout 200 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_training.py tests/test_data_binning.py \
-  -k "cuda or resume" 2>&1 | tail -6
-echo "== ELM vs LSTM (B 8, T 1000)"
-timeout 120 python3 benchmarks/bench_elm.py --device cuda --repeats 5
+timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_training.py tests/test_data_binning.py \
+  -k "(cuda or resume) and not triton" 2>&1 | tail -6
+# the fused engine's Triton kernels: in a process of their own, never beside
+# tests/test_engine_triton.py, which switches this process's triton to its CPU interpreter
+echo "== fused engine (Triton) CUDA tests"
+timeout 420 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py -k "triton" 2>&1 | tail -8
+echo "== ELM engines (fused / per-step) vs LSTM, SHD-Adding (B 8, T 1000)"
+timeout 240 python3 benchmarks/bench_elm.py --device cuda --preset shd-adding --batch 8 --steps 1000 --repeats 3
+echo "== ELM engines (fused / per-step) vs LSTM, Enwik8 shapes (d_m 30, N 440, B 8, T 100)"
+timeout 180 python3 benchmarks/bench_elm.py --device cuda --preset enwik8 --d-m 30 --n 440 --batch 8 --steps 100 \
+  --repeats 5
 echo "== LIF vs snntorch vs ELM"
 timeout 120 python3 benchmarks/bench_lif.py --device cuda --skip-gather --repeats 5
 echo "== paper configuration, SHD-Adding on full-size synthetic SHD: one epoch of 50 batches"

@@ -61,10 +61,11 @@ def test_flat_names_route_to_layers():
 
 
 def test_flat_names_cover_the_old_fields():
-    assert set(ELMNetworkConfig.flat_names()) == OLD_ELM_FIELDS
+    new = {"engine"}  # fields added since (issue 12)
+    assert set(ELMNetworkConfig.flat_names()) == OLD_ELM_FIELDS | new
     assert set(LIFNetworkConfig.flat_names()) == OLD_LIF_FIELDS
-    assert set(ELMNeuronConfig.flat_names()) >= OLD_NEURON_FIELDS
-    assert set(ELMNetworkConfig().flat()) == OLD_ELM_FIELDS
+    assert set(ELMNeuronConfig.flat_names()) >= OLD_NEURON_FIELDS | new
+    assert set(ELMNetworkConfig().flat()) == OLD_ELM_FIELDS | new
     assert ELMNetworkConfig().replace(d_m=5).flat()["d_m"] == 5
 
 

@@ -92,3 +92,112 @@ def test_language_model_resumes_on_cuda(tmp_path):
     resumed = train_language_model(tmp_path / "part", resume=True, tokens=tokens, progress=False)
     assert resumed["steps"] == full["steps"] and resumed["device"].startswith("cuda")
     assert resumed["test_bpc"] == pytest.approx(full["test_bpc"], rel=1e-3)
+
+
+# --------------------------------------------------------------------------- fused engine (Triton)
+def _triton_on_cuda_or_skip():
+    import os
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("this process runs triton's interpreter (tests/test_engine_triton.py set it); "
+                    "run tests/test_cuda.py on its own")
+    pytest.importorskip("triton")
+    from elm_neuro.networks.engines import elm_sequence as Q
+    from elm_neuro.networks.engines import elm_triton
+
+    fwd, bwd = Q.backend(torch.device("cuda"))
+    assert fwd is elm_triton.forward and bwd is elm_triton.backward
+    return elm_triton
+
+
+FUSED_CUDA_LAYERS = {
+    # SHD-Adding's hidden layer (d_m 9, d_tree 30 x d_brch 10, rho 0.25, high-pass, relu output,
+    # dropout): several neuron blocks per step, recurrent gathers across them
+    "shd-adding": (dict(d_m=9, d_tree=30, d_brch=10, rho=0.25, dropout_in=0.2, dropout_rec=0.2), 40, 57, 50, 5),
+    # Enwik8's (d_m 20, d_tree 50 x d_brch 15, rho 0.8, tau_r 2), fewer neurons, silu, learnable tau
+    "enwik8": (dict(d_m=20, d_tree=50, d_brch=15, rho=0.8, tau_r=2.0, mlp_act="silu", learn_tau=True), 30, 90, 20, 3),
+    # a readout-like layer: L = 0, d_o 3 (no recurrent synapses: the grid spreads the neurons), identity output
+    "readout-do3": (dict(d_m=4, d_tree=6, d_brch=3, rho=0.0, mlp_layers=0, tau_r=None, output_act="identity",
+                         d_o=3, memory_mode="legacy"), 12, 11, 33, 4),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", list(FUSED_CUDA_LAYERS))
+def test_fused_triton_engine_cuda_equals_per_step_path(name, dtype):
+    """The fused engine with its Triton kernels on CUDA against the per-step path on CUDA: train
+    mode (identical dropout masks), a carried-in state, outputs, state and every parameter gradient."""
+    _triton_on_cuda_or_skip()
+    from elm_neuro.networks.elm_config import ELMLayerConfig
+    from elm_neuro.networks.elm_layer import ELMLayer
+
+    fields, n_in, n, steps, bsz = FUSED_CUDA_LAYERS[name]
+    cfg = ELMLayerConfig(**fields)
+    layer = ELMLayer(cfg, n_in, n, seed=3).to(device="cuda", dtype=dtype).train()
+    assert layer.engine_reason is None
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(bsz, steps, n_in, device="cuda", dtype=dtype, generator=gen)
+    state = layer.initial_state(bsz, x.device)
+    state = type(state)(*(None if s is None else torch.randn(s.shape, device="cuda", dtype=dtype, generator=gen)
+                          for s in state))
+    w = torch.randn(bsz, steps, n * cfg.d_o, device="cuda", dtype=dtype, generator=gen)
+    results = []
+    for path in ("fused", "step"):
+        layer.zero_grad()
+        torch.manual_seed(5)  # the same dropout masks on both paths
+        out = layer.forward_fused(x, state) if path == "fused" else layer.forward_step(x, state)
+        loss = (out.y * w).sum() + out.state.m.square().sum() + out.state.y.sum() + out.z_abs_mean.sum()
+        if out.state.h is not None:
+            loss = loss + out.state.h.sum()
+        loss.backward()
+        results.append((out, {k: p.grad.detach().clone() for k, p in layer.named_parameters() if p.grad is not None}))
+    torch.cuda.synchronize()
+    (fused, g_fused), (step, g_step) = results
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fused.y, step.y, **tol)
+    torch.testing.assert_close(fused.z_abs_mean, step.z_abs_mean, **tol)
+    torch.testing.assert_close(fused.state.m, step.state.m, **tol)
+    assert g_fused.keys() == g_step.keys() and g_step
+    for k in g_step:
+        scale = float(g_step[k].abs().max()) + 1.0
+        err = float((g_fused[k] - g_step[k]).abs().max())
+        assert err <= (1e-10 if dtype == torch.float64 else 1e-3) * scale, f"{k}: {err:.3g} (scale {scale:.3g})"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_triton_kernels_equal_reference_on_cuda(dtype):
+    """The Triton kernels against the PyTorch reference of the kernel contract, both on CUDA, at
+    the Enwik8 preset's per-neuron sizes (d_m 20, d_tree 50, H 40) with recurrent synapses."""
+    elm_triton = _triton_on_cuda_or_skip()
+    from elm_neuro.networks.engines import elm_sequence as Q
+
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    steps, n, d, m, h, bsz, n_rec = 37, 70, 50, 20, 40, 6, 900
+
+    def r(*shape, scale=1.0):
+        return scale * torch.randn(*shape, device="cuda", dtype=dtype, generator=gen)
+
+    src = torch.randint(0, n, (n_rec,), device="cuda", generator=gen)
+    tgt = torch.randint(0, n * d, (n_rec,), device="cuda", generator=gen)
+    rec, order = Q.make_recurrent(src, tgt, d, n)
+    mask = (torch.rand(n, bsz, device="cuda", generator=gen) > 0.2).to(dtype) * 1.25
+    spec = Q.Spec(Q.MLP_ACTS["relu2"], Q.OUT_ACTS["relu"], True, True, 0.6)
+    args = (r(steps, n, d, bsz), rec, r(n_rec, scale=0.3)[order], mask, r(n, h, d + m, scale=0.15), r(n, h),
+            r(n, m, h, scale=0.15), r(n, m), r(n, 1, m, scale=0.3), r(n, 1),
+            torch.rand(n, m, device="cuda", dtype=dtype, generator=gen),
+            torch.rand(n, m, device="cuda", dtype=dtype, generator=gen), r(n, m, bsz), r(n, 1, bsz), r(n, 1, bsz),
+            spec)
+    ref, got = Q.forward_torch(*args), elm_triton.forward(*args)
+    rec_w, W1, W2, wy, kappa, gain = args[2], args[4], args[6], args[8], args[10], args[11]
+    bargs = (rec, rec_w, mask, W1, W2, wy, kappa, gain, r(steps, n, 1, bsz), r(n, m, bsz), r(n, 1, bsz), r(n, bsz),
+             spec)
+    ref_g, got_g = Q.backward_torch(ref, *bargs), elm_triton.backward(got, *bargs)
+    torch.cuda.synchronize()
+    tol = 1e-10 if dtype == torch.float64 else 1e-4
+    for name, want, have in list(zip(Q.Saved._fields, ref, got)) + list(zip(Q.Grads._fields, ref_g, got_g)):
+        if want is None:
+            assert have is None, name
+            continue
+        scale = float(want.abs().max()) + 1.0
+        err = float((have - want).abs().max())
+        assert err <= tol * scale, f"{name}: {err:.3g} (scale {scale:.3g})"

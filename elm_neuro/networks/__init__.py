@@ -11,7 +11,9 @@ One idea per module, each importing only from those listed before it:
 - ``common``: input embedding, variational dropout masks, the one ``NetworkOutput`` type,
   leaky integration, ``from_preset`` / ``budget``;
 - ``synapses``: the synapse kernels of every family (dense map, synapse list, embedding bag);
-- ``elm_layer``, ``elm_network``, ``elm_neuron``: the ELM family;
+- ``elm_layer``, ``elm_network``, ``elm_neuron``: the ELM family; ``engines``: the fused sequence
+  engine of the ELM layer (one autograd Function over the whole time loop; Numba kernels on the
+  CPU, Triton on CUDA, a PyTorch reference of each kernel), chosen by the ``engine`` field;
 - ``lif_layer``, ``lif_network``: the LIF / adLIF family; ``lstm``: the LSTM baseline;
 - ``registry``: families by name and the one resolver ``resolve_model_config``.
 

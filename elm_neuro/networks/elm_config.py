@@ -29,6 +29,7 @@ from elm_neuro.neurons.elm import MEMORY_MODES, MLP_ACTIVATIONS, OUTPUT_ACTIVATI
 from elm_neuro.wiring.connectome import WIRINGS
 
 SYNAPSE_IMPLS = ("auto", "dense", "gather")
+ENGINES = ("auto", "step", "fused")  # the time loop: per-step reference path or the fused sequence engine
 ROUTINGS = ("none", "random")
 
 
@@ -38,6 +39,10 @@ class ELMLayerConfig(ConfigMixin):
 
     ``tau_r = None`` turns the high-pass filter off; ``branch_trace = False`` turns the branch
     trace off. ``d_mlp = None`` means ``2 * d_m``. ``mlp_layers = 0`` makes the MLP one affine map.
+    ``engine``: ``step`` runs the time loop step by step (the reference path), ``fused`` the whole
+    sequence in one autograd Function (:mod:`elm_neuro.networks.engines.elm_sequence`; an error
+    for a configuration it does not cover), ``auto`` the fused engine wherever it covers the
+    configuration, else the per-step path (``ELMLayer.engine_reason`` says why).
     """
 
     d_m: int = D.ELM_D_M
@@ -64,6 +69,7 @@ class ELMLayerConfig(ConfigMixin):
     wiring: str = "random"
     dropout_in: float = 0.0
     dropout_rec: float = 0.0
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         check_int("d_m", self.d_m, 1)
@@ -96,6 +102,7 @@ class ELMLayerConfig(ConfigMixin):
         check_choice("wiring", self.wiring, WIRINGS)
         check_prob("dropout_in", self.dropout_in, hi_open=True)
         check_prob("dropout_rec", self.dropout_rec, hi_open=True)
+        check_choice("engine", self.engine, ENGINES)
 
     # ----- derived sizes
     @property
@@ -145,7 +152,7 @@ def check_readout(readout: Any, where: str, dt: float) -> None:
 # Settings the SPEC 3 readout inherits from the hidden layer: a flat name sets both layers.
 _SHARED_WITH_READOUT = ("mlp_act", "d_tree", "d_brch", "input_scale", "synapse_rect", "branch_trace", "tau_b",
                         "tau_min", "tau_max", "learn_tau", "memory_mode", "lambda_value", "dt", "wiring",
-                        "dropout_in")
+                        "dropout_in", "engine")
 _HIDDEN_ONLY = ("d_m", "d_mlp", "mlp_layers", "tau_r", "output_act", "rho", "dropout_rec")
 
 
@@ -224,7 +231,7 @@ class ELMNeuronConfig(ConfigMixin):
     FLAT = {k: ("neuron." + k,) for k in ("d_m", "d_mlp", "mlp_layers", "mlp_act", "d_tree", "d_brch",
                                           "input_scale", "synapse_rect", "branch_trace", "tau_b", "tau_min",
                                           "tau_max", "learn_tau", "memory_mode", "lambda_value", "dt", "tau_r",
-                                          "output_act")}
+                                          "output_act", "engine")}
 
     def __post_init__(self) -> None:
         check_io_fields(self)

@@ -16,7 +16,11 @@ branch drive ``beta[b, n, k] = s_in * sum_j w[n, k, j] * v[b, C[n, k, j]]``:
   branch); input part for all steps at once, recurrent part per step. Memory ``O(N*K)``.
 - ``auto``: ``dense`` while the dense input map holds at most ``DENSE_MAX_ELEMENTS`` entries.
 
-:meth:`ELMLayer.forward_reference` is the plain path: a loop over time *and neurons* with
+Engines (``cfg.engine``): :meth:`ELMLayer.forward_step` steps through time with one
+:func:`~elm_neuro.neurons.elm.elm_step` per step (the reference); :meth:`ELMLayer.forward_fused`
+runs the whole sequence in the fused engine (:mod:`elm_neuro.networks.engines.elm_sequence`);
+:meth:`ELMLayer.forward` takes the fused engine wherever it covers the configuration
+(``auto``). :meth:`ELMLayer.forward_reference` is the plain path: a loop over time *and neurons* with
 explicit indexing and ``F.linear`` per neuron; tests check that all kernels agree with it in
 outputs and gradients.
 
@@ -37,6 +41,7 @@ import torch.nn.functional as F
 from elm_neuro.networks import synapses as S
 from elm_neuro.networks.common import check_input, dropout_masks
 from elm_neuro.networks.elm_config import SYNAPSE_IMPLS, ELMLayerConfig
+from elm_neuro.networks.engines import elm_sequence as Q
 from elm_neuro.neurons import elm as E
 from elm_neuro.wiring.connectome import make_connectome
 
@@ -193,13 +198,94 @@ class ELMLayer(nn.Module):
 
         return beta_in, rec_fn
 
+    def _input_drive(self, x: torch.Tensor, mask_in) -> torch.Tensor:
+        """The input synapses' branch drive of every step, ``[B, T, N, D]`` (batch first, as the
+        projection gives it: no transposing copy)."""
+        bsz, steps, _ = x.shape
+        c, conn, n = self.cfg, self.connectome, self.n
+        w_eff = self.effective_synapses()
+        if mask_in is not None:
+            x = x * mask_in[:, None, :]
+        if self.resolved_impl() == "dense":
+            return S.project_inputs(x, S.dense_map(conn, w_eff, 0, self.n_in, c.d_tree, c.d_brch)).view(
+                bsz, steps, n, c.d_tree)
+        drive = S.gather_inputs(x, conn, w_eff, self.n_in, c.d_tree, c.d_brch)  # [N*D, B*T]
+        return drive.view(n, c.d_tree, bsz, steps).permute(2, 3, 0, 1)
+
     def draw_masks(self, x: torch.Tensor):
         """Variational dropout masks ``(mask_in [B, n_in], mask_rec [B, N])`` (None when off)."""
         return dropout_masks(self.training, x, self.n_in, self.cfg.dropout_in, self.n, self.cfg.dropout_rec)
 
+    # ------------------------------------------------------------------ engine choice
+    @property
+    def engine_reason(self) -> Optional[str]:
+        """Why this layer runs on the per-step path (None when it runs the fused engine)."""
+        if self.cfg.engine == "step":
+            return "engine = 'step' was chosen"
+        return Q.unsupported_reason(self.cfg)
+
+    @property
+    def engine(self) -> str:
+        """``fused`` or ``step``: the path :meth:`forward` takes (``record=True`` always steps)."""
+        reason = self.engine_reason
+        if reason is not None and self.cfg.engine == "fused":
+            raise ValueError(f"engine 'fused' does not cover this configuration: {reason}")
+        return "step" if reason is not None else "fused"
+
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, state: Optional[E.ELMState] = None, record: bool = False) -> LayerOutput:
-        """Run the layer over ``x`` ``[B, T, n_in]`` from ``state`` (zeros when None)."""
+        """Run the layer over ``x`` ``[B, T, n_in]`` from ``state`` (zeros when None).
+
+        The fused engine runs unless the configuration needs the per-step path (:attr:`engine`);
+        ``record=True`` (internal traces, for analysis) runs the per-step path."""
+        if not record and self.engine == "fused":
+            return self.forward_fused(x, state)
+        return self.forward_step(x, state, record)
+
+    def forward_fused(self, x: torch.Tensor, state: Optional[E.ELMState] = None, backend=None) -> LayerOutput:
+        """The fused sequence engine (:mod:`elm_neuro.networks.engines.elm_sequence`); ``backend``
+        ``(forward, backward)`` overrides the device's (tests pass the PyTorch reference)."""
+        check_input(x, self.n_in)
+        reason = Q.unsupported_reason(self.cfg)
+        if reason is not None:
+            raise ValueError(f"the fused engine does not cover this configuration: {reason}")
+        bsz, steps, _ = x.shape
+        c, n = self.cfg, self.n
+        if state is None:
+            state = self.initial_state(bsz, x.device)
+        with torch.autocast(x.device.type, enabled=False):  # the engine computes in the parameters' dtype
+            dtype = self.w_s.dtype
+            x = x.to(dtype)
+            state = E.ELMState(*(None if t is None else t.to(dtype) for t in state))
+            mask_in, mask_rec = self.draw_masks(x)
+            drive_in = self._input_drive(x, mask_in).permute(1, 2, 3, 0)  # [T, N, D, B] view of [B, T, N, D]
+            src, target, w_rec = S.synapse_list(self.connectome, self.effective_synapses(), self.n_in, c.d_tree,
+                                                c.d_brch)
+            rec, order = Q.make_recurrent(src, target, c.d_tree, n)
+            w_rec = w_rec[order]
+            mask = (mask_rec.t() if mask_rec is not None else x.new_ones(n, bsz)).contiguous()
+            kappa_m, gain = E.memory_constants(self.tau_m, c.dt, c.memory_mode, c.lambda_value)
+            kappa = kappa_m.expand(n, c.d_m)
+            gain = (E.UPDATE_SCALE * gain).expand(n, c.d_m)
+            two = len(self.mlp_w) == 2
+            spec = Q.Spec(Q.MLP_ACTS[c.mlp_act], Q.OUT_ACTS[c.output_act], two, c.tau_r is not None,
+                          E.decay(c.tau_r, c.dt) if c.tau_r is not None else 0.0)
+            empty = x.new_empty(0)
+            h0 = state.h.permute(1, 2, 0) if state.h is not None else empty
+            fns = backend if backend is not None else Q.backend(x.device)
+            y, m_T, h_T, zabs = Q.ELMSequence.apply(
+                fns, spec, rec, mask, drive_in, w_rec, self.mlp_w[0], self.mlp_b[0],
+                self.mlp_w[1] if two else empty, self.mlp_b[1] if two else empty, self.w_y, self.bias, kappa, gain,
+                state.m.permute(1, 2, 0), h0, state.y.permute(1, 2, 0))
+        # y [T, N, O, B] -> [B, T, N*O]; states back to batch first
+        y_out = y.permute(3, 0, 1, 2).reshape(bsz, steps, n * c.d_o)
+        new_state = E.ELMState(m=m_T.permute(2, 0, 1), b=None,
+                               h=h_T.permute(2, 0, 1) if spec.high_pass else None, y=y[-1].permute(2, 0, 1))
+        return LayerOutput(y_out, new_state, zabs.t() / (steps * c.d_m), None)
+
+    def forward_step(self, x: torch.Tensor, state: Optional[E.ELMState] = None, record: bool = False) -> LayerOutput:
+        """The per-step path: one :func:`~elm_neuro.neurons.elm.elm_step` per time step (the
+        reference the fused engine is tested against)."""
         check_input(x, self.n_in)
         bsz, steps, _ = x.shape
         c, n = self.cfg, self.n

@@ -1,0 +1,229 @@
+"""The fused sequence engine of the ELM layer (issue 12): the Numba kernels equal the PyTorch
+reference of the kernel contract, and the fused layer / network equals the per-step path in
+outputs and every gradient (float32 and float64, dropout, carried state), passes gradcheck, and
+trains to the same loss curve."""
+import math
+
+import pytest
+import torch
+
+from elm_neuro import ELMNetwork, ELMNeuron
+from elm_neuro.networks.elm_config import ELMLayerConfig
+from elm_neuro.networks.elm_layer import ELMLayer
+from elm_neuro.networks.engines import elm_numba as NB
+from elm_neuro.networks.engines import elm_sequence as Q
+
+TORCH_REF = (Q.forward_torch, Q.backward_torch)
+NUMBA = (NB.forward, NB.backward)
+
+
+# --------------------------------------------------------------------------- kernel level
+def _random_problem(dtype, *, two, high_pass, out_o, with_rec, mask_kind, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+    steps, n, d, m, h, bsz = 7, 4, 3, 2, 5, 3
+    k = d + m
+    drive = r(steps, n, d, bsz)
+    if with_rec and out_o == 1:
+        src = torch.randint(0, n, (9,), generator=g)
+        flat = torch.randint(0, n * d, (9,), generator=g)
+    else:
+        src = flat = torch.zeros(0, dtype=torch.int64)
+    rec, order = Q.make_recurrent(src, flat, d, n)
+    rec_w = r(src.numel())[order] if src.numel() else r(0)
+    mask = {"ones": torch.ones(n, bsz), "dropout": (torch.rand(n, bsz, generator=g) < 0.5) * 2.0}[mask_kind]
+    mask = mask.to(dtype)
+    h1 = h if two else m
+    args = dict(W1=r(n, h1, k, scale=0.5), b1=r(n, h1, scale=0.1), W2=r(n, m, h, scale=0.5) if two else None,
+                b2=r(n, m, scale=0.1) if two else None, wy=r(n, out_o, m), bias=r(n, out_o, scale=0.1),
+                kappa=torch.rand(n, m, generator=g, dtype=torch.float64).to(dtype),
+                gain=torch.rand(n, m, generator=g, dtype=torch.float64).to(dtype),
+                m0=r(n, m, bsz), h0=r(n, out_o, bsz) if high_pass else None, y0=r(n, out_o, bsz))
+    grads_in = dict(gy=r(steps, n, out_o, bsz), g_mT=r(n, m, bsz), g_hT=r(n, out_o, bsz) if high_pass else None,
+                    g_zabs=r(n, bsz))
+    return drive, rec, rec_w, mask, args, grads_in
+
+
+KERNEL_CASES = [
+    dict(two=True, high_pass=True, mlp_act="relu2", out_act="relu", out_o=1, with_rec=True, mask_kind="dropout"),
+    dict(two=True, high_pass=False, mlp_act="silu", out_act="identity", out_o=1, with_rec=True, mask_kind="ones"),
+    dict(two=True, high_pass=True, mlp_act="relu", out_act="relu", out_o=1, with_rec=False, mask_kind="ones"),
+    dict(two=False, high_pass=True, mlp_act="relu2", out_act="identity", out_o=1, with_rec=True, mask_kind="dropout"),
+    dict(two=False, high_pass=False, mlp_act="relu2", out_act="identity", out_o=3, with_rec=False, mask_kind="ones"),
+    dict(two=True, high_pass=False, mlp_act="relu2", out_act="relu", out_o=3, with_rec=False, mask_kind="ones"),
+]
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+@pytest.mark.parametrize("case", range(len(KERNEL_CASES)))
+def test_numba_kernels_equal_the_reference(case, dtype, tol):
+    c = dict(KERNEL_CASES[case])
+    spec = Q.Spec(Q.MLP_ACTS[c.pop("mlp_act")], Q.OUT_ACTS[c.pop("out_act")], c["two"], c["high_pass"], 0.7)
+    drive, rec, rec_w, mask, a, gi = _random_problem(dtype, **c)
+    call = (drive, rec, rec_w, mask, a["W1"], a["b1"], a["W2"], a["b2"], a["wy"], a["bias"], a["kappa"], a["gain"],
+            a["m0"], a["h0"], a["y0"], spec)
+    ref, got = Q.forward_torch(*call), NB.forward(*call)
+    for name in ("y_all", "m_all", "beta_all", "a1_all", "z_all", "pre_all", "h_T", "zabs"):
+        x, y = getattr(ref, name), getattr(got, name)
+        assert (x is None) == (y is None), name
+        if x is not None:
+            torch.testing.assert_close(y, x, rtol=tol, atol=tol, msg=name)
+    bcall = (rec, rec_w, mask, a["W1"], a["W2"], a["wy"], a["kappa"], a["gain"], gi["gy"], gi["g_mT"], gi["g_hT"],
+             gi["g_zabs"], spec)
+    gref, ggot = Q.backward_torch(ref, *bcall), NB.backward(got, *bcall)
+    for name in Q.Grads._fields:
+        x, y = getattr(gref, name), getattr(ggot, name)
+        if name == "g_rec_w":  # the reference leaves it to the Function
+            continue
+        assert (x is None) == (y is None), name
+        if x is not None:
+            torch.testing.assert_close(y, x, rtol=tol, atol=tol * max(1.0, float(x.abs().max())), msg=name)
+
+
+# --------------------------------------------------------------------------- layer and network level
+TINY = dict(n_in=9, n=6, n_classes=4, d_m=3, d_tree=3, d_brch=2, rho=0.5)
+NETWORKS = {
+    "shd-adding": lambda **kw: ELMNetwork.from_preset("shd-adding", **{**TINY, **kw}),
+    "enwik8": lambda **kw: ELMNetwork.from_preset("enwik8", **{**TINY, "n_in": 7, "n_classes": 7, **kw}),
+    "legacy-silu-learned": lambda **kw: ELMNetwork.from_preset(
+        "shd-adding", **{**TINY, "memory_mode": "legacy", "mlp_act": "silu", "learn_tau": True, "synapse_rect": "relu",
+                         "tau_r": None, "output_act": "identity", "mlp_layers": 0, **kw}),
+    "gather": lambda **kw: ELMNetwork.from_preset("shd-adding", **{**TINY, "synapse_impl": "gather", **kw}),
+    "neuron": lambda **kw: ELMNeuron.from_preset("elm-neuron-shd-adding", n_in=9, n_classes=4, d_m=3, d_tree=3,
+                                                 d_brch=3, **kw),
+}
+
+
+def _inputs(name, dtype, steps=13, bsz=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    if name == "enwik8":
+        return torch.randint(0, 7, (bsz, steps), generator=g)
+    return (torch.rand(bsz, steps, 9, generator=g) < 0.4).to(dtype)
+
+
+def _run(net, x, state=None):
+    torch.manual_seed(3)  # the same dropout masks on both engines
+    out = net(x, state)
+    loss = (out.logits * torch.linspace(-1, 1, out.logits.shape[-1], dtype=out.logits.dtype)).sum() \
+        + sum(v for v in out.regularizers.values())
+    return out, loss
+
+
+@pytest.mark.parametrize("dtype,atol,rtol", [(torch.float32, 1e-6, 1e-5), (torch.float64, 1e-12, 1e-12)])
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_fused_network_equals_step_path(name, dtype, atol, rtol):
+    nets = {eng: NETWORKS[name](engine=eng, dropout_in=0.25, dropout_rec=0.25) if name != "neuron"
+            else NETWORKS[name](engine=eng) for eng in ("step", "fused")}
+    for net in nets.values():
+        net.to(dtype).train()
+    x = _inputs(name, dtype)
+    results = {}
+    for eng, net in nets.items():
+        out1, loss1 = _run(net, x)
+        # a carried-in state (truncated BPTT): the second chunk's gradient reaches the first through it
+        out2, loss2 = _run(net, x.flip(1), out1.state)
+        grads = torch.autograd.grad(loss1 + loss2, list(net.parameters()))
+        results[eng] = (out1.logits, out2.logits, loss1 + loss2, grads)
+    (a1, a2, la, ga), (b1, b2, lb, gb) = results["step"], results["fused"]
+    torch.testing.assert_close(b1, a1, rtol=0, atol=atol)
+    torch.testing.assert_close(b2, a2, rtol=0, atol=atol)
+    torch.testing.assert_close(lb, la, rtol=rtol, atol=atol)
+    for (pname, _), x_, y_ in zip(nets["step"].named_parameters(), ga, gb):
+        scale = float(x_.abs().max())
+        assert float((x_ - y_).abs().max()) <= rtol * max(scale, 1e-30) + (atol if dtype == torch.float64 else 0), pname
+    assert all(layer.engine == "fused" for layer in nets["fused"].modules() if isinstance(layer, ELMLayer))
+
+
+def test_gradcheck_through_the_fused_engine():
+    net = NETWORKS["shd-adding"](engine="fused", n=3, d_m=2, n_classes=3, dropout_in=0.2, dropout_rec=0.2).double()
+    names = [n for n, _ in net.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in net.parameters())
+    x = _inputs("shd-adding", torch.float64, steps=5, bsz=2).requires_grad_(True)
+
+    def f(x, *ps):
+        with torch.random.fork_rng():
+            torch.manual_seed(7)
+            out = torch.func.functional_call(net, dict(zip(names, ps)), (x,))
+        return out.logits, out.regularizers["mlp"], out.regularizers["act"]
+
+    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-6, rtol=1e-4)
+
+
+def test_training_curves_agree():
+    """200 optimiser steps on both engines: the loss curves agree to 1e-4."""
+    curves = {}
+    for eng in ("step", "fused"):
+        net = NETWORKS["shd-adding"](engine=eng, dropout_in=0.1, dropout_rec=0.1)
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        g = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        losses = []
+        for _ in range(200):
+            x = (torch.rand(4, 11, 9, generator=g) < 0.4).float()
+            y = torch.randint(0, 4, (4,), generator=g)
+            out = net(x)
+            loss = torch.nn.functional.cross_entropy(out.logits[:, -1], y) + 0.002 * out.regularizers["mlp"] \
+                + 0.2 * out.regularizers["act"]
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        curves[eng] = torch.tensor(losses)
+    assert math.isfinite(float(curves["fused"].sum()))
+    torch.testing.assert_close(curves["fused"], curves["step"], rtol=0, atol=1e-4)
+    assert float(curves["fused"][-20:].mean()) < float(curves["fused"][:20].mean())  # it learned
+
+
+def test_engine_choice_and_reasons():
+    net = ELMNetwork.from_preset("shd-adding", **TINY)
+    assert (net.hidden.engine, net.readout.engine, net.hidden.engine_reason) == ("fused", "fused", None)
+    assert ELMNetwork.from_preset("enwik8", **{**TINY, "n_in": 7, "n_classes": 7}).hidden.engine == "fused"
+    assert ELMNeuron.from_preset("elm-neuron-shd-adding").neuron.layer.engine == "fused"
+    trace = ELMNetwork.from_preset("shd-adding", **TINY, branch_trace=True)
+    assert trace.hidden.engine == "step" and "branch trace" in trace.hidden.engine_reason
+    spike = ELMLayer(ELMLayerConfig(d_m=2, d_tree=2, d_brch=2, output_act="spike"), 4, 3)
+    assert spike.engine == "step" and "spike" in spike.engine_reason
+    assert ELMNetwork.from_preset("shd-adding", **TINY, engine="step").hidden.engine_reason == \
+        "engine = 'step' was chosen"
+    forced = ELMNetwork.from_preset("shd-adding", **TINY, branch_trace=True, engine="fused")
+    with pytest.raises(ValueError, match="engine 'fused' does not cover this configuration: the branch trace"):
+        forced(torch.zeros(1, 3, 9))
+    # record=True (analysis traces) runs the per-step path and gives the same logits
+    x = _inputs("shd-adding", torch.float32)
+    net.eval()
+    torch.testing.assert_close(net(x, record=True).logits, net(x).logits, rtol=0, atol=1e-6)
+
+
+def test_nan_input_gives_nan_like_the_step_path():
+    x = _inputs("shd-adding", torch.float32)
+    x[0, 0, 0] = float("nan")
+    for eng in ("step", "fused"):
+        out = NETWORKS["shd-adding"](engine=eng).eval()(x)
+        assert torch.isnan(out.logits[0, -1]).all(), eng
+        assert torch.isfinite(out.logits[1:]).all(), eng
+
+
+def test_bf16_autocast_runs_the_engine_in_float32():
+    net = NETWORKS["shd-adding"]().eval()
+    x = _inputs("shd-adding", torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x)
+    ref = net(x)
+    assert torch.isfinite(out.logits.float()).all()
+    torch.testing.assert_close(out.logits.float(), ref.logits, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_backends_agree_on_a_layer(backend):
+    layer = ELMLayer(ELMLayerConfig(d_m=3, d_tree=3, d_brch=2, rho=0.5, learn_tau=True), 7, 5, seed=2).double()
+    x = (torch.rand(2, 9, 7) < 0.5).double()
+    ref = layer.forward_step(x)
+    got = layer.forward_fused(x, backend=TORCH_REF if backend == "torch" else NUMBA)
+    torch.testing.assert_close(got.y, ref.y, rtol=0, atol=1e-12)
+    torch.testing.assert_close(got.z_abs_mean, ref.z_abs_mean, rtol=0, atol=1e-12)
+    for a, b in zip(got.state, ref.state):
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
