@@ -30,13 +30,15 @@ if numba.config.THREADING_LAYER == "default":  # the user did not choose one (se
 
 def _fwd_impl(drive_in, ptr, branch, src, rec_w, mask_rec, W1, b1, W2, b2, wy, bias, kappa, gain,
               two, mlp_act, out_act, high_pass, kr, y_all, m_all, inp_buf, a1_buf, z_all, th_all, pre_all, h, zabs,
-              hid, zz):
+              hid, zz, cst):
     B, T, N, D = drive_in.shape
     M = kappa.shape[1]
     O = wy.shape[1]
     H1 = W1.shape[1]
     K = D + M
     zero = W1[0, 0, 0] - W1[0, 0, 0]  # 0 in the arrays' dtype: float32 sums stay float32 (SIMD)
+    one = zero + 1
+    tg = cst[0]  # TANH_GAIN in the arrays' dtype (a Python float would turn float32 code into float64)
     for t in range(T):
         for n in prange(N):
             # MLP input [beta ; kappa m] of each sample, saved as inp_buf [N, T, B, D+M]
@@ -65,12 +67,12 @@ def _fwd_impl(drive_in, ptr, branch, src, rec_w, mask_rec, W1, b1, W2, b2, wy, b
                         a = hid[n, b, j]
                         a1_buf[n, t, b, j] = a
                         if mlp_act == 0:  # relu^2 (a NaN stays NaN, as in torch)
-                            r = 0.0 if a <= 0 else a
+                            r = zero if a <= 0 else a
                             hid[n, b, j] = r * r
                         elif mlp_act == 1:
-                            hid[n, b, j] = 0.0 if a <= 0 else a
+                            hid[n, b, j] = zero if a <= 0 else a
                         else:
-                            hid[n, b, j] = a / (1.0 + math.exp(-a))
+                            hid[n, b, j] = a / (one + math.exp(-a))
                     for d in range(M):
                         acc = b2[n, d]
                         for j in range(H1):
@@ -85,7 +87,7 @@ def _fwd_impl(drive_in, ptr, branch, src, rec_w, mask_rec, W1, b1, W2, b2, wy, b
                     z = zz[n, b, d]
                     z_all[t, n, d, b] = z
                     za += abs(z)
-                    th = math.tanh(TANH_GAIN * z)
+                    th = math.tanh(tg * z)
                     th_all[t, n, d, b] = th
                     mv = x[D + d] + gain[n, d] * th
                     m_all[t + 1, n, d, b] = mv
@@ -248,7 +250,7 @@ def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias,
         _np(wy), _np(bias), _np(kappa), _np(gain), spec.two_layers, spec.mlp_act, spec.out_act, spec.high_pass,
         float(spec.kr), _np(y_all), _np(m_all), _np(inp_buf), _np(a1_buf) if spec.two_layers else _dummy(drive_in),
         _np(z_all), _np(th_all), _np(pre_all), _np(h), _np(zabs), np.empty((n, bsz, h1), dt),
-        np.empty((n, bsz, m_dim), dt))
+        np.empty((n, bsz, m_dim), dt), np.array([TANH_GAIN], dt))
     inp_all = inp_buf.permute(1, 0, 3, 2)  # [T, N, D+M, B]
     return Saved(y_all, m_all, inp_all[:, :, :d], a1_buf.permute(1, 0, 3, 2) if spec.two_layers else None, z_all,
                  pre_all, h if spec.high_pass else None, zabs, inp_all, th_all)
