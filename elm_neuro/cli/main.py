@@ -3,12 +3,22 @@
 Each command group lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its sub-parser(s) and sets ``func`` (a callable taking
 the parsed ``argparse.Namespace`` and returning an exit code) as the parser default.
+
+Failures end in one line on standard error, ``elm-neuro COMMAND: error: ...``, naming the file
+or setting at fault, and a distinct exit code: 2 for bad input (a wrong value or path, a file
+that is not what it should be, a folder that cannot be written), 130 when interrupted (Ctrl-C;
+what was written is kept, a run resumes from its last checkpoint), 1 for other failures (a run
+that diverged, an unexpected error). ``--debug`` (before the command) shows the traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
 
 # Command-group modules, in the order they appear in ``elm-neuro --help``.
 COMMAND_MODULES = (
@@ -29,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="elm-neuro",
         description="Recurrent networks of expressive (ELM) neurons and spiking baselines.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -36,15 +47,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _describe(exc: BaseException) -> tuple[int, str]:
+    """Exit code and one-line message for a failure."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, ("interrupted; files written so far are kept (a training run continues "
+                                  "from its last checkpoint with --resume RUN_DIR)")
+    if isinstance(exc, PermissionError):
+        return EXIT_BAD_INPUT, f"permission denied: {exc.filename or exc}; choose a folder you can write to"
+    if isinstance(exc, IsADirectoryError):
+        return EXIT_BAD_INPUT, f"{exc.filename or exc} is a folder; give a file path"
+    if isinstance(exc, NotADirectoryError):
+        return EXIT_BAD_INPUT, f"{exc.filename or exc}: a path component is a file, not a folder"
+    if isinstance(exc, FileExistsError):
+        return EXIT_BAD_INPUT, f"{exc.filename or exc} already exists"
+    if isinstance(exc, (ValueError, FileNotFoundError, KeyError)):
+        return EXIT_BAD_INPUT, str(exc) if not isinstance(exc, KeyError) else f"missing key {exc}"
+    if isinstance(exc, OSError):
+        return EXIT_FAILURE, f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+    if type(exc).__name__ == "TrainingDiverged":
+        return EXIT_FAILURE, f"{exc} (lower --lr or keep a warmup)"
+    return EXIT_FAILURE, f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        # Bad input: a one-line message naming what was wrong, no traceback.
-        print(f"elm-neuro {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as exc:
+        if args.debug:
+            raise
+        code, message = _describe(exc)
+        print(f"elm-neuro {args.command}: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,7 @@ from elm_neuro.training.common import (autocast, build_session, open_run, optimi
                                        save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import run_model_config
+from elm_neuro.training.run import load_checkpoint
 from elm_neuro.training.tasks import build_classification_task
 
 
@@ -124,7 +125,7 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
             save_torch({"model": copy.deepcopy(model.state_dict()), "epoch": epoch, "valid_acc": val["acc"]}, run.best)
         save_checkpoint(ses, epoch=epoch, step=step, wall_s=wall, best=best)
 
-    best_state = torch.load(run.best, map_location=device, weights_only=False)
+    best_state = load_checkpoint(run.best, device)
     model.load_state_dict(best_state["model"])
     final_val = evaluate(model, splits["valid"], cfg, device)
     final_test = evaluate(model, splits["test"], cfg, device)

@@ -24,7 +24,7 @@ from elm_neuro.networks.registry import family_of
 from elm_neuro.atomic import save_json, save_torch
 from elm_neuro.data.provenance import data_provenance
 from elm_neuro.training.config import TrainConfig
-from elm_neuro.training.run import RunDir, build_from_config
+from elm_neuro.training.run import RunDir, build_from_config, load_checkpoint
 from elm_neuro.training.runtime import runtime_section, timescale_section
 from elm_neuro.training.schedule import warmup_cosine
 
@@ -151,7 +151,7 @@ def build_session(run: RunDir, cfg: TrainConfig, conf: dict, resume: bool) -> Se
     sched = warmup_cosine(opt, cfg.warmup, cfg.steps_total)
     ck = None
     if resume:
-        ck = torch.load(run.checkpoint, map_location=device, weights_only=False)
+        ck = load_checkpoint(run.checkpoint, device)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])

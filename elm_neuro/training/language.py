@@ -47,7 +47,7 @@ from elm_neuro.training.common import (autocast, build_session, open_run, optimi
                                        save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import run_model_config
-from elm_neuro.training.run import RunDir
+from elm_neuro.training.run import RunDir, load_checkpoint
 
 
 def map_state(state, fn):
@@ -212,7 +212,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
                        run.best)
         save_checkpoint(ses, step=step, wall_s=wall, best=best, carried_state=state)
 
-    model.load_state_dict(torch.load(run.best, map_location=device, weights_only=False)["model"])
+    model.load_state_dict(load_checkpoint(run.best, device)["model"])
     final_val = stream_bpc(model, tokens.valid, cfg.batch_size, cfg.chunk_len, device, cfg)
     final_test = stream_bpc(model, tokens.test, cfg.batch_size, cfg.chunk_len, device, cfg)
     budget = mcfg.budget()

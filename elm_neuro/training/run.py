@@ -72,6 +72,22 @@ class RunDir:
         save_json(summary, self.summary)
 
 
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """``torch.load`` of a run's ``.pt`` file; a truncated or foreign file raises ``ValueError``
+    naming it (instead of a pickle or zip-reader error)."""
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # truncated zip, random bytes, wrong format: all one message
+        raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc}); it may be "
+                         f"truncated or foreign: restore it or start a new run") from None
+    if not isinstance(blob, dict) or "model" not in blob:
+        raise ValueError(f"{path} is not a checkpoint of this package (expected a dict with 'model' weights)")
+    return blob
+
+
 def build_from_config(model_section: dict):
     """Model and model config from config.json's ``model`` section."""
     family = model_section["family"]
@@ -99,7 +115,7 @@ def load_run(path, which: str = "best", map_location="cpu") -> LoadedRun:
         raise ValueError(f"which must be 'best' or 'last', got {which!r}")
     if not src.is_file():
         raise FileNotFoundError(f"{src} not found in run directory {run.path}")
-    blob = torch.load(src, map_location=map_location, weights_only=False)
+    blob = load_checkpoint(src, map_location)
     model.load_state_dict(blob["model"])
     model.eval()
     return LoadedRun(model, conf["train"], mcfg, run.read_summary(), run.path)

@@ -1,0 +1,85 @@
+"""Failures through the CLI end in one line naming what is at fault, with a distinct exit code
+(2 bad input, 130 interrupted, 1 other), and no traceback unless --debug (issue 14, point 1)."""
+import subprocess
+import sys
+
+import pytest
+
+from elm_neuro.cli import budget as budget_cli
+from elm_neuro.cli.main import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, _describe, main
+from elm_neuro.data.synth import write_synthetic_shd
+
+TINY = ["--task", "shd", "--epochs", "1", "--batches-per-epoch", "2", "--batch-size", "4", "--device", "cpu",
+        "--set", "d_m=2", "--set", "n=3", "--set", "d_tree=2", "--set", "d_brch=2", "--no-progress",
+        "--train-set", "valid_batches=1", "--train-set", "test_batches=1", "--train-set", "bin_ms=100.0",
+        "--train-set", "channel_factor=70"]
+
+
+@pytest.fixture(scope="module")
+def shd(tmp_path_factory):
+    d = tmp_path_factory.mktemp("shd")
+    write_synthetic_shd(d, 24, 12, seed=2)
+    return d
+
+
+def _one_line_error(err: str, command: str) -> str:
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith(f"elm-neuro {command}: error: "), err
+    assert "Traceback" not in err
+    return lines[-1]
+
+
+def test_truncated_checkpoint_on_resume(shd, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--data", str(shd), "--out", str(run)]) == 0
+    (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:100])
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == EXIT_BAD_INPUT
+    line = _one_line_error(capsys.readouterr().err, "train")
+    assert str(run / "checkpoint.pt") in line and "not a readable checkpoint" in line
+    (run / "checkpoint.pt").write_bytes(b"\x00random bytes")
+    assert main(["train", "--resume", str(run)]) == EXIT_BAD_INPUT
+    assert "not a readable checkpoint" in _one_line_error(capsys.readouterr().err, "train")
+
+
+def test_diverged_run_exits_1(shd, tmp_path, capsys):
+    code = main(["train", *TINY, "--data", str(shd), "--out", str(tmp_path / "r"), "--lr", "1e30",
+                 "--train-set", "warmup=0"])
+    assert code == EXIT_FAILURE
+    line = _one_line_error(capsys.readouterr().err, "train")
+    assert "non-finite" in line and "lower --lr" in line
+
+
+def test_out_naming_a_file(tmp_path, capsys):
+    target = tmp_path / "afile"
+    target.write_text("keep me")
+    assert main(["data", "synth", "--out", str(target), "--train", "4", "--test", "2"]) == EXIT_BAD_INPUT
+    assert str(target) in _one_line_error(capsys.readouterr().err, "data")
+    assert target.read_text() == "keep me"
+
+
+def test_interrupt_exits_130(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(budget_cli, "resolve_model_config", interrupted)
+    assert main(["budget"]) == EXIT_INTERRUPTED
+    assert "interrupted" in _one_line_error(capsys.readouterr().err, "budget")
+
+
+def test_messages_for_os_errors():
+    code, msg = _describe(PermissionError(13, "Permission denied", "/ro/s/shd_train.h5"))
+    assert code == EXIT_BAD_INPUT and "/ro/s/shd_train.h5" in msg and "permission denied" in msg
+    code, msg = _describe(IsADirectoryError(21, "Is a directory", "/data/out"))
+    assert code == EXIT_BAD_INPUT and "/data/out is a folder" in msg
+    code, msg = _describe(RuntimeError("boom"))
+    assert code == EXIT_FAILURE and "--debug" in msg
+
+
+def test_debug_shows_the_traceback():
+    args = [sys.executable, "-m", "elm_neuro.cli.main"]
+    quiet = subprocess.run(args + ["budget", "--set", "bogus=1"], capture_output=True, text=True)
+    assert quiet.returncode == EXIT_BAD_INPUT and "Traceback" not in quiet.stderr
+    assert "unknown ELMNetworkConfig field(s) ['bogus']" in quiet.stderr
+    loud = subprocess.run(args + ["--debug", "budget", "--set", "bogus=1"], capture_output=True, text=True)
+    assert loud.returncode != 0 and "Traceback" in loud.stderr
