@@ -24,11 +24,25 @@ def _table():
     return rows
 
 
+def _leftover_temps(folder):
+    """Temporary files of :func:`elm_neuro.atomic.atomic_output` (``.<name>.<random>.tmp``)."""
+    return [f for f in os.listdir(folder) if f.startswith(".") and f.endswith(".tmp")]
+
+
 def _assert_png(path):
     assert os.path.isfile(path) and os.path.getsize(path) > 1000
     with open(path, "rb") as fh:
         assert fh.read(8) == PNG_MAGIC
-    assert not [f for f in os.listdir(os.path.dirname(path)) if f.startswith(".tmp-")]
+    assert not _leftover_temps(os.path.dirname(path))
+
+
+def test_leftover_check_sees_the_atomic_writers_temp_files(tmp_path):
+    from elm_neuro.atomic import atomic_output
+
+    with atomic_output(tmp_path / "fig.png") as tmp:
+        tmp.write_bytes(b"partial")
+        assert _leftover_temps(tmp_path) == [tmp.name]  # mid-write: seen
+    assert _leftover_temps(tmp_path) == []  # after the rename: gone
 
 
 def test_reference_points_match_budget_formula():
