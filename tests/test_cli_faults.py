@@ -83,3 +83,19 @@ def test_debug_shows_the_traceback():
     assert "unknown ELMNetworkConfig field(s) ['bogus']" in quiet.stderr
     loud = subprocess.run(args + ["--debug", "budget", "--set", "bogus=1"], capture_output=True, text=True)
     assert loud.returncode != 0 and "Traceback" in loud.stderr
+
+
+def test_nonsense_inputs_are_refused_in_the_commands_words(shd, tmp_path, capsys):
+    """Issue 14, point 6 (part): a window of 0 s and 0 analysis batches."""
+    out = tmp_path / "add.h5"
+    code = main(["data", "shd-adding", "--shd", str(shd), "--split", "test", "--pairs", "4", "--window", "0",
+                 "--out", str(out)])
+    assert code == EXIT_BAD_INPUT and not out.exists()
+    assert "--window" in _one_line_error(capsys.readouterr().err, "data")
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--data", str(shd), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["analyze", "timescales", str(run), "--out", str(tmp_path / "ts.png"), "--batches", "0"]) == \
+        EXIT_BAD_INPUT
+    assert "--batches" in _one_line_error(capsys.readouterr().err, "analyze")
+    assert not (tmp_path / "ts.png").exists()

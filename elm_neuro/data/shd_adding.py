@@ -302,6 +302,9 @@ def write_shd_adding(events: SHDEvents, pairs: np.ndarray, out_path: str | os.Pa
     t < digit_window at t + digit_window (float64 sum, then cast to ``times_dtype``).
     Written atomically and byte-reproducibly.
     """
+    if not (isinstance(digit_window, (int, float)) and np.isfinite(digit_window) and digit_window > 0):
+        raise ValueError(f"digit_window (--window) must be a number of seconds > 0, got {digit_window!r}: "
+                         f"with it every pair would be empty")
     pairs = np.asarray(pairs, dtype=np.int64)
     n = len(events)
     if pairs.ndim != 2 or pairs.shape[1] != 2:

@@ -41,6 +41,9 @@ from elm_neuro.training.tasks import build_classification_task
 
 def held_out_inputs(train_config: dict, n_batches: int = D.ANALYSIS_BATCHES) -> torch.Tensor:
     """The first ``n_batches`` test batches of a run's task, concatenated: ``[B, T, n_in]``."""
+    if isinstance(n_batches, bool) or not isinstance(n_batches, int) or n_batches < 1:
+        raise ValueError(f"batches (--batches) must be an integer >= 1 (held-out test batches to record), "
+                         f"got {n_batches!r}")
     cfg = TrainConfig.from_dict(train_config)
     if cfg.task == "enwik8":
         raise ValueError("timescale analysis from a run needs a classification task (shd-adding or shd), "
