@@ -191,12 +191,6 @@ class ELMNetworkConfig(ConfigMixin):
             raise ValueError(f"hidden.d_o must be 1 (a recurrent layer), got {self.hidden.d_o}")
         check_readout(self.readout, "readout", self.hidden.dt)
 
-    def hidden_layer(self) -> ELMLayerConfig:
-        return self.hidden
-
-    def readout_layer(self) -> ELMLayerConfig:
-        return self.readout
-
     def budget(self) -> Budget:
         """Exact trainable-parameter count, from the configuration alone."""
         hid, out, c = self.hidden, self.readout, self.n_classes

@@ -167,18 +167,11 @@ class ELMLayer(nn.Module):
         y_prev)`` adds the recurrent synapses' drive from ``y_prev`` ``[N, B]`` to ``drive``
         ``[N * d_tree, B]`` (None when the layer has no recurrent synapses).
         """
-        bsz, steps, _ = x.shape
         c, n, n_in, conn = self.cfg, self.n, self.n_in, self.connectome
         w_eff = self.effective_synapses()
-        if mask_in is not None:
-            x = x * mask_in[:, None, :]
         mask_t = None if mask_rec is None else mask_rec.t()
-        if self.resolved_impl() == "dense":
-            dense = S.dense_map(conn, w_eff, 0, n_in, c.d_tree, c.d_brch)
-            beta_in = S.project_inputs(x, dense).permute(1, 2, 0).contiguous()
-        else:
-            beta_in = S.gather_inputs(x, conn, w_eff, n_in, c.d_tree, c.d_brch)
-            beta_in = beta_in.view(n * c.d_tree, bsz, steps).permute(2, 0, 1).contiguous()
+        inp = self._input_drive(x, mask_in, w_eff)  # [B, T, N, D]
+        beta_in = inp.reshape(inp.shape[0], inp.shape[1], n * c.d_tree).permute(1, 2, 0).contiguous()
         if not S.has_recurrent(conn, n_in):
             return beta_in, None
         if self.resolved_impl() == "dense":
@@ -198,12 +191,11 @@ class ELMLayer(nn.Module):
 
         return beta_in, rec_fn
 
-    def _input_drive(self, x: torch.Tensor, mask_in) -> torch.Tensor:
+    def _input_drive(self, x: torch.Tensor, mask_in, w_eff: torch.Tensor) -> torch.Tensor:
         """The input synapses' branch drive of every step, ``[B, T, N, D]`` (batch first, as the
-        projection gives it: no transposing copy)."""
+        projection gives it: no transposing copy); ``w_eff`` = :meth:`effective_synapses`."""
         bsz, steps, _ = x.shape
         c, conn, n = self.cfg, self.connectome, self.n
-        w_eff = self.effective_synapses()
         if mask_in is not None:
             x = x * mask_in[:, None, :]
         if self.resolved_impl() == "dense":
@@ -258,9 +250,9 @@ class ELMLayer(nn.Module):
             x = x.to(dtype)
             state = E.ELMState(*(None if t is None else t.to(dtype) for t in state))
             mask_in, mask_rec = self.draw_masks(x)
-            drive_in = self._input_drive(x, mask_in).permute(1, 2, 3, 0)  # [T, N, D, B] view of [B, T, N, D]
-            src, target, w_rec = S.synapse_list(self.connectome, self.effective_synapses(), self.n_in, c.d_tree,
-                                                c.d_brch)
+            w_eff = self.effective_synapses()
+            drive_in = self._input_drive(x, mask_in, w_eff).permute(1, 2, 3, 0)  # [T, N, D, B] view of [B, T, N, D]
+            src, target, w_rec = S.synapse_list(self.connectome, w_eff, self.n_in, c.d_tree, c.d_brch)
             rec, order = Q.make_recurrent(src, target, c.d_tree, n)
             w_rec = w_rec[order]
             mask = (mask_rec.t() if mask_rec is not None else x.new_ones(n, bsz)).contiguous()

@@ -192,10 +192,6 @@ class LIFNetworkConfig(ConfigMixin):
     def adaptive(self) -> bool:
         return self.hidden.adaptive
 
-    def readout_layer(self) -> ELMLayerConfig:
-        """The ELM readout layer (used when ``readout == "elm"``)."""
-        return self.elm_readout
-
     def internal_params(self) -> int:
         return self.hidden.internal_params()
 

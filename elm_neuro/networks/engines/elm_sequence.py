@@ -51,6 +51,8 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
+from elm_neuro.neurons import elm as E
+
 MLP_ACTS = {"relu2": 0, "relu": 1, "silu": 2}
 OUT_ACTS = {"identity": 0, "relu": 1}
 TANH_GAIN = 2.0 / 3.0  # dm = 1.7159 tanh(2 z / 3); 1.7159 sits in ``gain``
@@ -137,12 +139,13 @@ def make_recurrent(src: torch.Tensor, target_flat: torch.Tensor, d_tree: int, n:
 
 
 # --------------------------------------------------------------------------- activations
+_MLP_ACT_NAMES = {code: name for name, code in MLP_ACTS.items()}
+_OUT_ACT_NAMES = {code: name for name, code in OUT_ACTS.items()}
+
+
 def mlp_act(x: torch.Tensor, code: int) -> torch.Tensor:
-    if code == 0:
-        return F.relu(x).square()
-    if code == 1:
-        return F.relu(x)
-    return F.silu(x)
+    """The neuron's MLP activation (:func:`elm_neuro.neurons.elm.mlp_activation`) by code."""
+    return E.mlp_activation(x, _MLP_ACT_NAMES[code])
 
 
 def mlp_act_grad(x: torch.Tensor, code: int) -> torch.Tensor:
@@ -156,7 +159,8 @@ def mlp_act_grad(x: torch.Tensor, code: int) -> torch.Tensor:
 
 
 def out_act(x: torch.Tensor, code: int) -> torch.Tensor:
-    return F.relu(x) if code == 1 else x
+    """The output activation (:func:`elm_neuro.neurons.elm.output_activation`) by code."""
+    return E.output_activation(x, _OUT_ACT_NAMES[code])
 
 
 # --------------------------------------------------------------------------- reference backend
