@@ -48,6 +48,24 @@ def setup_threads(threads: int | None, device) -> str:
             f"{rt['physical_cores']} physical cores) torch={rt['torch']}")
 
 
+def throughput(model, x, repeats: int) -> float:
+    """Forward+backward samples/s of ``model`` on ``x`` (``bench_lif.py`` measures with it)."""
+    def step():
+        out = model(x)
+        logits = out.logits if hasattr(out, "logits") else out
+        logits[:, -1].sum().backward()
+
+    step()  # warm-up
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return repeats * x.shape[0] / (time.perf_counter() - t0)
+
+
 def timed_steps(model, x, y, opt):
     """One forward (s) and one training step (s) of ``model`` on ``(x, y)``."""
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
