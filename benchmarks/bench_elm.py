@@ -10,7 +10,8 @@ then, measured side by side (the models take turns, ``--repeats`` rounds, median
 the forward pass (train mode, building the graph) and of a whole training step (forward, loss,
 backward, Adamax step) for ``elm[fused]``, ``elm[step]`` (the per-step reference path),
 ``elm[fused,gather]`` and torch.nn.LSTM (+ linear readout, sized by the budget solver to the ELM
-network's P), and the ratios fused / step and to the LSTM.
+network's P), and the ratios fused / step and to the LSTM. Times are the process's CPU time for
+a one-thread CPU run (``--clock``; the machine may be shared), else wall-clock time.
 """
 from __future__ import annotations
 
@@ -66,14 +67,26 @@ def throughput(model, x, repeats: int) -> float:
     return repeats * x.shape[0] / (time.perf_counter() - t0)
 
 
-def timed_steps(model, x, y, opt):
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def pick_clock(name: str | None, threads: int | None, device) -> str:
+    """``cpu`` (the process's CPU time) for a one-thread CPU run, else ``wall``: on a machine
+    shared with other jobs the CPU time of a one-thread run does not count the time the process
+    waited for a core, which the wall clock does."""
+    if name is not None:
+        return name
+    return "cpu" if threads == 1 and torch.device(device).type == "cpu" else "wall"
+
+
+def timed_steps(model, x, y, opt, clock=time.perf_counter):
     """One forward (s) and one training step (s) of ``model`` on ``(x, y)``."""
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     sync()
-    t0 = time.perf_counter()
+    t0 = clock()
     out = model(x)
     sync()
-    t1 = time.perf_counter()
+    t1 = clock()
     logits = out.logits if hasattr(out, "logits") else out
     loss = torch.nn.functional.cross_entropy(logits[:, -1].float(), y)
     if hasattr(out, "regularizers") and "mlp" in out.regularizers:
@@ -82,7 +95,7 @@ def timed_steps(model, x, y, opt):
     loss.backward()
     opt.step()
     sync()
-    return t1 - t0, time.perf_counter() - t0
+    return t1 - t0, clock() - t0
 
 
 def main() -> None:
@@ -97,9 +110,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch intra-op threads (default: one per physical core, as a training run)")
     ap.add_argument("--no-step", action="store_true", help="leave out the (slow) per-step path")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default=None,
+                    help="time measure (default: cpu = process CPU time with --threads 1 on the CPU, else wall)")
     args = ap.parse_args()
     dev = torch.device(args.device)
     threads = setup_threads(args.threads, dev)
+    clock_name = pick_clock(args.clock, args.threads, dev)
+    clock = CLOCKS[clock_name]
     torch.manual_seed(0)
     n_in, n_cls = (700, 19) if args.preset == "shd-adding" else (204, 204)
     if args.preset == "shd-adding":
@@ -107,7 +124,7 @@ def main() -> None:
     else:
         x = torch.randint(0, n_in, (args.batch, args.steps), device=dev)
     y = torch.randint(0, n_cls, (args.batch,), device=dev)
-    print(f"device={dev} {threads} preset={args.preset} B={args.batch} T={args.steps}")
+    print(f"device={dev} {threads} preset={args.preset} B={args.batch} T={args.steps} clock={clock_name}")
     models = {}
     engines = [("elm[fused]", "fused", "dense"), ("elm[step]", "step", "dense"), ("elm[fused,gather]", "fused", "gather")]
     for name, engine, impl in engines:
@@ -130,10 +147,10 @@ def main() -> None:
             for k, m in models.items()}
     times: dict = {k: ([], []) for k in models}
     for k, m in models.items():  # warm-up (compiles the engine's kernels)
-        timed_steps(m, x, y, opts[k])
+        timed_steps(m, x, y, opts[k], clock)
     for _ in range(args.repeats):
         for k, m in models.items():
-            fwd, step = timed_steps(m, x, y, opts[k])
+            fwd, step = timed_steps(m, x, y, opts[k], clock)
             times[k][0].append(fwd)
             times[k][1].append(step)
     print(f"ELM d_m={args.d_m} N={args.n}: P={p}; LSTM hidden={hidden}: P={count_trainable(lstm)}")

@@ -11,6 +11,7 @@ from elm_neuro import ELMNetwork, ELMNeuron
 from elm_neuro.networks.elm_config import ELMLayerConfig
 from elm_neuro.networks.elm_layer import ELMLayer
 from elm_neuro.networks.engines import elm_numba as NB
+from elm_neuro.networks import synapses as S
 from elm_neuro.networks.engines import elm_sequence as Q
 
 TORCH_REF = (Q.forward_torch, Q.backward_torch)
@@ -97,11 +98,20 @@ NETWORKS = {
 }
 
 
-def _inputs(name, dtype, steps=13, bsz=3, seed=1):
+def _inputs(name, dtype, steps=13, bsz=3, seed=1, density=0.4):
     g = torch.Generator().manual_seed(seed)
     if name == "enwik8":
         return torch.randint(0, 7, (bsz, steps), generator=g)
-    return (torch.rand(bsz, steps, 9, generator=g) < 0.4).to(dtype)
+    return (torch.rand(bsz, steps, 9, generator=g) < density).to(dtype)
+
+
+def _sparse_counts(dtype, steps=40, bsz=3):
+    """Spike counts at 3 % density (below SPARSE_INPUT_MAX_DENSITY: the event path), some of
+    them 2, and an empty first step."""
+    x = _inputs("shd-adding", dtype, steps=steps, bsz=bsz, density=0.03)
+    x[0, 5:, :3] *= 2.0
+    x[:, 0] = 0.0
+    return x
 
 
 def _run(net, x, state=None):
@@ -115,11 +125,52 @@ def _run(net, x, state=None):
 @pytest.mark.parametrize("dtype,atol,rtol", [(torch.float32, 1e-6, 1e-5), (torch.float64, 1e-12, 1e-12)])
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_fused_network_equals_step_path(name, dtype, atol, rtol):
+    _compare_engines(name, dtype, atol, rtol, _inputs(name, dtype))
+
+
+@pytest.mark.parametrize("dtype,atol,rtol", [(torch.float32, 1e-6, 1e-5), (torch.float64, 1e-12, 1e-12)])
+@pytest.mark.parametrize("name", ["shd-adding", "neuron"])
+def test_sparse_inputs_run_as_events_and_equal_the_step_path(name, dtype, atol, rtol, monkeypatch):
+    """Spiking inputs below the density threshold: the Numba backend builds the input drive from
+    the events in its loop and gives the input synapses' gradient itself."""
+    made = []
+    real = Q.make_events
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        made.append(out is not None)
+        return out
+
+    monkeypatch.setattr(Q, "make_events", spy)
+    _compare_engines(name, dtype, atol, rtol, _sparse_counts(dtype))
+    assert made and all(made)
+
+
+def test_event_and_drive_inputs_give_the_same_kernel_results():
+    """The same layer and masks, the input drive once as events and once as a tensor (the
+    density threshold raised and lowered): equal outputs and input-weight gradients."""
+    layer = ELMLayer(ELMLayerConfig(d_m=3, d_tree=4, d_brch=3, rho=0.4, dropout_in=0.3, dropout_rec=0.3), 9, 6,
+                     seed=4).double().train()
+    x = _sparse_counts(torch.float64, steps=25, bsz=4)
+    res = {}
+    for mode, density in (("events", 1.0), ("drive", 0.0)):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(S, "SPARSE_INPUT_MAX_DENSITY", density)
+            torch.manual_seed(5)
+            out = layer.forward_fused(x)
+            (g,) = torch.autograd.grad((out.y * torch.linspace(-1, 1, out.y.shape[-1], dtype=x.dtype)).sum()
+                                       + out.z_abs_mean.sum(), [layer.w_s])
+            res[mode] = (out.y, g)
+    torch.testing.assert_close(res["events"][0], res["drive"][0], rtol=0, atol=1e-13)
+    torch.testing.assert_close(res["events"][1], res["drive"][1], rtol=1e-12, atol=1e-13)
+    assert float(res["events"][1].abs().sum()) > 0
+
+
+def _compare_engines(name, dtype, atol, rtol, x):
     nets = {eng: NETWORKS[name](engine=eng, dropout_in=0.25, dropout_rec=0.25) if name != "neuron"
             else NETWORKS[name](engine=eng) for eng in ("step", "fused")}
     for net in nets.values():
         net.to(dtype).train()
-    x = _inputs(name, dtype)
     results = {}
     for eng, net in nets.items():
         out1, loss1 = _run(net, x)
@@ -216,10 +267,11 @@ def test_bf16_autocast_runs_the_engine_in_float32():
     torch.testing.assert_close(out.logits.float(), ref.logits, rtol=0.05, atol=0.05)
 
 
+@pytest.mark.parametrize("bsz", [2, NB.LANES])  # the Numba synapse loops are specialised for LANES samples
 @pytest.mark.parametrize("backend", ["torch", "numba"])
-def test_backends_agree_on_a_layer(backend):
+def test_backends_agree_on_a_layer(backend, bsz):
     layer = ELMLayer(ELMLayerConfig(d_m=3, d_tree=3, d_brch=2, rho=0.5, learn_tau=True), 7, 5, seed=2).double()
-    x = (torch.rand(2, 9, 7) < 0.5).double()
+    x = (torch.rand(bsz, 9, 7) < 0.5).double()
     ref = layer.forward_step(x)
     got = layer.forward_fused(x, backend=TORCH_REF if backend == "torch" else NUMBA)
     torch.testing.assert_close(got.y, ref.y, rtol=0, atol=1e-12)
@@ -227,3 +279,8 @@ def test_backends_agree_on_a_layer(backend):
     for a, b in zip(got.state, ref.state):
         if a is not None:
             torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    weights = torch.linspace(-1, 1, ref.y.shape[-1], dtype=x.dtype)
+    grads = [torch.autograd.grad((out.y * weights).sum() + out.z_abs_mean.sum(), list(layer.parameters()))
+             for out in (ref, got)]
+    for (name, _), a, b in zip(layer.named_parameters(), *grads):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12, msg=name)

@@ -204,6 +204,23 @@ class ELMLayer(nn.Module):
         drive = S.gather_inputs(x, conn, w_eff, self.n_in, c.d_tree, c.d_brch)  # [N*D, B*T]
         return drive.view(n, c.d_tree, bsz, steps).permute(2, 3, 0, 1)
 
+    def _input_events(self, x: torch.Tensor, mask_in, w_eff: torch.Tensor, fns):
+        """``(InputEvents, w_in)`` for a backend that builds the input drive from input events
+        (:class:`~elm_neuro.networks.engines.elm_sequence.InputEvents`), when ``x`` is sparse
+        (at most ``SPARSE_INPUT_MAX_DENSITY`` non-zero, as spikes are) and needs no gradient;
+        else None (the drive is then a matrix product, :meth:`_input_drive`)."""
+        if not getattr(fns[0], "accepts_events", False) or x.requires_grad:
+            return None
+        c = self.cfg
+        if mask_in is not None:
+            x = x * mask_in[:, None, :]
+        src, target, w_in = S.synapse_list(self.connectome, w_eff, 0, c.d_tree, c.d_brch, hi=self.n_in)
+        made = Q.make_events(x, src, target, self.n_in, S.SPARSE_INPUT_MAX_DENSITY)
+        if made is None:
+            return None
+        events, order = made
+        return events, w_in[order]
+
     def draw_masks(self, x: torch.Tensor):
         """Variational dropout masks ``(mask_in [B, n_in], mask_rec [B, N])`` (None when off)."""
         return dropout_masks(self.training, x, self.n_in, self.cfg.dropout_in, self.n, self.cfg.dropout_rec)
@@ -251,7 +268,12 @@ class ELMLayer(nn.Module):
             state = E.ELMState(*(None if t is None else t.to(dtype) for t in state))
             mask_in, mask_rec = self.draw_masks(x)
             w_eff = self.effective_synapses()
-            drive_in = self._input_drive(x, mask_in, w_eff).permute(1, 2, 3, 0)  # [T, N, D, B] view of [B, T, N, D]
+            fns = backend if backend is not None else Q.backend(x.device)
+            events, w_in, drive_in = self._input_events(x, mask_in, w_eff, fns), x.new_empty(0), x.new_empty(0)
+            if events is not None:
+                events, w_in = events
+            else:
+                drive_in = self._input_drive(x, mask_in, w_eff).permute(1, 2, 3, 0)  # [T, N, D, B] view of [B, T, N, D]
             src, target, w_rec = S.synapse_list(self.connectome, w_eff, self.n_in, c.d_tree, c.d_brch)
             rec, order = Q.make_recurrent(src, target, c.d_tree, n)
             w_rec = w_rec[order]
@@ -264,11 +286,10 @@ class ELMLayer(nn.Module):
                           E.decay(c.tau_r, c.dt) if c.tau_r is not None else 0.0)
             empty = x.new_empty(0)
             h0 = state.h.permute(1, 2, 0) if state.h is not None else empty
-            fns = backend if backend is not None else Q.backend(x.device)
             y, m_T, h_T, zabs = Q.ELMSequence.apply(
                 fns, spec, rec, mask, drive_in, w_rec, self.mlp_w[0], self.mlp_b[0],
                 self.mlp_w[1] if two else empty, self.mlp_b[1] if two else empty, self.w_y, self.bias, kappa, gain,
-                state.m.permute(1, 2, 0), h0, state.y.permute(1, 2, 0))
+                state.m.permute(1, 2, 0), h0, state.y.permute(1, 2, 0), events, w_in)
         # y [T, N, O, B] -> [B, T, N*O]; states back to batch first
         y_out = y.permute(3, 0, 1, 2).reshape(bsz, steps, n * c.d_o)
         new_state = E.ELMState(m=m_T.permute(2, 0, 1), b=None,

@@ -58,9 +58,12 @@ def dense_map(connectome: torch.Tensor, w_eff: torch.Tensor, lo: int, hi: int, d
 
 
 def synapse_list(connectome: torch.Tensor, w_eff: torch.Tensor, lo: int, d_tree: int = 1,
-                 d_brch: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The synapses with sources ``>= lo``: ``(source - lo, target column, weight)``."""
+                 d_brch: int | None = None, hi: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The synapses with sources ``lo <= source < hi`` (no upper bound when ``hi`` is None):
+    ``(source - lo, target column, weight)``."""
     sel = connectome >= lo
+    if hi is not None:
+        sel = sel & (connectome < hi)
     target = group_columns(connectome, d_tree, d_brch or connectome.shape[1])
     return (connectome - lo)[sel], target[sel], w_eff[sel]
 

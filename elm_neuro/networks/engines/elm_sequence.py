@@ -34,6 +34,12 @@ innermost, so that a compiled loop runs contiguously over the batch)::
                     pre-activation), gz_all [T, N, M, B] (L = 1), g_wy, g_bias, g_gain, g_kappa,
                     g_m0, g_h0, g_y0 (the recurrence's gradient into y0)
 
+    input events    a backend whose forward has ``accepts_events = True`` also takes
+                    ``events`` (:class:`InputEvents`) and the input synapse weights ``w_in``
+                    instead of ``drive_in`` (keywords of forward and backward); its backward then
+                    gives ``g_w_in`` [S_in] instead of ``g_beta_all``. The layer uses them for
+                    sparse inputs that need no gradient (spikes), so the drive is never a tensor.
+
 :func:`forward_torch` / :func:`backward_torch` implement the contract in plain PyTorch (the
 reference every compiled backend is tested against); :mod:`elm_neuro.networks.engines.elm_numba`
 is the CPU backend and :mod:`elm_neuro.networks.engines.elm_triton` the CUDA one.
@@ -81,6 +87,27 @@ class Recurrent(NamedTuple):
         return int(self.src.numel())
 
 
+class InputEvents(NamedTuple):
+    """The non-zero inputs of a sequence, step by step, and the input synapses by source channel:
+    the input drive of a spiking input (about 1 % non-zero for SHD) built from its events.
+
+    Event ``e`` of step ``t`` (``ptr[t] <= e < ptr[t + 1]``) is input channel ``chan[e]`` of
+    sample ``batch[e]`` with value ``value[e]`` (dropout already applied); input synapse ``s``
+    of channel ``c`` (``syn_ptr[c] <= s < syn_ptr[c + 1]``) adds ``w_in[s] * value`` to branch
+    column ``syn_flat[s]`` (= target neuron * D + branch)."""
+
+    ptr: torch.Tensor  # [T + 1] int64
+    batch: torch.Tensor  # [E] int64
+    chan: torch.Tensor  # [E] int64
+    value: torch.Tensor  # [E]
+    syn_ptr: torch.Tensor  # [n_in + 1] int64
+    syn_flat: torch.Tensor  # [S_in] int64
+
+    @property
+    def steps(self) -> int:
+        return int(self.ptr.numel()) - 1
+
+
 class Saved(NamedTuple):
     y_all: torch.Tensor
     m_all: torch.Tensor
@@ -96,6 +123,9 @@ class Saved(NamedTuple):
     # optional: tanh(2 z / 3) of every step [T, N, M, B] (a backend that saves it need not
     # recompute it in backward)
     th_all: Optional[torch.Tensor] = None
+    # optional: the MLP activation's output act(a1) of every step [T, N, H, B] (L = 1; a backend
+    # that saves it spares the Function recomputing it for the second layer's weight gradient)
+    act_all: Optional[torch.Tensor] = None
 
 
 class Grads(NamedTuple):
@@ -111,6 +141,9 @@ class Grads(NamedTuple):
     g_y0: torch.Tensor
     # optional: gradient of the recurrent weights [S] (else the Function computes it)
     g_rec_w: Optional[torch.Tensor] = None
+    # the input synapses' weight gradient [S_in] (backends that take input events; g_beta_all is
+    # then None)
+    g_w_in: Optional[torch.Tensor] = None
 
 
 def unsupported_reason(cfg) -> Optional[str]:
@@ -136,6 +169,27 @@ def make_recurrent(src: torch.Tensor, target_flat: torch.Tensor, d_tree: int, n:
     ptr = torch.zeros(n + 1, dtype=torch.int64, device=src.device)
     ptr[1:] = torch.cumsum(counts, 0)
     return Recurrent(ptr, flat - target * d_tree, src[order], flat), order
+
+
+def make_events(x: torch.Tensor, src: torch.Tensor, target_flat: torch.Tensor, n_in: int,
+                max_density: float) -> Optional[tuple[InputEvents, torch.Tensor]]:
+    """:class:`InputEvents` of ``x`` ``[B, T, n_in]`` (dropout applied) for the input synapses
+    ``(source channel, target column)``, and the permutation that sorts the synapses by channel
+    (apply it to their weights); None when more than ``max_density`` of ``x`` is non-zero (a
+    dense input is cheaper as a matrix product)."""
+    bsz, steps, _ = x.shape
+    if x.numel() == 0 or int(torch.count_nonzero(x)) > max_density * x.numel():
+        return None
+    b, t, c = x.nonzero(as_tuple=True)  # ordered by sample, then step
+    value = x[b, t, c]
+    by_step = torch.argsort(t * bsz + b, stable=True)
+    b, t, c, value = b[by_step], t[by_step], c[by_step], value[by_step]
+    ptr = torch.zeros(steps + 1, dtype=torch.int64, device=x.device)
+    ptr[1:] = torch.cumsum(torch.bincount(t, minlength=steps), 0)
+    order = torch.argsort(src, stable=True)
+    syn_ptr = torch.zeros(n_in + 1, dtype=torch.int64, device=x.device)
+    syn_ptr[1:] = torch.cumsum(torch.bincount(src, minlength=n_in), 0)
+    return InputEvents(ptr, b, c, value.contiguous(), syn_ptr, target_flat[order].contiguous()), order
 
 
 # --------------------------------------------------------------------------- activations
@@ -276,23 +330,27 @@ class ELMSequence(torch.autograd.Function):
     """The whole sequence of one ELM layer; see the module docstring.
 
     ``forward(ctx, backend, spec, rec, mask_rec, drive_in, rec_w, W1, b1, W2, b2, wy, bias, kappa,
-    gain, m0, h0, y0)`` returns ``(y [T, N, O, B], m_T, h_T, zabs [N, B])`` (``h_T`` is an empty
-    tensor without high-pass; ``W2``, ``b2`` are empty tensors when L = 0).
+    gain, m0, h0, y0, events, w_in)`` returns ``(y [T, N, O, B], m_T, h_T, zabs [N, B])`` (``h_T``
+    is an empty tensor without high-pass; ``W2``, ``b2`` are empty tensors when L = 0). With
+    ``events`` (:class:`InputEvents`, for a backend whose forward has ``accepts_events = True``)
+    the input drive comes from the events and the input synapse weights ``w_in``, which get the
+    gradient; ``drive_in`` is then an empty tensor. Without, ``events`` is None and ``w_in`` empty.
     """
 
     @staticmethod
     def forward(ctx, fns, spec: Spec, rec: Recurrent, mask_rec, drive_in, rec_w, W1, b1, W2, b2, wy, bias, kappa,
-                gain, m0, h0, y0):
+                gain, m0, h0, y0, events, w_in):
         fwd, _ = fns
         # a backend that reads any strides says so (the layer hands drive_in as a permuted view)
-        drive = drive_in if getattr(fwd, "accepts_strided", False) else drive_in.contiguous()
+        drive = drive_in if getattr(fwd, "accepts_strided", False) or events is not None else drive_in.contiguous()
+        ev = {} if events is None else {"events": events, "w_in": w_in.contiguous()}
         saved = fwd(drive, rec, rec_w.contiguous(), mask_rec.contiguous(), W1.contiguous(),
                     b1.contiguous(), W2.contiguous() if spec.two_layers else None,
                     b2.contiguous() if spec.two_layers else None, wy.contiguous(), bias.contiguous(),
                     kappa.contiguous(), gain.contiguous(), m0.contiguous(), h0.contiguous() if spec.high_pass else None,
-                    y0.contiguous(), spec)
-        ctx.fns, ctx.spec, ctx.rec = fns, spec, rec
-        ctx.save_for_backward(mask_rec, rec_w, W1, W2, wy, kappa, gain, *[
+                    y0.contiguous(), spec, **ev)
+        ctx.fns, ctx.spec, ctx.rec, ctx.events = fns, spec, rec, events
+        ctx.save_for_backward(mask_rec, rec_w, W1, W2, wy, kappa, gain, w_in, *[
             t if t is not None else torch.empty(0) for t in saved])
         ctx.saved_none = [t is None for t in saved]
         h_T = saved.h_T if saved.h_T is not None else drive_in.new_empty(0)
@@ -300,7 +358,7 @@ class ELMSequence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy, g_mT, g_hT, g_zabs):
-        mask_rec, rec_w, W1, W2, wy, kappa, gain, *rest = ctx.saved_tensors
+        mask_rec, rec_w, W1, W2, wy, kappa, gain, w_in, *rest = ctx.saved_tensors
         saved = Saved(*[None if none else t for t, none in zip(rest, ctx.saved_none)])
         spec, rec = ctx.spec, ctx.rec
         steps, n, d, bsz = saved.beta_all.shape
@@ -312,25 +370,27 @@ class ELMSequence(torch.autograd.Function):
         g_zabs = torch.zeros(n, bsz, dtype=dtype, device=dev) if g_zabs is None else g_zabs.contiguous()
         _, bwd = ctx.fns
         g = bwd(saved, rec, rec_w.contiguous(), mask_rec, W1.contiguous(), W2.contiguous() if spec.two_layers else None,
-                wy.contiguous(), kappa.contiguous(), gain.contiguous(), gy, g_mT, g_hT, g_zabs, spec)
+                wy.contiguous(), kappa.contiguous(), gain.contiguous(), gy, g_mT, g_hT, g_zabs, spec,
+                **({} if ctx.events is None else {"events": ctx.events, "w_in": w_in}))
         # weight gradients: one batched GEMM over T * B each (a backend may hand its arrays in
         # layouts that make these reshapes free: only strides differ)
         inp = saved.inp_all
         if inp is None:
             inp = torch.cat([saved.beta_all, kappa[None, :, :, None] * saved.m_all[:-1]], dim=2)  # [T, N, D+M, B]
-        ga = g.ga_all.permute(1, 2, 0, 3).reshape(n, -1, steps * bsz)
-        g_W1 = torch.bmm(ga, inp.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1))
-        g_b1 = ga.sum(-1)
+        ga = g.ga_all.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1)  # [N, T*B, H1]
+        g_W1 = torch.bmm(ga.transpose(1, 2), inp.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1))
+        g_b1 = ga.sum(1)
         g_W2 = g_b2 = None
         if spec.two_layers:
-            gz = g.gz_all.permute(1, 2, 0, 3).reshape(n, -1, steps * bsz)
-            h1 = mlp_act(saved.a1_all, spec.mlp_act).permute(1, 0, 3, 2).reshape(n, steps * bsz, -1)
-            g_W2 = torch.bmm(gz, h1)
-            g_b2 = gz.sum(-1)
+            gz = g.gz_all.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1)  # [N, T*B, M]
+            act = saved.act_all if saved.act_all is not None else mlp_act(saved.a1_all, spec.mlp_act)
+            h1 = act.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1)
+            g_W2 = torch.bmm(gz.transpose(1, 2), h1)
+            g_b2 = gz.sum(1)
         g_rec_w = g.g_rec_w
         if g_rec_w is None and rec.count and ctx.needs_input_grad[5]:
             gb = g.g_beta_all.reshape(steps, n * d, bsz)[:, rec.flat]  # [T, S, B]
             ysrc = saved.y_all[:-1, :, 0][:, rec.src] * mask_rec[rec.src]  # [T, S, B]
             g_rec_w = (gb * ysrc).sum(dim=(0, 2))
         return (None, None, None, None, g.g_beta_all, g_rec_w, g_W1, g_b1, g_W2, g_b2, g.g_wy, g.g_bias, g.g_kappa,
-                g.g_gain, g.g_m0, g.g_h0, g.g_y0)
+                g.g_gain, g.g_m0, g.g_h0, g.g_y0, None, g.g_w_in)
