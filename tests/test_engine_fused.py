@@ -267,7 +267,7 @@ def test_bf16_autocast_runs_the_engine_in_float32():
     torch.testing.assert_close(out.logits.float(), ref.logits, rtol=0.05, atol=0.05)
 
 
-@pytest.mark.parametrize("bsz", [2, NB.LANES])  # the Numba synapse loops are specialised for LANES samples
+@pytest.mark.parametrize("bsz", [2, NB.LANES, 2 * NB.LANES + 3])  # Numba: synapse loops in LANES blocks + the rest
 @pytest.mark.parametrize("backend", ["torch", "numba"])
 def test_backends_agree_on_a_layer(backend, bsz):
     layer = ELMLayer(ELMLayerConfig(d_m=3, d_tree=3, d_brch=2, rho=0.5, learn_tau=True), 7, 5, seed=2).double()

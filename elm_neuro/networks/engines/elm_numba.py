@@ -7,8 +7,8 @@ serial build, without threading overhead). Inside it, per sample, the MLP's prod
 products over contiguous rows (the measured fastest form for rows of 9-40 numbers; see
 ``benchmarks/bench_elm.py``). The recurrent synapses are read per target neuron (CSR) in
 forward; in backward their gradient is scattered to the sources after the neuron loop of each
-step, with per-lane sums for their weights. The synapse loops over the batch are specialised
-for ``LANES`` samples (the preset batch), a constant trip count that compiles to vector code.
+step, with per-lane sums for their weights. The synapse loops run over the batch in blocks of
+``LANES`` samples, a constant trip count that compiles to vector code (and the rest after).
 
 What the loop does not do: the MLP weight gradients (one GEMM each after the loop, in the
 Function); what it does instead of tensor code: the gradients of the small per-neuron
@@ -89,21 +89,22 @@ def _act_grad(a, code, zero, one, two):
     return two * a * r if code == 0 else r
 
 
-LANES = 8  # the batch size the synapse loops are specialised for (one AVX register of float32)
+LANES = 8  # the synapse loops run over the batch in blocks of this many samples (one AVX register of float32)
 
 
 @njit(**_INLINE)
-def _rec_synapse_drive(rc, ym, n, k, j, w, lanes):
-    """One recurrent synapse's drive: ``rc[n, k, :] += w * ym[j, :]``."""
-    for b in range(lanes):
+def _rec_synapse_drive(rc, ym, n, k, j, w, b0, lanes):
+    """One recurrent synapse's drive for samples ``b0 .. b0 + lanes - 1``:
+    ``rc[n, k, b] += w * ym[j, b]``."""
+    for b in range(b0, b0 + lanes):
         rc[n, k, b] += w * ym[j, b]
 
 
 @njit(**_INLINE)
-def _rec_synapse_grad(gyr, acc_rec, gbs, ym, f, j, s, w, lanes):
-    """One recurrent synapse's gradients: into its source's output (``gyr``, the mask applied
-    later) and, per batch lane, into its weight (``acc_rec``)."""
-    for b in range(lanes):
+def _rec_synapse_grad(gyr, acc_rec, gbs, ym, f, j, s, w, b0, lanes):
+    """One recurrent synapse's gradients for samples ``b0 .. b0 + lanes - 1``: into its source's
+    output (``gyr``, the mask applied later) and, per batch lane, into its weight (``acc_rec``)."""
+    for b in range(b0, b0 + lanes):
         gb = gbs[f, b]
         gyr[j, b] += w * gb
         acc_rec[s, b] += gb * ym[j, b]
@@ -120,6 +121,7 @@ def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_i
     K = W1.shape[2]
     D = K - M
     zero, one, tg, kr1 = cst[0], cst[1], cst[2], cst[3]  # constants in the arrays' dtype (float32 stays SIMD)
+    full = B - B % LANES  # samples in whole LANES blocks
     for t in range(T):
         if events:  # the input synapses' drive of this step from its input events (CSR by channel)
             for f in range(N * D):
@@ -140,10 +142,10 @@ def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_i
                 for b in range(B):
                     rc[n, k, b] = zero
             for s in range(ptr[n], ptr[n + 1]):
-                if B == LANES:  # a constant trip count: unrolled into vector code
-                    _rec_synapse_drive(rc, ym, n, branch[s], src[s], rec_w[s], LANES)
-                else:
-                    _rec_synapse_drive(rc, ym, n, branch[s], src[s], rec_w[s], B)
+                k, j, w = branch[s], src[s], rec_w[s]
+                for b0 in range(0, full, LANES):  # blocks of a constant trip count: vector code
+                    _rec_synapse_drive(rc, ym, n, k, j, w, b0, LANES)
+                _rec_synapse_drive(rc, ym, n, k, j, w, full, B - full)
             for b in range(B):
                 # MLP input [beta ; kappa m], saved as inp_buf [N, T, B, D+M]
                 if events:
@@ -220,6 +222,7 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
     D = W1T.shape[1] - M
     S = src.shape[0]
     zero, one, tg, kr1, kr, two_c = cst[0], cst[1], cst[2], cst[3], cst[4], cst[5]
+    full = B - B % LANES  # samples in whole LANES blocks
     for t in range(T - 1, -1, -1):
         for n in prange(N):
             for b in range(B):
@@ -287,10 +290,10 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
             # per-lane sums (no horizontal reduction per synapse); the mask applied once per source
             for n in range(N):
                 for s in range(ptr[n], ptr[n + 1]):
-                    if B == LANES:  # a constant trip count: unrolled into vector code
-                        _rec_synapse_grad(gyr, acc_rec, gbs, ym, n * D + branch[s], src[s], s, rec_w[s], LANES)
-                    else:
-                        _rec_synapse_grad(gyr, acc_rec, gbs, ym, n * D + branch[s], src[s], s, rec_w[s], B)
+                    f, j, w = n * D + branch[s], src[s], rec_w[s]
+                    for b0 in range(0, full, LANES):  # blocks of a constant trip count: vector code
+                        _rec_synapse_grad(gyr, acc_rec, gbs, ym, f, j, s, w, b0, LANES)
+                    _rec_synapse_grad(gyr, acc_rec, gbs, ym, f, j, s, w, full, B - full)
             for j in range(N):
                 for b in range(B):
                     g_y[j, 0, b] = gyr[j, b] * mask_rec[j, b]
