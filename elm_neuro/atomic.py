@@ -1,30 +1,81 @@
-"""Atomic file output, used by every part of the package that writes files.
+"""Atomic file output, used by every part of the package that writes files, and exclusive
+folder locks.
 
-Everything is first written to a temporary file in the destination folder (same file system),
-then moved onto the destination with ``os.replace``: a reader, a resumed run or a crash sees
-either the old complete file or the new complete file, never a half-written one.
+Everything is first written to a temporary file beside its destination (same folder, same file
+system), then moved onto the destination with ``os.replace``: a reader, a resumed run or a crash
+sees either the old complete file or the new complete file, never a half-written one.
+
+Temporary files are named ``<target name>.partial-<pid>-<random>.tmp`` (:func:`temp_files`), so
+one left behind by a killed process (kill -9 during ``elm-neuro data synth``) is recognisable and
+tells whose it was; the next write to the same target removes those of processes that no longer
+run. :func:`replace_folder` does the same for a whole folder (``--force`` of ``export``).
+
+:func:`folder_lock` is an exclusive lock on a folder (a run directory, a sweep folder) for the
+life of a run; see there.
 """
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success move it onto ``path``.
+TEMP_MARK = ".partial-"
+TEMP_SUFFIX = ".tmp"
 
-    On any exception the temporary file is removed and ``path`` is left untouched. The final
-    file gets the usual permissions (``0666 & ~umask``; ``mkstemp`` creates ``0600``).
+
+def temp_files(path: str | os.PathLike) -> list[Path]:
+    """The temporary files (or folders) of writes to ``path`` now beside it, whoever made them."""
+    path = Path(path)
+    return sorted(path.parent.glob(f"{glob.escape(path.name)}{TEMP_MARK}*{TEMP_SUFFIX}"))
+
+
+def _temp_owner(temp: Path, target_name: str) -> int | None:
+    middle = temp.name[len(target_name) + len(TEMP_MARK):-len(TEMP_SUFFIX)]
+    try:
+        return int(middle.split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files (folders) of earlier writes to ``path`` whose process is gone
+    (a live writer's are left alone); returns what was removed."""
+    path = Path(path)
+    removed = []
+    for temp in temp_files(path):
+        owner = _temp_owner(temp, path.name)
+        if owner is None or owner == os.getpid() or pid_alive(owner):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(temp) if temp.is_dir() and not temp.is_symlink() else temp.unlink()
+        removed.append(temp)
+    return removed
+
+
+def _temp_prefix(path: Path) -> str:
+    return f"{path.name}{TEMP_MARK}{os.getpid()}-"
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str = TEMP_SUFFIX) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (module docstring); on success move it onto ``path``.
+
+    Temporary files of earlier writes to ``path`` by processes that no longer run are removed
+    first. On any exception the temporary file is removed and ``path`` is left untouched. The
+    final file gets the usual permissions (``0666 & ~umask``; ``mkstemp`` creates ``0600``).
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=folder)
+    remove_stale_temps(path)
+    suffix = suffix if suffix.endswith(TEMP_SUFFIX) else suffix + TEMP_SUFFIX  # always recognisable
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix, dir=folder)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -36,6 +87,50 @@ def atomic_output(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        raise
+
+
+@contextlib.contextmanager
+def replace_folder(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``path``; on success it becomes ``path``.
+
+    ``path`` must not exist (or be an empty folder) unless ``replace``: then the old folder is
+    moved aside and removed only once the new one is in place (two renames on the same file
+    system; a crash between them leaves the old folder under a ``.partial-`` name beside it, never
+    a mix of both). On any exception the temporary folder is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=parent))
+    try:
+        yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        old = None
+        if path.is_dir() and not path.is_symlink() and any(path.iterdir()):
+            if not replace:
+                raise FileExistsError(17, "File exists", str(path))
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=parent))
+            os.replace(path, old)  # onto the empty folder just made: the old one is kept whole
+        elif path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        elif path.exists() or path.is_symlink():
+            if not replace:
+                raise FileExistsError(17, "File exists", str(path))
+            path.unlink()
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old is not None:  # put the old folder back
+                os.replace(old, path)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -60,7 +155,121 @@ def save_json(obj, path) -> None:
     save_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", path)
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def check_plain(obj, where: str = "obj") -> None:
+    """Raise ``TypeError`` naming the first part of ``obj`` that is not a tensor or plain data
+    (dict with str / int keys, list, tuple that is not a named tuple, str, number, bool, None):
+    what ``torch.load(..., weights_only=True)`` reads back without unpickling any other object."""
+    import torch
+
+    if isinstance(obj, torch.Tensor) or isinstance(obj, _PLAIN):
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where}: key {k!r} is a {type(k).__name__}, not a str or int")
+            check_plain(v, f"{where}[{k!r}]")
+        return
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        for i, v in enumerate(obj):
+            check_plain(v, f"{where}[{i}]")
+        return
+    raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}, not a tensor or plain "
+                    f"data; a checkpoint holds only those (so that it loads with weights_only=True)")
+
+
 def save_torch(obj, path) -> None:
+    """``torch.save`` of tensors and plain data only (:func:`check_plain`), atomically."""
     import torch  # only here: the data code writes files through this module without torch
 
+    check_plain(obj, Path(path).name)
     write_atomic(path, lambda f: torch.save(obj, f))
+
+
+# --------------------------------------------------------------------------- exclusive directory locks
+#: Name of the lock file in a locked folder (a run directory, a sweep or comparison folder).
+LOCK_NAME = ".elm-neuro.lock"
+
+# Folders this process holds (resolved path -> depth), so that a nested call re-enters its own lock.
+_held: dict = {}
+
+
+class FolderLocked(ValueError):
+    """Another live process holds the folder's lock (a ValueError: the CLI's bad-input exit 2)."""
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        return int(text.split()[0]) if text else None
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "run directory") -> Iterator[int | None]:
+    """Hold ``FOLDER/.elm-neuro.lock`` exclusively for the life of the ``with`` block.
+
+    The lock is an ``flock`` on the file, which holds this process's pid: a second process is
+    refused at once with :class:`FolderLocked` naming the folder and the holder's pid. The kernel
+    drops the lock of a process that dies (kill -9 included), so a lock file left by a dead process
+    is taken over; the context yields that process's pid (None when there was no stale lock). The
+    same process may enter its own lock again (nested calls). The folder is created when missing;
+    the lock file is removed on exit.
+    """
+    import fcntl  # POSIX only; imported here so that the rest of this module works everywhere
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield None
+        finally:
+            _held[key] -= 1
+        return
+    path = folder / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f"pid {holder}" if holder is not None else "a process that is starting"
+            raise FolderLocked(f"{folder} is in use by another elm-neuro process ({who}, lock file {path}); "
+                               f"wait for it to finish, stop it, or choose another {what}") from None
+        try:  # a holder that just released the lock removed the file: lock the new one instead
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    stale = _read_pid(fd)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    _held[key] = 1
+    try:
+        yield stale if stale != os.getpid() else None
+    finally:
+        _held.pop(key, None)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.close(fd)

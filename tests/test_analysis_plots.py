@@ -25,8 +25,9 @@ def _table():
 
 
 def _leftover_temps(folder):
-    """Temporary files of :func:`elm_neuro.atomic.atomic_output` (``.<name>.<random>.tmp``)."""
-    return [f for f in os.listdir(folder) if f.startswith(".") and f.endswith(".tmp")]
+    """Temporary files of :func:`elm_neuro.atomic.atomic_output` (``<name>.partial-<pid>-<random>.tmp``),
+    and the hidden ``.<name>.<random>.tmp`` of earlier versions."""
+    return [f for f in os.listdir(folder) if f.endswith(".tmp")]
 
 
 def _assert_png(path):

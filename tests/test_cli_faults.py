@@ -32,6 +32,7 @@ def _one_line_error(err: str, command: str) -> str:
 def test_truncated_checkpoint_on_resume(shd, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", *TINY, "--data", str(shd), "--out", str(run)]) == 0
+    (run / "summary.json").unlink()  # as if killed before the end
     (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:100])
     capsys.readouterr()
     assert main(["train", "--resume", str(run)]) == EXIT_BAD_INPUT
@@ -99,3 +100,24 @@ def test_nonsense_inputs_are_refused_in_the_commands_words(shd, tmp_path, capsys
         EXIT_BAD_INPUT
     assert "--batches" in _one_line_error(capsys.readouterr().err, "analyze")
     assert not (tmp_path / "ts.png").exists()
+
+
+def test_nonsense_language_and_inspect_inputs(shd, tmp_path, capsys):
+    """Issue 14, point 6 (rest): the enwik8 size hint names a command that accepts it, a corpus larger
+    than the built-in one is refused instead of capped, and --samples needs --raster."""
+    small = tmp_path / "enwik8"
+    small.write_bytes(b"x" * 5000)
+    run = tmp_path / "lm"
+    assert main(["train", "--task", "enwik8", "--data", str(small), "--device", "cpu", "--out", str(run)]) == \
+        EXIT_BAD_INPUT
+    line = _one_line_error(capsys.readouterr().err, "train")
+    assert "5000 bytes, expected exactly 100000000" in line and "training needs enwik8 itself" in line
+    assert "only `elm-neuro data enwik8 --allow-any-size`" in line and not run.exists()
+    assert main(["train", "--task", "enwik8", "--corpus-bytes", str(10 ** 11), "--device", "cpu",
+                 "--out", str(run)]) == EXIT_BAD_INPUT
+    line = _one_line_error(capsys.readouterr().err, "train")
+    assert f"corpus_bytes (--corpus-bytes) {10 ** 11}: the built-in text corpus has only" in line
+    assert not run.exists()
+    assert main(["data", "inspect", str(shd / "shd_test.h5"), "--samples", "0,1"]) == EXIT_BAD_INPUT
+    assert "--samples chooses the samples of the raster plot: give --raster" in \
+        _one_line_error(capsys.readouterr().err, "data")

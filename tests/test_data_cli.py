@@ -32,7 +32,8 @@ def test_synth_command(shd_dir, tmp_path, capsys):
     for name in ("shd_train.h5", "shd_test.h5"):
         assert (tmp_path / name).read_bytes() == (shd_dir / name).read_bytes()
     assert main(["data", "synth", "--out", str(tmp_path / "x"), "--train", "0"]) == 2
-    assert "n_train must be a positive integer" in capsys.readouterr().err
+    assert "n_train (--train) must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_inspect_command(shd_dir, tmp_path, capsys):

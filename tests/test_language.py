@@ -2,6 +2,7 @@
 the built-in corpus, resume equivalence, the train/sample CLI, and text generation."""
 import json
 import math
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -171,15 +172,15 @@ def test_resume_gives_identical_run(tokens, tmp_path):
     full = train_language_model(tmp_path / "full", cfg, tokens=tokens, progress=False)
     assert train_language_model(tmp_path / "part", cfg, tokens=tokens, progress=False, stop_after_epochs=1) is None
     part = RunDir(tmp_path / "part")
-    ck = torch.load(part.checkpoint, weights_only=False)
-    assert part.read_summary() is None and ck["step"] == 7 and ck["carried_state"] is not None
+    ck = torch.load(part.checkpoint, weights_only=True)
+    assert part.read_summary() is None and ck["step"] == 7 and "__namedtuple__" in ck["carried_state"]  # plain data
     part.append_metric({"kind": "train", "epoch": 2, "step": 999, "bpc": 0.0})  # after the checkpoint: dropped
     resumed = train_language_model(tmp_path / "part", resume=True, tokens=tokens, progress=False)
     for key in ("valid_bpc", "test_bpc", "valid_loss", "test_loss", "steps", "best_epoch"):
         assert resumed[key] == full[key], key
     for name in ("checkpoint.pt", "best.pt"):
-        a = torch.load(tmp_path / "full" / name, weights_only=False)["model"]
-        b = torch.load(tmp_path / "part" / name, weights_only=False)["model"]
+        a = torch.load(tmp_path / "full" / name, weights_only=True)["model"]
+        b = torch.load(tmp_path / "part" / name, weights_only=True)["model"]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     strip = [{k: v for k, v in r.items() if k != "wall_s"} for r in RunDir(tmp_path / "full").read_metrics()]
     assert strip == [{k: v for k, v in r.items() if k != "wall_s"} for r in part.read_metrics()]
@@ -250,6 +251,12 @@ def test_train_and_sample_cli_on_default_corpus(tmp_path, capsysbinary):
         assert msg in capsysbinary.readouterr().err
     assert main(["sample", str(tmp_path / "nowhere"), "--prompt", "x", "--length", "5"]) == 2
     assert b"config.json not found" in capsysbinary.readouterr().err
+    # a binary prompt (bytes that are not UTF-8 reach argv as surrogate escapes) is checked byte by byte
+    assert 0xFF not in vocab
+    assert main(["sample", str(out), "--prompt", os.fsdecode(b"de\xff"), "--length", "5"]) == 2
+    err = capsysbinary.readouterr().err
+    assert b"--prompt: byte b'\\xff' (0xff) at position 2 is not in the model's vocabulary" in err
+    assert b"Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_sample_refuses_a_classification_run(tmp_path):

@@ -171,7 +171,7 @@ def test_local_sweep_interrupted_and_resumed(shd_dir, tmp_path, monkeypatch):
     (out / "results.csv").unlink()
     S.write_results(out)
     assert (out / "results.csv").read_bytes() == before
-    assert not list(out.glob(".*.tmp"))
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
 
     # 6. a different grid is refused; --force continues; a cell trained differently is refused
     other = S.SweepGrid(grid.base, values=[2, 3, 4], budgets=[1500], seeds=[0, 1])

@@ -88,7 +88,7 @@ def test_tiny_run_learns_and_writes_run_dir(shd_dir, tmp_path):
     # load_run gives the best weights in eval mode
     loaded = load_run(tmp_path / "run")
     assert not loaded.model.training and loaded.summary["test_acc"] == summary["test_acc"]
-    best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)["model"]
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
     for k, v in loaded.model.state_dict().items():
         assert torch.equal(v, best[k])
 
@@ -98,14 +98,14 @@ def test_resume_reaches_same_final_metrics(shd_dir, tmp_path):
     full = train_classifier(tmp_path / "full", cfg, progress=False)
     assert train_classifier(tmp_path / "part", cfg, progress=False, stop_after_epochs=1) is None
     part = RunDir(tmp_path / "part")
-    assert part.read_summary() is None and torch.load(part.checkpoint, weights_only=False)["epoch"] == 1
+    assert part.read_summary() is None and torch.load(part.checkpoint, weights_only=True)["epoch"] == 1
     # a partial epoch's metric lines written after the checkpoint are dropped on resume
     part.append_metric({"kind": "train", "epoch": 2, "step": 999, "loss": 0.0})
     resumed = train_classifier(tmp_path / "part", resume=True, progress=False)
     for key in ("valid_acc", "valid_loss", "test_acc", "test_loss", "steps", "best_epoch"):
         assert resumed[key] == full[key], key
-    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["model"]
     for k in a:
         assert torch.equal(a[k], b[k]), k
     strip = [{k: v for k, v in r.items() if k != "wall_s"} for r in RunDir(tmp_path / "full").read_metrics()]
@@ -158,7 +158,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(shd_dir, tmp_path):
     splits["train"] = PoisonedSplit(splits["train"], bad_epoch=1)
     with pytest.raises(TrainingDiverged, match=r"non-finite loss .* epoch 2, step 7"):
         train_classifier(tmp_path / "r", cfg, splits=splits, progress=False)
-    ck = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)
+    ck = torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)
     assert ck["epoch"] == 1 and ck["step"] == 6
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
     assert not (tmp_path / "r" / "summary.json").exists()
@@ -176,9 +176,9 @@ def test_best_weights_are_a_real_copy(shd_dir, tmp_path, monkeypatch):
     train_classifier(tmp_path / "one", cfg, progress=False, stop_after_epochs=1)
     monkeypatch.setattr(C, "evaluate", fake_evaluate)
     train_classifier(tmp_path / "full", cfg, progress=False)
-    best = torch.load(tmp_path / "full" / "best.pt", weights_only=False)
-    after_one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=False)["model"]
-    last = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
+    best = torch.load(tmp_path / "full" / "best.pt", weights_only=True)
+    after_one = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)["model"]
+    last = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
     assert best["epoch"] == 1
     assert all(torch.equal(best["model"][k], after_one[k]) for k in after_one)
     assert any(not torch.equal(best["model"][k], last[k]) for k in last)
@@ -202,7 +202,8 @@ def test_train_cli_end_to_end_and_errors(shd_dir, tmp_path, capsys):
     assert main(["train", "--train-set", "bogus=1", "--out", str(tmp_path / "y")]) == 2
     assert "unknown TrainConfig field(s) ['bogus']" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "z")]) == 2
-    assert "shd_train.h5 not found" in capsys.readouterr().err
+    assert "nowhere not found (--data must be a folder with shd_train.h5" in capsys.readouterr().err
+    assert not (tmp_path / "z").exists()
     assert main(["train", "--n", "5", "--params", "9000", "--data", str(shd_dir), "--out", str(tmp_path / "w")]) == 2
     assert "either n (model override) or params" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -84,7 +84,7 @@ from scipy import optimize
 
 from elm_neuro import defaults as D
 from elm_neuro.analysis import sweep_table as st
-from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure
+from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure, set_log_axis
 
 PARAM_NAMES = ("s", "a_e", "a_c", "g_e", "g_c", "c")
 _THETA_CLIP = 40.0
@@ -650,7 +650,7 @@ def plot_residuals(fit: InfoModelFit, path, title: Optional[str] = None) -> str:
     axs[0].set_title(title or f"information model, R2 = {fit.r2:.3f}, c = {fit.params.c:.3g}")
     axs[1].scatter(fit.n, fit.residuals, c=col, cmap="viridis", s=18)
     axs[1].axhline(0, color="k", lw=1)
-    axs[1].set_xscale("log")
+    set_log_axis(axs[1], fit.n)
     axs[1].set_xlabel("N")
     axs[1].set_ylabel("residual (predicted - observed)")
     fig.colorbar(sc, ax=axs[1], label="log10 k_e")
@@ -764,5 +764,8 @@ def plot_optimum_path(path_rows: Sequence[dict], path, title: Optional[str] = No
     axs[1].set_ylabel(f"predicted {key} (bits)")
     axs[0].set_title(title or "model optimum vs budget")
     for a in axs:
-        a.grid(alpha=0.3, which="both")
+        set_log_axis(a, b)
+        a.grid(alpha=0.3, which="major")
+    set_log_axis(axs[0], [r[k] for r in path_rows for k in ("n", "k_e")], which="y")
+    fig.tight_layout()
     return save_figure(fig, path)

@@ -39,7 +39,7 @@ from scipy import optimize, stats
 
 from elm_neuro import defaults as D
 from elm_neuro.analysis import sweep_table as st
-from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure
+from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure, set_log_axis
 
 
 def power_law(p, l_inf: float, a: float, alpha: float) -> np.ndarray:
@@ -363,6 +363,12 @@ def plot_scaling(
         ax.set_xlabel("P")
         ax.set_ylabel("optimal allocation")
         ax.legend(fontsize=7)
+    for a in axs:  # ticks at the budgets, labels that never overprint
+        set_log_axis(a, fit.p)
+    if growth:
+        set_log_axis(axs[2], np.concatenate([np.concatenate([g.y, g.predict(g.x)]) for g in growth.values()]),
+                     which="y")
     for a in axs:
-        a.grid(alpha=0.3, which="both")
+        a.grid(alpha=0.3, which="major")
+    fig.tight_layout()
     return save_figure(fig, path)

@@ -38,10 +38,11 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+
+from elm_neuro.atomic import atomic_output
 
 #: Columns that describe a run rather than a configuration (never grouping keys).
 RUN_COLUMNS = ("seed", "wall_s", "epochs", "steps", "run_id", "path", "status", "timestamp")
@@ -112,20 +113,12 @@ def write_table(rows: Sequence[dict], path, columns: Optional[Sequence[str]] = N
         raise ValueError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = os.fspath(path)
     cols = list(columns) if columns is not None else table_columns(rows)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=directory)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(cols)
             for r in rows:
                 w.writerow([_format_cell(r.get(c)) for c in cols])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 

@@ -59,10 +59,10 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-from matplotlib.ticker import NullFormatter
+from matplotlib.lines import Line2D
 from scipy import optimize
 
-from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure
+from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure, set_log_axis
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -548,6 +548,24 @@ def plot_tau_distributions(taus: dict, path, title: Optional[str] = None, xlabel
 # --------------------------------------------------------------------------- (e) comparison
 COMPARISON_KEYS = (("intrinsic_tau", "intrinsic (autocorrelation)"), ("impulse_tau", "impulse response"),
                    ("param_tau", "parameter tau (memory / membrane)"), ("adapt_tau", "adaptation tau"))
+# What each row counts (the y axis).
+_COUNTED = {"intrinsic_tau": "neurons", "impulse_tau": "neurons", "param_tau": "taus", "adapt_tau": "neurons"}
+
+
+def missing_note(key: str, result: dict) -> str:
+    """Why a network has no ``key`` timescales (the text of its empty panel)."""
+    spiking = str(result.get("family", "")) in ("lif", "adlif") or "adapt_tau" in result \
+        or ("param_tau" in result and "impulse_tau" not in result and "effective_tau" not in result)
+    if key == "impulse_tau" and spiking:
+        return ("not measured for spiking neurons:\na LIF neuron's response to one input\npulse is its membrane "
+                "decay, tau_mem\n(parameter-tau row)")
+    if key == "adapt_tau":
+        return "no adaptation current\n(ELM neurons and plain LIF have none)"
+    if key == "intrinsic_tau":
+        return "not measured:\nno held-out activity recorded\n(e.g. an Enwik8 run: parameters only)"
+    if key == "param_tau":
+        return "no timescale parameters"
+    return "not measured for this network"
 
 
 def plot_timescale_comparison(results: dict, path, title: Optional[str] = None, unit: str = "steps",
@@ -574,31 +592,39 @@ def plot_timescale_comparison(results: dict, path, title: Optional[str] = None, 
     if not kinds:
         raise ValueError(f"results: no result has any of {[k for k, _ in COMPARISON_KEYS]}")
     names = list(results)
-    fig, axs = new_figure(ncols=len(names), nrows=len(kinds), width=4.0, height=2.8)
+    fig, axs = new_figure(ncols=len(names), nrows=len(kinds), width=4.2, height=2.9)
     for i, (key, lab) in enumerate(kinds):
         arrs = {nm: _to_numpy(results[nm][key]).ravel() * scales[nm] for nm in names if key in results[nm]}
         bins = _log_bins(list(arrs.values()))
         for j, nm in enumerate(names):
             ax = axs[i * len(names) + j]
+            head = f"{nm}\n" if i == 0 else ""
             if nm not in arrs:
-                ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes)
+                ax.text(0.5, 0.5, missing_note(key, results[nm]), ha="center", va="center", transform=ax.transAxes,
+                        fontsize=8, color="0.3")
                 ax.set_xticks([])
                 ax.set_yticks([])
+                ax.set_title(f"{head}no {lab}", fontsize=8)
             else:
                 a = arrs[nm]
                 a = a[np.isfinite(a) & (a > 0)]
                 ax.hist(a, bins=bins, color=f"C{j}", alpha=0.8)
+                med = f", median {np.median(a):.3g} {unit}" if a.size else ""
                 if a.size:
                     ax.axvline(np.median(a), color="k", ls="--", lw=1)
-                ax.set_xscale("log")
-                ax.xaxis.set_minor_formatter(NullFormatter())  # no overlapping minor-tick labels
-                ax.text(0.98, 0.95, f"n={a.size}", ha="right", va="top", transform=ax.transAxes, fontsize=7)
-            if i == 0:
-                ax.set_title(nm)
+                set_log_axis(ax, np.geomspace(bins[0], bins[-1], 25))
+                ax.set_xlim(bins[0], bins[-1])  # one x range per row: the networks side by side
+                # the count and median in the panel's title: never over the bars
+                ax.set_title(f"{head}{a.size} {_COUNTED[key]}{med}", fontsize=8)
             if j == 0:
-                ax.set_ylabel(lab, fontsize=8)
+                ax.set_ylabel(lab, fontsize=8)  # the row's kind of timescale; y counts, see supylabel
             if i == len(kinds) - 1:
                 ax.set_xlabel(f"tau ({unit})")
+    median = Line2D([], [], color="k", ls="--", lw=1)
+    fig.legend([median], ["dashed line: median of the panel's timescales"], loc="lower center", fontsize=8,
+               frameon=False)
+    fig.supylabel("count per bin (neurons; parameter row: taus, one per memory unit / neuron)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95 if title else 0.99))
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)

@@ -27,7 +27,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from elm_neuro.analysis import sweep_table as st
-from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure
+from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure, set_log_axis
 
 
 def _k_e(d_m: int, d_tree: int) -> int:
@@ -220,12 +220,15 @@ def plot_metric_vs_axis(
     if logx is None:
         logx = finite_x.size > 0 and finite_x.max() / finite_x.min() > 5
     if logx:
-        ax.set_xscale("log")
+        ref_x = [] if refs is None else [float(r.get(axis, np.nan)) for r in refs]
+        set_log_axis(ax, list(finite_x) + ref_x)
     ax.set_xlabel(axis)
     ax.set_ylabel(_label(metric))
     ax.set_title(title or f"{_label(metric)} vs {axis}")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
+    handles = ax.get_legend_handles_labels()[0]
+    if handles:  # below the axes: never over the points
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=1 if len(handles) < 3 else 2,
+                  frameon=False)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
 
@@ -262,6 +265,9 @@ def plot_single_axes(
     present = [a for a in axes if a in cols]
     if not present:
         raise ValueError(f"axes {list(axes)} name no column of rows; columns: {cols}")
+    varied = [a for a in present if len({v for v in st.column(cells, a).tolist() if np.isfinite(v)}) > 1]
+    constant = [a for a in present if a not in varied]
+    present = varied or present  # an axis with one value says nothing: noted in the title instead
     y = st.column(cells, metric + "_mean")
     s = _std(cells, metric)
     buckets = _bucket_labels(cells, p_key, rel_tol) if p_key in cols else np.zeros(len(cells))
@@ -276,13 +282,16 @@ def plot_single_axes(
             ax.errorbar(x[m][order], y[m][order], yerr=s[m][order], marker="o", capsize=2, ls="-", label=lab)
         fx = x[np.isfinite(x) & (x > 0)]
         if fx.size and fx.max() / fx.min() > 5:
-            ax.set_xscale("log")
+            set_log_axis(ax, fx, max_ticks=4)
+        else:
+            ax.xaxis.get_major_locator().set_params(nbins=4)  # linear: few enough labels to stay apart
         ax.set_xlabel(a)
         ax.grid(alpha=0.3)
     axs[0].set_ylabel(_label(metric))
     if axs[0].get_legend_handles_labels()[0]:
         axs[0].legend(fontsize=7)
-    fig.suptitle(f"{_label(metric)} against each axis")
+    fixed = "; fixed: " + ", ".join(f"{a} = {st.column(cells, a)[0]:g}" for a in constant) if varied and constant else ""
+    fig.suptitle(f"{_label(metric)} against each axis{fixed}")
     return save_figure(fig, path)
 
 
@@ -365,7 +374,7 @@ def plot_pareto(
     fp = np.array([r[p_key] for r in front], float)
     fy = np.array([r[metric + "_mean"] for r in front], float)
     ax.step(fp, fy, where="post", color="k", lw=1, label="Pareto frontier")
-    ax.set_xscale("log")
+    set_log_axis(ax, p[np.isfinite(p)])
     ax.set_xlabel("P (trainable parameters)")
     ax.set_ylabel(_label(metric))
     ax.set_title(title or f"{_label(metric)}: Pareto frontier across budgets")

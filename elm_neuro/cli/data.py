@@ -29,6 +29,8 @@ from elm_neuro.cli.data_enwik8 import add_enwik8_parser
 # The data modules are imported by the sub-command that uses them: they load numba and h5py, which
 # the CLI's start-up (``elm-neuro --help``, the other commands) does not need.
 
+# Samples of `data inspect --raster` by default.
+_RASTER_SAMPLES = "0,1,2"
 # Pairs of `data shd-adding` by default: the fixed test pairs of SPEC 6 (test batches x batch size).
 _TEST_PAIRS = D.RECIPES["paper-shd-adding"]["test_batches"] * D.RECIPES["paper-shd-adding"]["batch_size"]
 
@@ -36,7 +38,7 @@ _TEST_PAIRS = D.RECIPES["paper-shd-adding"]["test_batches"] * D.RECIPES["paper-s
 def _synth(args: argparse.Namespace) -> int:
     from elm_neuro.data.synth import write_synthetic_shd
 
-    train, test = write_synthetic_shd(args.out, args.train, args.test, args.seed)
+    train, test = write_synthetic_shd(args.out, args.train, args.test, args.seed, force=args.force)
     print(f"wrote {train} ({args.train} samples) and {test} ({args.test} samples), "
           f"seed {args.seed}")
     return 0
@@ -88,11 +90,13 @@ def _shd_adding(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from elm_neuro.data.inspect import format_summary, plot_raster, read_any_shd, summarize
 
+    if args.samples is not None and not args.raster:
+        raise ValueError("--samples chooses the samples of the raster plot: give --raster OUT.png with it")
     events = read_any_shd(args.file)
     print(format_summary(summarize(events)))
     if args.raster:
         try:
-            samples = [int(s) for s in args.samples.split(",") if s.strip()]
+            samples = [int(s) for s in (args.samples or _RASTER_SAMPLES).split(",") if s.strip()]
         except ValueError as exc:
             raise ValueError(f"--samples must be comma-separated integers, got "
                              f"{args.samples!r}") from exc
@@ -113,6 +117,7 @@ def register(subparsers) -> None:
     s.add_argument("--train", type=int, default=D.SYNTH_N_TRAIN, help="training samples (SHD: 8156)")
     s.add_argument("--test", type=int, default=D.SYNTH_N_TEST, help="test samples (SHD: 2264)")
     s.add_argument("--seed", type=int, default=D.SEED)
+    s.add_argument("--force", action="store_true", help="replace shd_train.h5 / shd_test.h5 already in --out")
     s.set_defaults(func=_synth)
 
     f = sub.add_parser("fetch", help="download the official SHD files (md5-checked)")
@@ -148,7 +153,8 @@ def register(subparsers) -> None:
     i = sub.add_parser("inspect", help="summary (and raster plot) of an SHD-format file")
     i.add_argument("file")
     i.add_argument("--raster", default=None, help="save a raster plot to this image file")
-    i.add_argument("--samples", default="0,1,2", help="comma-separated sample indices")
+    i.add_argument("--samples", default=None,
+                   help=f"comma-separated sample indices of the raster plot (default {_RASTER_SAMPLES})")
     i.set_defaults(func=_inspect)
 
     add_enwik8_parser(sub)

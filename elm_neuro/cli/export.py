@@ -1,5 +1,6 @@
-"""``elm-neuro export RUN_DIR --out models/NAME``: keep a finished run with a model card
-(:mod:`elm_neuro.experiments.export`)."""
+"""``elm-neuro export RUN_DIR --out models/NAME [--force]``: keep a finished run with a model
+card and its best weights as ``model.safetensors`` (:mod:`elm_neuro.experiments.export`); an
+existing ``--out`` is refused unless ``--force``, which replaces it whole."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,7 @@ from elm_neuro.experiments.export import export_run
 
 
 def _run(args: argparse.Namespace) -> int:
-    out = export_run(args.run, args.out, args.name)
+    out = export_run(args.run, args.out, args.name, force=args.force)
     print(f"exported {args.run} -> {out} (MODEL_CARD.md)")
     return 0
 
@@ -18,4 +19,5 @@ def register(sub) -> None:
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--out", required=True, help="destination folder, e.g. models/demo-elm")
     p.add_argument("--name", default=None, help="title of the model card (default: folder name)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out folder (atomically)")
     p.set_defaults(func=_run)

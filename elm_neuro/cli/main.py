@@ -6,9 +6,11 @@ the parsed ``argparse.Namespace`` and returning an exit code) as the parser defa
 
 Failures end in one line on standard error, ``elm-neuro COMMAND: error: ...``, naming the file
 or setting at fault, and a distinct exit code: 2 for bad input (a wrong value or path, a file
-that is not what it should be, a folder that cannot be written), 130 when interrupted (Ctrl-C;
-what was written is kept, a run resumes from its last checkpoint), 1 for other failures (a run
-that diverged, an unexpected error). ``--debug`` (before the command) shows the traceback.
+that is not what it should be, a folder that cannot be written, a run or sweep folder that another
+process holds), 130 when interrupted (Ctrl-C; what was written is kept, a run resumes from its last
+checkpoint), 1 for other failures (a run that diverged, a Ray cluster that does not answer, an
+unexpected error). ``--debug`` (before the command) shows the traceback. The message is always
+one line (an exception's text spread over lines is joined).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ COMMAND_MODULES = (
     "elm_neuro.cli.sweep",
     "elm_neuro.cli.analyze",
     "elm_neuro.cli.demo",
+    "elm_neuro.cli.reproduce",
     "elm_neuro.cli.sample",
     "elm_neuro.cli.export",
 )
@@ -50,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _describe(exc: BaseException) -> tuple[int, str]:
     """Exit code and one-line message for a failure."""
     if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, ("interrupted; files written so far are kept (a training run continues "
-                                  "from its last checkpoint with --resume RUN_DIR)")
+        return EXIT_INTERRUPTED, ("interrupted; complete files written so far are kept (a training run continues "
+                                  "from its last checkpoint with --resume RUN_DIR; a new run that had none is "
+                                  "removed)")
     if isinstance(exc, PermissionError):
         return EXIT_BAD_INPUT, f"permission denied: {exc.filename or exc}; choose a folder you can write to"
     if isinstance(exc, IsADirectoryError):
@@ -78,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         code, message = _describe(exc)
+        message = " ".join(str(message).split())  # one line, whatever the exception's text
         print(f"elm-neuro {args.command}: error: {message}", file=sys.stderr)
         return code
 

@@ -13,6 +13,7 @@ printed as given. The same run, prompt and arguments always print the same text
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from elm_neuro import defaults as D
@@ -32,9 +33,17 @@ def _write(data: bytes) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    text = sample_run(args.run_dir, args.prompt, args.length, temperature=args.temperature, top_k=args.top_k,
-                      seed=args.seed, which=args.which, device=args.device)
-    _write(args.prompt.encode("utf-8") + text + b"\n")
+    # The prompt's bytes as given on the command line (os.fsencode undoes the surrogate escapes that
+    # stand for bytes which are not valid UTF-8), so a binary prompt reaches the vocabulary check.
+    prompt = os.fsencode(args.prompt)
+    try:
+        text = sample_run(args.run_dir, prompt, args.length, temperature=args.temperature, top_k=args.top_k,
+                          seed=args.seed, which=args.which, device=args.device)
+    except ValueError as exc:
+        if str(exc).startswith("prompt:"):
+            raise ValueError(f"--prompt{str(exc)[len('prompt'):]}") from None
+        raise
+    _write(prompt + text + b"\n")
     return 0
 
 

@@ -83,6 +83,8 @@ def _report(out, args) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.ray_timeout is not None and not args.ray_timeout > 0:
+        raise ValueError(f"--ray-timeout must be a number of seconds > 0, got {args.ray_timeout}")
     if args.report_only:
         return _report(args.out, args)
     from elm_neuro.experiments.sweep import run_sweep
@@ -90,7 +92,8 @@ def _run(args: argparse.Namespace) -> int:
     grid = grid_from_args(args)
     try:
         res = run_sweep(args.out, grid, executor=args.executor, workers=args.workers, address=args.address,
-                        progress=not args.no_progress, stop_after=args.max_cells, force=args.force)
+                        progress=not args.no_progress, stop_after=args.max_cells, force=args.force,
+                        **({} if args.ray_timeout is None else {"ray_timeout": args.ray_timeout}))
     except ImportError as exc:
         print(f"elm-neuro sweep: error: {exc}", file=sys.stderr)
         return 2
@@ -138,6 +141,8 @@ def register(sub) -> None:
                    help="local: parallel processes; ray without --address: CPUs of the local Ray instance "
                         "(default there: all)")
     p.add_argument("--address", default=None, help="Ray cluster address (ray executor)")
+    p.add_argument("--ray-timeout", type=float, default=None,
+                   help="seconds the Ray cluster at --address has to answer (default 60)")
     p.add_argument("--max-cells", type=int, default=None, help="run at most this many unfinished cells now")
     p.add_argument("--force", action="store_true", help="continue a sweep folder with a different grid")
     p.add_argument("--report-only", action="store_true", help="only (re)write report.md from results.csv")

@@ -59,13 +59,43 @@ def train_config_from_args(args, model: str, model_overrides: dict, params, seed
     return make_train_config(args.task, args.paper, **fields)
 
 
+# Flags of `train` and the TrainConfig field each sets (compared with the run's on --resume).
+_FIELD_FLAGS = {"task": "task", "data": "data_dir", "epochs": "epochs", "batches_per_epoch": "batches_per_epoch",
+                "batch_size": "batch_size", "lr": "lr", "corpus_bytes": "corpus_bytes", "device": "device",
+                "amp": "amp", "threads": "threads", "seed": "seed", "model": "model", "preset": "preset"}
+# Flags that shape the model or the recipe: a resumed run keeps its own.
+_FIXED_FLAGS = ("paper", "d_m", "n", "params", "set", "out")
+_RUNTIME_FLAGS = ("resume", "no_progress", "debug", "command", "func", "parser")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def resume_changes(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
+    """The settings given with ``--resume`` as TrainConfig fields (flags left at their defaults
+    are not given); flags that shape the model or the recipe are refused here, naming them."""
+    given = [k for k, v in vars(args).items() if k not in _RUNTIME_FLAGS and v != parser.get_default(k)]
+    fixed = [_flag(k) for k in given if k in _FIXED_FLAGS]
+    if fixed:
+        raise ValueError(f"{', '.join(fixed)} cannot be given with --resume {args.resume}: a resumed run keeps its "
+                         f"own model, recipe and directory (only --data, --device and --threads may change); "
+                         f"start a new run with --out for other settings")
+    changes = {_FIELD_FLAGS[k]: getattr(args, k) for k in given if k in _FIELD_FLAGS}
+    changes.update(parse_overrides(args.train_set))
+    return changes
+
+
 def _run(args: argparse.Namespace) -> int:
     # Imported when a run starts: the trainers load the data code (numba, h5py), which
     # `elm-neuro --help` and the other commands do not need.
     from elm_neuro.training.trainer import run_training
 
     if args.resume:
-        summary = run_training(args.resume, None, resume=True, progress=not args.no_progress)
+        summary = run_training(args.resume, None, resume=True, progress=not args.no_progress,
+                               changes=resume_changes(args, args.parser))
+        if summary.pop("already_complete", False):
+            print(f"{args.resume} is already complete (summary.json); nothing to resume. Its summary:")
         print(json.dumps(summary, indent=2))
         return 0
     if not args.out:
@@ -93,4 +123,4 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=D.SEED)
     p.add_argument("--out", default=None, help="run directory to create")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_run, parser=p)

@@ -314,8 +314,9 @@ def _check_size(path: Path, size: int, allow_any_size: bool) -> None:
             raise Enwik8Error(f"{what}: {size} bytes, expected at least {MIN_SIZE} to split 90/5/5")
     elif size != ENWIK8_SIZE:
         raise Enwik8Error(
-            f"{what}: {size} bytes, expected exactly {ENWIK8_SIZE} (the enwik8 file); "
-            "pass allow_any_size=True / --allow-any-size to split another file 90/5/5"
+            f"{what}: {size} bytes, expected exactly {ENWIK8_SIZE} (the enwik8 file); training needs enwik8 "
+            "itself (or no --data for the built-in text corpus); only `elm-neuro data enwik8 --allow-any-size` "
+            "(allow_any_size=True) splits another file 90/5/5"
         )
 
 
@@ -385,6 +386,10 @@ def load_enwik8_tokens(
     _check_tokenization(tokenization)
     if src is None:
         data = build_default_corpus(corpus_bytes)
+        if corpus_bytes is not None and len(data) < corpus_bytes:
+            raise Enwik8Error(f"corpus_bytes (--corpus-bytes) {corpus_bytes}: the built-in text corpus has only "
+                              f"{len(data)} bytes on this Python installation; give at most {len(data)}, or use "
+                              f"enwik8 itself (--data / --src)")
         source, stem = "<default corpus>", _DEFAULT_CORPUS_NAME
         source_md5 = content_md5 = hashlib.md5(data).hexdigest()
         size = len(data)

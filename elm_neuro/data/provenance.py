@@ -19,9 +19,14 @@ counts, e.g. synthetic files written before the marker existed) is ``unknown``.
 Enwik8: no data location means the built-in corpus; a file or folder is enwik8 when its content
 is exactly 10**8 bytes (the loader refuses any other size for training, see
 :mod:`elm_neuro.data.enwik8`).
+
+:func:`data_files` lists the files a run reads (absolute path, size, sha256), so that a resumed
+run or an analysis detects a dataset that was replaced, and :func:`check_data_files` compares a
+data location with such a list (a moved dataset is accepted when its files are the same).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Optional
 
@@ -85,3 +90,56 @@ def data_provenance(task: str, data_dir: Optional[str]) -> dict:
     if task == "enwik8":
         return enwik8_provenance(data_dir)
     raise ValueError(f"task must be one of ('shd-adding', 'shd', 'enwik8'), got {task!r}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 23), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def data_paths(task: str, data_dir: Optional[str]) -> list[Path]:
+    """The files a run of ``task`` reads at ``data_dir`` (absolute; none for the built-in corpus).
+
+    Raises ``FileNotFoundError`` naming what is missing."""
+    if task in ("shd-adding", "shd"):
+        if data_dir is None:
+            raise ValueError("data_dir (--data) is required for the SHD tasks: a folder with shd_train.h5 and "
+                             "shd_test.h5 (`elm-neuro data synth --out DIR` writes synthetic ones)")
+        folder = Path(data_dir).expanduser().resolve()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"data folder {folder} not found (--data must be a folder with shd_train.h5 "
+                                    f"and shd_test.h5)")
+        paths = [folder / "shd_train.h5", folder / "shd_test.h5"]
+        for p in paths:
+            if not p.is_file():
+                raise FileNotFoundError(f"{p} not found (--data must be a folder with shd_train.h5 and shd_test.h5)")
+        return paths
+    if task == "enwik8":
+        return [] if data_dir is None else [_resolve_source(data_dir).resolve()]
+    raise ValueError(f"task must be one of ('shd-adding', 'shd', 'enwik8'), got {task!r}")
+
+
+def data_files(task: str, data_dir: Optional[str]) -> list[dict]:
+    """``[{"name", "path", "bytes", "sha256"}]`` of the files a run reads (:func:`data_paths`)."""
+    return [{"name": p.name, "path": str(p), "bytes": p.stat().st_size, "sha256": _sha256(p)}
+            for p in data_paths(task, data_dir)]
+
+
+def check_data_files(task: str, data_dir: Optional[str], recorded: list[dict], where: str) -> list[dict]:
+    """The files at ``data_dir`` (:func:`data_files`), checked against ``recorded`` (a run's):
+    same names, sizes and sha256. ``ValueError`` naming the first file that differs (``where``
+    says whose record it is). Returns the files found."""
+    found = data_files(task, data_dir)
+    by_name = {f["name"]: f for f in found}
+    for rec in recorded:
+        now = by_name.get(rec["name"])
+        if now is None:
+            raise FileNotFoundError(f"{rec['name']} not found in {data_dir} (recorded in {where})")
+        if now["bytes"] != rec["bytes"] or now["sha256"] != rec["sha256"]:
+            raise ValueError(f"{now['path']} is not the file the run was trained on ({now['bytes']} bytes, sha256 "
+                             f"{now['sha256'][:12]}..., but {where} records {rec['bytes']} bytes, sha256 "
+                             f"{rec['sha256'][:12]}... for {rec['path']}); restore that data or start a new run")
+    return found

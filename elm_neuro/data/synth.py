@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 
 from elm_neuro.defaults import SYNTH_N_TEST, SYNTH_N_TRAIN
 
-from ._h5io import write_shd_h5
+from ._h5io import atomic_output, write_shd_h5
 from .shd import CLASS_NAMES, N_CLASSES, N_UNITS, SHDEvents
 
 __all__ = ["write_synthetic_shd", "generate_synthetic_events", "N_SPEAKERS",
@@ -317,19 +317,38 @@ def generate_synthetic_events(n: int, seed: int = 0, split: str = "train",
 
 
 def write_synthetic_shd(out_dir: str | os.PathLike, n_train: int = SYNTH_N_TRAIN, n_test: int = SYNTH_N_TEST,
-                        seed: int = 0) -> tuple[Path, Path]:
-    """Write ``shd_train.h5`` / ``shd_test.h5`` to ``out_dir``; return their paths."""
+                        seed: int = 0, force: bool = False) -> tuple[Path, Path]:
+    """Write ``shd_train.h5`` / ``shd_test.h5`` to ``out_dir``; return their paths.
+
+    Every argument is checked before anything is created. A folder that already holds either file
+    (runs may point to it) is refused unless ``force``. Both files are written to temporary files
+    beside them first and moved into place together at the end, so an interrupted or failed write
+    leaves the old pair (or nothing) and no new folder.
+    """
     for name, v in (("n_train", n_train), ("n_test", n_test)):
-        if int(v) != v or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v}")
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{name} (--{name.split('_')[1]}) must be a positive integer, got {v}")
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise ValueError(f"seed (--seed) must be an integer >= 0, got {seed}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for split, n in (("train", n_train), ("test", n_test)):
-        ev = generate_synthetic_events(int(n), seed, split)
-        path = out_dir / f"shd_{split}.h5"
-        write_shd_h5(path, ev.times, ev.units, ev.offsets, ev.labels, ev.speakers,
-                     keys=CLASS_NAMES, meta_info=ev.meta_info, times_dtype=np.float16,
-                     attrs={SYNTHETIC_ATTR: "elm_neuro.data.synth", "synthetic_seed": int(seed)})
-        paths.append(path)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(17, "File exists", str(out_dir))
+    paths = [out_dir / "shd_train.h5", out_dir / "shd_test.h5"]
+    present = [p.name for p in paths if p.exists()]
+    if present and not force:
+        raise ValueError(f"--out {out_dir} already holds {' and '.join(present)} (runs may point to them); use "
+                         f"--force to replace them, or choose another folder")
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_output(paths[0]) as tmp_train, atomic_output(paths[1]) as tmp_test:
+            for split, n, tmp in (("train", n_train, tmp_train), ("test", n_test, tmp_test)):
+                ev = generate_synthetic_events(int(n), int(seed), split)
+                write_shd_h5(tmp, ev.times, ev.units, ev.offsets, ev.labels, ev.speakers,
+                             keys=CLASS_NAMES, meta_info=ev.meta_info, times_dtype=np.float16,
+                             attrs={SYNTHETIC_ATTR: "elm_neuro.data.synth", "synthetic_seed": int(seed)})
+    except BaseException:
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
     return paths[0], paths[1]

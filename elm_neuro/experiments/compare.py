@@ -8,6 +8,12 @@ model sized by the budget solver to the same parameter count ``P``. Cells that f
 skipped, cells with a checkpoint are resumed, so an interrupted comparison continues where it
 stopped. ``report.md`` tabulates model, N, k_e, k_c, P, validation / test accuracy (mean +- std
 over seeds) and wall time, and ``learning_curves.png`` shows validation accuracy per epoch.
+
+Before any cell trains, every cell is checked (:func:`check_cells`: model family, preset,
+overrides and budget resolved, data files present, device usable, a batch's activation memory
+within what the device has), so that ``--models elm,foo`` or a budget too small for a later
+model fails before the first cell trains. The comparison folder is locked for the life of the
+command (:func:`elm_neuro.atomic.folder_lock`), each cell's run directory by its training.
 """
 from __future__ import annotations
 
@@ -16,11 +22,12 @@ import statistics
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from elm_neuro.atomic import save_text
+from elm_neuro.atomic import atomic_output, folder_lock, save_text
 from elm_neuro.training.config import TrainConfig
+from elm_neuro.training.preflight import preflight
 from elm_neuro.training.run import RunDir
 from elm_neuro.training.runtime import init_worker
-from elm_neuro.training.trainer import run_training
+from elm_neuro.training.trainer import is_complete, run_training
 
 
 def cell_dir(out: Path, model: str, seed: int) -> Path:
@@ -31,10 +38,31 @@ def run_cell(run_dir: Path, cfg: TrainConfig, progress: bool) -> dict:
     """Train, resume or skip one cell; returns its summary."""
     run = RunDir(run_dir)
     done = run.read_summary()
-    if done is not None:
+    if is_complete(done):
         return done
-    return run_training(run_dir, None if run.checkpoint.is_file() else cfg, resume=run.checkpoint.is_file(),
-                        progress=progress)
+    resume = run.checkpoint.is_file()
+    changes = {k: getattr(cfg, k) for k in ("data_dir", "device", "threads")} if resume else None
+    return run_training(run_dir, None if resume else cfg, resume=resume, progress=progress, changes=changes)
+
+
+def check_cells(jobs: list) -> None:
+    """:func:`elm_neuro.training.preflight.preflight` of every ``(run_dir, cfg)`` that will train
+    from the start (finished and checkpointed cells keep their configuration); the first failure
+    raises, naming the cell."""
+    tokens = None
+    for run_dir, cfg in jobs:
+        run = RunDir(run_dir)
+        if is_complete(run.read_summary()) or run.checkpoint.is_file():
+            continue
+        if cfg.task == "enwik8" and tokens is None:  # one tokenisation for every cell
+            from elm_neuro.training.language import load_tokens
+
+            tokens = load_tokens(cfg)
+        try:
+            preflight(cfg, tokens=tokens)
+        except (ValueError, KeyError) as exc:
+            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            raise ValueError(f"{Path(run_dir).name} (model {cfg.model!r}): {msg}") from None
 
 
 def _mean_std(vals: list[float]) -> str:
@@ -49,6 +77,29 @@ def _mean_std(vals: list[float]) -> str:
 CHANCE = {"shd-adding": 0.10, "shd": 0.05}
 
 
+def validation_size(conf: dict) -> str | None:
+    """What a run's validation metric is measured on, e.g. ``"200 pairs"`` (None: unknown):
+    SHD-Adding ``valid_batches x batch_size`` fixed pairs, SHD its whole validation pool, Enwik8 the
+    validation prefix of ``eval_tokens`` tokens."""
+    tr = conf.get("train", {})
+    if tr.get("task") == "shd-adding":
+        return f"{tr['valid_batches'] * tr['batch_size']} pairs"
+    if tr.get("task") == "enwik8":
+        return f"{tr['eval_tokens']} tokens"
+    if tr.get("task") == "shd" and tr.get("data_dir"):
+        import h5py
+
+        from elm_neuro.data.shd_adding import split_pool
+
+        try:
+            with h5py.File(Path(tr["data_dir"]) / "shd_train.h5", "r") as f:
+                n_train = int(f["labels"].shape[0])
+        except (OSError, KeyError):
+            return None
+        return f"{len(split_pool('valid', n_train, 0))} samples"
+    return None
+
+
 def write_report(out: Path, models: list[str], seeds: list[int], title: str, chance: float | None = None) -> Path:
     """``report.md`` and ``learning_curves.png`` from the cells' run directories."""
     import matplotlib  # plotting only here: importing this module does not load matplotlib
@@ -59,10 +110,13 @@ def write_report(out: Path, models: list[str], seeds: list[int], title: str, cha
     out = Path(out)
     lines = [f"# {title}", "", "| model | N | k_e | k_c | P | valid | test | wall (s) | seeds |",
              "|---|---|---|---|---|---|---|---|---|"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(6, 4.6))
     metric = None
+    sizes: set = set()
     for model in models:
-        sums = [s for s in (RunDir(cell_dir(out, model, seed)).read_summary() for seed in seeds) if s]
+        sums = [s for s in (RunDir(cell_dir(out, model, seed)).read_summary() for seed in seeds) if is_complete(s)]
         if not sums:
             continue
         key = "acc" if "test_acc" in sums[0] else "bpc"
@@ -74,9 +128,11 @@ def write_report(out: Path, models: list[str], seeds: list[int], title: str, cha
             f"{statistics.mean(s['wall_s'] for s in sums):.0f} | {len(sums)} |")
         curves = []
         for seed in seeds:
-            rows = [r for r in RunDir(cell_dir(out, model, seed)).read_metrics() if r["kind"] == "valid"]
+            run = RunDir(cell_dir(out, model, seed))
+            rows = [r for r in run.read_metrics() if r["kind"] == "valid"]
             if rows:
                 curves.append([r[key] for r in rows])
+                sizes.add(validation_size(run.read_config()))
         if curves:
             length = min(len(c) for c in curves)
             mean = [statistics.mean(c[i] for c in curves) for i in range(length)]
@@ -84,15 +140,20 @@ def write_report(out: Path, models: list[str], seeds: list[int], title: str, cha
     if chance is not None and metric == "acc":
         ax.axhline(chance, color="gray", ls="--", lw=1, label=f"chance (most frequent class, {chance:.2f})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel(f"validation {metric or ''}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs only
+    shown = {"acc": "accuracy", "bpc": "bits per character"}.get(metric, metric or "")
+    sizes.discard(None)
+    on = f"\n(on {sizes.pop()})" if len(sizes) == 1 else ""
+    ax.set_ylabel(f"validation {shown}{on}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=9, frameon=False)  # off the curves
     fig.tight_layout()
     fig_path = out / "learning_curves.png"
-    tmp = out / ".learning_curves.tmp.png"
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(fig_path)
+    try:
+        with atomic_output(fig_path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     chance_note = f" Chance (always the most frequent class): {chance:.2f}." if chance and metric == "acc" else ""
     lines += ["", f"Metric: {'accuracy (higher is better)' if metric == 'acc' else 'bits per character'}; "
               f"mean ± std over seeds.{chance_note}", "", "![learning curves](learning_curves.png)", ""]
@@ -122,11 +183,23 @@ def compare(out, base: TrainConfig, models: list[str], seeds: list[int], model_o
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     model_overrides = model_overrides or {}
+    unknown = sorted(set(model_overrides) - set(models))
+    if unknown:
+        raise ValueError(f"--set names model(s) {unknown} that are not in --models {models}")
+    if base.data_dir is not None:
+        base = base.replace(data_dir=str(Path(base.data_dir).expanduser().resolve()))
     jobs = [(cell_dir(out, model, seed), base.replace(model=model, seed=seed,
                                                       model_overrides=dict(model_overrides.get(model, {}))))
             for model in models for seed in seeds]
+    check_cells(jobs)
+    with folder_lock(out, "--out folder"):
+        _train_cells(jobs, base, workers, progress)
+        title = f"{base.task}: models at P ≈ {base.params}" if base.params else f"{base.task}: model comparison"
+        return write_report(out, models, seeds, title, CHANCE.get(base.task))
+
+
+def _train_cells(jobs: list, base: TrainConfig, workers: int, progress: bool) -> None:
     if workers <= 1:
         for run_dir, cfg in jobs:
             run_cell(run_dir, cfg, progress)
@@ -139,5 +212,3 @@ def compare(out, base: TrainConfig, models: list[str], seeds: list[int], model_o
                 if progress:
                     key = "test_acc" if "test_acc" in s else "test_bpc"
                     print(f"{futures[fut].name}: {key} {s[key]:.4f} (P={s['p']}, {s['wall_s']:.0f} s)", flush=True)
-    title = f"{base.task}: models at P ≈ {base.params}" if base.params else f"{base.task}: model comparison"
-    return write_report(out, models, seeds, title, CHANCE.get(base.task))

@@ -1,7 +1,15 @@
 """Keep a trained run for users: a small folder with its config, metrics, best weights and a
 model card, loadable with one call (``elm_neuro.load_run(folder)``).
 
-    elm-neuro export runs/demo/compare/elm-s0 --out models/demo-elm-shd-adding
+    elm-neuro export runs/demo/compare/elm-s0 --out models/demo-elm-shd-adding [--force]
+
+The best weights are exported as ``model.safetensors`` (tensors only, the ecosystem's format for
+shared weights; metadata: epoch and validation metric) when the ``safetensors`` package is
+installed, else as ``best.pt`` (tensors and plain data, read with ``weights_only=True``). Before
+anything is written, ``best.pt`` is loaded and put into the model its ``config.json`` describes,
+so a truncated or foreign file is never exported. An existing, non-empty destination is refused
+unless ``force``; with ``force`` the new folder is assembled beside it and then replaces it
+(:func:`elm_neuro.atomic.replace_folder`), so the destination never mixes two models' files.
 """
 from __future__ import annotations
 
@@ -10,15 +18,41 @@ import json
 import shutil
 from pathlib import Path
 
-from elm_neuro.atomic import atomic_output, save_text
-from elm_neuro.training.run import RunDir
+from elm_neuro.atomic import replace_folder, save_bytes, save_text
+from elm_neuro.training.run import SAFETENSORS_NAME, RunDir, build_from_config, load_checkpoint, load_weights
+from elm_neuro.training.trainer import is_complete
 
-FILES = ("config.json", "summary.json", "metrics.jsonl", "best.pt", "vocab.json")
+FILES = ("config.json", "summary.json", "metrics.jsonl", "vocab.json")
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
-    with atomic_output(dst) as tmp:
-        shutil.copyfile(src, tmp)
+def verified_best(run: RunDir) -> dict:
+    """The run's ``best.pt`` (read with ``weights_only=True``) after checking that its weights fit
+    the model of the run's ``config.json``; ``ValueError`` naming the file otherwise."""
+    exported = run.path / SAFETENSORS_NAME
+    if not run.best.is_file() and exported.is_file():  # an exported folder, exported again
+        blob = {"model": load_weights(exported)}
+    elif not run.best.is_file():
+        raise FileNotFoundError(f"{run.best} not found: the run has no best weights to export")
+    else:
+        blob = load_checkpoint(run.best)
+    model, _ = build_from_config(run.read_config()["model"])
+    try:
+        model.load_state_dict(blob["model"])
+    except RuntimeError as exc:
+        raise ValueError(f"{run.best}: the weights do not fit the model of {run.config} "
+                         f"({str(exc).splitlines()[0]}); the run cannot be exported") from None
+    return blob
+
+
+def _safetensors_bytes(blob: dict) -> bytes | None:
+    """``model.safetensors`` content of a best.pt blob, or None when safetensors is missing."""
+    try:
+        from safetensors.torch import save
+    except ImportError:
+        return None
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in blob["model"].items()}
+    meta = {k: json.dumps(blob[k]) for k in blob if k != "model"}
+    return save(tensors, metadata=meta)
 
 
 def model_card(conf: dict, summary: dict, name: str) -> str:
@@ -47,17 +81,31 @@ def model_card(conf: dict, summary: dict, name: str) -> str:
     return "\n".join(lines)
 
 
-def export_run(run_dir, out_dir, name: str | None = None) -> Path:
-    """Copy a finished run's files into ``out_dir`` and write ``MODEL_CARD.md``."""
+def export_run(run_dir, out_dir, name: str | None = None, force: bool = False) -> Path:
+    """Copy a finished run's files into ``out_dir`` with its weights (module docstring) and write
+    ``MODEL_CARD.md``; an existing destination only with ``force``."""
     run = RunDir(run_dir)
     summary = run.read_summary()
-    if summary is None:
-        raise ValueError(f"{run.path} has no summary.json: only finished runs can be exported")
+    if not is_complete(summary):
+        state = "has no summary.json" if summary is None else f"is marked {summary.get('status')!r}"
+        raise ValueError(f"{run.path} {state}: only finished runs can be exported")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for fname in FILES:
-        src = run.path / fname
-        if src.is_file():
-            _copy_atomic(src, out / fname)
-    save_text(model_card(run.read_config(), summary, name or out.name), out / "MODEL_CARD.md")
+    if out.resolve() == run.path.resolve():
+        raise ValueError(f"--out {out} is the run directory itself; choose another folder")
+    if (out.is_dir() and any(out.iterdir()) or out.exists() and not out.is_dir()) and not force:
+        raise ValueError(f"--out {out} already exists; use --force to replace it, or choose another folder")
+    blob = verified_best(run)
+    weights = _safetensors_bytes(blob)
+    with replace_folder(out, replace=force) as tmp:
+        for fname in FILES:
+            src = run.path / fname
+            if src.is_file():
+                shutil.copyfile(src, tmp / fname)
+        if weights is not None:
+            save_bytes(weights, tmp / SAFETENSORS_NAME)
+        elif run.best.is_file():
+            shutil.copyfile(run.best, tmp / "best.pt")
+        else:
+            shutil.copyfile(run.path / SAFETENSORS_NAME, tmp / SAFETENSORS_NAME)
+        save_text(model_card(run.read_config(), summary, name or out.name), tmp / "MODEL_CARD.md")
     return out

@@ -48,6 +48,11 @@ def held_out_inputs(train_config: dict, n_batches: int = D.ANALYSIS_BATCHES) -> 
     if cfg.task == "enwik8":
         raise ValueError("timescale analysis from a run needs a classification task (shd-adding or shd), "
                          f"got task {cfg.task!r}")
+    if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
+        old = "" if Path(cfg.data_dir).is_absolute() else (" (a path relative to the folder the run was started "
+                                                           "from, as earlier versions stored it)")
+        raise FileNotFoundError(f"data folder {cfg.data_dir!r} recorded in the run's config.json not found{old}; "
+                                f"record its new location with: elm-neuro train --resume RUN_DIR --data NEW_DIR")
     split = build_classification_task(cfg)["test"]
     xs = []
     for k, (x, _) in enumerate(split.batches(0)):

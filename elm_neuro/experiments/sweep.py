@@ -35,7 +35,13 @@ Resuming and safety
     count may change.
     Independently of ``force``, a cell directory whose stored training configuration differs from
     the planned one is refused, so a name always describes what was trained. One driver per sweep
-    folder at a time.
+    folder at a time: the folder is locked for the life of the call
+    (:func:`elm_neuro.atomic.folder_lock`; a second driver is refused at once with the first's
+    pid), each cell's run directory by its training.
+    Before any cell trains, every cell that will start is checked
+    (:func:`elm_neuro.training.preflight.preflight`: data files, device, model and budget, a
+    batch's activation memory), and the Ray cluster at ``address`` must answer within
+    ``ray_timeout`` seconds.
 
 The results table
     ``SWEEP_DIR/results.csv`` is rebuilt from the run directories (finished cells only) after
@@ -80,7 +86,7 @@ import torch
 from tqdm.auto import tqdm
 
 from elm_neuro.analysis.sweep_table import is_metric
-from elm_neuro.atomic import save_json, save_text
+from elm_neuro.atomic import folder_lock, save_json, save_text
 from elm_neuro.data.shd import N_CLASSES, N_UNITS
 from elm_neuro.data.shd_adding import N_SUM_CLASSES
 from elm_neuro.experiments.compare import run_cell
@@ -88,7 +94,10 @@ from elm_neuro.networks.registry import MODEL_FAMILIES, config_from_dict, preset
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.language import load_tokens
 from elm_neuro.training.model_setup import resolve_model_config
+from elm_neuro.data.provenance import data_paths
+from elm_neuro.training.preflight import check_device, check_memory
 from elm_neuro.training.run import RunDir
+from elm_neuro.training.trainer import is_complete
 from elm_neuro.training.runtime import init_worker
 
 AXES = ("d_m", "n", "k_c")
@@ -98,6 +107,8 @@ CELL_FILE = "sweep_cell.json"
 # Training-config fields that may change between invocations of one sweep (paths, hardware).
 MUTABLE_FIELDS = ("data_dir", "device", "threads")
 RAY_HINT = "the ray executor needs Ray: pip install elm_neuro[distributed]"
+#: Seconds a Ray cluster given by ``address`` has to answer before the sweep gives up.
+RAY_TIMEOUT_S = 60.0
 
 
 # --------------------------------------------------------------------------- the grid
@@ -432,38 +443,98 @@ def ray_task_resources(cluster_resources: dict, device: str) -> dict:
     return {"num_cpus": 1}
 
 
-def _run_ray(out, jobs, workers, address, progress, on_done) -> None:
-    ray = import_ray()
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
-        started = True
+def _ray_endpoint(address: str) -> Optional[tuple[str, int]]:
+    """``(host, port)`` of a Ray address (``ray://HOST:PORT`` or ``HOST:PORT``); None for ``auto``."""
+    text = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        return None if text in ("auto", "local") else (text, 10001 if "://" in address else 6379)
     try:
-        res = ray_task_resources(ray.cluster_resources(), jobs[0].config.device)
-        gpus = "num_gpus" in res
-        task = ray.remote(**res)(_ray_cell_job)
-        refs = {task.remote(str(cell_path(out, c.name)), c.config.to_dict(), not gpus): c for c in jobs}
-        bar = tqdm(total=len(jobs), desc="sweep (ray)", unit="cell", disable=not progress)
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ValueError(f"--address {address!r}: expected ray://HOST:PORT or HOST:PORT") from None
+
+
+def _timeout_message(address: str, timeout: float) -> str:
+    return (f"--address {address}: the Ray cluster did not answer within {timeout:g} s; check the address "
+            f"(ray://HOST:10001 for a Ray Client server, HOST:6379 for the head node) and that the cluster is up")
+
+
+def connect_ray(address: Optional[str], workers: int, timeout: float = RAY_TIMEOUT_S):
+    """Start Ray (local instance with ``workers`` CPUs) or connect to the cluster at ``address``;
+    returns ``(ray, started)``. A cluster that refuses or does not answer within ``timeout`` seconds
+    raises ``TimeoutError`` / ``ConnectionError`` naming ``--address`` (Ray's own connect would
+    wait much longer)."""
+    import socket
+    import threading
+
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    if not address:
+        ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+        return ray, True
+    endpoint = _ray_endpoint(address)
+    if endpoint is not None:
         try:
-            while refs:
-                done, _ = ray.wait(list(refs), num_returns=1)
-                for ref in done:
-                    cell = refs.pop(ref)
-                    try:
-                        on_done(cell, ray.get(ref), None)
-                    except Exception as exc:
-                        on_done(cell, None, exc)
-                    bar.update()
-        finally:
-            bar.close()
-            for ref in refs:
-                ray.cancel(ref)
+            socket.create_connection(endpoint, timeout=timeout).close()
+        except socket.timeout:
+            raise TimeoutError(_timeout_message(address, timeout)) from None
+        except OSError as exc:
+            raise ConnectionError(f"--address {address}: cannot reach {endpoint[0]}:{endpoint[1]} "
+                                  f"({exc.strerror or exc}); check the address and that the Ray cluster is up") from None
+    outcome: dict = {}
+
+    def init() -> None:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = exc
+
+    import logging
+
+    # Ray logs its connection attempt and warns that a non-main thread cannot set its SIGTERM handler:
+    # quiet while connecting, so that a failure ends in one line.
+    ray_logs = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+                if name == "ray" or name.startswith("ray.")]
+    levels = [log.level for log in ray_logs]
+    for log in ray_logs:
+        log.setLevel(logging.ERROR)
+
+    thread = threading.Thread(target=init, name="ray-connect", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    for log, lvl in zip(ray_logs, levels):
+        log.setLevel(lvl)
+    if thread.is_alive():
+        raise TimeoutError(_timeout_message(address, timeout))
+    if "error" in outcome:
+        exc = outcome["error"]
+        raise ConnectionError(f"--address {address}: Ray could not connect ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return ray, True
+
+
+def _run_ray(out, jobs, ray, progress, on_done) -> None:
+    res = ray_task_resources(ray.cluster_resources(), jobs[0].config.device)
+    gpus = "num_gpus" in res
+    task = ray.remote(**res)(_ray_cell_job)
+    refs = {task.remote(str(cell_path(out, c.name)), c.config.to_dict(), not gpus): c for c in jobs}
+    bar = tqdm(total=len(jobs), desc="sweep (ray)", unit="cell", disable=not progress)
+    try:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                cell = refs.pop(ref)
+                try:
+                    on_done(cell, ray.get(ref), None)
+                except Exception as exc:
+                    on_done(cell, None, exc)
+                bar.update()
     finally:
-        if started:
-            ray.shutdown()
+        bar.close()
+        for ref in refs:
+            ray.cancel(ref)
 
 
 @dataclass
@@ -477,11 +548,13 @@ class SweepResult:
 
 
 def run_sweep(out, grid: SweepGrid, executor: str = "local", workers: int = 1, address: Optional[str] = None,
-              progress: bool = True, stop_after: Optional[int] = None, force: bool = False) -> SweepResult:
+              progress: bool = True, stop_after: Optional[int] = None, force: bool = False,
+              ray_timeout: float = RAY_TIMEOUT_S) -> SweepResult:
     """Plan, check and run the unfinished cells of ``grid`` under ``out``; rebuild ``results.csv``.
 
     ``stop_after`` runs at most that many unfinished cells in this call (time slicing; the next
-    call continues). Returns what ran, what was skipped, what failed and what is still pending.
+    call continues). ``ray_timeout``: seconds the Ray cluster at ``address`` has to answer.
+    Returns what ran, what was skipped, what failed and what is still pending.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
@@ -497,12 +570,45 @@ def run_sweep(out, grid: SweepGrid, executor: str = "local", workers: int = 1, a
     if grid.base.data_dir is not None:
         grid = SweepGrid(base=grid.base.replace(data_dir=str(Path(grid.base.data_dir).resolve())), axis=grid.axis,
                          values=grid.values, budgets=grid.budgets, seeds=grid.seeds)
-    cells = plan_cells(grid)
-    out.mkdir(parents=True, exist_ok=True)
-    check_sweep_dir(out, grid, cells, force=force)
-    done = [c for c in cells if RunDir(cell_path(out, c.name)).read_summary() is not None]
-    todo = [c for c in cells if RunDir(cell_path(out, c.name)).read_summary() is None]
+    dims = task_dims(grid.base)
+    cells = plan_cells(grid, dims)
+    device = check_device(grid.base.device)
+    if grid.base.task != "enwik8" or grid.base.data_dir is not None:
+        data_paths(grid.base.task, grid.base.data_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(17, "File exists", str(out))
+    todo = [c for c in cells if not is_complete(RunDir(cell_path(out, c.name)).read_summary())]
     jobs = todo if stop_after is None else todo[:stop_after]
+    _check_memory([c for c in jobs if not RunDir(cell_path(out, c.name)).checkpoint.is_file()], device, dims)
+    ray, started = (None, False)
+    if executor == "ray" and jobs:  # before anything is written: a cluster that does not answer stops here
+        ray, started = connect_ray(address, workers if workers > 1 else (os.cpu_count() or 1), ray_timeout)
+    try:
+        with folder_lock(out, "--out folder"):
+            return _run_locked(out, grid, cells, jobs, ray, workers, progress, force)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _check_memory(cells: Sequence[SweepCell], device, dims) -> None:
+    """The activation-memory check of every cell that will start (one probe per configuration)."""
+    done: set = set()
+    for c in cells:
+        key = json.dumps(c.config.model_overrides, sort_keys=True)
+        if key in done:
+            continue
+        done.add(key)
+        mcfg = _resolve(c.config, c.config.model_overrides, None, dims)
+        try:
+            check_memory(mcfg, c.config, device)
+        except ValueError as exc:
+            raise ValueError(f"cell {c.name}: {exc}") from None
+
+
+def _run_locked(out: Path, grid: SweepGrid, cells, jobs, ray, workers, progress, force) -> "SweepResult":
+    check_sweep_dir(out, grid, cells, force=force)
+    done = [c for c in cells if is_complete(RunDir(cell_path(out, c.name)).read_summary())]
     for c in jobs:
         meta = cell_path(out, c.name) / CELL_FILE
         if not meta.is_file():
@@ -518,8 +624,8 @@ def run_sweep(out, grid: SweepGrid, executor: str = "local", workers: int = 1, a
         write_results(out)
 
     if jobs:
-        if executor == "ray":
-            _run_ray(out, jobs, workers if workers > 1 else (os.cpu_count() or 1), address, progress, on_done)
+        if ray is not None:
+            _run_ray(out, jobs, ray, progress, on_done)
         else:
             _run_local(out, jobs, workers, progress, on_done)
     path = write_results(out)

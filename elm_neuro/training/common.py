@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import random
 from contextlib import nullcontext
+from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -22,9 +23,9 @@ import torch
 
 from elm_neuro.networks.registry import family_of
 from elm_neuro.atomic import save_json, save_torch
-from elm_neuro.data.provenance import data_provenance
+from elm_neuro.data.provenance import data_files, data_provenance
 from elm_neuro.training.config import TrainConfig
-from elm_neuro.training.run import RunDir, build_from_config, load_checkpoint
+from elm_neuro.training.run import RunDir, build_from_config, load_checkpoint, to_plain
 from elm_neuro.training.runtime import runtime_section, timescale_section
 from elm_neuro.training.schedule import warmup_cosine
 
@@ -37,7 +38,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
     return torch.device(name)
 
 
@@ -48,18 +49,40 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_states() -> dict:
-    out = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every global RNG state as tensors and plain numbers (a checkpoint holds nothing else):
+    torch's byte tensor, numpy's MT19937 key as an int64 tensor with its position and cached
+    Gaussian, Python's ``random`` state as an int64 tensor, and the CUDA generators' byte tensors."""
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    out = {"torch": torch.get_rng_state(),
+           "numpy": {"bit_generator": str(name), "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),
+                     "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+           "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                      "gauss_next": gauss_next}}
     if torch.cuda.is_available():
         out["cuda"] = torch.cuda.get_rng_state_all()
     return out
 
 
+def _numpy_state(st):
+    if isinstance(st, dict):  # this version: tensors and numbers
+        return (st["bit_generator"], st["key"].cpu().numpy().astype(np.uint32), st["pos"], st["has_gauss"],
+                st["cached_gaussian"])
+    return st  # earlier versions: numpy's own tuple
+
+
+def _python_state(st):
+    if isinstance(st, dict):
+        return st["version"], tuple(int(v) for v in st["state"].tolist()), st["gauss_next"]
+    return st
+
+
 def set_rng_states(st: dict) -> None:
-    """Restore :func:`rng_states`; RNG states are CPU byte tensors even when the checkpoint was
-    loaded with ``map_location`` on a GPU."""
+    """Restore :func:`rng_states` (or the tuples of earlier checkpoints); RNG states are CPU
+    tensors even when the checkpoint was loaded with ``map_location`` on a GPU."""
     torch.set_rng_state(st["torch"].cpu())
-    np.random.set_state(st["numpy"])
-    random.setstate(st["python"])
+    np.random.set_state(_numpy_state(st["numpy"]))
+    random.setstate(_python_state(st["python"]))
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
 
@@ -121,10 +144,18 @@ def open_run(run_dir, cfg: Optional[TrainConfig], resume: bool) -> tuple[RunDir,
 
 
 def start_run(run: RunDir, cfg: TrainConfig, model_config, extra_json: Optional[dict] = None) -> dict:
-    """Write config.json (train fields, the resolved model configuration, the data's provenance and
-    the model's timescales in steps and ms) and any extra JSON files."""
-    conf = {"train": cfg.to_dict(), "model": {"family": family_of(model_config), "config": model_config.to_dict()},
-            "data": data_provenance(cfg.task, cfg.data_dir),
+    """Write config.json (train fields with the data location as an absolute path, the resolved
+    model configuration, the data's provenance with its files' absolute paths, sizes and sha256,
+    and the model's timescales in steps and ms) and any extra JSON files."""
+    train = cfg.to_dict()
+    if cfg.data_dir is not None:
+        train["data_dir"] = str(Path(cfg.data_dir).expanduser().resolve())
+    try:
+        files = data_files(cfg.task, cfg.data_dir)
+    except (OSError, ValueError):  # data given in memory (tests): nothing to record
+        files = None
+    conf = {"train": train, "model": {"family": family_of(model_config), "config": model_config.to_dict()},
+            "data": {**data_provenance(cfg.task, cfg.data_dir), "files": files},
             "timescales": timescale_section(model_config, cfg.model_bin_ms)}
     run.path.mkdir(parents=True, exist_ok=True)
     save_json(conf, run.config)
@@ -161,10 +192,11 @@ def build_session(run: RunDir, cfg: TrainConfig, conf: dict, resume: bool) -> Se
 
 
 def save_checkpoint(s: Session, **fields) -> None:
-    """Atomic checkpoint: weights, optimiser, scheduler, RNG states, metric-line count and ``fields``."""
+    """Atomic checkpoint: weights, optimiser, scheduler, RNG states, metric-line count and ``fields``,
+    as tensors and plain data (named-tuple states through :func:`~elm_neuro.training.run.to_plain`)."""
     save_torch({"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
                 "scheduler": s.scheduler.state_dict(), "rng": rng_states(),
-                "metric_lines": len(s.run.read_metrics()), **fields}, s.run.checkpoint)
+                "metric_lines": len(s.run.read_metrics()), **to_plain(fields)}, s.run.checkpoint)
 
 
 def _grouped_grads(parameters) -> dict:
@@ -233,7 +265,7 @@ def optimizer_step(s: Session, loss: torch.Tensor, where: str) -> float:
     good checkpoint stays as it is. Returns the gradient norm before clipping.
     """
     kept = (f"The last good checkpoint is kept at {s.run.checkpoint}"
-            + ("" if s.run.checkpoint.exists() else " (none written yet)"))
+            + ("" if s.run.checkpoint.exists() else " (none written yet: a new run leaves nothing behind)"))
     if not torch.isfinite(loss):
         raise TrainingDiverged(f"non-finite loss ({loss.item()}) at {where}; stopped. {kept}")
     s.optimizer.zero_grad(set_to_none=True)
