@@ -27,3 +27,9 @@ python3 -m elm_neuro.cli.main data synth --out /tmp/shd --train 8156 --test 2264
 timeout 150 python3 -m elm_neuro.cli.main train --task shd-adding --paper --data /tmp/shd --out /tmp/paper-run \
   --device cuda --train-set epochs=1 --train-set batches_per_epoch=50 --train-set valid_batches=10 \
   --train-set test_batches=10 --no-progress | grep -E '"(wall_s|steps|p|n|device|test_acc)"'
+# the fused LIF engine (issue 13): its CUDA tests (Triton) in a process of their own, then the LIF
+# benchmark without the per-step path (the line above runs it whole), more rounds
+echo "== fused LIF engine (Triton) CUDA tests"
+timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_engine_lif.py -k cuda 2>&1 | tail -6
+echo "== fused LIF engine vs snntorch RLeaky, SHD-Adding (B 8, T 1000), like for like"
+timeout 300 python3 benchmarks/bench_lif.py --device cuda --skip-step --skip-gather --repeats 10

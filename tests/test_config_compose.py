@@ -61,9 +61,9 @@ def test_flat_names_route_to_layers():
 
 
 def test_flat_names_cover_the_old_fields():
-    new = {"engine"}  # fields added since (issue 12)
+    new = {"engine"}  # fields added since (issues 12, 13)
     assert set(ELMNetworkConfig.flat_names()) == OLD_ELM_FIELDS | new
-    assert set(LIFNetworkConfig.flat_names()) == OLD_LIF_FIELDS
+    assert set(LIFNetworkConfig.flat_names()) == OLD_LIF_FIELDS | new  # the LIF engine (issue 13)
     assert set(ELMNeuronConfig.flat_names()) >= OLD_NEURON_FIELDS | new
     assert set(ELMNetworkConfig().flat()) == OLD_ELM_FIELDS | new
     assert ELMNetworkConfig().replace(d_m=5).flat()["d_m"] == 5

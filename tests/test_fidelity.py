@@ -15,18 +15,20 @@ from elm_neuro.training.model_setup import run_model_config
 from elm_neuro.training.run import RunDir
 
 N_IN = 6
+# The LIF entries run the per-step path: the gradcheck swaps neurons.lif.fire for a smooth spike,
+# which only that path calls (the fused LIF engine's own gradcheck: tests/test_engine_lif.py).
 TINY = {
     "elm": ("shd-adding", dict(n_in=N_IN, n=3, n_classes=3, d_m=2, d_tree=2, d_brch=2, rho=0.5)),
     "elm-gather": ("shd-adding", dict(n_in=N_IN, n=3, n_classes=3, d_m=2, d_tree=2, d_brch=2, rho=0.5,
                                       synapse_impl="gather", branch_trace=True, learn_tau=True)),
     "elm-neuron": ("elm-neuron-shd-adding", dict(n_in=N_IN, n_classes=3, d_m=2, d_tree=2, d_brch=2)),
     "lif": ("lif-shd-adding", dict(n_in=N_IN, n=4, n_classes=3, n_synapses=4, rho=0.5, readout_d_tree=2,
-                                   readout_d_brch=2, weight_scale=3.0, detach_reset=False)),
+                                   readout_d_brch=2, weight_scale=3.0, detach_reset=False, engine="step")),
     "adlif-spiking": ("lif-iclr2024", dict(n_in=N_IN, n=4, n_classes=3, n_synapses=4, neuron="adlif",
                                            refractory=1, weight_scale=3.0, dropout_in=0.2, dropout_rec=0.2,
-                                           detach_reset=False)),
+                                           detach_reset=False, engine="step")),
     "lif-leaky": ("lif-shd-adding", dict(n_in=N_IN, n=4, n_classes=3, n_synapses=4, readout="leaky",
-                                         reset="zero", synapse_impl="gather", detach_reset=False)),
+                                         reset="zero", synapse_impl="gather", detach_reset=False, engine="step")),
     "lstm": ("lstm-shd-adding", dict(n_in=N_IN, n=3, n_classes=3, dropout_in=0.2)),
 }
 

@@ -113,7 +113,8 @@ def test_network_fast_path_equals_reference(readout, neuron, impl):
 # ----------------------------------------------------------------------------- snntorch parity
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_layer_equals_snntorch_rleaky(reset):
-    """Our layer on a connectome = snntorch RLeaky with the densified K-synapse weights."""
+    """Our layer on a connectome = snntorch RLeaky with the densified K-synapse weights, on the
+    per-step path (traces) and in the fused engine."""
     cfg = small(reset=reset, refractory=1 if reset == "zero" else 0, rho=0.4)
     layer = LIFLayer(cfg.hidden, cfg.n_in, cfg.n, cfg.rho, seed=1, synapse_impl="gather").eval()
     x = spikes_in(2, 30, cfg.n_in, seed=8)
@@ -136,6 +137,11 @@ def test_layer_equals_snntorch_rleaky(reset):
     assert torch.equal(ours.traces["spikes"], torch.stack(spks, 1).detach())
     torch.testing.assert_close(ours.traces["membrane"], torch.stack(mems, 1).detach(), rtol=0, atol=2e-6)
     assert 0.05 < float(ours.s.detach().mean()) < 0.95
+    # the fused engine (the default path without record=True) gives snntorch's spikes and membrane too
+    assert layer.engine == "fused"
+    fused = layer(x)
+    assert torch.equal(fused.s.detach(), torch.stack(spks, 1).detach())
+    torch.testing.assert_close(fused.state.v.detach(), mem.detach(), rtol=0, atol=2e-6)
 
 
 # ----------------------------------------------------------------------------- budgets

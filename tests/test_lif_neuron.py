@@ -192,6 +192,40 @@ def test_parity_with_snntorch_rleaky(reset):
     torch.testing.assert_close(g_ours, g_theirs, rtol=1e-5, atol=1e-6 * float(g_theirs.abs().max()))
 
 
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_fused_engine_parity_with_snntorch_rleaky(reset):
+    """The fused sequence engine (Numba kernels, the whole sequence in one autograd Function) =
+    snntorch RLeaky: spikes, membrane and the surrogate gradient of the input currents."""
+    from elm_neuro.networks.engines import lif_numba, lif_sequence as Q
+
+    steps, bsz, n = 40, 3, 6
+    kappa, _ = L.membrane_constants(torch.linspace(2.0, 9.0, n), 1.0, "unit")
+    cur = _random_currents(steps, bsz, n, 5)
+    v_rec = torch.randn(n, n, generator=torch.Generator().manual_seed(6)) * 0.4
+    ref = snn.RLeaky(beta=kappa.clone(), threshold=1.0, linear_features=n, reset_mechanism=reset)
+    with torch.no_grad():
+        ref.recurrent.weight.copy_(v_rec)
+        ref.recurrent.bias.zero_()
+    spk, mem = ref.init_rleaky()
+    spikes = []
+    for i_t in cur.unbind(0):
+        spk, mem = ref(i_t, spk, mem)
+        spikes.append(spk)
+    theirs = torch.stack(spikes, 1)  # [B, T, N]
+    spec = Q.Spec(False, Q.RESET_CODES[reset], True, 1 if reset == "zero" else 0, False, Q.SURROGATE_CODES["atan"],
+                  1.0, 1.0, 2.0, 1.0)
+    zeros = torch.zeros(bsz, n)
+    ours, v_T, _, _ = Q.LIFSequence.apply((lif_numba.forward, lif_numba.backward), spec, torch.ones(bsz, n),
+                                          cur.transpose(0, 1), v_rec.t(), kappa, None, None, None, None, zeros,
+                                          zeros, None, zeros if reset == "zero" else None)
+    assert torch.equal(ours, theirs) and 0 < int(ours.sum()) < ours.numel()
+    torch.testing.assert_close(v_T, mem, rtol=0, atol=1e-6)
+    probe = torch.randn(ours.shape, generator=torch.Generator().manual_seed(7))
+    (g_ours,) = torch.autograd.grad((ours * probe).sum() + v_T.sum(), cur)
+    (g_theirs,) = torch.autograd.grad((theirs * probe).sum() + mem.sum(), cur)
+    torch.testing.assert_close(g_ours, g_theirs, rtol=1e-5, atol=1e-6 * float(g_theirs.abs().max()))
+
+
 def test_rleaky_zero_reset_differs_from_refractory_free_zero_reset():
     """Documents the snntorch convention difference: RLeaky's hard reset drops the input of the step
     after a spike, Leaky's (our R = 0) does not."""

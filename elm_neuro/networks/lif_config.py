@@ -10,10 +10,10 @@
   1..500 steps at 2 ms bins).
 
 Flat names (:mod:`elm_neuro.networks.checks`): every ``LIFLayerConfig`` field addresses
-``hidden``; ``dt``, ``wiring`` and ``dropout_in`` set the hidden layer and the ELM readout
-together (one clock, one wiring rule, one input dropout); ``readout_d_m``, ``readout_d_tree``,
-``readout_d_brch``, ``readout_input_scale``, ``readout_tau_min`` and ``readout_tau_max`` address
-``elm_readout``.
+``hidden``; ``dt``, ``wiring``, ``dropout_in`` and ``engine`` set the hidden layer and the ELM
+readout together (one clock, one wiring rule, one input dropout, one engine choice);
+``readout_d_m``, ``readout_d_tree``, ``readout_d_brch``, ``readout_input_scale``,
+``readout_tau_min`` and ``readout_tau_max`` address ``elm_readout``.
 
 Budget (SPEC 3 vocabulary): ``k_c = K``; ``k_e`` = learnable per-neuron parameters besides the
 synapses: ``tau_m`` (``learn_tau``), plus ``tau_w`` (adLIF, ``learn_tau``) and ``a, b`` (adLIF,
@@ -29,7 +29,7 @@ from elm_neuro import defaults as D
 from elm_neuro.networks.budget import Budget
 from elm_neuro.networks.checks import (ConfigMixin, check_bool, check_choice, check_int, check_io_fields,
                                        check_positive, check_prob, check_range)
-from elm_neuro.networks.elm_config import SYNAPSE_IMPLS, ELMLayerConfig, check_readout, elm_readout_config
+from elm_neuro.networks.elm_config import ENGINES, SYNAPSE_IMPLS, ELMLayerConfig, check_readout, elm_readout_config
 from elm_neuro.neurons import lif as L
 from elm_neuro.neurons.surrogate import check_surrogate
 from elm_neuro.wiring.connectome import WIRINGS
@@ -50,6 +50,13 @@ class LIFLayerConfig(ConfigMixin):
     ``dt`` and every tau share one unit (ms in the presets, ``dt = 2`` for 2 ms bins). Raw
     weights start ``N(0, (weight_scale / sqrt(K))^2)`` (30 / sqrt(300) = 1.73, close to the ELM
     neuron's effective synapse std of 1.83).
+
+    ``engine``: ``step`` runs the time loop step by step (the reference path), ``fused`` the whole
+    sequence in one autograd Function (:mod:`elm_neuro.networks.engines.lif_sequence`; an error
+    for a configuration it does not cover), ``auto`` (the default; configuration files without
+    the field load as ``auto``) the fused engine wherever it covers the layer, else the per-step
+    path (``LIFLayer.engine_reason`` says why). The leaky and the spiking readout follow the
+    field of the configuration they are built from.
     """
 
     neuron: str = "lif"
@@ -81,6 +88,7 @@ class LIFLayerConfig(ConfigMixin):
     frac_inhibitory: float = 0.2
     dropout_in: float = 0.0
     dropout_rec: float = 0.0
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("neuron", self.neuron, L.NEURON_TYPES)
@@ -106,6 +114,7 @@ class LIFLayerConfig(ConfigMixin):
         check_prob("frac_inhibitory", self.frac_inhibitory, hi_open=False)
         check_prob("dropout_in", self.dropout_in, hi_open=True)
         check_prob("dropout_rec", self.dropout_rec, hi_open=True)
+        check_choice("engine", self.engine, ENGINES)
 
     @property
     def adaptive(self) -> bool:
@@ -141,7 +150,7 @@ def _spiking_elm_readout() -> ELMLayerConfig:
 
 
 _LAYER_FIELDS = tuple(f for f in LIFLayerConfig.__dataclass_fields__)
-_SHARED = ("dt", "wiring", "dropout_in")
+_SHARED = ("dt", "wiring", "dropout_in", "engine")
 _READOUT_ALIASES = {"readout_d_m": "d_m", "readout_d_tree": "d_tree", "readout_d_brch": "d_brch",
                     "readout_input_scale": "input_scale", "readout_tau_min": "tau_min", "readout_tau_max": "tau_max"}
 

@@ -12,8 +12,10 @@ excitatory (+1) or inhibitory (-1), exactly ``round(frac_inhibitory * N)`` of th
 external input channels are excitatory afferents (+1) unless ``input_sign`` says otherwise.
 
 Synapse kernels (``synapse_impl``; identical results): ``dense`` scatters the K weights of every
-neuron into ``[n_in, N]`` and ``[N, N]`` maps (duplicate synapses add up): one matmul for the
-input part of all steps, one small matmul per step for the recurrent part; ``gather`` uses
+neuron into ``[n_in, N]`` and ``[N, N]`` maps (duplicate synapses add up): one product for the
+input part of all steps (for sparse spike inputs on the CPU a row of the map per input event, the
+input dropout mask applied per event: :func:`~elm_neuro.networks.engines.lif_sequence.project_spikes`,
+the same on both engines), one small matmul per step for the recurrent part; ``gather`` uses
 ``embedding_bag`` (bags of K synapses per neuron), memory ``O(N K)``; ``auto`` picks ``dense``
 up to ``DENSE_MAX_ELEMENTS`` map entries. ``forward_reference`` is the plain path (loops over
 time and neurons, explicit indexing, the equations written out again); tests check the fast
@@ -21,6 +23,15 @@ paths against it in outputs and gradients.
 
 :class:`LeakyReadout`: ``C`` non-spiking leaky integrators, each with K synapses on the hidden
 spikes of the same step (rho 0) and a bias.
+
+Engines (``cfg.engine``, as the ELM layer): :meth:`LIFLayer.forward_step` steps through time with
+one :func:`~elm_neuro.neurons.lif.lif_step` per step (the reference);
+:meth:`LIFLayer.forward_fused` runs the whole sequence in the fused engine
+(:mod:`elm_neuro.networks.engines.lif_sequence`: Numba on the CPU, Triton on CUDA);
+:meth:`LIFLayer.forward` takes the fused engine wherever it covers the layer (``auto``; every
+option of the configuration in float32 / float64; ``record=True`` steps). The leaky readout's
+filter runs as one Function (:func:`~elm_neuro.networks.engines.lif_sequence.leaky_scan`) unless
+``engine = "step"``.
 """
 from __future__ import annotations
 
@@ -35,18 +46,24 @@ from elm_neuro.networks import synapses as S
 from elm_neuro.networks.common import check_input, dropout_masks, leaky_integrate
 from elm_neuro.networks.elm_config import SYNAPSE_IMPLS
 from elm_neuro.networks.checks import check_choice
+from elm_neuro.networks.engines import lif_sequence as Q
 from elm_neuro.networks.lif_config import LIFLayerConfig
 from elm_neuro.neurons import lif as L
 from elm_neuro.neurons.elm import decay, tau_bounds, tau_to_theta, theta_to_tau
 from elm_neuro.wiring.connectome import make_connectome
 
 
-def _feedforward_currents(x: torch.Tensor, connectome: torch.Tensor, w_eff: torch.Tensor, n_in: int, impl: str):
-    """``[B, T, N]`` currents from the ``n_in`` input sources, for all steps at once."""
+def _feedforward_currents(x: torch.Tensor, connectome: torch.Tensor, w_eff: torch.Tensor, n_in: int, impl: str,
+                          mask: Optional[torch.Tensor] = None):
+    """``[B, T, N]`` currents from the ``n_in`` input sources, for all steps at once; ``mask``
+    ``[B, n_in]``: the input dropout mask (applied per input event for sparse inputs)."""
     bsz, steps, _ = x.shape
     n = connectome.shape[0]
     if impl == "dense":
-        return x @ S.dense_map(connectome, w_eff, 0, n_in)
+        # sparse spike inputs: a row of the map per input event (Q.project_spikes)
+        return Q.project_spikes(x, mask, S.dense_map(connectome, w_eff, 0, n_in))
+    if mask is not None:
+        x = x * mask[:, None, :]
     return S.gather_inputs(x, connectome, w_eff, n_in).view(n, bsz, steps).permute(1, 2, 0)
 
 
@@ -177,18 +194,38 @@ class LIFLayer(nn.Module):
         """Variational dropout masks ``(mask_in [B, n_in], mask_rec [B, N])`` (None when off / eval)."""
         return dropout_masks(self.training, x, self.n_in, self.dropout_in, self.n, self.dropout_rec)
 
+    # ------------------------------------------------------------------ engine choice
+    @property
+    def engine_reason(self) -> Optional[str]:
+        """Why this layer runs on the per-step path (None when it runs the fused engine)."""
+        if self.cfg.engine == "step":
+            return "engine = 'step' was chosen"
+        return Q.unsupported_reason(self.w.dtype, self.n)
+
+    @property
+    def engine(self) -> str:
+        """``fused`` or ``step``: the path :meth:`forward` takes (``record=True`` always steps)."""
+        reason = self.engine_reason
+        if reason is not None and self.cfg.engine == "fused":
+            raise ValueError(f"engine 'fused' does not cover this configuration: {reason}")
+        return "step" if reason is not None else "fused"
+
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor, state: Optional[L.LIFState] = None, record: bool = False) -> LIFLayerOutput:
-        """Run the layer over ``x`` ``[B, T, n_in]`` from ``state`` (zeros when None)."""
-        check_input(x, self.n_in)
-        bsz = x.shape[0]
-        if state is None:
-            state = self.initial_state(bsz, x.device)
-        mask_in, mask_rec = self.draw_masks(x)
-        if mask_in is not None:
-            x = x * mask_in[:, None, :]
+        """Run the layer over ``x`` ``[B, T, n_in]`` from ``state`` (zeros when None).
+
+        The fused engine runs unless the configuration needs the per-step path (:attr:`engine`);
+        ``record=True`` (internal traces, for analysis) runs the per-step path."""
+        if not record and self.engine == "fused":
+            return self.forward_fused(x, state)
+        return self.forward_step(x, state, record)
+
+    def _folded_weights(self):
+        """``(w_eff, params, folded)`` as both engines use them: with the leak gain of a LIF layer
+        folded into the weights (``folded`` = that gain, else None) and ``params.gain = None``
+        wherever the step need not multiply by it."""
         w_eff = self.effective_weights()
-        params, settings = self.params(), self.cfg.settings()
+        params = self.params()
         folded = None  # the gain g when it is folded into the weights (traces then divide it out)
         if self.cfg.current_gain == "unit":
             params = params._replace(gain=None)  # g = 1: skip the multiplication
@@ -197,8 +234,54 @@ class LIFLayer(nn.Module):
             folded = params.gain
             w_eff = w_eff * folded[:, None]
             params = params._replace(gain=None)
+        return w_eff, params, folded
+
+    def forward_fused(self, x: torch.Tensor, state: Optional[L.LIFState] = None, backend=None) -> LIFLayerOutput:
+        """The fused sequence engine (:mod:`elm_neuro.networks.engines.lif_sequence`); ``backend``
+        ``(forward, backward)`` overrides the device's (tests pass the PyTorch reference)."""
+        check_input(x, self.n_in)
+        reason = Q.unsupported_reason(self.w.dtype, self.n)
+        if reason is not None:
+            raise ValueError(f"the fused engine does not cover this configuration: {reason}")
+        bsz = x.shape[0]
+        n, c = self.n, self.cfg
+        if state is None:
+            state = self.initial_state(bsz, x.device)
+        with torch.autocast(x.device.type, enabled=False):  # the engine computes in the parameters' dtype
+            dtype = self.w.dtype
+            x = x.to(dtype)
+            state = L.LIFState(*(None if t is None else t.to(dtype) for t in state))
+            mask_in, mask_rec = self.draw_masks(x)
+            w_eff, params, _ = self._folded_weights()
+            impl = self.resolved_impl()
+            cur = _feedforward_currents(x, self.connectome, w_eff, self.n_in, impl, mask_in)  # [B, T, N]
+            recurrent = S.has_recurrent(self.connectome, self.n_in)
+            # the recurrent synapses as a dense source-major map (the engine's contract)
+            m_rec = S.dense_map(self.connectome, w_eff, self.n_in, self.n_in + n) if recurrent \
+                else w_eff.new_zeros(1, 1)
+            mask = mask_rec if mask_rec is not None else x.new_ones(bsz, n)
+            spec = Q.make_spec(c, has_gain=params.gain is not None, recurrent=recurrent)
+            fns = backend if backend is not None else Q.backend(x.device)
+            s, v_T, w_T, ref_T = Q.LIFSequence.apply(
+                fns, spec, mask, cur, m_rec, params.kappa_m, params.gain, params.kappa_w, params.a, params.b,
+                state.v, state.s, state.w, state.ref)
+        new_state = L.LIFState(v=v_T, s=s[:, -1] if s.shape[1] else state.s, w=w_T if c.adaptive else None,
+                               ref=ref_T if c.refractory > 0 else None)
+        return LIFLayerOutput(s, new_state, None)
+
+    def forward_step(self, x: torch.Tensor, state: Optional[L.LIFState] = None, record: bool = False
+                     ) -> LIFLayerOutput:
+        """The per-step path: one :func:`~elm_neuro.neurons.lif.lif_step` per time step (the
+        reference the fused engine is tested against)."""
+        check_input(x, self.n_in)
+        bsz = x.shape[0]
+        if state is None:
+            state = self.initial_state(bsz, x.device)
+        mask_in, mask_rec = self.draw_masks(x)
+        w_eff, params, folded = self._folded_weights()
+        settings = self.cfg.settings()
         impl = self.resolved_impl()
-        i_in = _feedforward_currents(x, self.connectome, w_eff, self.n_in, impl)
+        i_in = _feedforward_currents(x, self.connectome, w_eff, self.n_in, impl, mask_in)
         rec_fn = _recurrent_fn(self.connectome, w_eff, self.n_in, impl)
         spikes = []
         rec = {"membrane": [], "spikes": [], "current": []} if record else None
@@ -311,12 +394,12 @@ class LeakyReadout(nn.Module):
         """``a`` ``[B, T, n_in]`` -> ``(o [B, T, C], o_T [B, C])``; ``mask`` ``[B, n_in]`` dropout or None."""
         if state is None:
             state = self.initial_state(a.shape[0], a.device)
-        if mask is not None:
-            a = a * mask[:, None, :]
         impl = S.resolve_impl(self.synapse_impl, self.n_in, self.n)
-        drive = _feedforward_currents(a, self.connectome, self.effective_weights(), self.n_in, impl) + self.bias
+        drive = _feedforward_currents(a, self.connectome, self.effective_weights(), self.n_in, impl, mask) + self.bias
         kappa = self.kappa
-        return leaky_integrate(drive, state, kappa, 1.0 - kappa)
+        if self.cfg.engine == "step":
+            return leaky_integrate(drive, state, kappa, 1.0 - kappa)
+        return Q.leaky_scan(drive, state, kappa, 1.0 - kappa)  # the whole filter in one Function
 
     def forward_reference(self, a: torch.Tensor, state: Optional[torch.Tensor] = None,
                           mask: Optional[torch.Tensor] = None):

@@ -31,6 +31,12 @@ spikes are non-negative so the mean is the L1 norm per element) and, with ``reco
 ``traces`` ``{"hidden": {"membrane", "spikes", "current", "adaptation" (adLIF)}, "readout": {...}}``,
 each ``[B, T, N]``.
 
+Engines: the spiking layers (hidden, spiking readout) run their whole time loop in the fused LIF
+engine and the ELM readout in the fused ELM engine (``engine = "auto"``, the default;
+``layer.engine_reason`` says when a layer steps instead); the leaky readout and the low-pass of
+the output spikes run as one filter Function. ``engine = "step"`` (a flat name: hidden layer and
+ELM readout) runs every part step by step, the reference the engines are tested against.
+
 Units: ``dt`` is the duration of one time step and every timescale (``tau_mem_*``,
 ``tau_adapt_*``, ``tau_out``, ``readout_tau_*``) is in the same unit. The presets use
 milliseconds with ``dt = 2`` (2 ms bins of SHD / SHD-Adding), so ``tau = 25`` means 25 ms =
@@ -47,6 +53,7 @@ import torch.nn as nn
 
 from elm_neuro.networks.common import NetworkOutput, PresetBuilt, embed, leaky_integrate, variational_mask
 from elm_neuro.networks.elm_layer import ELMLayer
+from elm_neuro.networks.engines.lif_sequence import leaky_scan
 from elm_neuro.networks.lif_config import LIFNetworkConfig
 from elm_neuro.networks.lif_layer import LeakyReadout, LIFLayer
 from elm_neuro.neurons import lif as L
@@ -131,7 +138,8 @@ class LIFNetwork(PresetBuilt, nn.Module):
             ro = self.readout.forward_reference(hid.s, rn) if reference else self.readout(hid.s, rn, record)
             if rf is None:
                 rf = torch.zeros(ro.s.shape[0], ro.s.shape[2], device=ro.s.device, dtype=ro.s.dtype)
-            logits, filt = leaky_integrate(ro.s, rf, decay(cfg.tau_out, cfg.hidden.dt))
+            low_pass = leaky_integrate if reference or cfg.hidden.engine == "step" else leaky_scan
+            logits, filt = low_pass(ro.s, rf, decay(cfg.tau_out, cfg.hidden.dt))
             r_state = SpikingReadoutState(ro.state, filt)
             spike_sum, spike_count = spike_sum + ro.s.sum(), spike_count + ro.s.numel()
             if record:
