@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from elm_neuro.data.binning import bin_events, bin_events_numpy, bin_events_torch, n_bins
+from elm_neuro.data.binning import (CountOverflowError, bin_events, bin_events_numpy,
+                                    bin_events_torch, n_bins)
 from test_data_helpers import flatten, random_events
 
 PATHS = [bin_events, bin_events_numpy,
@@ -19,7 +20,22 @@ def _all_equal(*args, **kw):
     for o in outs[1:]:
         assert o.dtype == np.float32
         np.testing.assert_array_equal(outs[0], o)
+    _uint8_and_out_equal(outs[0], *args, **kw)
     return outs[0]
+
+
+def _uint8_and_out_equal(ref, *args, **kw):
+    """uint8 (fresh and into a reused buffer full of garbage) and float32 into a reused
+    buffer give exactly ``ref`` (the float32 result of every path)."""
+    for dtype, garbage in ((np.uint8, 7), (np.float32, np.nan)):
+        fresh = bin_events(*args, **kw, dtype=dtype)
+        assert fresh.dtype == dtype
+        np.testing.assert_array_equal(fresh, ref.astype(dtype))
+        np.testing.assert_array_equal(bin_events_numpy(*args, **kw, dtype=dtype), fresh)
+        buf = np.full(ref.shape, garbage, dtype=dtype)
+        got = bin_events(*args, **kw, out=buf)          # dtype taken from the buffer
+        assert got is buf
+        np.testing.assert_array_equal(buf, ref.astype(dtype))
 
 
 def test_n_bins():
@@ -214,3 +230,130 @@ def test_parallel_binning_uses_the_non_spinning_workqueue_layer():
     bin_events(np.array([0.1]), np.array([3]), np.array([0, 1]), np.array([0]), 0.01, 1.0, 10)
     if "NUMBA_THREADING_LAYER" not in os.environ:
         assert numba.threading_layer() == "workqueue"
+
+
+# ----------------------------------------------------------------------------- out= and dtype=
+
+def test_reused_buffer_holds_only_the_latest_batch():
+    rng = np.random.default_rng(7)
+    t, u, off = flatten(*random_events(rng, 30, max_spikes=800))
+    buf = np.empty((8, 500, 700), np.uint8)
+    for _ in range(4):   # batch after batch into one buffer: no spike of an earlier batch stays
+        idx = rng.integers(0, 30, 8)
+        ref = bin_events_numpy(t, u, off, idx, 0.002, 1.0, 700)
+        assert bin_events(t, u, off, idx, 0.002, 1.0, 700, out=buf) is buf
+        np.testing.assert_array_equal(buf, ref.astype(np.uint8))
+        assert buf.sum() == ref.sum() > 0
+    # binary into the same buffer, and a float32 buffer reused the same way
+    idx = rng.integers(0, 30, 8)
+    bin_events(t, u, off, idx, 0.002, 1.0, 700, binary=True, out=buf)
+    np.testing.assert_array_equal(buf, bin_events_numpy(t, u, off, idx, 0.002, 1.0, 700,
+                                                        binary=True, dtype=np.uint8))
+    f32 = np.full((8, 100, 100), -1.0, np.float32)
+    for idx in (rng.integers(0, 30, 8), rng.integers(0, 30, 8)):
+        bin_events(t, u, off, idx, 0.01, 1.0, 700, channel_factor=7, out=f32)
+        np.testing.assert_array_equal(f32, bin_events_numpy(t, u, off, idx, 0.01, 1.0, 700, 7))
+    # a view along the batch axis of a bigger buffer is C-contiguous and works too
+    big = np.full((20, 500, 700), 9, np.uint8)
+    bin_events(t, u, off, idx, 0.002, 1.0, 700, out=big[4:12])
+    np.testing.assert_array_equal(big[4:12], bin_events_numpy(t, u, off, idx, 0.002, 1.0, 700,
+                                                              dtype=np.uint8))
+    assert (big[:4] == 9).all() and (big[12:] == 9).all()
+
+
+def test_uint8_counts_raise_instead_of_wrapping():
+    # 255 spikes in one cell fit uint8; 256 would wrap to 0: refused with the sample named
+    t, u, off = flatten([np.full(255, 0.5), np.full(256, 0.5), np.full(300, 0.5)],
+                        [np.full(255, 3), np.full(256, 3), np.arange(300) % 2])
+    for f in (bin_events, bin_events_numpy):
+        x = f(t, u, off, [0, 2], 0.002, 1.0, 700, dtype=np.uint8)
+        assert x[0, 250, 3] == 255 and x[0].sum() == 255
+        assert x[1, 250, 0] == 150 and x[1, 250, 1] == 150
+        with pytest.raises(CountOverflowError,
+                           match=r"sample 1 \(entry 2 of sample_idx\) has more than 255 spikes in "
+                                 r"one \(time bin, channel\) cell, which dtype=uint8 cannot count"):
+            f(t, u, off, [0, 2, 1], 0.002, 1.0, 700, dtype=np.uint8)
+        # binary uint8 and float32 counts are unaffected
+        xb = f(t, u, off, [1], 0.002, 1.0, 700, dtype=np.uint8, binary=True)
+        assert xb[0, 250, 3] == 1 and xb.sum() == 1
+        xf = f(t, u, off, [1], 0.002, 1.0, 700)
+        assert xf[0, 250, 3] == 256.0 and xf.dtype == np.float32
+    assert issubclass(CountOverflowError, ValueError)
+    # pooling channels can overflow a cell that no single unit does
+    t2, u2, off2 = flatten([np.full(260, 0.5)], [np.arange(260) % 7])
+    with pytest.raises(CountOverflowError, match="sample 0"):
+        bin_events(t2, u2, off2, [0], 0.002, 1.0, 700, channel_factor=7, dtype=np.uint8)
+    assert bin_events(t2, u2, off2, [0], 0.002, 1.0, 700, dtype=np.uint8).max() == 38
+
+
+def test_out_and_dtype_errors_name_the_argument():
+    t, u, off = flatten([np.array([0.1])], [np.array([1])])
+    args = (t, u, off, [0, 0], 0.002, 1.0, 700)
+    with pytest.raises(ValueError, match=r"out must have shape \(len\(sample_idx\), T, C\) = "
+                                         r"\(2, 500, 700\) for these arguments, got \(2, 500, 7\)"):
+        bin_events(*args, out=np.empty((2, 500, 7), np.uint8))
+    with pytest.raises(ValueError, match=r"out has dtype uint8 but dtype=float32 was requested"):
+        bin_events(*args, out=np.empty((2, 500, 700), np.uint8), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"out must have dtype float32 or uint8, got float64"):
+        bin_events(*args, out=np.empty((2, 500, 700), np.float64))
+    with pytest.raises(ValueError, match=r"out must be C-contiguous"):
+        bin_events(*args, out=np.empty((2, 700, 500), np.uint8).transpose(0, 2, 1))
+    ro = np.empty((2, 500, 700), np.uint8)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"out must be writeable"):
+        bin_events(*args, out=ro)
+    with pytest.raises(ValueError, match=r"out must be a numpy array of shape \(2, 500, 700\) "
+                                         r"and dtype uint8, got Tensor"):
+        bin_events(*args, out=torch.zeros(2, 500, 700, dtype=torch.uint8), dtype=np.uint8)
+    for f in (bin_events, bin_events_numpy):
+        with pytest.raises(ValueError, match=r"dtype must be one of \('float32', 'uint8'\), got int16"):
+            f(*args, dtype=np.int16)
+        with pytest.raises(ValueError, match=r"dtype must be a numpy dtype"):
+            f(*args, dtype=torch.uint8)
+
+
+def test_uint8_into_reused_buffer_matches_tonic_to_frame():
+    tonic = pytest.importorskip("tonic")
+    from elm_neuro.data.synth import generate_synthetic_events
+
+    ev = generate_synthetic_events(8, seed=4)
+    to_frame = tonic.transforms.ToFrame(sensor_size=(700, 1, 1), time_window=2000.0,
+                                        start_time=0, end_time=1e6)
+    dtype = np.dtype([("t", np.int64), ("x", np.int64), ("p", np.int64)])
+    buf = np.full((4, 500, 700), 200, np.uint8)
+    for idx in (np.arange(4), np.arange(4, 8)):
+        bin_events(ev.times, ev.units, ev.offsets, idx, 0.002, 1.0, 700, out=buf)
+        for j, i in enumerate(idx):
+            t, u = ev.sample(i)
+            s = np.zeros(len(t), dtype=dtype)
+            s["t"], s["x"] = (t * 1e6).astype(np.int64), u   # tonic's SHD: integer microseconds
+            np.testing.assert_array_equal(to_frame(s)[:, 0, :], buf[j])
+
+
+@pytest.mark.parametrize("bin_size", [0.001, 0.002, 0.003, 0.007, 0.01, 1 / 3, 0.0025, 0.05])
+def test_spikes_on_and_next_to_bin_edges(bin_size):
+    # the kernel finds the bin with a multiplication by 1/bin and falls back to the division
+    # near an edge: every time j*bin and its neighbours within 3 ulp lands where
+    # floor(t / bin) in float64 puts it (the numpy reference), and exact edges j*bin in
+    # exact rational arithmetic land in bin j or j-1 exactly as that division says
+    window = 1.0
+    n_t = n_bins(window, bin_size)
+    edges = np.arange(n_t + 1) * bin_size
+    t = edges.copy()
+    for direction in (-np.inf, np.inf):
+        step = edges.copy()
+        for _ in range(3):
+            step = np.nextafter(step, direction)
+            t = np.concatenate((t, step))
+    t = t[(t >= 0) & (t < window)]
+    off = np.arange(len(t) + 1, dtype=np.int64)  # one spike per sample
+    units = np.zeros(len(t), np.int32)
+    idx = np.arange(len(t))
+    x = bin_events(t, units, off, idx, bin_size, window, 1, dtype=np.uint8)[:, :, 0]
+    np.testing.assert_array_equal(x, bin_events_numpy(t, units, off, idx, bin_size, window, 1,
+                                                      dtype=np.uint8)[:, :, 0])
+    k = np.floor(t / bin_size).astype(np.int64)
+    kept = x.sum(1) == 1
+    np.testing.assert_array_equal(kept, k < n_t)   # e.g. t = 1 - 1 ulp at bin 1/3: k = 3 = T
+    np.testing.assert_array_equal(x[kept].argmax(1), k[kept])
+    assert kept.sum() > 3 * n_t

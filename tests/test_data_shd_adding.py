@@ -178,3 +178,125 @@ def test_tonic_reads_shd_adding_file(events, tmp_path):
     ev, target = ds[3]
     assert target == events.labels[pairs[3, 0]] % 10 + events.labels[pairs[3, 1]] % 10
     assert ev["t"].max() < 2e6
+
+
+# ----------------------------------------------------------------------------- the digit cache
+
+def _old_batch(events, pairs, bin_size, window, channel_factor, binary):
+    """The per-batch binning every batch went through before the digit cache (float32 frames
+    of the first and second digits, concatenated in time)."""
+    p = len(pairs)
+    both = bin_events(events.times, events.units, events.offsets,
+                      np.concatenate((pairs[:, 0], pairs[:, 1])), bin_size, window, 700,
+                      channel_factor, binary)
+    x = np.concatenate((both[:p], both[p:]), axis=1)
+    return x, events.labels[pairs[:, 0]] % 10 + events.labels[pairs[:, 1]] % 10
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(bin_size=0.01, channel_factor=7, binary=False),
+                                dict(bin_size=0.004, digit_window=0.6, channel_factor=3)])
+def test_cached_batches_equal_the_per_batch_binning(events, kw, monkeypatch):
+    import elm_neuro.data.shd_adding as A
+
+    pool = np.arange(3, 57)
+    train = SHDAdding(events, pool, fixed=False, n_batches=4, batch_size=5, seed=2, **kw)
+    valid = SHDAdding(events, pool[::2], fixed=True, n_batches=3, batch_size=4, seed=0, **kw)
+    calls = []
+    real = A.bin_events
+    monkeypatch.setattr(A, "bin_events", lambda *a, **k: calls.append(len(a[3])) or real(*a, **k))
+    bs, win = kw.get("bin_size", 0.002), kw.get("digit_window", 1.0)
+    cf, binary = kw.get("channel_factor", 1), kw.get("binary", True)
+    for split in (train, valid):
+        for epoch in (0, 1, 4):
+            pairs = split.pairs(epoch)
+            for k, (x, y) in enumerate(split.batches(epoch)):
+                p = pairs[k * split.batch_size:(k + 1) * split.batch_size]
+                x_old, y_old = _old_batch(events, p, bs, win, cf, binary)
+                assert x.dtype == torch.float32 and y.dtype == torch.int64
+                assert x.device.type == "cpu" and x.is_contiguous()
+                np.testing.assert_array_equal(x.numpy(), x_old)
+                np.testing.assert_array_equal(y.numpy(), y_old)
+                xb, yb = split.bin_pairs(p)          # the reference path, still there
+                np.testing.assert_array_equal(x.numpy(), xb)
+                np.testing.assert_array_equal(y.numpy(), yb)
+        # resuming mid-epoch gives the same tensors
+        for (xa, ya), (xb, yb) in zip(list(split.batches(3))[2:], split.batches(3, start=2)):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    # each split binned its distinct pool samples once (bin_pairs above called bin_events too:
+    # only the calls over whole pools are the cache's)
+    assert sorted(c for c in calls if c > 2 * 5) == sorted([len(pool), len(pool[::2])])
+    t = train.binned()
+    assert t.dtype == torch.uint8 and tuple(t.shape) == (len(pool), train.steps_per_digit,
+                                                          train.n_channels)
+    assert train.cache_nbytes == len(pool) * train.steps_per_digit * train.n_channels
+    if not binary:
+        assert t.max() > 1  # counts are kept as counts
+
+
+def test_training_step_does_not_bin(events, monkeypatch):
+    import elm_neuro.data.shd_adding as A
+
+    task = SHDAdding(events, np.arange(60), fixed=False, n_batches=6, batch_size=4, seed=1)
+    task.binned()
+    monkeypatch.setattr(A, "bin_events", lambda *a, **k: pytest.fail("binned in a batch"))
+    assert len(list(task.batches(0))) == 6 and len(list(task.batches(1))) == 6
+
+
+def test_cache_keeps_counts_above_255_exactly(events):
+    # one sample with 300 spikes in one cell: uint8 would overflow, the cache is float32
+    t = np.concatenate((events.times, np.full(300, 0.25)))
+    u = np.concatenate((events.units, np.full(300, 5))).astype(events.units.dtype)
+    off = np.concatenate((events.offsets, [events.offsets[-1] + 300]))
+    ev = SHDEvents(times=t, units=u, offsets=off, labels=np.append(events.labels, 3),
+                   speakers=np.append(events.speakers, 0))
+    counts = SHDAdding(ev, np.arange(61), fixed=True, n_batches=4, batch_size=8, binary=False)
+    assert counts.binned().dtype == torch.float32 and counts.binned().max() == 300
+    binary = SHDAdding(ev, np.arange(61), fixed=True, n_batches=4, batch_size=8)
+    assert binary.binned().dtype == torch.uint8
+    pairs = np.array([[60, 0], [1, 60], [60, 60]])
+    for split in (counts, binary):
+        np.testing.assert_array_equal(split.pair_inputs(pairs).numpy(), split.bin_pairs(pairs)[0])
+    assert counts.pair_inputs(pairs)[0, 125, 5] == 300
+
+
+def test_pairs_outside_the_pool_are_refused(events):
+    task = SHDAdding(events, np.arange(10, 20), fixed=True, n_batches=1, batch_size=2)
+    with pytest.raises(ValueError, match="sample 3 is not in the pool this split was binned from"):
+        task.pair_inputs(np.array([[10, 11], [3, 12]]))
+    with pytest.raises(ValueError, match="sample 60 is not in the pool"):
+        task.pair_inputs(np.array([[10, 60]]))
+
+
+def test_make_splits_passes_the_device(events):
+    splits = make_splits(events, events, batch_size=2, train_batches=2, valid_batches=1,
+                         test_batches=1, bin_size=0.01, channel_factor=7, device="cpu")
+    for split in splits.values():
+        assert split.device == torch.device("cpu")
+        x, y = split.batch(0, 0)
+        assert x.device == y.device == torch.device("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cache_on_cuda_gives_the_cpu_batches(events, monkeypatch):
+    import elm_neuro.data.shd_adding as A
+
+    monkeypatch.setattr(A, "_CACHE_CHUNK", 7)  # several host chunks copied to the device
+    cpu = SHDAdding(events, np.arange(60), fixed=False, n_batches=3, batch_size=4, seed=5)
+    gpu = SHDAdding(events, np.arange(60), fixed=False, n_batches=3, batch_size=4, seed=5,
+                    device="cuda")
+    assert gpu.binned().device.type == "cuda" and gpu.binned().dtype == torch.uint8
+    for (xc, yc), (xg, yg) in zip(cpu.batches(2), gpu.batches(2)):
+        assert xg.device.type == "cuda" and yg.device.type == "cuda"
+        assert torch.equal(xc, xg.cpu()) and torch.equal(yc, yg.cpu())
+
+
+def test_cache_built_in_chunks_equals_one_call(events, monkeypatch):
+    import elm_neuro.data.shd_adding as A
+
+    whole = SHDAdding(events, np.arange(60), fixed=True, n_batches=2, batch_size=4).binned()
+    monkeypatch.setattr(A, "_CACHE_CHUNK", 7)  # 9 chunks, the last one of 4 samples
+    chunked = SHDAdding(events, np.arange(60), fixed=True, n_batches=2, batch_size=4).binned()
+    assert torch.equal(whole, chunked)
+    ref = bin_events(events.times, events.units, events.offsets, np.arange(60), 0.002, 1.0,
+                     700, binary=True)
+    np.testing.assert_array_equal(chunked.numpy(), ref.astype(np.uint8))

@@ -49,3 +49,23 @@ def test_training_split_permutes_per_epoch(events):
         ys = np.concatenate([y.numpy() for _, y in split.batches(epoch)])
         np.testing.assert_array_equal(ys, events.labels[expected[:16]])
     assert not np.array_equal(split.order(0), split.order(1))
+
+
+def test_training_batches_equal_per_batch_binning_and_bin_once(events, monkeypatch):
+    import elm_neuro.data.shd_adding as A
+
+    pool = np.array([1, 4, 4, 9, 17, 22, 25])  # a repeated sample is binned once
+    split = _split(events, pool, fixed=False, n_batches=5)
+    for epoch in (0, 3):
+        order = split.order(epoch)
+        for k, (x, y) in enumerate(split.batches(epoch)):
+            idx = order[4 * k:4 * k + 4]
+            ref = bin_events(events.times, events.units, events.offsets, idx, 0.01, 1.0, 700, 7,
+                             binary=True)
+            assert x.dtype == torch.float32 and x.device == torch.device("cpu")
+            np.testing.assert_array_equal(x.numpy(), ref)
+            np.testing.assert_array_equal(y.numpy(), events.labels[idx])
+    cache = split.binned()
+    assert cache.dtype == torch.uint8 and tuple(cache.shape) == (6, 100, 100)
+    monkeypatch.setattr(A, "bin_events", lambda *a, **k: pytest.fail("binned in a batch"))
+    assert len(list(split.batches(7))) == 5

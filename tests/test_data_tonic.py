@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from elm_neuro.data._h5io import write_shd_h5
 from elm_neuro.data.binning import bin_events
@@ -123,13 +124,19 @@ def test_to_frame_equals_shd_adding_pairs(synth_dir, bin_us):
         assert len(ds) == len(pairs) == split.n_pairs
         x, y = split.bin_pairs(pairs)
         xb, yb = binary[name].bin_pairs(binary[name].pairs(1))
+        # the batches the trainer sees, gathered from the uint8 digit caches
+        xc = np.concatenate([xk.numpy() for xk, _ in split.batches(1)])
+        xcb = np.concatenate([xk.numpy() for xk, _ in binary[name].batches(1)])
+        assert split.binned().dtype == binary[name].binned().dtype == torch.uint8
         for i in range(len(ds)):
             frames, target = ds[i]
             assert frames.shape == (split.n_steps, 1, 700)
             np.testing.assert_array_equal(frames[:, 0, :], x[i])
+            np.testing.assert_array_equal(frames[:, 0, :], xc[i])
             np.testing.assert_array_equal((frames[:, 0, :] > 0).astype(np.float32), xb[i])
+            np.testing.assert_array_equal((frames[:, 0, :] > 0).astype(np.float32), xcb[i])
             assert target == y[i] == yb[i]
-        assert x.sum() > 0
+        assert x.sum() > 0 and x.max() > 1  # counts, not only binary values
 
 
 def test_pair_events_hand_computed():

@@ -4,16 +4,17 @@ SHD modules (one idea each; import them directly, this package imports nothing e
 
 * :mod:`elm_neuro.data.shd` - ``read_shd(path, n_classes=20) -> SHDEvents``: a whole file as
   flat arrays (times float64, units, offsets [n+1], labels, speakers, keys), validated.
-* :mod:`elm_neuro.data.binning` - ``bin_events(...)``: flat events -> float32 [B, T, C]
-  counts or binary frames (Numba, parallel over samples), with a numpy reference
-  (``bin_events_numpy``) and a torch / CUDA version (``bin_events_torch``).
+* :mod:`elm_neuro.data.binning` - ``bin_events(..., out=None, dtype=None)``: flat events ->
+  [B, T, C] counts or binary frames, float32 or uint8, optionally into a reused buffer (Numba,
+  parallel over samples), with a numpy reference (``bin_events_numpy``) and a torch / CUDA
+  version (``bin_events_torch``).
 * :mod:`elm_neuro.data.synth` - ``write_synthetic_shd(out_dir, n_train, n_test, seed)``:
   SHD-format synthetic data in the real layout (``elm-neuro data synth``).
-* :mod:`elm_neuro.data.shd_adding` - validation split, pairs, ``SHDAdding`` splits binned on
-  the fly, torch ``Dataset`` / ``DataLoader``, SHD-format writer (``elm-neuro data
-  shd-adding``).
+* :mod:`elm_neuro.data.shd_adding` - validation split, pairs, ``SHDAdding`` splits (each
+  digit binned once into a uint8 cache on the training device, pairs built by indexing),
+  torch ``Dataset`` / ``DataLoader``, SHD-format writer (``elm-neuro data shd-adding``).
 * :mod:`elm_neuro.data.shd_classification` - ``SHDClassification``: plain SHD (20 classes)
-  splits binned on the fly, as the trainer's ``shd`` task uses them.
+  splits (the same binned-once cache), as the trainer's ``shd`` task uses them.
 * :mod:`elm_neuro.data.tonic_adapter` - ``SHDEventDataset`` / ``SHDAddingEventDataset``: SHD
   files and SHD-Adding pairs as tonic-style datasets (items ``(events, target)``, events a
   structured array in tonic's SHD layout: int64 t [us], x, p; sensor size (700, 1, 1)), so

@@ -3,11 +3,15 @@
 Public API
 ----------
 ``bin_events(times, units, offsets, sample_idx, bin_size, window, n_channels,
-channel_factor=1, binary=False, t_offset=None) -> np.ndarray float32 [B, T, C]``
+channel_factor=1, binary=False, t_offset=None, *, out=None, dtype=None) -> np.ndarray [B, T, C]``
     Fast path: a Numba kernel, parallel over the B requested samples (``prange``); every
-    sample writes only its own output slab, so there are no races.
-``bin_events_numpy(...)``
-    Plain numpy reference with the same signature and the same result, bit for bit.
+    sample zeroes and fills only its own output slab, so there are no races. ``dtype`` is
+    ``np.float32`` (the default) or ``np.uint8`` (binary frames or small counts, a quarter of
+    the memory); ``out`` is a reused C-contiguous buffer of shape [B, T, C] filled in place
+    (its old contents are overwritten; no separate ``np.zeros`` pass).
+``bin_events_numpy(..., *, dtype=None)``
+    Plain numpy reference with the same signature (less ``out``) and the same result, bit for
+    bit.
 ``bin_events_torch(...)``
     The same binning with torch tensor operations (``index_put_`` with accumulation) on any
     device, e.g. straight on the GPU from flat events kept there; returns a float32 tensor.
@@ -31,6 +35,13 @@ to 1e-9 relative error (e.g. 1 s / 2 ms = 500), else ``ceil(window / bin_size)``
 ``c*f .. c*f+f-1`` (e.g. 700 units / 7 = 100 channels). ``binary=True`` stores 1 where the
 count is > 0 (SPEC: "counts, or binary (>0)").
 
+Output dtype: counts are exact integers in float32 (the default) and in uint8. A uint8 cell holds
+at most ``UINT8_MAX_COUNT`` = 255 spikes; a count above it is not wrapped and not saturated:
+:class:`CountOverflowError` (a ``ValueError``) names the first sample where it happens, so a
+uint8 result, when one is returned, always equals the float32 one. Binary frames never overflow.
+SHD's 2 ms bins hold one or two spikes per unit, so uint8 counts fail only with wide bins pooled
+over many units (``channel_factor``).
+
 Times are float64 seconds (cast SHD's float16 before calling). Spikes need not be sorted.
 A unit outside ``0..n_channels-1`` or a NaN time is an error (``ValueError`` naming the first
 offending entry of ``sample_idx``) rather than being dropped silently.
@@ -51,7 +62,18 @@ import numpy as np
 if numba.config.THREADING_LAYER == "default":  # the user did not choose one (see module docstring)
     numba.config.THREADING_LAYER = "workqueue"
 
-__all__ = ["bin_events", "bin_events_numpy", "bin_events_torch", "n_bins", "bin_index"]
+__all__ = ["bin_events", "bin_events_numpy", "bin_events_torch", "n_bins", "bin_index",
+           "CountOverflowError", "UINT8_MAX_COUNT"]
+
+#: Output dtypes of :func:`bin_events` / :func:`bin_events_numpy`.
+_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
+_DTYPE_NAMES = ("float32", "uint8")
+#: The largest count a uint8 cell holds; more raises :class:`CountOverflowError`.
+UINT8_MAX_COUNT = 255
+
+
+class CountOverflowError(ValueError):
+    """A (time bin, channel) cell holds more spikes than the requested uint8 output can count."""
 
 
 def n_bins(window: float, bin_size: float) -> int:
@@ -124,52 +146,151 @@ def _raise_bad(bad: np.ndarray, sample_idx: np.ndarray, n_channels: int) -> None
         )
 
 
+@numba.njit(cache=True, inline="always")
+def _bin_index_fast(t_shifted: float, bin_size: float, inv_bin: float) -> int:
+    """:func:`bin_index` for ``t_shifted >= 0``, mostly without a division (exactly equal).
+
+    ``q = t' * fl(1/bin)`` differs from the exact ``t'/bin`` by at most 2.1 ulp of q, and
+    ``fl(t'/bin)`` by at most 0.5 ulp, so the two lie within ``3e-16 * q`` of each other. When
+    q is farther than ``1e-15 * (q + 1)`` from every integer, no integer separates them and
+    ``floor(q) == floor(fl(t'/bin))``; otherwise (spikes on or next to a bin edge) the float64
+    division of :func:`bin_index` decides.
+    """
+    q = t_shifted * inv_bin
+    k = int(q)                      # q >= 0: truncation is floor
+    if abs((q - k) - 0.5) > 0.5 - 1e-15 * (q + 1.0):
+        return bin_index(t_shifted, bin_size)
+    return k
+
+
 @numba.njit(parallel=True, cache=True)
-def _bin_kernel(times, units, offsets, sample_idx, bin_size, window, n_t, n_channels, factor,
-                binary, t_offset, out, bad):
+def _bin_kernel(times, units, offsets, sample_idx, bin_size, window, n_t, n_c, n_channels, factor,
+                binary, cap, t_offset, out, bad, over):
+    # out: [B, T * C] view of the caller's [B, T, C] buffer; every sample zeroes and fills its own
+    # row (one contiguous slab), so the zeroing is parallel and the slab is still in cache when
+    # the spikes land in it.
+    inv_bin = 1.0 / bin_size
     for b in numba.prange(sample_idx.shape[0]):
+        row = out[b]
+        row[:] = 0
         s = sample_idx[b]
+        toff = t_offset[b]
+        n_bad = 0
+        n_over = 0
         for e in range(offsets[s], offsets[s + 1]):
-            t = times[e] - t_offset[b]
+            t = times[e] - toff
             u = units[e]
             if u < 0 or u >= n_channels or t != t:
-                bad[b] += 1
+                n_bad += 1
                 continue
             if t < 0.0 or t >= window:
                 continue
-            k = bin_index(t, bin_size)
+            k = _bin_index_fast(t, bin_size, inv_bin)
             if k >= n_t:
                 continue
-            c = u // factor
+            i = k * n_c + (u if factor == 1 else u // factor)   # skip the integer division
             if binary:
-                out[b, k, c] = 1.0
+                row[i] = 1
             else:
-                out[b, k, c] += 1.0
+                v = row[i]
+                if cap > 0 and v >= cap:
+                    n_over += 1       # the cell is full: counted as an error, never wrapped
+                else:
+                    row[i] = v + 1
+        bad[b] = n_bad
+        over[b] = n_over
+
+
+def _out_dtype(dtype, out) -> np.dtype:
+    """The output dtype from ``dtype=`` and ``out=`` (see :func:`bin_events`)."""
+    if dtype is None:
+        return np.dtype(np.float32) if out is None or not isinstance(out, np.ndarray) \
+            else out.dtype
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be a numpy dtype, one of {_DTYPE_NAMES}, got {dtype!r}") \
+            from None
+    if dt not in _DTYPES:
+        raise ValueError(f"dtype must be one of {_DTYPE_NAMES}, got {dt}")
+    return dt
+
+
+def _check_out(out, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """``out`` validated against the result's shape and dtype; a fresh buffer when None."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        raise ValueError(f"out must be a numpy array of shape {shape} and dtype {dtype}, got "
+                         f"{type(out).__name__}")
+    if out.dtype not in _DTYPES:
+        raise ValueError(f"out must have dtype {_DTYPE_NAMES[0]} or {_DTYPE_NAMES[1]}, got "
+                         f"{out.dtype}")
+    if out.dtype != dtype:
+        raise ValueError(f"out has dtype {out.dtype} but dtype={dtype} was requested; pass a "
+                         f"buffer of dtype {dtype} or leave dtype=None to use the buffer's")
+    if out.shape != shape:
+        raise ValueError(f"out must have shape (len(sample_idx), T, C) = {shape} for these "
+                         f"arguments, got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous (e.g. np.empty({shape}, np.{dtype})), got a "
+                         f"non-contiguous array (strides {out.strides})")
+    if not out.flags.writeable:
+        raise ValueError("out must be writeable, got a read-only array")
+    return out
+
+
+def _raise_overflow(over: np.ndarray, sample_idx: np.ndarray) -> None:
+    if over.any():
+        b = int(np.argmax(over > 0))
+        raise CountOverflowError(
+            f"sample {sample_idx[b]} (entry {b} of sample_idx) has more than "
+            f"{UINT8_MAX_COUNT} spikes in one (time bin, channel) cell, which dtype=uint8 "
+            f"cannot count; use dtype=np.float32 for counts, or binary=True"
+        )
 
 
 def bin_events(times, units, offsets, sample_idx, bin_size: float, window: float,
                n_channels: int, channel_factor: int = 1, binary: bool = False,
-               t_offset=None) -> np.ndarray:
-    """Numba fast path: float32 [len(sample_idx), T, C]; see the module docstring."""
+               t_offset=None, *, out: np.ndarray | None = None, dtype=None) -> np.ndarray:
+    """Numba fast path: [len(sample_idx), T, C] frames; see the module docstring.
+
+    ``dtype``: ``np.float32`` (default) or ``np.uint8`` (binary frames, or counts of at most
+    255 per cell). ``out``: a C-contiguous buffer of exactly that shape and dtype to fill and
+    return instead of allocating one (``dtype=None`` takes the buffer's dtype). Its previous
+    contents do not matter: each sample's slab is zeroed inside the parallel loop, just before
+    its spikes are counted. Reusing one buffer batch after batch avoids allocating and
+    page-faulting a fresh array per call, which costs more than the binning itself.
+
+    uint8 counts never wrap: a cell that would exceed 255 raises :class:`CountOverflowError`
+    (a ``ValueError``) naming the sample (``out`` is then partly written).
+    """
     times, units, offsets, sample_idx, n_t, n_c, toff = _check_args(
         times, units, offsets, sample_idx, bin_size, window, n_channels, channel_factor,
         t_offset)
-    out = np.zeros((len(sample_idx), n_t, n_c), dtype=np.float32)
+    dt = _out_dtype(dtype, out)
+    out = _check_out(out, (len(sample_idx), n_t, n_c), dt)
     bad = np.zeros(len(sample_idx), dtype=np.int64)
+    over = np.zeros(len(sample_idx), dtype=np.int64)
+    cap = float(UINT8_MAX_COUNT) if dt == np.uint8 else 0.0
     if len(sample_idx):
-        _bin_kernel(times, units, offsets, sample_idx, float(bin_size), float(window), n_t,
-                    int(n_channels), int(channel_factor), bool(binary), toff, out, bad)
+        _bin_kernel(times, units, offsets, sample_idx, float(bin_size), float(window), n_t, n_c,
+                    int(n_channels), int(channel_factor), bool(binary), cap, toff,
+                    out.reshape(len(sample_idx), n_t * n_c), bad, over)
     _raise_bad(bad, sample_idx, int(n_channels))
+    _raise_overflow(over, sample_idx)
     return out
 
 
 def bin_events_numpy(times, units, offsets, sample_idx, bin_size: float, window: float,
                      n_channels: int, channel_factor: int = 1, binary: bool = False,
-                     t_offset=None) -> np.ndarray:
-    """Plain numpy reference of :func:`bin_events` (same result, bit for bit)."""
+                     t_offset=None, *, dtype=None) -> np.ndarray:
+    """Plain numpy reference of :func:`bin_events` (same result, bit for bit, in the same
+    ``dtype``, with the same :class:`CountOverflowError` for uint8 counts above 255)."""
     times, units, offsets, sample_idx, n_t, n_c, toff = _check_args(
         times, units, offsets, sample_idx, bin_size, window, n_channels, channel_factor,
         t_offset)
+    dt = _out_dtype(dtype, None)
     b_count = len(sample_idx)
     counts = np.diff(offsets)[sample_idx]
     starts = offsets[:-1][sample_idx]
@@ -186,10 +307,12 @@ def bin_events_numpy(times, units, offsets, sample_idx, bin_size: float, window:
     row, c = row[keep], u[keep] // channel_factor
     inside = k < n_t
     flat = (row[inside] * n_t + k[inside]) * n_c + c[inside]
-    out = np.bincount(flat, minlength=b_count * n_t * n_c).astype(np.float32)
+    counts = np.bincount(flat, minlength=b_count * n_t * n_c).reshape(b_count, n_t * n_c)
     if binary:
-        out = (out > 0).astype(np.float32)
-    return out.reshape(b_count, n_t, n_c)
+        counts = counts > 0
+    elif dt == np.uint8:
+        _raise_overflow((counts > UINT8_MAX_COUNT).any(axis=1), sample_idx)
+    return counts.astype(dt).reshape(b_count, n_t, n_c)
 
 
 def bin_events_torch(times, units, offsets, sample_idx, bin_size: float, window: float,

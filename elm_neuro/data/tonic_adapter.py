@@ -44,8 +44,8 @@ Choices where tonic is silent:
   therefore be a whole number of microseconds (ValueError otherwise). The shift is added in
   integers after the conversion, so with a bin width ``bin_us`` dividing ``window_us``, the
   frames of ``ToFrame(time_window=bin_us, start_time=0, end_time=2 * window_us)`` equal
-  ``SHDAdding(..., binary=False, channel_factor=1).bin_pairs`` (and their ``> 0`` the binary
-  default). This differs from ``write_shd_adding`` files, which store ``t + window`` as
+  ``SHDAdding(..., binary=False, channel_factor=1).bin_pairs`` and the batches the split
+  gathers from its uint8 digit cache (and their ``> 0`` the binary default). This differs from ``write_shd_adding`` files, which store ``t + window`` as
   float32 seconds.
 * Targets are Python ints (SHD label 0..19; digit sum 0..18 for pairs).
 * Indices follow Python: ``-len(ds) <= i < len(ds)``; anything else raises ``IndexError``

@@ -24,6 +24,12 @@ bytes (None: the corpus default, 3 MB). The vocabulary (token id
 directory for ``elm-neuro sample`` (:mod:`elm_neuro.training.sampling`); a resumed run must be
 given tokens with the same vocabulary.
 
+Progress, as for classification (:mod:`elm_neuro.training.classification`): the training bar
+shows the data time (getting the next chunk and moving it to the device, per step and as a share
+of the step), the validation and final evaluations have their own bars, one line per epoch and
+one for the final evaluation are printed even with ``progress=False``, and summary.json's
+``wall_s`` includes the final evaluation.
+
 Before the first step the three splits are checked to fill ``batch_size`` rows (training: one
 chunk of ``chunk_len`` per row; validation prefix, validation and test: two tokens per row), so
 a split too short for the batch size fails at once rather than after training.
@@ -43,6 +49,7 @@ from elm_neuro.data.enwik8 import load_enwik8_tokens
 from elm_neuro.data.streams import (TrainStream, bits_per_character, iter_eval_chunks, reset_mask, stream_rows)
 from elm_neuro.data.text_corpus import DEFAULT_CORPUS_BYTES
 from elm_neuro.atomic import save_torch
+from elm_neuro.training.classification import DataTimer
 from elm_neuro.training.common import (autocast, build_session, open_run, optimizer_step, regularization,
                                        save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
@@ -81,13 +88,15 @@ def load_tokens(cfg: TrainConfig):
 
 
 @torch.no_grad()
-def stream_bpc(model, tokens, batch_size: int, chunk_len: int, device=None, cfg: TrainConfig | None = None) -> dict:
+def stream_bpc(model, tokens, batch_size: int, chunk_len: int, device=None, cfg: TrainConfig | None = None,
+               progress: bool = False, desc: str = "eval") -> dict:
     """Bits per character over a whole stream with carried state (no resets).
 
     ``tokens`` is cut into ``batch_size`` contiguous rows read in chunks of ``chunk_len``
     (:func:`elm_neuro.data.streams.iter_eval_chunks`); every token of a row but its first is
     predicted once. Returns ``{"bpc", "loss" (mean nats), "n" (predictions)}``. ``device``
-    defaults to the model's; ``cfg`` only selects autocast (None: full precision).
+    defaults to the model's; ``cfg`` only selects autocast (None: full precision); ``progress``
+    shows a tqdm bar (``desc``) over the chunks.
     """
     if device is None:
         device = next(iter(model.parameters())).device
@@ -95,7 +104,11 @@ def stream_bpc(model, tokens, batch_size: int, chunk_len: int, device=None, cfg:
         cfg = TrainConfig(task="enwik8")
     model.eval()
     state, nats, count = None, 0.0, 0
-    for ch in iter_eval_chunks(tokens, batch_size, chunk_len):
+    n_chunks = None  # the bar's total; bad sizes are reported by iter_eval_chunks itself
+    if isinstance(batch_size, int) and isinstance(chunk_len, int) and batch_size > 0 and chunk_len > 0:
+        n_chunks = max(-(-(len(tokens) // batch_size - 1) // chunk_len), 0)
+    for ch in tqdm(iter_eval_chunks(tokens, batch_size, chunk_len), total=n_chunks, desc=desc, leave=False,
+                   disable=not progress):
         x, y = ch.x.to(device), ch.y.to(device)
         with autocast(cfg, device):
             out = model(x, state)
@@ -175,9 +188,11 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
         bar = tqdm(range(min(cfg.batches_per_epoch, total - step)), disable=not progress, leave=False,
                    desc=f"epoch {epoch + 1}/{periods}")
         run_loss, seen = 0.0, 0
+        timer = DataTimer()
         for _ in bar:
-            ch = next(stream)
-            x, y = ch.x.to(device), ch.y.to(device)
+            with timer.fetch():
+                ch = next(stream)
+                x, y = ch.x.to(device), ch.y.to(device)
             if ch.start_of_stream or state is None:
                 state = None
             else:
@@ -193,28 +208,36 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
             state = map_state(out.state, torch.Tensor.detach)
             step += 1
             run_loss, seen = run_loss + ce.item(), seen + 1
-            bar.set_postfix(bpc=f"{run_loss / seen / math.log(2):.3f}")
+            bar.set_postfix(bpc=f"{run_loss / seen / math.log(2):.3f}", data=timer.postfix())
             if step % cfg.log_every == 0:
                 run.append_metric({"kind": "train", "epoch": epoch + 1, "step": step, "loss": run_loss / seen,
                                    "bpc": run_loss / seen / math.log(2), "grad_norm": float(gnorm),
                                    "lr": sched.get_last_lr()[0]})
+        data = timer.describe()
         epochs_this_call += 1
-        val = stream_bpc(model, valid_prefix, cfg.batch_size, cfg.chunk_len, device, cfg)
+        val = stream_bpc(model, valid_prefix, cfg.batch_size, cfg.chunk_len, device, cfg, progress=progress,
+                         desc=f"valid {epoch + 1}/{periods}")
         wall += time.perf_counter() - t0
         run.append_metric({"kind": "valid", "epoch": epoch + 1, "step": step, "bpc": val["bpc"], "loss": val["loss"],
                            "train_bpc": run_loss / max(seen, 1) / math.log(2), "wall_s": wall})
-        if progress:
-            tqdm.write(f"epoch {epoch + 1}/{periods}: train bpc {run_loss / max(seen, 1) / math.log(2):.4f} | "
-                       f"valid-prefix bpc {val['bpc']:.4f}")
+        tqdm.write(f"epoch {epoch + 1}/{periods}: train bpc {run_loss / max(seen, 1) / math.log(2):.4f} | "
+                   f"valid-prefix bpc {val['bpc']:.4f} | {data} | {time.perf_counter() - t0:.1f} s")
         if val["bpc"] < best["bpc"]:
             best = {"bpc": val["bpc"], "epoch": epoch + 1}
             save_torch({"model": copy.deepcopy(model.state_dict()), "epoch": epoch + 1, "valid_bpc": val["bpc"]},
                        run.best)
         save_checkpoint(ses, step=step, wall_s=wall, best=best, carried_state=state)
 
+    t_final = time.perf_counter()
     model.load_state_dict(load_checkpoint(run.best, device)["model"])
-    final_val = stream_bpc(model, tokens.valid, cfg.batch_size, cfg.chunk_len, device, cfg)
-    final_test = stream_bpc(model, tokens.test, cfg.batch_size, cfg.chunk_len, device, cfg)
+    final_val = stream_bpc(model, tokens.valid, cfg.batch_size, cfg.chunk_len, device, cfg, progress=progress,
+                           desc="final valid")
+    final_test = stream_bpc(model, tokens.test, cfg.batch_size, cfg.chunk_len, device, cfg, progress=progress,
+                            desc="final test")
+    final_s = time.perf_counter() - t_final
+    wall += final_s  # summary.json's wall_s includes the final evaluation
+    tqdm.write(f"final (best epoch {best['epoch']}): valid bpc {final_val['bpc']:.4f} | test bpc "
+               f"{final_test['bpc']:.4f} | evaluation {final_s:.1f} s, wall {wall:.1f} s")
     budget = mcfg.budget()
     summary = {
         "status": "completed", "task": cfg.task, "family": conf["model"]["family"], "seed": cfg.seed,

@@ -3,7 +3,9 @@
 A split has ``n_steps``, ``n_channels``, ``n_classes``, ``n_batches`` and
 ``batches(epoch, start=0)`` yielding ``(x [B, T, C] float32, y [B] int64)``. Training splits
 give fresh, seeded batches per epoch (a function of (seed, epoch), so a resumed run sees the
-same data); validation and test splits give the same batches every time.
+same data); validation and test splits give the same batches every time. Each split bins its
+samples once (uint8, on the ``device`` given to :func:`build_classification_task`) and builds
+batches by indexing, so binning is not part of a training step.
 
 - ``shd-adding``: :mod:`elm_neuro.data.shd_adding` (SPEC 6).
 - ``shd``: plain SHD, 20 classes: :mod:`elm_neuro.data.shd_classification`.
@@ -30,19 +32,22 @@ def _shd_files(data_dir) -> tuple[Path, Path]:
     return files
 
 
-def build_classification_task(cfg: TrainConfig) -> dict:
-    """``{"train", "valid", "test"}`` splits for ``cfg.task`` from ``cfg.data_dir``."""
+def build_classification_task(cfg: TrainConfig, device=None) -> dict:
+    """``{"train", "valid", "test"}`` splits for ``cfg.task`` from ``cfg.data_dir``, yielding
+    batches on ``device`` (None: the CPU; the trainer passes its training device, so that each
+    split's binned digits live there and a batch is assembled there)."""
     train_path, test_path = _shd_files(cfg.data_dir)
     train_ev, test_ev = read_shd(train_path), read_shd(test_path)
     bin_size = cfg.bin_ms / 1000.0
     if cfg.task == "shd-adding":
         return make_splits(train_ev, test_ev, batch_size=cfg.batch_size, train_batches=cfg.batches_per_epoch,
                            valid_batches=cfg.valid_batches, test_batches=cfg.test_batches, seed=cfg.seed,
-                           bin_size=bin_size, digit_window=cfg.digit_window_s, channel_factor=cfg.channel_factor)
+                           bin_size=bin_size, digit_window=cfg.digit_window_s, channel_factor=cfg.channel_factor,
+                           device=device)
     if cfg.task == "shd":
         n_tr, n_te = len(train_ev), len(test_ev)
         common = dict(batch_size=cfg.batch_size, seed=cfg.seed, bin_size=bin_size, window=cfg.digit_window_s,
-                      channel_factor=cfg.channel_factor)
+                      channel_factor=cfg.channel_factor, device=device)
         return {
             "train": SHDClassification(train_ev, split_pool("train", n_tr, n_te), fixed=False,
                                        n_batches=cfg.batches_per_epoch, **common),
