@@ -118,6 +118,49 @@ DEMO_MODELS = {
     "lif": dict(n_synapses=100, readout_d_tree=10, readout_d_brch=10, dropout_in=0.0, dropout_rec=0.0),
 }
 
+# --------------------------------------------------------------------------- experiment plans (`elm-neuro reproduce`)
+# A plan: its data ("synthetic": generated under OUT/data with n_train / n_test samples and the
+# plan's seed; "real": the SHD files of --data), the training recipe of its stages (recipe name
+# + fields), and stages run in order, each a sweep (axis, values, budgets, fixed model fields) or
+# an equal-budget comparison (models at params). Bump "version" whenever a plan changes: a
+# folder made by another version is refused (results of two plans never mix).
+PLAN_RECIPE_CPU = dict(bin_ms=20.0, channel_factor=CPU_CHANNEL_FACTOR, batch_size=16, warmup=50, lr=LR, log_every=25,
+                       epochs=20, batches_per_epoch=50, valid_batches=10, test_batches=20)
+PLAN_SEEDS = [0, 1, 2]
+# The CPU plans' ELM: K = 100 synapses per hidden neuron (10 branches of 10), a readout with 5
+# branches of 2 synapses, no dropout, so that a 2,000-parameter network exists at every swept d_m.
+PLAN_ELM = {"d_tree": 10, "d_brch": 10, "readout.d_tree": 5, "readout.d_brch": 2, "dropout_in": 0.0, "dropout_rec": 0.0}
+PLANS: dict[str, dict] = {
+    # The fixed-budget trade-off at three budgets a decade apart (N from the budget solver), then
+    # the N axis and the k_c axis at the middle budget: ELM networks on synthetic SHD-Adding.
+    "budget-tradeoff": dict(
+        version=1, data="synthetic", n_train=SYNTH_N_TRAIN, n_test=SYNTH_N_TEST, seed=SEED,
+        recipe="demo", train=dict(PLAN_RECIPE_CPU, task="shd-adding"), metric="test_acc",
+        stages=[dict(name="d_m", kind="sweep", model="elm", axis="d_m", values=[1, 2, 4, 8],
+                     budgets=[2000, 20000, 200000], seeds=PLAN_SEEDS, fixed=PLAN_ELM),
+                dict(name="n", kind="sweep", model="elm", axis="n", values=[4, 8, 16, 32, 64],
+                     fixed=dict(PLAN_ELM, d_m=4), seeds=PLAN_SEEDS),
+                dict(name="k_c", kind="sweep", model="elm", axis="k_c", values=[20, 50, 100, 200, 400],
+                     fixed={**{k: v for k, v in PLAN_ELM.items() if k != "d_brch"}, "d_m": 4}, budgets=[20000],
+                     seeds=PLAN_SEEDS)]),
+    # ELM, LIF, adLIF and LSTM at the same P, on synthetic SHD (20 classes) and SHD-Adding.
+    "neuron-comparison": dict(
+        version=1, data="synthetic", n_train=SYNTH_N_TRAIN, n_test=SYNTH_N_TEST, seed=SEED,
+        recipe="demo", train=dict(PLAN_RECIPE_CPU), metric="test_acc",
+        stages=[dict(name=task, kind="compare", task=task, models=["elm", "lif", "adlif", "lstm"], params=10000,
+                     seeds=PLAN_SEEDS, fixed=dict(elm=dict(PLAN_ELM, d_m=8)))
+                for task in ("shd", "shd-adding")]),
+    # The same two plans at the paper's sizes and recipe (SPEC 7, SPEC 9) on the real SHD: for a
+    # machine with GPUs or a Ray cluster (`elm-neuro data fetch` first).
+    "paper": dict(
+        version=1, data="real", seed=SEED, recipe="paper-shd-adding", train=dict(task="shd-adding"), metric="test_acc",
+        stages=[dict(name="d_m", kind="sweep", model="elm", axis="d_m", values=[2, 3, 4, 5, 7, 9, 11, 15, 20, 25],
+                     budgets=[25000, 77000, 250000], seeds=PLAN_SEEDS),
+                dict(name="comparison", kind="compare", task="shd-adding", models=["elm", "lif", "adlif", "lstm"],
+                     params=77000, seeds=PLAN_SEEDS, fixed=dict(elm=dict(d_m=ELM_D_M)))]),
+}
+PLAN_TIMING_STEPS = 3  # training steps timed per model to estimate a plan's run time
+
 
 def recipe(name: str) -> dict:
     """A copy of the named training recipe (``paper-<task>``, ``small-<task>``, ``demo``)."""

@@ -1,0 +1,499 @@
+"""Named, versioned experiment plans run end to end: ``elm-neuro reproduce NAME --out DIR``.
+
+A plan (:data:`elm_neuro.defaults.PLANS`) names its data, a training recipe and its stages;
+:func:`run_plan` runs them in order into one folder and writes the plan's report::
+
+    OUT/plan.json            the plan as run (name, version, stages); another plan or version is refused
+    OUT/data/                synthetic SHD-format files (synthetic plans; made once, then reused)
+    OUT/<stage>/             one sweep folder (elm_neuro.experiments.sweep) or comparison folder
+                             (elm_neuro.experiments.compare) per stage, each with its own report
+    OUT/results/results.csv  every finished cell of every stage, with a ``stage`` column
+    OUT/results/README.md    the plan's report, computed from results.csv alone (figures beside it)
+
+Everything resumes: finished cells are skipped, interrupted ones continue from their checkpoint,
+so running the same command again picks up where it stopped. Stages run on the local executor
+(``workers`` processes) or on Ray (``executor="ray"``; sweeps only, comparisons run locally).
+
+Reports (:func:`budget_tradeoff_report`, :func:`comparison_report`) are pure functions of the
+results table, so the committed ``analysis/results/*/README.md`` can be checked against their
+``results.csv`` (``tests/test_reproduce.py``).
+
+Before it trains, :func:`estimate_plan` times ``PLAN_TIMING_STEPS`` training steps of every
+distinct model of the plan on the device and prints the expected total (GPU- or CPU-) hours.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from elm_neuro import defaults as D
+from elm_neuro.analysis import sweep_table as st
+from elm_neuro.atomic import save_json, save_text
+from elm_neuro.data.provenance import shd_provenance
+from elm_neuro.data.synth import write_synthetic_shd
+from elm_neuro.experiments.compare import CHANCE, cell_dir, compare
+from elm_neuro.experiments.sweep import SweepGrid, plan_cells, run_sweep, task_dims
+from elm_neuro.experiments.sweep_report import information_analysis, scaling_analysis, write_sweep_report
+from elm_neuro.training.config import TrainConfig
+from elm_neuro.training.model_setup import resolve_model_config
+from elm_neuro.training.run import RunDir
+
+PLAN_FILE = "plan.json"
+STAGE_KINDS = ("sweep", "compare")
+RESULT_COLUMNS = ("stage", "run_id", "task", "family", "seed", "p_target", "p", "n", "k_e", "k_c", "d_m",
+                  "valid_acc", "test_acc", "wall_s", "steps")
+
+
+# --------------------------------------------------------------------------- plans
+def plan_names() -> list[str]:
+    return sorted(D.PLANS)
+
+
+def get_plan(name: str) -> dict:
+    """A copy of the named plan, checked (stage names unique, kinds known)."""
+    if name not in D.PLANS:
+        raise ValueError(f"plan must be one of {plan_names()}, got {name!r}")
+    plan = copy.deepcopy(D.PLANS[name])
+    check_plan(name, plan)
+    return plan
+
+
+def check_plan(name: str, plan: dict) -> None:
+    names = [s["name"] for s in plan["stages"]]
+    if len(set(names)) != len(names):
+        raise ValueError(f"plan {name!r}: stage names must be unique, got {names}")
+    for s in plan["stages"]:
+        if s["kind"] not in STAGE_KINDS:
+            raise ValueError(f"plan {name!r}: stage {s['name']!r} has kind {s['kind']!r}, expected one of {STAGE_KINDS}")
+    if plan["data"] not in ("synthetic", "real"):
+        raise ValueError(f"plan {name!r}: data must be 'synthetic' or 'real', got {plan['data']!r}")
+
+
+def stage_config(plan: dict, stage: dict, data_dir, device: str = D.DEVICE, threads: Optional[int] = None,
+                 model: Optional[str] = None) -> TrainConfig:
+    """The training configuration of a stage (the plan's recipe and fields, the stage's task and
+    model); for a comparison, ``model`` picks the model and its fixed fields."""
+    fields = {**D.recipe(plan["recipe"]), **plan.get("train", {})}
+    if "task" in stage:
+        fields["task"] = stage["task"]
+    fields.update(data_dir=str(Path(data_dir).resolve()), device=device, threads=threads, seed=plan["seed"])
+    if stage["kind"] == "sweep":
+        return TrainConfig(**fields, model=stage["model"], model_overrides=dict(stage.get("fixed", {})))
+    return TrainConfig(**fields, model=model, params=stage["params"],
+                       model_overrides=dict(stage.get("fixed", {}).get(model, {})))
+
+
+def stage_grid(plan: dict, stage: dict, data_dir, device: str = D.DEVICE, threads: Optional[int] = None) -> SweepGrid:
+    return SweepGrid(base=stage_config(plan, stage, data_dir, device, threads), axis=stage["axis"],
+                     values=stage.get("values"), budgets=stage.get("budgets"), seeds=list(stage["seeds"]))
+
+
+def plan_cells_of(plan: dict, data_dir, device: str = D.DEVICE) -> list:
+    """The sweep cells of every sweep stage of the plan (:class:`~elm_neuro.experiments.sweep.SweepCell`)."""
+    return [c for stage in plan["stages"] if stage["kind"] == "sweep"
+            for c in plan_cells(stage_grid(plan, stage, data_dir, device))]
+
+
+def plan_jobs(plan: dict, data_dir, device: str = D.DEVICE) -> list[tuple[str, TrainConfig]]:
+    """Every training run of the plan as ``(stage, config)``, for estimates and checks."""
+    jobs = []
+    for stage in plan["stages"]:
+        if stage["kind"] == "sweep":
+            jobs += [(stage["name"], c.config) for c in plan_cells(stage_grid(plan, stage, data_dir, device))]
+        else:
+            for model in stage["models"]:
+                cfg = stage_config(plan, stage, data_dir, device, model=model)
+                jobs += [(stage["name"], cfg.replace(seed=s)) for s in stage["seeds"]]
+    return jobs
+
+
+# --------------------------------------------------------------------------- time estimate
+def _time_steps(cfg: TrainConfig, device: torch.device, steps: int) -> float:
+    """Seconds per training step of ``cfg``'s model on random inputs of the task's shape."""
+    n_in, n_classes = task_dims(cfg)
+    mcfg = resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params, n_in, n_classes,
+                                bin_ms=cfg.model_bin_ms)
+    from elm_neuro.networks.registry import MODEL_FAMILIES  # the model class of the family
+
+    model = MODEL_FAMILIES[cfg.model][1](mcfg).to(device).train()
+    t_steps = 2 * int(round(1000 * cfg.digit_window_s / cfg.bin_ms)) if cfg.task == "shd-adding" \
+        else int(round(1000 * cfg.digit_window_s / cfg.bin_ms))
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(cfg.batch_size, t_steps, n_in, generator=g) < 0.05).float().to(device)
+    y = torch.randint(0, n_classes, (cfg.batch_size,), generator=g).to(device)
+    opt = torch.optim.Adamax(model.parameters(), lr=1e-4)
+
+    def step():
+        out = model(x)
+        loss = torch.nn.functional.cross_entropy(out.logits[:, -1].float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()  # warm-up (compiles the engines)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def _steps_of(cfg: TrainConfig) -> int:
+    """Training steps of a run plus its evaluation batches (counted as training steps: an upper bound)."""
+    train = cfg.total_steps or cfg.epochs * cfg.batches_per_epoch
+    return train + cfg.epochs * cfg.valid_batches + cfg.test_batches
+
+
+def estimate_plan(plan: dict, data_dir, device: str = "cpu", steps: int = D.PLAN_TIMING_STEPS) -> dict:
+    """Measured seconds per step of each distinct model of the plan and the expected total hours."""
+    dev = torch.device(device)
+    per_model, total = {}, 0.0
+    for stage, cfg in plan_jobs(plan, data_dir, device):
+        key = json.dumps({"task": cfg.task, "model": cfg.model, "params": cfg.params,
+                          "overrides": cfg.model_overrides}, sort_keys=True)
+        if key not in per_model:
+            per_model[key] = _time_steps(cfg, dev, steps)
+        total += per_model[key] * _steps_of(cfg)
+    return {"device": str(dev), "runs": len(plan_jobs(plan, data_dir, device)), "models_timed": len(per_model),
+            "hours": total / 3600.0}
+
+
+# --------------------------------------------------------------------------- running
+def _check_plan_dir(out: Path, name: str, plan: dict) -> None:
+    path = out / PLAN_FILE
+    record = {"name": name, "version": plan["version"], "plan": plan}
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if (old.get("name"), old.get("version")) != (name, plan["version"]):
+            raise ValueError(f"out: {out} holds plan {old.get('name')!r} version {old.get('version')}, not "
+                             f"{name!r} version {plan['version']}; use another folder")
+        if old.get("plan") != json.loads(json.dumps(plan)):
+            raise ValueError(f"out: {out} was made by a different definition of plan {name!r} version "
+                             f"{plan['version']}; use another folder (or bump the plan's version)")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(record, path)
+
+
+def _plan_data(out: Path, plan: dict, data_dir) -> Path:
+    if plan["data"] == "synthetic":
+        data = out / "data"
+        if not ((data / "shd_train.h5").is_file() and (data / "shd_test.h5").is_file()):
+            write_synthetic_shd(data, plan["n_train"], plan["n_test"], seed=plan["seed"])
+        return data
+    if data_dir is None:
+        raise ValueError("data: this plan trains on the real SHD; give --data DIR with shd_train.h5 and shd_test.h5 "
+                         "(elm-neuro data fetch --out DIR)")
+    data = Path(data_dir)
+    prov = shd_provenance(data)
+    if prov["source"] != "real":
+        raise ValueError(f"data: {data} holds {prov['source']} SHD files ({prov['detail']}); this plan needs the "
+                         f"real SHD (elm-neuro data fetch --out DIR)")
+    return data
+
+
+def run_plan(name: str, out, data_dir=None, executor: str = "local", workers: int = D.WORKERS,
+             address: Optional[str] = None, device: str = D.DEVICE, threads: Optional[int] = None,
+             progress: bool = True, estimate: bool = True) -> Path:
+    """Run plan ``name`` into ``out`` (module docstring); returns the report's path."""
+    plan = get_plan(name)
+    out = Path(out)
+    _check_plan_dir(out, name, plan)
+    data = _plan_data(out, plan, data_dir)
+    plan_jobs(plan, data, device)  # resolves every model and budget before anything trains
+    if estimate:
+        dev = "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else (
+            "cpu" if device == "auto" else device)
+        est = estimate_plan(plan, data, dev)
+        kind = "GPU" if dev.startswith("cuda") else "CPU"
+        print(f"plan {name}: {est['runs']} runs; expected {est['hours']:.2f} {kind}-hours on {est['device']} "
+              f"(from {D.PLAN_TIMING_STEPS} timed steps of each of {est['models_timed']} models)", flush=True)
+    for stage in plan["stages"]:
+        folder = out / stage["name"]
+        if progress:
+            print(f"plan {name}: stage {stage['name']} ({stage['kind']})", flush=True)
+        if stage["kind"] == "sweep":
+            res = run_sweep(folder, stage_grid(plan, stage, data, device, threads), executor=executor,
+                            workers=workers, address=address, progress=progress)
+            if getattr(res, "failed", None):
+                raise RuntimeError(f"stage {stage['name']}: {len(res.failed)} cell(s) failed: "
+                                   f"{sorted(res.failed)[:3]}; fix and run the same command again to continue")
+            write_sweep_report(folder)
+        else:
+            base = stage_config(plan, stage, data, device, threads, model=stage["models"][0])
+            overrides = {m: dict(stage.get("fixed", {}).get(m, {})) for m in stage["models"]}
+            compare(folder, base, list(stage["models"]), list(stage["seeds"]), overrides, progress=progress,
+                    workers=workers)
+    rows = collect_plan_results(out, plan)
+    results = out / "results"
+    write_results_csv(rows, results / "results.csv")
+    text = render_report(name, plan, rows, results)
+    if plan["stages"] and plan["stages"][0]["kind"] == "compare":
+        _comparison_timescales(out, plan, results)
+    save_text(text, results / "README.md")
+    return results / "README.md"
+
+
+# --------------------------------------------------------------------------- results table
+def _summary_row(stage: str, run_dir: Path, extra: dict) -> Optional[dict]:
+    summary = RunDir(run_dir).read_summary()
+    if summary is None:
+        return None
+    row = {"stage": stage, "run_id": run_dir.name, **extra}
+    for k in RESULT_COLUMNS:
+        if k not in row and k in summary:
+            row[k] = summary[k]
+    return row
+
+
+def collect_plan_results(out, plan: dict) -> list[dict]:
+    """Every finished cell of every stage of the plan in ``out`` (stage order, then cell name)."""
+    out = Path(out)
+    rows = []
+    for stage in plan["stages"]:
+        folder = out / stage["name"]
+        if stage["kind"] == "sweep":
+            if (folder / "results.csv").is_file():
+                for r in st.read_table(folder / "results.csv"):
+                    rows.append({"stage": stage["name"], **{k: r.get(k) for k in RESULT_COLUMNS if k != "stage"}})
+        else:
+            for model in stage["models"]:
+                for seed in stage["seeds"]:
+                    row = _summary_row(stage["name"], cell_dir(folder, model, seed),
+                                       {"task": stage["task"], "family": model, "seed": seed,
+                                        "p_target": stage["params"]})
+                    if row is not None:
+                        rows.append(row)
+    return rows
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def write_results_csv(rows: Sequence[dict], path) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RESULT_COLUMNS)
+    for r in rows:
+        w.writerow([_cell(r.get(k)) for k in RESULT_COLUMNS])
+    save_text(buf.getvalue(), path)
+
+
+def read_results_csv(path) -> list[dict]:
+    """The rows of a plan's ``results.csv`` (numbers parsed, empty cells None)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `elm-neuro reproduce` first")
+    return st.read_table(path)
+
+
+# --------------------------------------------------------------------------- reports
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _mean_sd(vals: Sequence[float]) -> tuple[float, float, int]:
+    vals = [float(v) for v in vals if _finite(v)]
+    if not vals:
+        return math.nan, math.nan, 0
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)
+
+
+def _pm(mean: float, sd: float, n: int, digits: int = 3) -> str:
+    if n == 0:
+        return "n/a"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}" + (f" (n={n})" if n != 3 else "")
+
+
+def tradeoff_numbers(rows: Sequence[dict], metric: str) -> dict:
+    """Per budget of the d_m stage: mean ± sd over seeds for each d_m, the best d_m and N, whether
+    the best is interior (neither the smallest nor the largest d_m swept), and its margin over the
+    better end point in units of the pooled seed spread."""
+    dm_rows = [r for r in rows if r.get("stage") == "d_m" and _finite(r.get(metric))]
+    budgets = sorted({int(r["p_target"]) for r in dm_rows if _finite(r.get("p_target"))})
+    out = []
+    for b in budgets:
+        at = [r for r in dm_rows if int(r["p_target"]) == b]
+        dms = sorted({int(r["d_m"]) for r in at})
+        cells = []
+        for dm in dms:
+            sel = [r for r in at if int(r["d_m"]) == dm]
+            m, sd, k = _mean_sd([r[metric] for r in sel])
+            cells.append({"d_m": dm, "n": int(sel[0]["n"]), "p": int(sel[0]["p"]), "mean": m, "sd": sd, "seeds": k})
+        best = max(cells, key=lambda c: c["mean"])
+        ends = [cells[0], cells[-1]]
+        end = max(ends, key=lambda c: c["mean"])
+        spread = math.sqrt((best["sd"] ** 2 + end["sd"] ** 2) / 2) or math.nan
+        out.append({"budget": b, "cells": cells, "best_d_m": best["d_m"], "best_n": best["n"], "best": best["mean"],
+                    "interior": best is not cells[0] and best is not cells[-1] and len(cells) >= 3,
+                    "margin_sd": (best["mean"] - end["mean"]) / spread if best is not end else 0.0})
+    return {"metric": metric, "budgets": out}
+
+
+def axis_numbers(rows: Sequence[dict], stage: str, key: str, metric: str) -> list[dict]:
+    """Mean ± sd over seeds along one axis of a stage (``n`` or ``k_c``)."""
+    sel = [r for r in rows if r.get("stage") == stage and _finite(r.get(metric))]
+    out = []
+    for v in sorted({int(r[key]) for r in sel}):
+        at = [r for r in sel if int(r[key]) == v]
+        m, sd, k = _mean_sd([r[metric] for r in at])
+        out.append({key: v, "p": int(statistics.median(int(r["p"]) for r in at)), "mean": m, "sd": sd, "seeds": k})
+    return out
+
+
+def _time_line(rows: Sequence[dict]) -> str:
+    """How long the runs took: the sum of their ``wall_s``, in total and per stage."""
+    per = {}
+    for r in rows:
+        if _finite(r.get("wall_s")):
+            per[r["stage"]] = per.get(r["stage"], 0.0) + float(r["wall_s"])
+    parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in per.items())
+    return f"training time (sum of the runs' wall_s) {sum(per.values()) / 60:.1f} min ({parts} min by stage)"
+
+
+def budget_tradeoff_report(rows: Sequence[dict], plan: dict, fig_dir=None) -> str:
+    """The budget-tradeoff plan's README from its results rows (figures into ``fig_dir`` if given)."""
+    metric = plan["metric"]
+    num = tradeoff_numbers(rows, metric)
+    dm_rows = [dict(r) for r in rows if r.get("stage") == "d_m"]
+    lines = ["# Budget trade-off: ELM networks on synthetic SHD-Adding", "",
+             f"Plan `budget-tradeoff` version {plan['version']}; metric `{metric}` (mean ± sd over seeds; "
+             f"chance {CHANCE['shd-adding']:.2f}). {len(rows)} finished runs; {_time_line(rows)}.", "",
+             "## Fixed-budget d_m sweep (N from the budget solver)", ""]
+    for b in num["budgets"]:
+        lines += [f"### P ≈ {b['budget']:,}", "", "| d_m | N | P | " + metric + " |", "|---|---|---|---|"]
+        lines += [f"| {c['d_m']} | {c['n']} | {c['p']:,} | {_pm(c['mean'], c['sd'], c['seeds'])} |" for c in b["cells"]]
+        where = "an interior optimum" if b["interior"] else "its best at an end of the swept range"
+        lines += ["", f"Best: d_m = {b['best_d_m']} (N = {b['best_n']}), {metric} {b['best']:.3f}: {where}; "
+                  f"margin over the better end point {b['margin_sd']:.1f} seed-sd.", ""]
+    moves = ", ".join(f"P {b['budget']:,}: d_m* {b['best_d_m']}, N* {b['best_n']}" for b in num["budgets"])
+    lines += ["## How the optimum moves with P", "", moves + ".", ""]
+    for stage, key, title in (("n", "n", "N axis (d_m fixed; P grows with N)"),
+                              ("k_c", "k_c", "k_c axis (d_m fixed, N from the budget solver)")):
+        ax = axis_numbers(rows, stage, key, metric)
+        if ax:
+            lines += [f"## {title}", "", f"| {key} | P | {metric} |", "|---|---|---|"]
+            lines += [f"| {a[key]} | {a['p']:,} | {_pm(a['mean'], a['sd'], a['seeds'])} |" for a in ax] + [""]
+    if fig_dir is None:  # the fits draw their figures: into a scratch folder that is then removed
+        with tempfile.TemporaryDirectory(prefix="elm-neuro-report-") as work:
+            return "\n".join(lines + _fit_lines(dm_rows, Path(work), metric))
+    Path(fig_dir).mkdir(parents=True, exist_ok=True)
+    return "\n".join(lines + _fit_lines(dm_rows, Path(fig_dir), metric))
+
+
+def _fit_lines(dm_rows: list, work: Path, metric: str) -> list[str]:
+    """The scaling-law and information-model sections (figures into ``work``)."""
+    lines = []
+    sc = scaling_analysis(dm_rows, work, metric, n_boot=D.REPORT_N_BOOT, seed=D.REPORT_SEED) if dm_rows else \
+        {"skipped": "no d_m stage rows"}
+    lines += ["## Scaling law along the frontier", ""]
+    if "skipped" in sc:
+        lines += [f"Not fitted: {sc['skipped']}.", ""]
+    else:
+        lo, hi = sc["ci"]["alpha"] if isinstance(sc.get("ci"), dict) and "alpha" in sc["ci"] else (math.nan, math.nan)
+        lines += [f"{sc['loss']}*(P) = L_inf + A P^-alpha: alpha = {sc['alpha']:.3f} "
+                  f"({int(100 * sc['ci_level'])} % bootstrap interval {lo:.3f} to {hi:.3f}, {sc['n_boot']} replicates), "
+                  f"L_inf = {sc['l_inf']:.3f}, A = {sc['a']:.3g}, R^2 = {sc['r2']:.3f}.", ""]
+    info = information_analysis(dm_rows, work, metric, task="shd-adding") if dm_rows else {"skipped": "no rows"}
+    lines += ["## Information model (SPEC 11)", ""]
+    if "skipped" in info:
+        lines += [f"Not fitted: {info['skipped']}.", ""]
+    else:
+        params = ", ".join(f"{k} = {v:.3g}" if _finite(v) else f"{k} = {v}" for k, v in _param_values(info["params"]))
+        lines += [f"Fitted on {info['n_points']} runs ({info['n_cells']} configurations): {params}; "
+                  f"R^2 = {info['r2']:.3f}, RMSE = {info['rmse']:.3f} (in bits of information).", ""]
+        for o in info["optima"]:
+            if "error" in o:
+                continue
+            tag = " (next budget, a prediction)" if o.get("next") else ""
+            lines.append(f"- P {o['budget']:,.0f}{tag}: predicted optimum N* {o['n']:.0f}, d_m* {o.get('d_m')}, "
+                         f"{metric} {o['predicted']:.3f}")
+        lines.append("")
+    return lines
+
+
+def _param_values(summary) -> list[tuple[str, float]]:
+    """``(name, value)`` pairs of an information-model fit summary (a dict of values or of
+    ``{"value": ...}`` entries)."""
+    pairs = []
+    for k, v in (summary.items() if isinstance(summary, dict) else []):
+        if isinstance(v, dict):
+            v = v.get("value", v.get("estimate"))
+        if isinstance(v, (int, float)):
+            pairs.append((k, float(v)))
+    return pairs
+
+
+def comparison_numbers(rows: Sequence[dict], metric: str) -> list[dict]:
+    """Per (stage, model): mean ± sd over seeds of ``metric``, N, P and the mean wall time."""
+    out = []
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    for stage in stages:
+        models = list(dict.fromkeys(r["family"] for r in rows if r["stage"] == stage))
+        for model in models:
+            sel = [r for r in rows if r["stage"] == stage and r["family"] == model]
+            m, sd, k = _mean_sd([r.get(metric) for r in sel])
+            out.append({"stage": stage, "model": model, "n": int(sel[0]["n"]) if _finite(sel[0].get("n")) else None,
+                        "p": int(sel[0]["p"]) if _finite(sel[0].get("p")) else None, "mean": m, "sd": sd, "seeds": k,
+                        "wall_s": _mean_sd([r.get("wall_s") for r in sel])[0]})
+    return out
+
+
+def comparison_report(rows: Sequence[dict], plan: dict) -> str:
+    """The neuron-comparison plan's README from its results rows."""
+    metric = plan["metric"]
+    lines = ["# Neuron comparison at equal parameter budget (synthetic data)", "",
+             f"Plan `{plan.get('name', 'neuron-comparison')}` version {plan['version']}; metric `{metric}` "
+             f"(mean ± sd over seeds). {len(rows)} finished runs; {_time_line(rows)}.", ""]
+    nums = comparison_numbers(rows, metric)
+    for stage in dict.fromkeys(c["stage"] for c in nums):
+        task = next(r["task"] for r in rows if r["stage"] == stage)
+        lines += [f"## {stage} (chance {CHANCE.get(task, math.nan):.2f})", "",
+                  f"| model | N | P | {metric} | wall s |", "|---|---|---|---|---|"]
+        for c in (c for c in nums if c["stage"] == stage):
+            lines.append(f"| {c['model']} | {c['n']} | {c['p']:,} | {_pm(c['mean'], c['sd'], c['seeds'])} | "
+                         f"{c['wall_s']:.0f} |")
+        lines.append("")
+    lines += ["The timescales of the trained ELM, LIF and adLIF networks of the first stage (seed 0, in ms): "
+              "`timescales.png`.", ""]
+    return "\n".join(lines)
+
+
+def render_report(name: str, plan: dict, rows: Sequence[dict], fig_dir=None) -> str:
+    """The plan's README text from its results rows (a comparison plan, or a sweep plan)."""
+    if {s["kind"] for s in plan["stages"]} == {"compare"}:
+        return comparison_report(rows, {**plan, "name": name})
+    return budget_tradeoff_report(rows, plan, fig_dir)
+
+
+def _comparison_timescales(out: Path, plan: dict, results: Path) -> Optional[Path]:
+    from elm_neuro.experiments.run_analysis import compare_runs_timescales
+
+    stage = plan["stages"][0]
+    with_taus = ("elm", "lif", "adlif")  # families with timescale parameters (an LSTM has none)
+    runs = {m.upper(): cell_dir(out / stage["name"], m, stage["seeds"][0]) for m in stage["models"] if m in with_taus}
+    runs = {k: v for k, v in runs.items() if RunDir(v).read_summary() is not None}
+    return compare_runs_timescales(runs, results / "timescales.png") if runs else None
+
+
+__all__ = ["PLAN_FILE", "budget_tradeoff_report", "collect_plan_results", "comparison_report", "estimate_plan",
+           "get_plan", "plan_jobs", "plan_names", "read_results_csv", "render_report", "run_plan", "stage_config",
+           "tradeoff_numbers", "write_results_csv"]

@@ -1,0 +1,131 @@
+"""`elm-neuro reproduce`: named plans run end to end at tiny sizes, resume, refuse another plan's
+folder, and their reports are functions of results.csv alone."""
+import copy
+import json
+import math
+
+import pytest
+
+from elm_neuro import defaults as D
+from elm_neuro.cli.main import main
+from elm_neuro.experiments import reproduce as R
+
+SMALL_ELM = {"d_tree": 3, "d_brch": 3, "readout.d_tree": 3, "readout.d_brch": 2}
+TINY_TRAIN = dict(bin_ms=50.0, channel_factor=7, batch_size=4, warmup=1, epochs=1, batches_per_epoch=2,
+                  valid_batches=1, test_batches=1, log_every=1)
+
+
+def _tiny_plans():
+    return {
+        "budget-tradeoff": dict(version=1, data="synthetic", n_train=40, n_test=24, seed=0, recipe="demo",
+                                train=dict(TINY_TRAIN, task="shd-adding"), metric="test_acc",
+                                stages=[dict(name="d_m", kind="sweep", model="elm", axis="d_m", values=[1, 2],
+                                             budgets=[1500, 3000], seeds=[0], fixed=SMALL_ELM)]),
+        "neuron-comparison": dict(version=1, data="synthetic", n_train=40, n_test=24, seed=0, recipe="demo",
+                                  train=dict(TINY_TRAIN), metric="test_acc",
+                                  stages=[dict(name="shd", kind="compare", task="shd", models=["elm", "lstm"],
+                                               params=2500, seeds=[0], fixed=dict(elm=dict(SMALL_ELM, d_m=2)))]),
+    }
+
+
+@pytest.fixture
+def tiny_plans(monkeypatch):
+    plans = _tiny_plans()
+    monkeypatch.setattr(D, "PLANS", plans)
+    return plans
+
+
+def test_budget_plan_runs_resumes_and_its_report_comes_from_the_table(tmp_path, tiny_plans, capsys):
+    out = tmp_path / "bt"
+    assert main(["reproduce", "budget-tradeoff", "--out", str(out), "--workers", "1", "--no-progress",
+                 "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "expected" in printed and "CPU-hours" in printed
+    rows = R.read_results_csv(out / "results" / "results.csv")
+    assert sorted(r["run_id"] for r in rows) == sorted(
+        c.name for c in R.plan_cells_of(tiny_plans["budget-tradeoff"], out / "data"))
+    assert len(rows) == 4 and {r["stage"] for r in rows} == {"d_m"}
+    readme = (out / "results" / "README.md").read_text()
+    # the report is recomputed from the table alone
+    assert readme == R.render_report("budget-tradeoff", tiny_plans["budget-tradeoff"], rows)
+    for b in (1500, 3000):
+        assert f"### P ≈ {b:,}" in readme
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("d_m/cells/*/summary.json")}
+    assert len(mtimes) == 4
+    # a second call resumes: nothing is trained again
+    assert main(["reproduce", "budget-tradeoff", "--out", str(out), "--workers", "1", "--no-progress",
+                 "--no-estimate", "--threads", "1"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in out.glob("d_m/cells/*/summary.json")} == mtimes
+    # another version of the plan (or another plan) is refused in this folder
+    tiny_plans["budget-tradeoff"]["version"] = 2
+    assert main(["reproduce", "budget-tradeoff", "--out", str(out), "--no-estimate"]) == 2
+    assert "version 1, not 'budget-tradeoff' version 2" in capsys.readouterr().err
+    assert main(["reproduce", "neuron-comparison", "--out", str(out), "--no-estimate"]) == 2
+
+
+def test_comparison_plan_table_and_report(tmp_path, tiny_plans):
+    out = tmp_path / "nc"
+    report = R.run_plan("neuron-comparison", out, workers=1, threads=1, progress=False, estimate=False)
+    rows = R.read_results_csv(out / "results" / "results.csv")
+    assert [(r["stage"], r["family"], r["seed"]) for r in rows] == [("shd", "elm", 0), ("shd", "lstm", 0)]
+    assert all(abs(r["p"] - 2500) <= 0.1 * 2500 for r in rows)
+    text = report.read_text()
+    assert text == R.render_report("neuron-comparison", tiny_plans["neuron-comparison"], rows)
+    for r in rows:
+        assert f"| {r['family']} | {r['n']} | {r['p']:,} | {r['test_acc']:.3f} ± 0.000 (n=1) |" in text
+    assert (out / "results" / "timescales.png").is_file()
+
+
+def test_real_data_plan_refuses_synthetic_or_missing_data(tmp_path):
+    with pytest.raises(ValueError, match="give --data DIR"):
+        R.run_plan("paper", tmp_path / "p", estimate=False)
+    from elm_neuro.data.synth import write_synthetic_shd
+
+    write_synthetic_shd(tmp_path / "syn", 20, 10, seed=0)
+    with pytest.raises(ValueError, match="synthetic SHD files"):
+        R.run_plan("paper", tmp_path / "p2", data_dir=tmp_path / "syn", estimate=False)
+
+
+def _rows(values):
+    """A d_m-stage table: {(budget, d_m): [metric per seed]}."""
+    rows = []
+    for (b, dm), accs in values.items():
+        for s, a in enumerate(accs):
+            rows.append({"stage": "d_m", "run_id": f"p{b}-dm{dm}-s{s}", "p_target": b, "p": b, "n": b // (10 * dm),
+                         "d_m": dm, "seed": s, "test_acc": a})
+    return rows
+
+
+def test_tradeoff_numbers_by_hand():
+    rows = _rows({(1000, 1): [0.2, 0.3], (1000, 2): [0.5, 0.6], (1000, 4): [0.4, 0.4],
+                  (10000, 1): [0.3, 0.3], (10000, 2): [0.4, 0.5], (10000, 4): [0.7, 0.6]})
+    num = R.tradeoff_numbers(rows, "test_acc")
+    small, large = num["budgets"]
+    assert (small["budget"], small["best_d_m"], small["interior"]) == (1000, 2, True)
+    assert (large["budget"], large["best_d_m"], large["interior"]) == (10000, 4, False)
+    assert small["cells"][0]["mean"] == pytest.approx(0.25) and small["cells"][0]["sd"] == pytest.approx(
+        math.sqrt(0.005))
+    # margin over the better end point (d_m 4: 0.4 +- 0), in the pooled sd of the two cells
+    assert small["margin_sd"] == pytest.approx((0.55 - 0.4) / math.sqrt((0.005 + 0.0) / 2))
+    assert large["margin_sd"] == 0.0
+    text = R.budget_tradeoff_report(rows, dict(version=1, metric="test_acc"))
+    assert "Best: d_m = 2 (N = 50), test_acc 0.550: an interior optimum" in text
+    assert "P 1,000: d_m* 2, N* 50, P 10,000: d_m* 4, N* 250." in text
+
+
+def test_plans_are_well_formed_and_resolve(tmp_path):
+    for name in R.plan_names():
+        plan = R.get_plan(name)
+        jobs = R.plan_jobs(plan, tmp_path)  # resolves every model and budget (no data needed to plan)
+        assert jobs and all(cfg.seed in D.PLAN_SEEDS for _, cfg in jobs)
+    bt = R.get_plan("budget-tradeoff")
+    budgets = bt["stages"][0]["budgets"]
+    assert [b / budgets[0] for b in budgets] == [1, 10, 100]  # three budgets a decade apart
+    assert len(R.plan_jobs(bt, tmp_path)) == (4 * 3 + 5 + 5) * 3
+    with pytest.raises(ValueError, match="plan must be one of"):
+        R.get_plan("nope")
+    bad = copy.deepcopy(bt)
+    bad["stages"].append(dict(bad["stages"][0]))
+    with pytest.raises(ValueError, match="stage names must be unique"):
+        R.check_plan("x", bad)
+    assert json.loads(json.dumps(bt)) == bt  # plans are plain JSON (stored in plan.json)
