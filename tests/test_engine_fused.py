@@ -106,7 +106,7 @@ def _inputs(name, dtype, steps=13, bsz=3, seed=1, density=0.4):
 
 
 def _sparse_counts(dtype, steps=40, bsz=3):
-    """Spike counts at 3 % density (below SPARSE_INPUT_MAX_DENSITY: the event path), some of
+    """Spike counts at 3 % density (below EVENT_INPUT_MAX_DENSITY: the event path), some of
     them 2, and an empty first step."""
     x = _inputs("shd-adding", dtype, steps=steps, bsz=bsz, density=0.03)
     x[0, 5:, :3] *= 2.0
@@ -138,12 +138,13 @@ def test_sparse_inputs_run_as_events_and_equal_the_step_path(name, dtype, atol, 
 
     def spy(*args, **kwargs):
         out = real(*args, **kwargs)
-        made.append(out is not None)
+        made.append((args[3], out is not None))  # (the layer's n_in, events made)
         return out
 
     monkeypatch.setattr(Q, "make_events", spy)
     _compare_engines(name, dtype, atol, rtol, _sparse_counts(dtype))
-    assert made and all(made)
+    # the layer reading the 9 input channels ran on events (a readout's dense input did not)
+    assert [ok for n_in, ok in made if n_in == 9] and all(ok for n_in, ok in made if n_in == 9)
 
 
 def test_event_and_drive_inputs_give_the_same_kernel_results():
@@ -151,19 +152,20 @@ def test_event_and_drive_inputs_give_the_same_kernel_results():
     density threshold raised and lowered): equal outputs and input-weight gradients."""
     layer = ELMLayer(ELMLayerConfig(d_m=3, d_tree=4, d_brch=3, rho=0.4, dropout_in=0.3, dropout_rec=0.3), 9, 6,
                      seed=4).double().train()
-    x = _sparse_counts(torch.float64, steps=25, bsz=4)
+    x = _sparse_counts(torch.float64, steps=25, bsz=4).requires_grad_(True)  # e.g. spikes of a layer below
     res = {}
     for mode, density in (("events", 1.0), ("drive", 0.0)):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(S, "SPARSE_INPUT_MAX_DENSITY", density)
+            mp.setattr(S, "EVENT_INPUT_MAX_DENSITY", density)
             torch.manual_seed(5)
             out = layer.forward_fused(x)
-            (g,) = torch.autograd.grad((out.y * torch.linspace(-1, 1, out.y.shape[-1], dtype=x.dtype)).sum()
-                                       + out.z_abs_mean.sum(), [layer.w_s])
-            res[mode] = (out.y, g)
-    torch.testing.assert_close(res["events"][0], res["drive"][0], rtol=0, atol=1e-13)
-    torch.testing.assert_close(res["events"][1], res["drive"][1], rtol=1e-12, atol=1e-13)
+            g_w, g_x = torch.autograd.grad((out.y * torch.linspace(-1, 1, out.y.shape[-1], dtype=x.dtype)).sum()
+                                           + out.z_abs_mean.sum(), [layer.w_s, x])
+            res[mode] = (out.y, g_w, g_x)
+    for a, b in zip(res["events"], res["drive"]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
     assert float(res["events"][1].abs().sum()) > 0
+    assert float(res["events"][2][x == 0].abs().sum()) > 0  # silent inputs get a gradient too
 
 
 def _compare_engines(name, dtype, atol, rtol, x):

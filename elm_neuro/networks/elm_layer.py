@@ -205,21 +205,26 @@ class ELMLayer(nn.Module):
         return drive.view(n, c.d_tree, bsz, steps).permute(2, 3, 0, 1)
 
     def _input_events(self, x: torch.Tensor, mask_in, w_eff: torch.Tensor, fns):
-        """``(InputEvents, w_in)`` for a backend that builds the input drive from input events
-        (:class:`~elm_neuro.networks.engines.elm_sequence.InputEvents`), when ``x`` is sparse
-        (at most ``SPARSE_INPUT_MAX_DENSITY`` non-zero, as spikes are) and needs no gradient;
-        else None (the drive is then a matrix product, :meth:`_input_drive`)."""
-        if not getattr(fns[0], "accepts_events", False) or x.requires_grad:
+        """``(InputEvents, w_in, x_in, m_in)`` for a backend that builds the input drive from input
+        events (:class:`~elm_neuro.networks.engines.elm_sequence.InputEvents`), when ``x`` is
+        sparse (at most ``EVENT_INPUT_MAX_DENSITY`` non-zero, as spikes are); else None (the
+        drive is then a matrix product, :meth:`_input_drive`). When ``x`` needs a gradient (the
+        spikes of a layer below), ``x_in`` is the masked input and ``m_in`` the detached dense
+        input map the engine's backward takes it through (else both are empty)."""
+        if not getattr(fns[0], "accepts_events", False):
             return None
         c = self.cfg
         if mask_in is not None:
             x = x * mask_in[:, None, :]
         src, target, w_in = S.synapse_list(self.connectome, w_eff, 0, c.d_tree, c.d_brch, hi=self.n_in)
-        made = Q.make_events(x, src, target, self.n_in, S.SPARSE_INPUT_MAX_DENSITY)
+        made = Q.make_events(x.detach(), src, target, self.n_in, S.EVENT_INPUT_MAX_DENSITY)
         if made is None:
             return None
         events, order = made
-        return events, w_in[order]
+        if not x.requires_grad:
+            return events, w_in[order], x.new_empty(0), x.new_empty(0)
+        m_in = S.dense_map(self.connectome, w_eff.detach(), 0, self.n_in, c.d_tree, c.d_brch)
+        return events, w_in[order], x, m_in
 
     def draw_masks(self, x: torch.Tensor):
         """Variational dropout masks ``(mask_in [B, n_in], mask_rec [B, N])`` (None when off)."""
@@ -269,10 +274,9 @@ class ELMLayer(nn.Module):
             mask_in, mask_rec = self.draw_masks(x)
             w_eff = self.effective_synapses()
             fns = backend if backend is not None else Q.backend(x.device)
-            events, w_in, drive_in = self._input_events(x, mask_in, w_eff, fns), x.new_empty(0), x.new_empty(0)
-            if events is not None:
-                events, w_in = events
-            else:
+            made, drive_in = self._input_events(x, mask_in, w_eff, fns), x.new_empty(0)
+            events, w_in, x_in, m_in = made if made is not None else (None,) + (x.new_empty(0),) * 3
+            if events is None:
                 drive_in = self._input_drive(x, mask_in, w_eff).permute(1, 2, 3, 0)  # [T, N, D, B] view of [B, T, N, D]
             src, target, w_rec = S.synapse_list(self.connectome, w_eff, self.n_in, c.d_tree, c.d_brch)
             rec, order = Q.make_recurrent(src, target, c.d_tree, n)
@@ -289,7 +293,7 @@ class ELMLayer(nn.Module):
             y, m_T, h_T, zabs = Q.ELMSequence.apply(
                 fns, spec, rec, mask, drive_in, w_rec, self.mlp_w[0], self.mlp_b[0],
                 self.mlp_w[1] if two else empty, self.mlp_b[1] if two else empty, self.w_y, self.bias, kappa, gain,
-                state.m.permute(1, 2, 0), h0, state.y.permute(1, 2, 0), events, w_in)
+                state.m.permute(1, 2, 0), h0, state.y.permute(1, 2, 0), events, w_in, x_in, m_in)
         # y [T, N, O, B] -> [B, T, N*O]; states back to batch first
         y_out = y.permute(3, 0, 1, 2).reshape(bsz, steps, n * c.d_o)
         new_state = E.ELMState(m=m_T.permute(2, 0, 1), b=None,

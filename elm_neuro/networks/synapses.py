@@ -29,6 +29,12 @@ import torch
 
 DENSE_MAX_ELEMENTS = 1 << 24
 SPARSE_INPUT_MAX_DENSITY = 0.05  # below this fraction of non-zero inputs, project them as a sparse matrix
+# Below this fraction of non-zero inputs the fused ELM engine's CPU backend takes the input as events
+# (elm_sequence.InputEvents): each event costs a scatter over its channel's synapses in forward and a
+# gather in backward, against two dense products of the input map (drive, map gradient) otherwise;
+# measured break-even near 40 % for a readout of 19 neurons on 227 spiking channels, far higher
+# for wide layers, so 25 % keeps a margin.
+EVENT_INPUT_MAX_DENSITY = 0.25
 
 
 def resolve_impl(impl: str, n_src: int, n_cols: int) -> str:

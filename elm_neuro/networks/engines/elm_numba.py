@@ -212,7 +212,7 @@ def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_i
 
 def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, rec_w, mask_rec, W1T, W2T, wy,
               kappa, gain, gy, g_zabs, two, mlp_act, out_act, high_pass,
-              events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, g_w_in,
+              events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, g_w_in, want_g_beta,
               g_beta_all, ga_buf, gz_buf, acc_bias, acc_wy, acc_gain, acc_kappa, acc_rec, g_m, g_h, g_y,
               ym, gyr, gbs, gm, gz, ga, cst):
     T = z_all.shape[0]
@@ -271,7 +271,7 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
                     for j in range(H1):
                         acc += W1T[n, i, j] * ga[n, b, j]
                     gbs[n * D + i, b] = acc
-                if not events:
+                if want_g_beta:
                     for i in range(D):
                         g_beta_all[b, t, n, i] = gbs[n * D + i, b]
                 for d in range(M):
@@ -391,19 +391,21 @@ def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias,
 
 
 def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, gain, gy, g_mT, g_hT, g_zabs,
-             spec: Spec, events: Optional[InputEvents] = None, w_in=None) -> Grads:
+             spec: Spec, events: Optional[InputEvents] = None, w_in=None, g_beta_wanted: bool = False) -> Grads:
     """The contract's backward (:func:`elm_neuro.networks.engines.elm_sequence.backward_torch`).
 
     The gradients of the per-neuron parameters that sum over ``T * B`` terms (bias, readout
     weights, gain, kappa) are accumulated in the loop per batch lane in float64, then summed
     over the lanes. With ``events`` the loop gives the input synapses' weight gradient
-    (``g_w_in``) instead of the input drive's (``g_beta_all`` is None)."""
+    (``g_w_in``), and the input drive's (``g_beta_all``) only when ``g_beta_wanted`` (the input
+    itself needs a gradient), else None."""
     steps, n, d, bsz = saved.beta_all.shape
     m_dim, o_dim, h1 = kappa.shape[1], wy.shape[1], W1.shape[1]
     ref = saved.z_all
     dt = _np(ref).dtype
     # physical [B, T, N, D], the input projection's layout
-    g_beta_bt = ref.new_empty(bsz, steps, n, d) if events is None else None
+    want_g_beta = events is None or g_beta_wanted
+    g_beta_bt = ref.new_empty(bsz, steps, n, d) if want_g_beta else None
     # [N, T, B, H1] and [N, T, B, M]: the layouts the weight-gradient GEMMs read (as [N, T*B, .])
     ga_buf = ref.new_empty(n, steps, bsz, h1)
     gz_buf = ref.new_empty(n, steps, bsz, m_dim) if spec.two_layers else None
@@ -425,14 +427,14 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
         _np(W1.transpose(1, 2).contiguous()),
         _np(W2.transpose(1, 2).contiguous()) if spec.two_layers else np.zeros((1, 1, 1), dt), _np(wy), _np(kappa),
         _np(gain), _np(gy), _np(g_zabs), spec.two_layers, spec.mlp_act, spec.out_act, spec.high_pass,
-        *ev[:-1], _np(g_w_in),
-        _np(g_beta_bt) if events is None else _dummy(ref), _np(ga_buf), _np(gz_buf) if spec.two_layers else _dummy(ref),
+        *ev[:-1], _np(g_w_in), want_g_beta,
+        _np(g_beta_bt) if want_g_beta else _dummy(ref), _np(ga_buf), _np(gz_buf) if spec.two_layers else _dummy(ref),
         _np(acc_bias), _np(acc_wy), _np(acc_gain), _np(acc_kappa), _np(acc_rec), _np(g_m), _np(g_h), _np(g_y),
         np.empty((n, bsz), dt), np.empty((n, bsz), dt), np.empty((n * d, bsz), dt), np.empty((n, bsz, m_dim), dt), np.empty((n, bsz, m_dim), dt),
         np.empty((n, bsz, h1), dt), _constants(dt, float(spec.kr)))
     dtype = ref.dtype
     g_wy, g_bias, g_gain, g_kappa = (a.sum(-1).to(dtype) for a in (acc_wy, acc_bias, acc_gain, acc_kappa))
-    return Grads(g_beta_bt.permute(1, 2, 3, 0) if events is None else None, ga_buf.permute(1, 0, 3, 2),
+    return Grads(g_beta_bt.permute(1, 2, 3, 0) if want_g_beta else None, ga_buf.permute(1, 0, 3, 2),
                  gz_buf.permute(1, 0, 3, 2) if spec.two_layers else None, g_wy, g_bias, g_gain, g_kappa, g_m,
                  g_h if spec.high_pass else None, g_y, acc_rec.sum(-1, dtype=torch.float64).to(dtype),
                  g_w_in.to(dtype) if events is not None else None)

@@ -334,12 +334,16 @@ class ELMSequence(torch.autograd.Function):
     is an empty tensor without high-pass; ``W2``, ``b2`` are empty tensors when L = 0). With
     ``events`` (:class:`InputEvents`, for a backend whose forward has ``accepts_events = True``)
     the input drive comes from the events and the input synapse weights ``w_in``, which get the
-    gradient; ``drive_in`` is then an empty tensor. Without, ``events`` is None and ``w_in`` empty.
+    gradient; ``drive_in`` is then an empty tensor. When the input needs a gradient too (spikes of
+    a layer below), ``x_in`` is that input [B, T, n_in] (dropout applied) and ``m_in`` the dense
+    input map [n_in, N * D] (detached): its gradient is ``g_beta @ m_in^T``, from the drive
+    gradient the backend then also gives. Without events, ``events`` is None and ``w_in``,
+    ``x_in``, ``m_in`` are empty.
     """
 
     @staticmethod
     def forward(ctx, fns, spec: Spec, rec: Recurrent, mask_rec, drive_in, rec_w, W1, b1, W2, b2, wy, bias, kappa,
-                gain, m0, h0, y0, events, w_in):
+                gain, m0, h0, y0, events, w_in, x_in, m_in):
         fwd, _ = fns
         # a backend that reads any strides says so (the layer hands drive_in as a permuted view)
         drive = drive_in if getattr(fwd, "accepts_strided", False) or events is not None else drive_in.contiguous()
@@ -350,7 +354,7 @@ class ELMSequence(torch.autograd.Function):
                     kappa.contiguous(), gain.contiguous(), m0.contiguous(), h0.contiguous() if spec.high_pass else None,
                     y0.contiguous(), spec, **ev)
         ctx.fns, ctx.spec, ctx.rec, ctx.events = fns, spec, rec, events
-        ctx.save_for_backward(mask_rec, rec_w, W1, W2, wy, kappa, gain, w_in, *[
+        ctx.save_for_backward(mask_rec, rec_w, W1, W2, wy, kappa, gain, w_in, m_in, *[
             t if t is not None else torch.empty(0) for t in saved])
         ctx.saved_none = [t is None for t in saved]
         h_T = saved.h_T if saved.h_T is not None else drive_in.new_empty(0)
@@ -358,7 +362,7 @@ class ELMSequence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy, g_mT, g_hT, g_zabs):
-        mask_rec, rec_w, W1, W2, wy, kappa, gain, w_in, *rest = ctx.saved_tensors
+        mask_rec, rec_w, W1, W2, wy, kappa, gain, w_in, m_in, *rest = ctx.saved_tensors
         saved = Saved(*[None if none else t for t, none in zip(rest, ctx.saved_none)])
         spec, rec = ctx.spec, ctx.rec
         steps, n, d, bsz = saved.beta_all.shape
@@ -371,7 +375,8 @@ class ELMSequence(torch.autograd.Function):
         _, bwd = ctx.fns
         g = bwd(saved, rec, rec_w.contiguous(), mask_rec, W1.contiguous(), W2.contiguous() if spec.two_layers else None,
                 wy.contiguous(), kappa.contiguous(), gain.contiguous(), gy, g_mT, g_hT, g_zabs, spec,
-                **({} if ctx.events is None else {"events": ctx.events, "w_in": w_in}))
+                **({} if ctx.events is None else {"events": ctx.events, "w_in": w_in,
+                                                  "g_beta_wanted": ctx.needs_input_grad[19]}))
         # weight gradients: one batched GEMM over T * B each (a backend may hand its arrays in
         # layouts that make these reshapes free: only strides differ)
         inp = saved.inp_all
@@ -392,5 +397,9 @@ class ELMSequence(torch.autograd.Function):
             gb = g.g_beta_all.reshape(steps, n * d, bsz)[:, rec.flat]  # [T, S, B]
             ysrc = saved.y_all[:-1, :, 0][:, rec.src] * mask_rec[rec.src]  # [T, S, B]
             g_rec_w = (gb * ysrc).sum(dim=(0, 2))
-        return (None, None, None, None, g.g_beta_all, g_rec_w, g_W1, g_b1, g_W2, g_b2, g.g_wy, g.g_bias, g.g_kappa,
-                g.g_gain, g.g_m0, g.g_h0, g.g_y0, None, g.g_w_in)
+        g_x = None
+        if ctx.events is not None and ctx.needs_input_grad[19]:  # the input's gradient: g_beta @ M^T
+            g_x = torch.matmul(g.g_beta_all.permute(3, 0, 1, 2).reshape(bsz, steps, n * d), m_in.t())
+        g_drive = g.g_beta_all if ctx.events is None else None
+        return (None, None, None, None, g_drive, g_rec_w, g_W1, g_b1, g_W2, g_b2, g.g_wy, g.g_bias, g.g_kappa,
+                g.g_gain, g.g_m0, g.g_h0, g.g_y0, None, g.g_w_in, g_x, None)
