@@ -49,24 +49,6 @@ def setup_threads(threads: int | None, device) -> str:
             f"{rt['physical_cores']} physical cores) torch={rt['torch']}")
 
 
-def throughput(model, x, repeats: int) -> float:
-    """Forward+backward samples/s of ``model`` on ``x`` (``bench_lif.py`` measures with it)."""
-    def step():
-        out = model(x)
-        logits = out.logits if hasattr(out, "logits") else out
-        logits[:, -1].sum().backward()
-
-    step()  # warm-up
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    return repeats * x.shape[0] / (time.perf_counter() - t0)
-
-
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from elm_neuro.networks.engines.lif_sequence import Grads, Saved, Spec
+from elm_neuro.networks.engines.lif_sequence import Grads, Saved, Spec, saved_buffers
 
 if numba.config.THREADING_LAYER == "default":  # the user did not choose one
     numba.config.THREADING_LAYER = "workqueue"
@@ -307,16 +307,8 @@ def _cube(t, dt):
 def forward(cur_in, M, mask, kappa_m, gain, kappa_w, a, b, v0, s0, w0, ref0, spec: Spec) -> Saved:
     """The contract's forward (:func:`elm_neuro.networks.engines.lif_sequence.forward_torch`)."""
     bsz, steps, n = cur_in.shape
-    new = cur_in.new_empty
-    v_all, s_all = new(bsz, steps + 1, n), new(bsz, steps + 1, n)
-    v_all[:, 0], s_all[:, 0] = v0, s0
-    w_all = new(bsz, steps + 1, n) if spec.adaptive else None
-    if w_all is not None:
-        w_all[:, 0] = w0
-    refr = spec.refractory > 0
-    q_all = new(bsz, steps, n) if refr else None
-    d_all = new(bsz, steps, n) if spec.has_gain else None
-    ref = ref0.clone() if refr else None
+    v_all, s_all, w_all, q_all, d_all, ref = saved_buffers(cur_in, v0, s0, w0, ref0, spec)
+    refr = ref is not None
     dt = _np(cur_in).dtype
     fwd, _ = _kernels(_threads() > 1)
     fwd(_np(cur_in), _np(M) if spec.recurrent else np.zeros((1, 1), dt), _np(mask), _np(kappa_m), _vec(gain, dt),

@@ -139,6 +139,24 @@ def surrogate_grad(x: torch.Tensor, spec: Spec) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- reference backend
+def saved_buffers(cur_in, v0, s0, w0, ref0, spec: Spec):
+    """The arrays a compiled forward fills (the contract's saved tensors): ``v_all``, ``s_all``
+    [B, T+1, N] with the initial state in step 0, ``w_all`` (adLIF), ``q_all`` (refractory),
+    ``d_all`` (with a gain) and a contiguous copy of ``ref0`` (refractory), else None."""
+    bsz, steps, n = cur_in.shape
+    new = cur_in.new_empty
+    v_all, s_all = new(bsz, steps + 1, n), new(bsz, steps + 1, n)
+    v_all[:, 0], s_all[:, 0] = v0, s0
+    w_all = new(bsz, steps + 1, n) if spec.adaptive else None
+    if w_all is not None:
+        w_all[:, 0] = w0
+    refr = spec.refractory > 0
+    q_all = new(bsz, steps, n) if refr else None
+    d_all = new(bsz, steps, n) if spec.has_gain else None
+    ref = ref0.clone().contiguous() if refr else None
+    return v_all, s_all, w_all, q_all, d_all, ref
+
+
 def forward_torch(cur_in, M, mask, kappa_m, gain, kappa_w, a, b, v0, s0, w0, ref0, spec: Spec) -> Saved:
     """The kernel contract's forward in plain PyTorch (module docstring): the per-step path's
     operations (``lif_step`` with the dense synapse kernel), step by step."""

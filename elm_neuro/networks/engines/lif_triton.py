@@ -43,7 +43,7 @@ import torch
 import triton
 import triton.language as tl
 
-from elm_neuro.networks.engines.lif_sequence import Grads, Saved, Spec
+from elm_neuro.networks.engines.lif_sequence import Grads, Saved, Spec, saved_buffers
 
 TILE_BUDGET = {4: 8192, 8: 4096}  # elements of the largest per-step tile of one program
 RESIDENT_BUDGET = {4: 16384, 8: 8192}  # the recurrent map stays in registers up to this many elements
@@ -319,16 +319,8 @@ def _consts(spec: Spec, like: torch.Tensor) -> torch.Tensor:
 def forward(cur_in, M, mask, kappa_m, gain, kappa_w, a, b, v0, s0, w0, ref0, spec: Spec) -> Saved:
     """The kernel contract's forward (``lif_sequence.forward_torch``) as one persistent kernel."""
     bsz, steps, n = cur_in.shape
-    new = cur_in.new_empty
-    v_all, s_all = new(bsz, steps + 1, n), new(bsz, steps + 1, n)
-    v_all[:, 0], s_all[:, 0] = v0, s0
-    w_all = new(bsz, steps + 1, n) if spec.adaptive else None
-    if w_all is not None:
-        w_all[:, 0] = w0
-    refr = spec.refractory > 0
-    q_all = new(bsz, steps, n) if refr else None
-    d_all = new(bsz, steps, n) if spec.has_gain else None
-    ref = ref0.clone().contiguous() if refr else None
+    v_all, s_all, w_all, q_all, d_all, ref = saved_buffers(cur_in, v0, s0, w0, ref0, spec)
+    refr = ref is not None
     if bsz and steps and n:
         bb, bn, bk, nblk, resident = _layout(n, bsz, cur_in.element_size())
         dummy = cur_in.new_zeros(1)
