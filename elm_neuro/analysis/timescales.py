@@ -623,8 +623,9 @@ def plot_timescale_comparison(results: dict, path, title: Optional[str] = None, 
     median = Line2D([], [], color="k", ls="--", lw=1)
     fig.legend([median], ["dashed line: median of the panel's timescales"], loc="lower center", fontsize=8,
                frameon=False)
-    fig.supylabel("count per bin (neurons; parameter row: taus, one per memory unit / neuron)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.03, 1, 0.95 if title else 0.99))
+    # the figure's y label in a margin of its own, left of the rows' labels (tight_layout ignores it)
+    fig.supylabel("count per bin (neurons; parameter row: taus, one per memory unit / neuron)", fontsize=9, x=0.008)
+    fig.tight_layout(rect=(0.025, 0.03, 1, 0.95 if title else 0.99))
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)
