@@ -129,3 +129,31 @@ def test_plans_are_well_formed_and_resolve(tmp_path):
     with pytest.raises(ValueError, match="stage names must be unique"):
         R.check_plan("x", bad)
     assert json.loads(json.dumps(bt)) == bt  # plans are plain JSON (stored in plan.json)
+
+
+def test_a_second_reproduce_into_a_busy_folder_is_refused(tmp_path, tiny_plans):
+    import multiprocessing as mp
+
+    from elm_neuro.atomic import FolderLocked
+
+    out = tmp_path / "busy"  # held by another process (this one would re-enter its own lock)
+
+    ready, release = mp.get_context("spawn").Event(), mp.get_context("spawn").Event()
+    proc = mp.get_context("spawn").Process(target=_hold_lock, args=(str(out), ready, release))
+    proc.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(FolderLocked, match="in use by another elm-neuro process"):
+            R.run_plan("neuron-comparison", out, estimate=False, progress=False)
+    finally:
+        release.set()
+        proc.join(60)
+    assert not (out / "results").exists()
+
+
+def _hold_lock(folder, ready, release):
+    from elm_neuro.atomic import folder_lock
+
+    with folder_lock(folder):
+        ready.set()
+        release.wait(60)

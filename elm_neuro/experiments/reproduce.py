@@ -38,7 +38,7 @@ import torch
 
 from elm_neuro import defaults as D
 from elm_neuro.analysis import sweep_table as st
-from elm_neuro.atomic import save_json, save_text
+from elm_neuro.atomic import folder_lock, save_json, save_text
 from elm_neuro.data.provenance import shd_provenance
 from elm_neuro.data.synth import write_synthetic_shd
 from elm_neuro.experiments.compare import CHANCE, cell_dir, compare
@@ -208,10 +208,19 @@ def _plan_data(out: Path, plan: dict, data_dir) -> Path:
 def run_plan(name: str, out, data_dir=None, executor: str = "local", workers: int = D.WORKERS,
              address: Optional[str] = None, device: str = D.DEVICE, threads: Optional[int] = None,
              progress: bool = True, estimate: bool = True) -> Path:
-    """Run plan ``name`` into ``out`` (module docstring); returns the report's path."""
+    """Run plan ``name`` into ``out`` (module docstring); returns the report's path. The folder is
+    locked for the run (:func:`elm_neuro.atomic.folder_lock`): a second ``reproduce`` into it is
+    refused at once."""
     plan = get_plan(name)
     out = Path(out)
     _check_plan_dir(out, name, plan)
+    with folder_lock(out, what="plan folder (--out)"):
+        return _run_plan_locked(name, plan, out, data_dir, executor, workers, address, device, threads, progress,
+                                estimate)
+
+
+def _run_plan_locked(name, plan, out: Path, data_dir, executor, workers, address, device, threads, progress,
+                     estimate) -> Path:
     data = _plan_data(out, plan, data_dir)
     plan_jobs(plan, data, device)  # resolves every model and budget before anything trains
     if estimate:
