@@ -13,6 +13,9 @@ into it. Modules (import them directly; this package imports nothing eagerly):
   figures, scaling law, information model (``elm-neuro sweep-report``).
 - :mod:`~elm_neuro.experiments.run_analysis`: timescales and activity of trained runs on their
   own held-out data (``elm-neuro analyze``).
+- :mod:`~elm_neuro.experiments.reproduce`: named, versioned experiment plans (sweeps and
+  comparisons) run end to end into one folder, with a report computed from their results table
+  (``elm-neuro reproduce``).
 - :mod:`~elm_neuro.experiments.demo`: the end-to-end demo behind ``make demo`` (``elm-neuro demo``).
 - :mod:`~elm_neuro.experiments.export`: a finished run as a small folder with a model card
   (``elm-neuro export``).

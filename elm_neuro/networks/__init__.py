@@ -12,8 +12,9 @@ One idea per module, each importing only from those listed before it:
   leaky integration, ``from_preset`` / ``budget``;
 - ``synapses``: the synapse kernels of every family (dense map, synapse list, embedding bag);
 - ``elm_layer``, ``elm_network``, ``elm_neuron``: the ELM family; ``engines``: the fused sequence
-  engine of the ELM layer (one autograd Function over the whole time loop; Numba kernels on the
-  CPU, Triton on CUDA, a PyTorch reference of each kernel), chosen by the ``engine`` field;
+  engines of the ELM layer and of the LIF / adLIF layer (one autograd Function over the whole
+  time loop each; Numba kernels on the CPU, Triton on CUDA, a PyTorch reference of each kernel),
+  chosen by the ``engine`` field of the layer configurations;
 - ``lif_layer``, ``lif_network``: the LIF / adLIF family; ``lstm``: the LSTM baseline;
 - ``registry``: families by name and the one resolver ``resolve_model_config``.
 

@@ -7,6 +7,8 @@ Modules (import them directly; this package imports nothing eagerly):
 - :mod:`~elm_neuro.training.model_setup`: ``resolve_model_config``, from (family, task, preset,
   overrides, budget) to a model configuration.
 - :mod:`~elm_neuro.training.tasks`: the classification tasks' data splits (SHD-Adding, SHD).
+- :mod:`~elm_neuro.training.preflight`: the checks before the first step (device, data files,
+  every model and budget, an activation-memory estimate) for train, compare and sweep.
 - :mod:`~elm_neuro.training.trainer`: ``run_training``, dispatch on the task to
   :mod:`~elm_neuro.training.classification` (SHD-Adding, SHD) or
   :mod:`~elm_neuro.training.language` (Enwik8, truncated BPTT with carried state).
