@@ -22,24 +22,22 @@ float32 goes through a float64 exp (:func:`fast_tanh`), and the activations' der
 selects, not branches (the signs are data: a mispredicted branch per unit costs more than the
 unit). No array is allocated inside the time loop.
 
-Threading: Numba's ``workqueue`` layer unless ``NUMBA_THREADING_LAYER`` is set (OpenMP's
-spinning workers take the cores from torch; see :mod:`elm_neuro.data.binning`).
+Threading: :mod:`elm_neuro.networks.engines.numba_threads` (Numba's ``workqueue`` layer unless
+``NUMBA_THREADING_LAYER`` is set; as many threads as torch is given).
 """
 from __future__ import annotations
 
 import math
 from typing import Optional
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange, types
 from numba.extending import overload
 
+from elm_neuro.networks.engines.numba_threads import engine_threads
 from elm_neuro.networks.engines.elm_sequence import TANH_GAIN, Grads, InputEvents, Recurrent, Saved, Spec
 
-if numba.config.THREADING_LAYER == "default":  # the user did not choose one (see module docstring)
-    numba.config.THREADING_LAYER = "workqueue"
 
 
 _INLINE = dict(inline="always", fastmath={"reassoc", "contract", "nsz"})
@@ -324,13 +322,6 @@ def _kernels(parallel: bool):
     return _KERNELS[parallel]
 
 
-def _threads() -> int:
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if n > 1:
-        numba.set_num_threads(n)
-    return n
-
-
 def _np(t):
     return None if t is None else t.detach().numpy()
 
@@ -373,7 +364,7 @@ def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias,
     act_buf = new(n, steps, bsz, h1) if spec.two_layers else None
     h = h0.clone() if spec.high_pass else m0.new_zeros(n, o_dim, bsz)
     zabs = m0.new_zeros(n, bsz)
-    fwd, _ = _kernels(_threads() > 1)
+    fwd, _ = _kernels(engine_threads() > 1)
     dt = _np(m0).dtype
     drive_bt = _np(drive_in.permute(3, 0, 1, 2).contiguous()) if events is None else np.zeros((1, 1, 1, 1), dt)
     fwd(drive_bt, *_event_args(events, w_in, dt), np.empty((n * d, bsz), dt),
@@ -418,7 +409,7 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
     g_h = g_hT.clone() if spec.high_pass else ref.new_zeros(n, o_dim, bsz)
     g_y = ref.new_zeros(n, o_dim, bsz)
     a1 = saved.a1_all.permute(1, 0, 3, 2).contiguous() if spec.two_layers else None  # [N, T, B, H] (free)
-    _, bwd = _kernels(_threads() > 1)
+    _, bwd = _kernels(engine_threads() > 1)
     th = saved.th_all if saved.th_all is not None else torch.tanh(TANH_GAIN * saved.z_all)
     th = th.contiguous()
     ev = _event_args(events, w_in, dt)

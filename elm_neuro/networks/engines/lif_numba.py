@@ -23,22 +23,20 @@ Also here: the event-driven input projection of sparse spike inputs (:func:`proj
 applied per event; :func:`~elm_neuro.networks.engines.lif_sequence.project_spikes` chooses it) and
 the leaky filter's scan (:func:`scan_forward` / :func:`scan_backward`).
 
-Threading: Numba's ``workqueue`` layer unless ``NUMBA_THREADING_LAYER`` is set (see
-:mod:`elm_neuro.networks.engines.elm_numba`).
+Threading: :mod:`elm_neuro.networks.engines.numba_threads` (Numba's ``workqueue`` layer unless
+``NUMBA_THREADING_LAYER`` is set; as many threads as torch is given).
 """
 from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 import torch
 from numba import njit, prange
 
+from elm_neuro.networks.engines.numba_threads import engine_threads
 from elm_neuro.networks.engines.lif_sequence import Grads, Saved, Spec, saved_buffers
 
-if numba.config.THREADING_LAYER == "default":  # the user did not choose one
-    numba.config.THREADING_LAYER = "workqueue"
 
 _ROWS_OPTS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
 
@@ -276,13 +274,6 @@ def _scan_kernels():
     return _SCAN
 
 
-def _threads() -> int:
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    if n > 1:
-        numba.set_num_threads(n)
-    return n
-
-
 def _np(t):
     return t.detach().numpy()
 
@@ -310,7 +301,7 @@ def forward(cur_in, M, mask, kappa_m, gain, kappa_w, a, b, v0, s0, w0, ref0, spe
     v_all, s_all, w_all, q_all, d_all, ref = saved_buffers(cur_in, v0, s0, w0, ref0, spec)
     refr = ref is not None
     dt = _np(cur_in).dtype
-    fwd, _ = _kernels(_threads() > 1)
+    fwd, _ = _kernels(engine_threads() > 1)
     fwd(_np(cur_in), _np(M) if spec.recurrent else np.zeros((1, 1), dt), _np(mask), _np(kappa_m), _vec(gain, dt),
         _vec(kappa_w, dt), _vec(a, dt), _vec(b, dt), _consts(spec, dt), spec.recurrent, spec.adaptive,
         spec.reset == 1, refr, spec.has_gain, _np(v_all), _np(s_all), _cube(w_all, dt), _cube(q_all, dt),
@@ -329,7 +320,7 @@ def backward(saved: Saved, M, mask, kappa_m, gain, kappa_w, a, b, gs, g_vT, g_wT
     g_s = torch.zeros_like(g_vT)
     # per-sample sums over time in float64 (samples run in parallel), summed over the batch below
     sums = {k: torch.zeros(bsz, n, dtype=torch.float64) for k in ("km", "gn", "kw", "a", "b")}
-    _, bwd = _kernels(_threads() > 1)
+    _, bwd = _kernels(engine_threads() > 1)
     bwd(_np(gs), _np(saved.v_all), _np(saved.s_all), _cube(saved.w_all, dt), _cube(saved.q_all, dt),
         _cube(saved.d_all, dt), _np(M) if spec.recurrent else np.zeros((1, 1), dt), _np(mask), _np(kappa_m),
         _vec(gain, dt), _vec(kappa_w, dt), _vec(a, dt), _vec(b, dt), _consts(spec, dt), spec.recurrent,
