@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 # (>=2.13,<2.15); override with e.g. `make test TORCH=torch==2.14.1` for a CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: test demo venv clean
+.PHONY: test demo results venv clean
 
 $(VENV)/.installed-base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed-base
 	$(VENV)/bin/elm-neuro demo --out runs/demo
+
+# the two CPU experiment plans (resumable; each prints its expected CPU-hours first); their
+# reports are in runs/results/<plan>/results/README.md, committed copies in analysis/results/
+results: $(VENV)/.installed-base
+	$(VENV)/bin/elm-neuro reproduce neuron-comparison --out runs/results/neuron-comparison
+	$(VENV)/bin/elm-neuro reproduce budget-tradeoff --out runs/results/budget-tradeoff
 
 clean:
 	rm -rf runs build *.egg-info
