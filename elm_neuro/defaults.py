@@ -135,10 +135,14 @@ PLAN_ELM = {"d_tree": 10, "d_brch": 10, "readout.d_tree": 5, "readout.d_brch": 2
 PLAN_SPIKING = {"n_synapses": 100, "readout_d_tree": 5, "readout_d_brch": 2, "dropout_in": 0.0, "dropout_rec": 0.0}
 PLANS: dict[str, dict] = {
     # The fixed-budget trade-off at three budgets a decade apart (N from the budget solver), then
-    # the N axis and the k_c axis at the middle budget: ELM networks on synthetic SHD-Adding.
+    # the N axis and the k_c axis at the middle budget: ELM networks on synthetic SHD, 2000 steps.
+    # Not SHD-Adding: at CPU step counts synthetic SHD-Adding stays at chance for small budgets
+    # (measured: all 12 runs at P 2,000 after 1000 steps 0.08-0.105 against chance 0.10; P 10,000
+    # after 2000 steps 0.24), so a trade-off there would be read off noise; synthetic SHD learns
+    # (0.78 at P 10,000 after 2000 steps). The `paper` plan sweeps SHD-Adding on the real data.
     "budget-tradeoff": dict(
-        version=1, data="synthetic", n_train=SYNTH_N_TRAIN, n_test=SYNTH_N_TEST, seed=SEED,
-        recipe="demo", train=dict(PLAN_RECIPE_CPU, task="shd-adding"), metric="test_acc",
+        version=1, data="synthetic", n_train=2 * SYNTH_N_TRAIN, n_test=SYNTH_N_TEST, seed=SEED,
+        recipe="demo", train=dict(PLAN_RECIPE_CPU, task="shd", epochs=40), metric="test_acc",
         stages=[dict(name="d_m", kind="sweep", model="elm", axis="d_m", values=[1, 2, 4, 8],
                      budgets=[2000, 20000, 200000], seeds=PLAN_SEEDS, fixed=PLAN_ELM),
                 dict(name="n", kind="sweep", model="elm", axis="n", values=[4, 8, 16, 32, 64],

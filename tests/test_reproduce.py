@@ -108,7 +108,9 @@ def test_tradeoff_numbers_by_hand():
     # margin over the better end point (d_m 4: 0.4 +- 0), in the pooled sd of the two cells
     assert small["margin_sd"] == pytest.approx((0.55 - 0.4) / math.sqrt((0.005 + 0.0) / 2))
     assert large["margin_sd"] == 0.0
-    text = R.budget_tradeoff_report(rows, dict(version=1, metric="test_acc"))
+    text = R.budget_tradeoff_report(rows, dict(version=1, metric="test_acc", data="synthetic",
+                                                train=dict(task="shd-adding")))
+    assert text.startswith("# Budget trade-off: ELM networks on synthetic SHD-Adding")
     assert "Best: d_m = 2 (N = 50), test_acc 0.550: an interior optimum" in text
     assert "P 1,000: d_m* 2, N* 50, P 10,000: d_m* 4, N* 250." in text
 

@@ -50,6 +50,7 @@ from elm_neuro.training.run import RunDir
 
 PLAN_FILE = "plan.json"
 STAGE_KINDS = ("sweep", "compare")
+TASK_NAMES = {"shd-adding": "SHD-Adding", "shd": "SHD (20 classes)"}
 RESULT_COLUMNS = ("stage", "run_id", "task", "family", "seed", "p_target", "p", "n", "k_e", "k_c", "d_m",
                   "valid_acc", "test_acc", "wall_s", "steps")
 
@@ -381,11 +382,12 @@ def _time_line(rows: Sequence[dict]) -> str:
 def budget_tradeoff_report(rows: Sequence[dict], plan: dict, fig_dir=None) -> str:
     """The budget-tradeoff plan's README from its results rows (figures into ``fig_dir`` if given)."""
     metric = plan["metric"]
+    task = plan.get("train", {}).get("task", D.TASK)
     num = tradeoff_numbers(rows, metric)
     dm_rows = [dict(r) for r in rows if r.get("stage") == "d_m"]
-    lines = ["# Budget trade-off: ELM networks on synthetic SHD-Adding", "",
+    lines = [f"# Budget trade-off: ELM networks on {plan['data']} {TASK_NAMES.get(task, task)}", "",
              f"Plan `budget-tradeoff` version {plan['version']}; metric `{metric}` (mean ± sd over seeds; "
-             f"chance {CHANCE['shd-adding']:.2f}). {len(rows)} finished runs; {_time_line(rows)}.", "",
+             f"chance {CHANCE.get(task, math.nan):.2f}). {len(rows)} finished runs; {_time_line(rows)}.", "",
              "## Fixed-budget d_m sweep (N from the budget solver)", ""]
     for b in num["budgets"]:
         lines += [f"### P ≈ {b['budget']:,}", "", "| d_m | N | P | " + metric + " |", "|---|---|---|---|"]
@@ -403,12 +405,12 @@ def budget_tradeoff_report(rows: Sequence[dict], plan: dict, fig_dir=None) -> st
             lines += [f"| {a[key]} | {a['p']:,} | {_pm(a['mean'], a['sd'], a['seeds'])} |" for a in ax] + [""]
     if fig_dir is None:  # the fits draw their figures: into a scratch folder that is then removed
         with tempfile.TemporaryDirectory(prefix="elm-neuro-report-") as work:
-            return "\n".join(lines + _fit_lines(dm_rows, Path(work), metric))
+            return "\n".join(lines + _fit_lines(dm_rows, Path(work), metric, task))
     Path(fig_dir).mkdir(parents=True, exist_ok=True)
-    return "\n".join(lines + _fit_lines(dm_rows, Path(fig_dir), metric))
+    return "\n".join(lines + _fit_lines(dm_rows, Path(fig_dir), metric, task))
 
 
-def _fit_lines(dm_rows: list, work: Path, metric: str) -> list[str]:
+def _fit_lines(dm_rows: list, work: Path, metric: str, task: str) -> list[str]:
     """The scaling-law and information-model sections (figures into ``work``)."""
     lines = []
     sc = scaling_analysis(dm_rows, work, metric, n_boot=D.REPORT_N_BOOT, seed=D.REPORT_SEED) if dm_rows else \
@@ -421,7 +423,7 @@ def _fit_lines(dm_rows: list, work: Path, metric: str) -> list[str]:
         lines += [f"{sc['loss']}*(P) = L_inf + A P^-alpha: alpha = {sc['alpha']:.3f} "
                   f"({int(100 * sc['ci_level'])} % bootstrap interval {lo:.3f} to {hi:.3f}, {sc['n_boot']} replicates), "
                   f"L_inf = {sc['l_inf']:.3f}, A = {sc['a']:.3g}, R^2 = {sc['r2']:.3f}.", ""]
-    info = information_analysis(dm_rows, work, metric, task="shd-adding") if dm_rows else {"skipped": "no rows"}
+    info = information_analysis(dm_rows, work, metric, task=task) if dm_rows else {"skipped": "no rows"}
     lines += ["## Information model (SPEC 11)", ""]
     if "skipped" in info:
         lines += [f"Not fitted: {info['skipped']}.", ""]
