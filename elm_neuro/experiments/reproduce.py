@@ -214,8 +214,8 @@ def run_plan(name: str, out, data_dir=None, executor: str = "local", workers: in
     refused at once."""
     plan = get_plan(name)
     out = Path(out)
-    _check_plan_dir(out, name, plan)
     with folder_lock(out, what="plan folder (--out)"):
+        _check_plan_dir(out, name, plan)
         return _run_plan_locked(name, plan, out, data_dir, executor, workers, address, device, threads, progress,
                                 estimate)
 
