@@ -39,13 +39,15 @@ import torch
 from elm_neuro import defaults as D
 from elm_neuro.analysis import sweep_table as st
 from elm_neuro.atomic import folder_lock, save_json, save_text
+from elm_neuro.data.binning import n_bins
 from elm_neuro.data.provenance import shd_provenance
 from elm_neuro.data.synth import write_synthetic_shd
 from elm_neuro.experiments.compare import CHANCE, cell_dir, compare
 from elm_neuro.experiments.sweep import SweepGrid, plan_cells, run_sweep, task_dims
 from elm_neuro.experiments.sweep_report import information_analysis, scaling_analysis, write_sweep_report
+from elm_neuro.networks.registry import build_model
 from elm_neuro.training.config import TrainConfig
-from elm_neuro.training.model_setup import resolve_model_config
+from elm_neuro.training.model_setup import run_model_config
 from elm_neuro.training.run import RunDir
 
 PLAN_FILE = "plan.json"
@@ -122,13 +124,8 @@ def plan_jobs(plan: dict, data_dir, device: str = D.DEVICE) -> list[tuple[str, T
 def _time_steps(cfg: TrainConfig, device: torch.device, steps: int) -> float:
     """Seconds per training step of ``cfg``'s model on random inputs of the task's shape."""
     n_in, n_classes = task_dims(cfg)
-    mcfg = resolve_model_config(cfg.model, cfg.task, cfg.preset, cfg.model_overrides, cfg.params, n_in, n_classes,
-                                bin_ms=cfg.model_bin_ms)
-    from elm_neuro.networks.registry import MODEL_FAMILIES  # the model class of the family
-
-    model = MODEL_FAMILIES[cfg.model][1](mcfg).to(device).train()
-    t_steps = 2 * int(round(1000 * cfg.digit_window_s / cfg.bin_ms)) if cfg.task == "shd-adding" \
-        else int(round(1000 * cfg.digit_window_s / cfg.bin_ms))
+    model = build_model(run_model_config(cfg, n_in, n_classes)).to(device).train()
+    t_steps = n_bins(cfg.digit_window_s, cfg.bin_ms / 1000) * (2 if cfg.task == "shd-adding" else 1)
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(cfg.batch_size, t_steps, n_in, generator=g) < 0.05).float().to(device)
     y = torch.randint(0, n_classes, (cfg.batch_size,), generator=g).to(device)
@@ -158,17 +155,20 @@ def _steps_of(cfg: TrainConfig) -> int:
     return train + cfg.epochs * cfg.valid_batches + cfg.test_batches
 
 
-def estimate_plan(plan: dict, data_dir, device: str = "cpu", steps: int = D.PLAN_TIMING_STEPS) -> dict:
-    """Measured seconds per step of each distinct model of the plan and the expected total hours."""
+def estimate_plan(plan: dict, data_dir, device: str = "cpu", steps: int = D.PLAN_TIMING_STEPS,
+                  jobs: Optional[list] = None) -> dict:
+    """Measured seconds per step of each distinct model of the plan and the expected total hours
+    (``jobs``: the plan's :func:`plan_jobs` when the caller has them)."""
     dev = torch.device(device)
+    jobs = jobs if jobs is not None else plan_jobs(plan, data_dir, device)
     per_model, total = {}, 0.0
-    for stage, cfg in plan_jobs(plan, data_dir, device):
+    for _, cfg in jobs:
         key = json.dumps({"task": cfg.task, "model": cfg.model, "params": cfg.params,
                           "overrides": cfg.model_overrides}, sort_keys=True)
         if key not in per_model:
             per_model[key] = _time_steps(cfg, dev, steps)
         total += per_model[key] * _steps_of(cfg)
-    return {"device": str(dev), "runs": len(plan_jobs(plan, data_dir, device)), "models_timed": len(per_model),
+    return {"device": str(dev), "runs": len(jobs), "models_timed": len(per_model),
             "hours": total / 3600.0}
 
 
@@ -223,11 +223,11 @@ def run_plan(name: str, out, data_dir=None, executor: str = "local", workers: in
 def _run_plan_locked(name, plan, out: Path, data_dir, executor, workers, address, device, threads, progress,
                      estimate) -> Path:
     data = _plan_data(out, plan, data_dir)
-    plan_jobs(plan, data, device)  # resolves every model and budget before anything trains
+    jobs = plan_jobs(plan, data, device)  # resolves every model and budget before anything trains
     if estimate:
         dev = "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else (
             "cpu" if device == "auto" else device)
-        est = estimate_plan(plan, data, dev)
+        est = estimate_plan(plan, data, dev, jobs=jobs)
         kind = "GPU" if dev.startswith("cuda") else "CPU"
         print(f"plan {name}: {est['runs']} runs; expected {est['hours']:.2f} {kind}-hours on {est['device']} "
               f"(from {D.PLAN_TIMING_STEPS} timed steps of each of {est['models_timed']} models)", flush=True)

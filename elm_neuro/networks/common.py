@@ -72,6 +72,11 @@ def detach_state(state):
     return state
 
 
+def state_to(state, dtype: torch.dtype):
+    """A state named tuple with every tensor field cast to ``dtype`` (None fields stay None)."""
+    return type(state)(*(None if t is None else t.to(dtype) for t in state))
+
+
 def leaky_integrate(drive: torch.Tensor, o_prev: torch.Tensor, kappa: float, gain: float = 1.0
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """``o_t = kappa o_{t-1} + gain d_t`` over ``drive`` ``[B, T, C]``; returns ``(o [B, T, C], o_T)``."""

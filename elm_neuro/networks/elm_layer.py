@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from elm_neuro.networks import synapses as S
-from elm_neuro.networks.common import check_input, dropout_masks
+from elm_neuro.networks.common import check_input, dropout_masks, state_to
 from elm_neuro.networks.elm_config import SYNAPSE_IMPLS, ELMLayerConfig
 from elm_neuro.networks.engines import elm_sequence as Q
 from elm_neuro.neurons import elm as E
@@ -270,7 +270,7 @@ class ELMLayer(nn.Module):
         with torch.autocast(x.device.type, enabled=False):  # the engine computes in the parameters' dtype
             dtype = self.w_s.dtype
             x = x.to(dtype)
-            state = E.ELMState(*(None if t is None else t.to(dtype) for t in state))
+            state = state_to(state, dtype)
             mask_in, mask_rec = self.draw_masks(x)
             w_eff = self.effective_synapses()
             fns = backend if backend is not None else Q.backend(x.device)

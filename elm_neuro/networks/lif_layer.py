@@ -43,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from elm_neuro.networks import synapses as S
-from elm_neuro.networks.common import check_input, dropout_masks, leaky_integrate
+from elm_neuro.networks.common import check_input, dropout_masks, leaky_integrate, state_to
 from elm_neuro.networks.elm_config import SYNAPSE_IMPLS
 from elm_neuro.networks.checks import check_choice
 from elm_neuro.networks.engines import lif_sequence as Q
@@ -250,7 +250,7 @@ class LIFLayer(nn.Module):
         with torch.autocast(x.device.type, enabled=False):  # the engine computes in the parameters' dtype
             dtype = self.w.dtype
             x = x.to(dtype)
-            state = L.LIFState(*(None if t is None else t.to(dtype) for t in state))
+            state = state_to(state, dtype)
             mask_in, mask_rec = self.draw_masks(x)
             w_eff, params, _ = self._folded_weights()
             impl = self.resolved_impl()

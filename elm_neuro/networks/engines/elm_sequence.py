@@ -57,6 +57,7 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
+from elm_neuro.networks.engines.backends import pick
 from elm_neuro.neurons import elm as E
 
 MLP_ACTS = {"relu2": 0, "relu": 1, "silu": 2}
@@ -311,18 +312,9 @@ def backward_torch(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, ka
 # --------------------------------------------------------------------------- backends
 def backend(device: torch.device):
     """``(forward, backward)`` of the fastest backend for ``device``: Numba on the CPU, Triton on
-    CUDA where it is installed, else the PyTorch reference."""
-    if device.type == "cpu":
-        from elm_neuro.networks.engines import elm_numba  # compiles on first use
-
-        return elm_numba.forward, elm_numba.backward
-    if device.type == "cuda":
-        try:
-            from elm_neuro.networks.engines import elm_triton
-        except ImportError:
-            return forward_torch, backward_torch
-        return elm_triton.forward, elm_triton.backward
-    return forward_torch, backward_torch
+    CUDA where it is installed, else the PyTorch reference (:func:`~elm_neuro.networks.engines.backends.pick`)."""
+    return pick(device, "elm_neuro.networks.engines.elm_numba", "elm_neuro.networks.engines.elm_triton",
+                ("forward", "backward"), (forward_torch, backward_torch))
 
 
 # --------------------------------------------------------------------------- autograd

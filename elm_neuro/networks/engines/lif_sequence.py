@@ -66,7 +66,10 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from elm_neuro.networks.engines.backends import pick
 from elm_neuro.neurons import surrogate as N
+
+_NUMBA, _TRITON = "elm_neuro.networks.engines.lif_numba", "elm_neuro.networks.engines.lif_triton"
 
 SURROGATE_CODES = {"fast_sigmoid": 0, "atan": 1, "superspike": 2}
 RESET_CODES = {"subtract": 0, "zero": 1}
@@ -258,18 +261,8 @@ def rec_map_grad(s_all: torch.Tensor, mask: torch.Tensor, g_cur: torch.Tensor) -
 # --------------------------------------------------------------------------- backends
 def backend(device: torch.device):
     """``(forward, backward)`` of the fastest backend for ``device``: Numba on the CPU, Triton on
-    CUDA where it is installed, else the PyTorch reference."""
-    if device.type == "cpu":
-        from elm_neuro.networks.engines import lif_numba  # compiles on first use
-
-        return lif_numba.forward, lif_numba.backward
-    if device.type == "cuda":
-        try:
-            from elm_neuro.networks.engines import lif_triton
-        except ImportError:
-            return forward_torch, backward_torch
-        return lif_triton.forward, lif_triton.backward
-    return forward_torch, backward_torch
+    CUDA where it is installed, else the PyTorch reference (:func:`~elm_neuro.networks.engines.backends.pick`)."""
+    return pick(device, _NUMBA, _TRITON, ("forward", "backward"), (forward_torch, backward_torch))
 
 
 def _opt(t):
@@ -382,18 +375,8 @@ def scan_backward_torch(g_o: torch.Tensor, kappa: float, gain: float) -> tuple[t
 
 
 def scan_backend(device: torch.device):
-    """``(forward, backward)`` of the leaky filter for ``device``."""
-    if device.type == "cpu":
-        from elm_neuro.networks.engines import lif_numba
-
-        return lif_numba.scan_forward, lif_numba.scan_backward
-    if device.type == "cuda":
-        try:
-            from elm_neuro.networks.engines import lif_triton
-        except ImportError:
-            return scan_torch, scan_backward_torch
-        return lif_triton.scan_forward, lif_triton.scan_backward
-    return scan_torch, scan_backward_torch
+    """``(forward, backward)`` of the leaky filter for ``device`` (as :func:`backend`)."""
+    return pick(device, _NUMBA, _TRITON, ("scan_forward", "scan_backward"), (scan_torch, scan_backward_torch))
 
 
 class LeakyScan(torch.autograd.Function):
