@@ -28,6 +28,12 @@ ELM_N = 57  # hidden ELM neurons at d_m 9 (SPEC 4: P = 76,551)
 READOUT_D_M = 3  # memory units of a readout ELM neuron (SPEC 3)
 NEURON_D_M = 100  # the single ICLR 2024 ELM neuron (SPEC 9)
 
+# --------------------------------------------------------------------------- fused engines (CPU)
+# The CPU engines keep their large per-sequence arrays (saved for backward, gradients of the
+# sequence) for reuse, up to this many bytes per process: a fresh array of 100+ MB costs more in
+# page faults than the kernel spends writing it (elm_neuro.networks.engines.workspace).
+ENGINE_WORKSPACE_BYTES = 2 * 2**30
+
 # --------------------------------------------------------------------------- what is trained
 TASK = "shd-adding"
 MODEL = "elm"  # model family

@@ -11,6 +11,7 @@ from elm_neuro import ELMNetwork, ELMNeuron
 from elm_neuro.networks.elm_config import ELMLayerConfig
 from elm_neuro.networks.elm_layer import ELMLayer
 from elm_neuro.networks.engines import elm_numba as NB
+from elm_neuro.networks.engines.simd import LANES
 from elm_neuro.networks import synapses as S
 from elm_neuro.networks.engines import elm_sequence as Q
 
@@ -19,13 +20,15 @@ NUMBA = (NB.forward, NB.backward)
 
 
 # --------------------------------------------------------------------------- kernel level
-def _random_problem(dtype, *, two, high_pass, out_o, with_rec, mask_kind, seed=0):
+def _random_problem(dtype, *, two, high_pass, out_o, with_rec, mask_kind, seed=0, size="small"):
     g = torch.Generator().manual_seed(seed)
 
     def r(*shape, scale=1.0):
         return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
 
-    steps, n, d, m, h, bsz = 7, 4, 3, 2, 5, 3
+    # small: every sample on the scalar path; wide: one vector block of samples (simd.LANES) and
+    # the rest, and matrices whose rows go through all row-block sizes (8, 4, 1)
+    steps, n, d, m, h, bsz = {"small": (7, 4, 3, 2, 5, 3), "wide": (6, 3, 6, 9, 13, 11)}[size]
     k = d + m
     drive = r(steps, n, d, bsz)
     if with_rec and out_o == 1:
@@ -58,12 +61,13 @@ KERNEL_CASES = [
 ]
 
 
+@pytest.mark.parametrize("size", ["small", "wide"])
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 @pytest.mark.parametrize("case", range(len(KERNEL_CASES)))
-def test_numba_kernels_equal_the_reference(case, dtype, tol):
+def test_numba_kernels_equal_the_reference(case, dtype, tol, size):
     c = dict(KERNEL_CASES[case])
     spec = Q.Spec(Q.MLP_ACTS[c.pop("mlp_act")], Q.OUT_ACTS[c.pop("out_act")], c["two"], c["high_pass"], 0.7)
-    drive, rec, rec_w, mask, a, gi = _random_problem(dtype, **c)
+    drive, rec, rec_w, mask, a, gi = _random_problem(dtype, size=size, **c)
     call = (drive, rec, rec_w, mask, a["W1"], a["b1"], a["W2"], a["b2"], a["wy"], a["bias"], a["kappa"], a["gain"],
             a["m0"], a["h0"], a["y0"], spec)
     ref, got = Q.forward_torch(*call), NB.forward(*call)
@@ -269,7 +273,7 @@ def test_bf16_autocast_runs_the_engine_in_float32():
     torch.testing.assert_close(out.logits.float(), ref.logits, rtol=0.05, atol=0.05)
 
 
-@pytest.mark.parametrize("bsz", [2, NB.LANES, 2 * NB.LANES + 3])  # Numba: synapse loops in LANES blocks + the rest
+@pytest.mark.parametrize("bsz", [2, LANES, 2 * LANES + 3])  # Numba: vector blocks of LANES samples + the rest
 @pytest.mark.parametrize("backend", ["torch", "numba"])
 def test_backends_agree_on_a_layer(backend, bsz):
     layer = ELMLayer(ELMLayerConfig(d_m=3, d_tree=3, d_brch=2, rho=0.5, learn_tau=True), 7, 5, seed=2).double()
@@ -286,3 +290,45 @@ def test_backends_agree_on_a_layer(backend, bsz):
              for out in (ref, got)]
     for (name, _), a, b in zip(layer.named_parameters(), *grads):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_fast_tanh_of_float32_is_within_one_ulp():
+    """The kernels' float32 tanh (a rational function evaluated in float64) against tanh in float64
+    rounded to float32, on a dense grid, tiny values and the special values."""
+    import numpy as np
+    from numba import njit
+
+    @njit(error_model="numpy")
+    def apply(x, out):
+        for i in range(x.shape[0]):
+            out[i] = NB.fast_tanh(x[i])
+
+    grid = np.linspace(-12.0, 12.0, 400_001, dtype=np.float32)
+    tiny = np.logspace(-38, 1, 20_000).astype(np.float32)
+    x = np.concatenate([grid, tiny, -tiny, np.array([0.0, -0.0, np.inf, -np.inf, 1e30, -1e30], np.float32)])
+    out = np.empty_like(x)
+    apply(x, out)
+    exact = torch.tanh(torch.from_numpy(x).double()).float().numpy()
+    ulp = np.abs(out.astype(np.float64) - exact) / np.spacing(np.abs(exact)).astype(np.float64)
+    assert ulp.max() <= 1.0
+    assert (ulp == 0).mean() > 0.85  # mostly correctly rounded
+    nan = np.array([np.nan], np.float32)
+    apply(nan, nan)
+    assert np.isnan(nan[0])
+    assert out[-4] == 1.0 and out[-3] == -1.0 and out[-6] == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_event_listing_equals_the_reference(dtype):
+    g = torch.Generator().manual_seed(3)
+    x = ((torch.rand(5, 37, 11, generator=g) < 0.1) * torch.randn(5, 37, 11, generator=g)).to(dtype)
+    x[2, 4, 9] = float("nan")  # a NaN is an event, as in torch.nonzero
+    mask = ((torch.rand(5, 11, generator=g) < 0.7) * 1.25).to(dtype)  # dropout: 0 or 1 / (1 - p)
+    for m in (None, mask):
+        ref, got = Q.list_events_torch(x, 0.25, m), NB.list_events(x, 0.25, m)
+        for a, b in zip(ref, got):
+            assert a.dtype == b.dtype and torch.equal(a.nan_to_num(-7.0), b.nan_to_num(-7.0))
+        assert got[0][-1] == int(torch.count_nonzero(x if m is None else x * m[:, None, :]))
+    dense = torch.ones(2, 3, 4, dtype=dtype)
+    assert NB.list_events(dense, 0.25) is None and Q.list_events_torch(dense, 0.25) is None
+    assert NB.list_events(dense[:, :0], 0.25) is None

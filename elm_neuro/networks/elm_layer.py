@@ -214,15 +214,21 @@ class ELMLayer(nn.Module):
         if not getattr(fns[0], "accepts_events", False):
             return None
         c = self.cfg
+        src, target, w_in = S.synapse_list(self.connectome, w_eff, 0, c.d_tree, c.d_brch, hi=self.n_in)
+        if not x.requires_grad:  # the lister applies the dropout mask to the events it lists
+            made = Q.make_events(x.detach(), src, target, self.n_in, S.EVENT_INPUT_MAX_DENSITY,
+                                 getattr(fns[0], "list_events", None), mask=mask_in)
+            if made is None:
+                return None
+            events, order = made
+            return events, w_in[order], x.new_empty(0), x.new_empty(0)
         if mask_in is not None:
             x = x * mask_in[:, None, :]
-        src, target, w_in = S.synapse_list(self.connectome, w_eff, 0, c.d_tree, c.d_brch, hi=self.n_in)
-        made = Q.make_events(x.detach(), src, target, self.n_in, S.EVENT_INPUT_MAX_DENSITY)
+        made = Q.make_events(x.detach(), src, target, self.n_in, S.EVENT_INPUT_MAX_DENSITY,
+                             getattr(fns[0], "list_events", None))
         if made is None:
             return None
         events, order = made
-        if not x.requires_grad:
-            return events, w_in[order], x.new_empty(0), x.new_empty(0)
         m_in = S.dense_map(self.connectome, w_eff.detach(), 0, self.n_in, c.d_tree, c.d_brch)
         return events, w_in[order], x, m_in
 

@@ -3,12 +3,17 @@ compiled with Numba (contract and reference: :mod:`elm_neuro.networks.engines.el
 
 Loops: per time step the neurons are independent once the previous step's outputs are known, so
 the neuron loop is a ``prange`` (parallel over the threads torch is given; one thread runs the
-serial build, without threading overhead). Inside it, per sample, the MLP's products are dot
-products over contiguous rows (the measured fastest form for rows of 9-40 numbers; see
-``benchmarks/bench_elm.py``). The recurrent synapses are read per target neuron (CSR) in
+serial build, without threading overhead). Inside it the MLP's matrix products (forward, and
+their transposes in backward) run over all samples of the step at once as explicit vector blocks
+(:func:`elm_neuro.networks.engines.simd.matvec`: 8 samples per vector, rows held in registers;
+3-4x the scalar dot products' rate); every per-step array is laid out with the samples innermost,
+and the arrays the weight-gradient GEMMs read are feature-major per neuron ([N, features, T, B]).
+The recurrent synapses are read per target neuron (CSR) in
 forward; in backward their gradient is scattered to the sources after the neuron loop of each
-step, with per-lane sums for their weights. The synapse loops run over the batch in blocks of
-``LANES`` samples, a constant trip count that compiles to vector code (and the rest after).
+step, with per-lane sums for their weights; each synapse is one vector multiply-add over the
+samples (:func:`~elm_neuro.networks.engines.simd.axpy`, :func:`~elm_neuro.networks.engines.simd.mul_acc`).
+The large per-sequence arrays come from :mod:`elm_neuro.networks.engines.workspace` (reused, so
+their pages are not faulted in again every batch).
 
 What the loop does not do: the MLP weight gradients (one GEMM each after the loop, in the
 Function); what it does instead of tensor code: the gradients of the small per-neuron
@@ -18,7 +23,7 @@ input drive of each step is scattered from that step's events, and the input syn
 gradient gathered from them, so neither the ``[T, N, D, B]`` drive nor its gradient exists.
 
 Arithmetic stays in the arrays' dtype: constants come in as an array of that dtype, tanh of
-float32 goes through a float64 exp (:func:`fast_tanh`), and the activations' derivatives are
+float32 is a rational function evaluated in float64 (:func:`fast_tanh`, vectorised), and the activations' derivatives are
 selects, not branches (the signs are data: a mispredicted branch per unit costs more than the
 unit). No array is allocated inside the time loop.
 
@@ -36,6 +41,8 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from elm_neuro.networks.engines.numba_threads import engine_threads
+from elm_neuro.networks.engines.simd import axpy, matvec, mul_acc
+from elm_neuro.networks.engines.workspace import WORKSPACE
 from elm_neuro.networks.engines.elm_sequence import TANH_GAIN, Grads, InputEvents, Recurrent, Saved, Spec
 
 
@@ -43,20 +50,39 @@ from elm_neuro.networks.engines.elm_sequence import TANH_GAIN, Grads, InputEvent
 _INLINE = dict(inline="always", fastmath={"reassoc", "contract", "nsz"})
 
 
+# tanh(x) = x P(x^2) / Q(x^2) on |x| <= 9 (beyond, float32 tanh is within an ulp of +-1): our fit
+# (iterated weighted least squares on the relative error, float64). Evaluated in float64 and
+# rounded to float32 it is within 1 ulp of the correctly rounded tanh everywhere and equal to it
+# for 91 % of float32 inputs (checked on 4.4 million points in [-12, 12] and down to 1e-38;
+# tests/test_engine_fused.py checks it against torch.tanh).
+_TANH_P = (0.9999999875928184, -0.1588735823170764, 0.0314223482327661, 0.007951065709565322,
+           0.00022578980475504952, 1.3382526104161899e-06, 8.46773499059965e-10)
+_TANH_Q = (1.0, 0.17445958428008318, -0.04375739659745152, 0.024071843490558027, 0.0016300942719629935,
+           2.139075821784202e-05, 5.001647699670973e-08)
+_TANH_CLAMP = 9.0
+
+
 def fast_tanh(x):
-    """tanh; compiled: float32 through float64 exp (correctly rounded to float32 in practice, and
-    about 3x faster than the libm tanhf call, which does not vectorise), float64 as libm tanh."""
+    """tanh; compiled: float32 as a rational function evaluated in float64 (no libm call, so a
+    loop over samples vectorises; within 1 ulp, see ``_TANH_P``), float64 as libm tanh."""
     return math.tanh(x)
 
 
 @overload(fast_tanh, **_INLINE)
 def _fast_tanh_impl(x):
     if isinstance(x, types.Float) and x.bitwidth == 32:
+        p0, p1, p2, p3, p4, p5, p6 = _TANH_P
+        q0, q1, q2, q3, q4, q5, q6 = _TANH_Q
+        lim = _TANH_CLAMP
+
         def impl(x):
             v = np.float64(x)
-            e = math.exp(-2.0 * abs(v))
-            r = (1.0 - e) / (1.0 + e)  # abs error ~1e-16, far below float32 resolution
-            return np.float32(r if v >= 0 else -r)
+            v = lim if v > lim else v  # selects: a NaN stays NaN
+            v = -lim if v < -lim else v
+            s = v * v
+            num = ((((((p6 * s + p5) * s + p4) * s + p3) * s + p2) * s + p1) * s + p0)
+            den = ((((((q6 * s + q5) * s + q4) * s + q3) * s + q2) * s + q1) * s + q0)
+            return np.float32(v * num / den)
         return impl
     return lambda x: math.tanh(x)
 
@@ -87,31 +113,12 @@ def _act_grad(a, code, zero, one, two):
     return two * a * r if code == 0 else r
 
 
-LANES = 8  # the synapse loops run over the batch in blocks of this many samples (one AVX register of float32)
-
-
-@njit(**_INLINE)
-def _rec_synapse_drive(rc, ym, n, k, j, w, b0, lanes):
-    """One recurrent synapse's drive for samples ``b0 .. b0 + lanes - 1``:
-    ``rc[n, k, b] += w * ym[j, b]``."""
-    for b in range(b0, b0 + lanes):
-        rc[n, k, b] += w * ym[j, b]
-
-
-@njit(**_INLINE)
-def _rec_synapse_grad(gyr, acc_rec, gbs, ym, f, j, s, w, b0, lanes):
-    """One recurrent synapse's gradients for samples ``b0 .. b0 + lanes - 1``: into its source's
-    output (``gyr``, the mask applied later) and, per batch lane, into its weight (``acc_rec``)."""
-    for b in range(b0, b0 + lanes):
-        gb = gbs[f, b]
-        gyr[j, b] += w * gb
-        acc_rec[s, b] += gb * ym[j, b]
 
 
 def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_in, dr,
               ptr, branch, src, rec_w, mask_rec, W1, b1, W2, b2, wy, bias, kappa, gain,
               two, mlp_act, out_act, high_pass, y_all, m_all, inp_buf, a1_buf, act_buf, z_all, th_all, pre_all, h, zabs,
-              ym, rc, hid, zz, cst):
+              ym, rc, zz, acc, xs, a1s, acts, cst):
     T = m_all.shape[0] - 1
     N, M, B = m_all.shape[1], m_all.shape[2], m_all.shape[3]
     O = wy.shape[1]
@@ -119,7 +126,6 @@ def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_i
     K = W1.shape[2]
     D = K - M
     zero, one, tg, kr1 = cst[0], cst[1], cst[2], cst[3]  # constants in the arrays' dtype (float32 stays SIMD)
-    full = B - B % LANES  # samples in whole LANES blocks
     for t in range(T):
         if events:  # the input synapses' drive of this step from its input events (CSR by channel)
             for f in range(N * D):
@@ -141,67 +147,72 @@ def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_i
                     rc[n, k, b] = zero
             for s in range(ptr[n], ptr[n + 1]):
                 k, j, w = branch[s], src[s], rec_w[s]
-                for b0 in range(0, full, LANES):  # blocks of a constant trip count: vector code
-                    _rec_synapse_drive(rc, ym, n, k, j, w, b0, LANES)
-                _rec_synapse_drive(rc, ym, n, k, j, w, full, B - full)
-            for b in range(B):
-                # MLP input [beta ; kappa m], saved as inp_buf [N, T, B, D+M]
+                axpy(w, ym, j, rc[n], k, B)
+            # the MLP input [beta ; kappa m] of this step, [D+M, B] with the samples contiguous (for
+            # the vector blocks), built in a per-neuron scratch and then stored to inp_buf
+            # [N, D+M, T, B] ([D+M, T*B] per neuron is what the weight-gradient GEMM reads); the
+            # MLP's intermediates likewise (the strided stores touch many pages: once each)
+            x = xs[n]
+            for k in range(D):
                 if events:
-                    for k in range(D):
-                        inp_buf[n, t, b, k] = dr[n * D + k, b] + rc[n, k, b]
+                    for b in range(B):
+                        x[k, b] = dr[n * D + k, b] + rc[n, k, b]
                 else:
-                    for k in range(D):
-                        inp_buf[n, t, b, k] = drive_in[b, t, n, k] + rc[n, k, b]
-                for d in range(M):
-                    inp_buf[n, t, b, D + d] = kappa[n, d] * m_all[t, n, d, b]
-                # first MLP layer: one dot product per unit (contiguous, vectorised)
+                    for b in range(B):
+                        x[k, b] = drive_in[b, t, n, k] + rc[n, k, b]
+            for d in range(M):
+                kd = kappa[n, d]
+                for b in range(B):
+                    x[D + d, b] = kd * m_all[t, n, d, b]
+            # the MLP: matrix times the step's samples, in vector blocks (simd.matvec)
+            z = zz[n]
+            if two:
+                a1 = a1s[n]
+                act = acts[n]
+                matvec(W1[n], 0, K, x, a1, b1[n], B)
                 for j in range(H1):
-                    acc = b1[n, j]
-                    for i in range(K):
-                        acc += W1[n, j, i] * inp_buf[n, t, b, i]
-                    hid[n, b, j] = acc
-                if two:
-                    for j in range(H1):
-                        a = hid[n, b, j]
-                        a1_buf[n, t, b, j] = a
-                        r = _act(a, mlp_act, zero, one)
-                        act_buf[n, t, b, j] = r
-                        hid[n, b, j] = r
-                    for d in range(M):
-                        acc = b2[n, d]
-                        for j in range(H1):
-                            acc += W2[n, d, j] * hid[n, b, j]
-                        zz[n, b, d] = acc
-                else:
-                    for d in range(M):
-                        zz[n, b, d] = hid[n, b, d]
-                # memory update, the |z| sum and the first output's readout (a short dot product
-                # costs less in this loop than as its own vectorised reduction)
-                za = zero
-                p0 = zero
-                for d in range(M):
-                    z = zz[n, b, d]
-                    z_all[t, n, d, b] = z
-                    za += abs(z)
-                    th = fast_tanh(tg * z)
+                    for b in range(B):
+                        act[j, b] = _act(a1[j, b], mlp_act, zero, one)
+                matvec(W2[n], 0, H1, act, z, b2[n], B)
+                for j in range(H1):
+                    for b in range(B):
+                        a1_buf[n, j, t, b] = a1[j, b]
+                        act_buf[n, j, t, b] = act[j, b]
+            else:
+                matvec(W1[n], 0, K, x, z, b1[n], B)
+            for i in range(K):
+                for b in range(B):
+                    inp_buf[n, i, t, b] = x[i, b]
+            # memory update and the |z| sum (per sample, summed over units first as the reference)
+            for b in range(B):
+                acc[n, b] = zero
+            for d in range(M):
+                gd = gain[n, d]
+                for b in range(B):
+                    zv = z[d, b]
+                    z_all[t, n, d, b] = zv
+                    acc[n, b] += abs(zv)
+                    th = fast_tanh(tg * zv)
                     th_all[t, n, d, b] = th
-                    mv = inp_buf[n, t, b, D + d] + gain[n, d] * th
-                    m_all[t + 1, n, d, b] = mv
-                    zz[n, b, d] = mv  # zz now holds m_t
-                    p0 += wy[n, 0, d] * mv
-                zabs[n, b] += za
-                # readout, high-pass, bias and output activation
-                for o in range(O):
-                    p = p0
-                    if o > 0:
-                        p = zero
-                        for d in range(M):
-                            p += wy[n, o, d] * zz[n, b, d]
+                    m_all[t + 1, n, d, b] = x[D + d, b] + gd * th
+            for b in range(B):
+                zabs[n, b] += acc[n, b]
+            # readout, high-pass, bias and output activation
+            for o in range(O):
+                for b in range(B):
+                    acc[n, b] = zero
+                for d in range(M):
+                    w = wy[n, o, d]
+                    for b in range(B):
+                        acc[n, b] += w * m_all[t + 1, n, d, b]
+                bo = bias[n, o]
+                for b in range(B):
+                    p = acc[n, b]
                     if high_pass:
                         hv = h[n, o, b] + kr1 * (p - h[n, o, b])
                         h[n, o, b] = hv
                         p = p - hv
-                    p = p + bias[n, o]
+                    p = p + bo
                     pre_all[t, n, o, b] = p
                     if out_act == 1:
                         p = p * _step(p, zero, one)
@@ -212,7 +223,7 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
               kappa, gain, gy, g_zabs, two, mlp_act, out_act, high_pass,
               events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, g_w_in, want_g_beta,
               g_beta_all, ga_buf, gz_buf, acc_bias, acc_wy, acc_gain, acc_kappa, acc_rec, g_m, g_h, g_y,
-              ym, gyr, gbs, gm, gz, ga, cst):
+              ym, gyr, gbs, gm, gmd, grs, zvec, cst):
     T = z_all.shape[0]
     N, M, B = z_all.shape[1], z_all.shape[2], z_all.shape[3]
     O = wy.shape[1]
@@ -220,64 +231,60 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
     D = W1T.shape[1] - M
     S = src.shape[0]
     zero, one, tg, kr1, kr, two_c = cst[0], cst[1], cst[2], cst[3], cst[4], cst[5]
-    full = B - B % LANES  # samples in whole LANES blocks
     for t in range(T - 1, -1, -1):
         for n in prange(N):
-            for b in range(B):
-                # output activation, high-pass and readout
-                for d in range(M):
-                    gm[n, b, d] = g_m[n, d, b]
-                for o in range(O):
+            # output activation, high-pass and readout
+            for d in range(M):
+                for b in range(B):
+                    gm[n, d, b] = g_m[n, d, b]
+            for o in range(O):
+                for b in range(B):
                     gp = gy[t, n, o, b] + g_y[n, o, b]
                     if out_act == 1:
                         gp = gp * _step(pre_all[t, n, o, b], zero, one)
                     acc_bias[n, o, b] += gp
                     if high_pass:
                         ghh = g_h[n, o, b] - gp
-                        gr = gp + kr1 * ghh
+                        gp = gp + kr1 * ghh
                         g_h[n, o, b] = kr * ghh
-                    else:
-                        gr = gp
-                    for d in range(M):
-                        gm[n, b, d] += wy[n, o, d] * gr
-                        acc_wy[n, o, d, b] += gr * m_all[t + 1, n, d, b]
-                # memory update and the |z| regulariser: gradient of z
+                    grs[n, b] = gp
                 for d in range(M):
-                    z = z_all[t, n, d, b]
+                    w = wy[n, o, d]
+                    for b in range(B):
+                        gm[n, d, b] += w * grs[n, b]
+                        acc_wy[n, o, d, b] += grs[n, b] * m_all[t + 1, n, d, b]
+            # memory update and the |z| regulariser: gradient of z (into gz_buf [N, M, T, B], or
+            # straight into ga_buf when the MLP is one affine map)
+            gz = gz_buf[n, :, t, :] if two else ga_buf[n, :, t, :]
+            for d in range(M):
+                gd = gain[n, d] * tg
+                for b in range(B):
+                    zv = z_all[t, n, d, b]
                     th = th_all[t, n, d, b]
-                    g = gm[n, b, d]
+                    g = gm[n, d, b]
                     acc_gain[n, d, b] += g * th
-                    sz = _step(z, zero, one) - _step(-z, zero, one)  # sign(z)
-                    gz[n, b, d] = g * gain[n, d] * tg * (one - th * th) + g_zabs[n, b] * sz
-                # second MLP layer and the activation: gradient of the first layer's pre-activation
-                if two:
-                    for d in range(M):
-                        gz_buf[n, t, b, d] = gz[n, b, d]
-                    for j in range(H1):
-                        acc = zero
-                        for d in range(M):
-                            acc += W2T[n, j, d] * gz[n, b, d]
-                        ga[n, b, j] = acc * _act_grad(a1_buf[n, t, b, j], mlp_act, zero, one, two_c)
-                else:
-                    for d in range(M):
-                        ga[n, b, d] = gz[n, b, d]
+                    sz = _step(zv, zero, one) - _step(-zv, zero, one)  # sign(z)
+                    gz[d, b] = g * gd * (one - th * th) + g_zabs[n, b] * sz
+            # second MLP layer and the activation: gradient of the first layer's pre-activation
+            ga = ga_buf[n, :, t, :]
+            if two:
+                matvec(W2T[n], 0, M, gz, ga, zvec, B)
                 for j in range(H1):
-                    ga_buf[n, t, b, j] = ga[n, b, j]
-                # first layer: gradient of its input [beta ; kappa m]
+                    for b in range(B):
+                        ga[j, b] = ga[j, b] * _act_grad(a1_buf[n, j, t, b], mlp_act, zero, one, two_c)
+            # first layer: gradient of its input [beta ; kappa m]
+            matvec(W1T[n, :D], 0, H1, ga, gbs[n * D:(n + 1) * D], zvec, B)
+            matvec(W1T[n, D:], 0, H1, ga, gmd[n], zvec, B)
+            if want_g_beta:
                 for i in range(D):
-                    acc = zero
-                    for j in range(H1):
-                        acc += W1T[n, i, j] * ga[n, b, j]
-                    gbs[n * D + i, b] = acc
-                if want_g_beta:
-                    for i in range(D):
+                    for b in range(B):
                         g_beta_all[b, t, n, i] = gbs[n * D + i, b]
-                for d in range(M):
-                    acc = gm[n, b, d]
-                    for j in range(H1):
-                        acc += W1T[n, D + d, j] * ga[n, b, j]
-                    acc_kappa[n, d, b] += acc * m_all[t, n, d, b]
-                    g_m[n, d, b] = kappa[n, d] * acc
+            for d in range(M):
+                kd = kappa[n, d]
+                for b in range(B):
+                    gv = gm[n, d, b] + gmd[n, d, b]
+                    acc_kappa[n, d, b] += gv * m_all[t, n, d, b]
+                    g_m[n, d, b] = kd * gv
         # recurrent synapses: their gradient into the previous step's outputs (scattered to the
         # sources) and into their weights; the step's branch gradients gbs are batch-innermost
         if S > 0:
@@ -289,9 +296,8 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
             for n in range(N):
                 for s in range(ptr[n], ptr[n + 1]):
                     f, j, w = n * D + branch[s], src[s], rec_w[s]
-                    for b0 in range(0, full, LANES):  # blocks of a constant trip count: vector code
-                        _rec_synapse_grad(gyr, acc_rec, gbs, ym, f, j, s, w, b0, LANES)
-                    _rec_synapse_grad(gyr, acc_rec, gbs, ym, f, j, s, w, full, B - full)
+                    axpy(w, gbs, f, gyr, j, B)  # into its source's output (the mask applied later)
+                    mul_acc(gbs, f, ym, j, acc_rec, s, B)  # into its weight, per batch lane
             for j in range(N):
                 for b in range(B):
                     g_y[j, 0, b] = gyr[j, b] * mask_rec[j, b]
@@ -317,7 +323,8 @@ def _kernels(parallel: bool):
     if parallel not in _KERNELS:
         # reassociation and FMA contraction let the dot products vectorise; no 'nnan' / 'ninf':
         # a NaN or inf in the data must come out as NaN (divergence is detected downstream)
-        opts = dict(cache=True, parallel=parallel, nogil=True, fastmath={"reassoc", "contract", "nsz"})
+        opts = dict(cache=True, parallel=parallel, nogil=True, fastmath={"reassoc", "contract", "nsz"},
+                    error_model="numpy")  # numpy: a division has no zero check (which keeps loops from vectorising)
         _KERNELS[parallel] = (njit(**opts)(_fwd_impl), njit(**opts)(_bwd_impl))
     return _KERNELS[parallel]
 
@@ -353,15 +360,18 @@ def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias,
     n, m_dim, bsz = m0.shape
     d, o_dim, h1 = W1.shape[2] - m_dim, wy.shape[1], W1.shape[1]
     steps = events.steps if events is not None else drive_in.shape[0]
-    new = m0.new_empty
+    def new(*shape):  # the large arrays come from the engines' workspace (pages already mapped)
+        return WORKSPACE.empty(shape, m0.dtype)
+
     y_all, m_all = new(steps + 1, n, o_dim, bsz), new(steps + 1, n, m_dim, bsz)
     y_all[0], m_all[0] = y0, m0
     z_all, th_all, pre_all = new(steps, n, m_dim, bsz), new(steps, n, m_dim, bsz), new(steps, n, o_dim, bsz)
-    # stored in the layouts the weight-gradient GEMMs read ([N, T*B, features]); handed over as
-    # views with the contract's shapes
-    inp_buf = new(n, steps, bsz, d + m_dim)
-    a1_buf = new(n, steps, bsz, h1) if spec.two_layers else None
-    act_buf = new(n, steps, bsz, h1) if spec.two_layers else None
+    # stored feature-major per neuron ([N, features, T, B]): one step's samples are contiguous for
+    # the vector blocks, and [N, features, T*B] is what the weight-gradient GEMMs read; handed
+    # over as views with the contract's shapes
+    inp_buf = new(n, d + m_dim, steps, bsz)
+    a1_buf = new(n, h1, steps, bsz) if spec.two_layers else None
+    act_buf = new(n, h1, steps, bsz) if spec.two_layers else None
     h = h0.clone() if spec.high_pass else m0.new_zeros(n, o_dim, bsz)
     zabs = m0.new_zeros(n, bsz)
     fwd, _ = _kernels(engine_threads() > 1)
@@ -373,12 +383,12 @@ def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias,
         _np(wy), _np(bias), _np(kappa), _np(gain), spec.two_layers, spec.mlp_act, spec.out_act, spec.high_pass,
         _np(y_all), _np(m_all), _np(inp_buf), _np(a1_buf) if spec.two_layers else _dummy(m0),
         _np(act_buf) if spec.two_layers else _dummy(m0), _np(z_all), _np(th_all), _np(pre_all), _np(h), _np(zabs),
-        np.empty((n, bsz), dt), np.empty((n, d, bsz), dt), np.empty((n, bsz, h1), dt), np.empty((n, bsz, m_dim), dt),
-        _constants(dt, float(spec.kr)))
-    inp_all = inp_buf.permute(1, 0, 3, 2)  # [T, N, D+M, B]
-    return Saved(y_all, m_all, inp_all[:, :, :d], a1_buf.permute(1, 0, 3, 2) if spec.two_layers else None, z_all,
+        np.empty((n, bsz), dt), np.empty((n, d, bsz), dt), np.empty((n, m_dim, bsz), dt), np.empty((n, bsz), dt),
+        np.empty((n, d + m_dim, bsz), dt), np.empty((n, h1, bsz), dt), np.empty((n, h1, bsz), dt), _constants(dt, float(spec.kr)))
+    inp_all = inp_buf.permute(2, 0, 1, 3)  # [T, N, D+M, B]
+    return Saved(y_all, m_all, inp_all[:, :, :d], a1_buf.permute(2, 0, 1, 3) if spec.two_layers else None, z_all,
                  pre_all, h if spec.high_pass else None, zabs, inp_all, th_all,
-                 act_buf.permute(1, 0, 3, 2) if spec.two_layers else None)
+                 act_buf.permute(2, 0, 1, 3) if spec.two_layers else None)
 
 
 def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, gain, gy, g_mT, g_hT, g_zabs,
@@ -396,10 +406,11 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
     dt = _np(ref).dtype
     # physical [B, T, N, D], the input projection's layout
     want_g_beta = events is None or g_beta_wanted
-    g_beta_bt = ref.new_empty(bsz, steps, n, d) if want_g_beta else None
-    # [N, T, B, H1] and [N, T, B, M]: the layouts the weight-gradient GEMMs read (as [N, T*B, .])
-    ga_buf = ref.new_empty(n, steps, bsz, h1)
-    gz_buf = ref.new_empty(n, steps, bsz, m_dim) if spec.two_layers else None
+    g_beta_bt = WORKSPACE.empty((bsz, steps, n, d), ref.dtype) if want_g_beta else None
+    # [N, H1, T, B] and [N, M, T, B]: the forward's feature-major layout (the weight-gradient
+    # GEMMs read them as [N, features, T*B])
+    ga_buf = WORKSPACE.empty((n, h1, steps, bsz), ref.dtype)
+    gz_buf = WORKSPACE.empty((n, m_dim, steps, bsz), ref.dtype) if spec.two_layers else None
     f64 = dict(dtype=torch.float64)
     acc_bias, acc_wy = torch.zeros(n, o_dim, bsz, **f64), torch.zeros(n, o_dim, m_dim, bsz, **f64)
     acc_gain, acc_kappa = torch.zeros(n, m_dim, bsz, **f64), torch.zeros(n, m_dim, bsz, **f64)
@@ -408,7 +419,7 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
     g_m = g_mT.clone()
     g_h = g_hT.clone() if spec.high_pass else ref.new_zeros(n, o_dim, bsz)
     g_y = ref.new_zeros(n, o_dim, bsz)
-    a1 = saved.a1_all.permute(1, 0, 3, 2).contiguous() if spec.two_layers else None  # [N, T, B, H] (free)
+    a1 = saved.a1_all.permute(1, 2, 0, 3).contiguous() if spec.two_layers else None  # [N, H, T, B] (free)
     _, bwd = _kernels(engine_threads() > 1)
     th = saved.th_all if saved.th_all is not None else torch.tanh(TANH_GAIN * saved.z_all)
     th = th.contiguous()
@@ -421,15 +432,67 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
         *ev[:-1], _np(g_w_in), want_g_beta,
         _np(g_beta_bt) if want_g_beta else _dummy(ref), _np(ga_buf), _np(gz_buf) if spec.two_layers else _dummy(ref),
         _np(acc_bias), _np(acc_wy), _np(acc_gain), _np(acc_kappa), _np(acc_rec), _np(g_m), _np(g_h), _np(g_y),
-        np.empty((n, bsz), dt), np.empty((n, bsz), dt), np.empty((n * d, bsz), dt), np.empty((n, bsz, m_dim), dt), np.empty((n, bsz, m_dim), dt),
-        np.empty((n, bsz, h1), dt), _constants(dt, float(spec.kr)))
+        np.empty((n, bsz), dt), np.empty((n, bsz), dt), np.empty((n * d, bsz), dt), np.empty((n, m_dim, bsz), dt),
+        np.empty((n, m_dim, bsz), dt), np.empty((n, bsz), dt), np.zeros(max(d, h1, m_dim), dt),
+        _constants(dt, float(spec.kr)))
     dtype = ref.dtype
     g_wy, g_bias, g_gain, g_kappa = (a.sum(-1).to(dtype) for a in (acc_wy, acc_bias, acc_gain, acc_kappa))
-    return Grads(g_beta_bt.permute(1, 2, 3, 0) if want_g_beta else None, ga_buf.permute(1, 0, 3, 2),
-                 gz_buf.permute(1, 0, 3, 2) if spec.two_layers else None, g_wy, g_bias, g_gain, g_kappa, g_m,
+    return Grads(g_beta_bt.permute(1, 2, 3, 0) if want_g_beta else None, ga_buf.permute(2, 0, 1, 3),
+                 gz_buf.permute(2, 0, 1, 3) if spec.two_layers else None, g_wy, g_bias, g_gain, g_kappa, g_m,
                  g_h if spec.high_pass else None, g_y, acc_rec.sum(-1, dtype=torch.float64).to(dtype),
                  g_w_in.to(dtype) if events is not None else None)
 
 
+@njit(cache=True, nogil=True)
+def _count_events(x, mask, steps_counts, max_count):
+    """Non-zero entries of ``x * mask`` ([B, T, C] times [B, C]) per step into
+    ``steps_counts[1:]``; stops early (returning the count so far) once there are more than
+    ``max_count``."""
+    total = 0
+    for b in range(x.shape[0]):
+        for t in range(x.shape[1]):
+            k = 0
+            for c in range(x.shape[2]):
+                k += x[b, t, c] * mask[b, c] != 0  # a NaN counts, as in torch.nonzero
+            steps_counts[t + 1] += k
+            total += k
+        if total > max_count:
+            break
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _fill_events(x, mask, ptr, batch, chan, value):
+    """The events of ``x * mask`` at their places: step by step, then sample, then channel."""
+    pos = ptr[:-1].copy()
+    for b in range(x.shape[0]):
+        for t in range(x.shape[1]):
+            for c in range(x.shape[2]):
+                v = x[b, t, c] * mask[b, c]
+                if v != 0:
+                    e = pos[t]
+                    batch[e], chan[e], value[e] = b, c, v
+                    pos[t] = e + 1
+
+
+def list_events(x: torch.Tensor, max_density: float, mask: Optional[torch.Tensor] = None):
+    """:func:`~elm_neuro.networks.engines.elm_sequence.list_events_torch` in two compiled passes
+    over ``x`` (count per step, then place; the mask applied on the way), without sorting."""
+    bsz, steps, chans = x.shape
+    if x.numel() == 0:
+        return None
+    xn = _np(x.contiguous())
+    mn = np.ones((bsz, chans), xn.dtype) if mask is None else _np(mask.to(x.dtype).contiguous())
+    ptr = np.zeros(steps + 1, np.int64)
+    total = _count_events(xn, mn, ptr, int(math.floor(max_density * x.numel())))
+    if total > max_density * x.numel():
+        return None
+    np.cumsum(ptr, out=ptr)
+    batch, chan, value = np.empty(total, np.int64), np.empty(total, np.int64), np.empty(total, xn.dtype)
+    _fill_events(xn, mn, ptr, batch, chan, value)
+    return tuple(torch.from_numpy(a) for a in (ptr, batch, chan, value))
+
+
+forward.list_events = list_events  # the event lister the layer hands to make_events
 forward.accepts_strided = True  # reads drive_in through .permute(3, 0, 1, 2), a no-op for the layer's view
 forward.accepts_events = True  # builds the input drive from input events (see the contract)

@@ -172,13 +172,14 @@ def make_recurrent(src: torch.Tensor, target_flat: torch.Tensor, d_tree: int, n:
     return Recurrent(ptr, flat - target * d_tree, src[order], flat), order
 
 
-def make_events(x: torch.Tensor, src: torch.Tensor, target_flat: torch.Tensor, n_in: int,
-                max_density: float) -> Optional[tuple[InputEvents, torch.Tensor]]:
-    """:class:`InputEvents` of ``x`` ``[B, T, n_in]`` (dropout applied) for the input synapses
-    ``(source channel, target column)``, and the permutation that sorts the synapses by channel
-    (apply it to their weights); None when more than ``max_density`` of ``x`` is non-zero (a
-    dense input is cheaper as a matrix product)."""
+def list_events_torch(x: torch.Tensor, max_density: float, mask: Optional[torch.Tensor] = None):
+    """``(ptr [T+1], batch [E], chan [E], value [E])`` of the non-zero entries of ``x``
+    ``[B, T, n_in]`` (times the dropout mask ``[B, n_in]`` when given), ordered by step, then
+    sample, then channel; None when more than ``max_density`` of them is non-zero (the reference
+    of a backend's ``list_events``)."""
     bsz, steps, _ = x.shape
+    if mask is not None:
+        x = x * mask[:, None, :]
     if x.numel() == 0 or int(torch.count_nonzero(x)) > max_density * x.numel():
         return None
     b, t, c = x.nonzero(as_tuple=True)  # ordered by sample, then step
@@ -187,10 +188,26 @@ def make_events(x: torch.Tensor, src: torch.Tensor, target_flat: torch.Tensor, n
     b, t, c, value = b[by_step], t[by_step], c[by_step], value[by_step]
     ptr = torch.zeros(steps + 1, dtype=torch.int64, device=x.device)
     ptr[1:] = torch.cumsum(torch.bincount(t, minlength=steps), 0)
+    return ptr, b, c, value.contiguous()
+
+
+def make_events(x: torch.Tensor, src: torch.Tensor, target_flat: torch.Tensor, n_in: int,
+                max_density: float, lister=None, mask: Optional[torch.Tensor] = None
+                ) -> Optional[tuple[InputEvents, torch.Tensor]]:
+    """:class:`InputEvents` of ``x`` ``[B, T, n_in]`` (dropout applied) for the input synapses
+    ``(source channel, target column)``, and the permutation that sorts the synapses by channel
+    (apply it to their weights); None when more than ``max_density`` of ``x`` is non-zero (a
+    dense input is cheaper as a matrix product). ``lister`` lists the events of ``x`` times the
+    dropout mask ``mask`` [B, n_in] (a backend's ``list_events``; default
+    :func:`list_events_torch`)."""
+    listed = (lister or list_events_torch)(x, max_density, mask)
+    if listed is None:
+        return None
+    ptr, b, c, value = listed
     order = torch.argsort(src, stable=True)
     syn_ptr = torch.zeros(n_in + 1, dtype=torch.int64, device=x.device)
     syn_ptr[1:] = torch.cumsum(torch.bincount(src, minlength=n_in), 0)
-    return InputEvents(ptr, b, c, value.contiguous(), syn_ptr, target_flat[order].contiguous()), order
+    return InputEvents(ptr, b, c, value, syn_ptr, target_flat[order].contiguous()), order
 
 
 # --------------------------------------------------------------------------- activations
