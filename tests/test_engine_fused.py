@@ -79,6 +79,11 @@ def test_numba_kernels_equal_the_reference(case, dtype, tol, size):
     bcall = (rec, rec_w, mask, a["W1"], a["W2"], a["wy"], a["kappa"], a["gain"], gi["gy"], gi["g_mT"], gi["g_hT"],
              gi["g_zabs"], spec)
     gref, ggot = Q.backward_torch(ref, *bcall), NB.backward(got, *bcall)
+    # the MLP weight gradients (the reference leaves them to the Function's GEMMs)
+    inp = torch.cat([ref.beta_all, a["kappa"][None, :, :, None] * ref.m_all[:-1]], dim=2)
+    g_W1 = torch.einsum("tnhb,tnkb->nhk", gref.ga_all, inp)
+    g_W2 = torch.einsum("tnmb,tnhb->nmh", gref.gz_all, Q.mlp_act(ref.a1_all, spec.mlp_act)) if c["two"] else None
+    gref = gref._replace(g_W1=g_W1, g_W2=g_W2)
     for name in Q.Grads._fields:
         x, y = getattr(gref, name), getattr(ggot, name)
         if name == "g_rec_w":  # the reference leaves it to the Function

@@ -5,12 +5,17 @@ import numpy as np
 import pytest
 from numba import njit
 
-from elm_neuro.networks.engines.simd import LANES, matvec, matvec_reference
+from elm_neuro.networks.engines.simd import GRAM_CHUNK, LANES, gram, gram_reference, matvec, matvec_reference
 
 
 @njit
 def _call_matvec(W, i0, n_in, x, out, bias, B):  # matvec inlines into compiled callers only
     matvec(W, i0, n_in, x, out, bias, B)
+
+
+@njit
+def _call_gram(A, X, out):
+    gram(A, X, out)
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-14)])
@@ -46,3 +51,21 @@ def test_matvec_rejects_mixed_dtypes():
     with pytest.raises(Exception, match="share one dtype"):
         _call_matvec(W, 0, 2, np.ones((2, LANES), np.float64), np.zeros((2, LANES), np.float32),
                      np.zeros(2, np.float32), LANES)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-14)])
+@pytest.mark.parametrize("rows,cols,length", [(18, 39, 2 * GRAM_CHUNK + 3 * LANES + 5), (9, 18, 803), (5, 3, 13),
+                                              (4, 4, LANES), (1, 1, 7), (6, 2, 0)])
+def test_gram_equals_the_reference_and_numpy(dtype, tol, rows, cols, length):
+    """``A @ X.T`` from vector blocks (4 x 4, 4 x 1, 1 x 4, 1 x 1 outputs), cache chunks and the
+    ragged lanes, against plain loops and float64 numpy."""
+    rng = np.random.default_rng(rows * 1000 + length)
+    A = rng.standard_normal((rows, length + 4)).astype(dtype)[:, 2:2 + length]  # rows strided
+    X = rng.standard_normal((cols, length)).astype(dtype)
+    out, ref = np.full((rows, cols), np.nan, dtype), np.zeros((rows, cols), dtype)
+    _call_gram(A, X, out)
+    gram_reference(A, X, ref)
+    exact = A.astype(np.float64) @ X.astype(np.float64).T
+    scale = max(1.0, float(np.abs(exact).max())) * max(1.0, np.sqrt(length))
+    np.testing.assert_allclose(out, exact, rtol=0, atol=tol * scale)
+    np.testing.assert_allclose(ref, exact, rtol=0, atol=tol * scale)

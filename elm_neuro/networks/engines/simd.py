@@ -220,3 +220,121 @@ def mul_acc(a, arow, x, xrow, out, orow, B):
         _mul_acc_block(a, arow, x, xrow, out, orow, b0)
     for b in range(full, B):
         out[orow, b] += a[arow, b] * x[xrow, b]
+
+
+def _gram_intrinsic(rows: int, cols: int):
+    """An intrinsic ``block(A, r0, X, c0, l0, l1, out)``: ``out[r0 + r, c0 + c] += sum_{l0 <= l < l1}
+    A[r0 + r, l] * X[c0 + c, l]`` for ``r < rows``, ``c < cols``, over whole vectors only
+    (``l1 - l0`` a multiple of ``LANES``); ``rows * cols`` vector accumulators, summed across their
+    lanes at the end."""
+
+    @intrinsic
+    def block(typingctx, A, r0, X, c0, l0, n_len, out):
+        for name, ty in (("A", A), ("X", X), ("out", out)):
+            if not isinstance(ty, types.Array) or ty.ndim != 2 or ty.dtype not in (types.float32, types.float64):
+                raise TypeError(f"gram block: {name} must be a 2-D float32/float64 array, got {ty}")
+        if len({A.dtype, X.dtype, out.dtype}) != 1:
+            raise TypeError("gram block: A, X and out must share one dtype")
+        sig = types.void(A, r0, X, c0, l0, n_len, out)
+
+        def codegen(context, builder, signature, args):
+            tA, tr0, tX, tc0, tl0, tn, tout = signature.args
+            vA, vr0, vX, vc0, vl0, vn, vout = args
+            intp = lambda v, t: context.cast(builder, v, t, types.intp)  # noqa: E731
+            vr0, vc0, vl0, vn = intp(vr0, tr0), intp(vc0, tc0), intp(vl0, tl0), intp(vn, tn)
+            scalar = context.get_value_type(tA.dtype)
+            vec = ir.VectorType(scalar, LANES)
+            align = 4 if tA.dtype == types.float32 else 8
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
+                                                 f"llvm.fma.v{LANES}{'f32' if tA.dtype == types.float32 else 'f64'}")
+            acc = []
+            for _ in range(rows * cols):
+                slot = cgutils.alloca_once(builder, vec)
+                builder.store(ir.Constant(vec, [0.0] * LANES), slot)
+                acc.append(slot)
+            step = ir.Constant(vn.type, LANES)
+            with cgutils.for_range_slice(builder, vl0, vn, step) as (l, _):
+                av = [builder.load(_vector_pointer(context, builder, tA, vA, builder.add(vr0, ir.Constant(vr0.type, r)),
+                                                   l, vec), align=align) for r in range(rows)]
+                xv = [builder.load(_vector_pointer(context, builder, tX, vX, builder.add(vc0, ir.Constant(vc0.type, c)),
+                                                   l, vec), align=align) for c in range(cols)]
+                for r in range(rows):
+                    for c in range(cols):
+                        slot = acc[r * cols + c]
+                        builder.store(builder.call(fma, [av[r], xv[c], builder.load(slot)]), slot)
+            for r in range(rows):
+                for c in range(cols):
+                    v = builder.load(acc[r * cols + c])
+                    total = builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
+                    for k in range(1, LANES):
+                        total = builder.fadd(total, builder.extract_element(v, ir.Constant(ir.IntType(32), k)))
+                    op = _element_pointer(context, builder, tout, vout,
+                                          [builder.add(vr0, ir.Constant(vr0.type, r)),
+                                           builder.add(vc0, ir.Constant(vc0.type, c))])
+                    builder.store(builder.fadd(builder.load(op), total), op)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return block
+
+
+_gram44, _gram41, _gram14, _gram11 = (_gram_intrinsic(r, c) for r, c in ((4, 4), (4, 1), (1, 4), (1, 1)))
+
+
+@njit(inline="always", **_FM)
+def _gram_rest(A, r, X, c, start, L, out):
+    """``out[r, c] += sum_{start <= l < L} A[r, l] * X[c, l]`` (the lanes after the last vector)."""
+    acc = out[r, c]
+    for k in range(start, L):
+        acc += A[r, k] * X[c, k]
+    out[r, c] = acc
+
+
+GRAM_CHUNK = 512  # elements of l per pass over all output blocks (the rows' chunks stay in L2)
+
+
+@njit(inline="always", **_FM)
+def gram(A, X, out):
+    """``out[r, c] = sum_l A[r, l] * X[c, l]`` (``A @ X.T``) for rows of ``A`` and ``X`` whose
+    elements are contiguous: chunks of ``GRAM_CHUNK`` along ``l`` (cache blocking), in each vector
+    accumulators for blocks of 4 x 4 output elements (each vector load serves 4 multiply-adds),
+    then the ragged rows; the lanes after the last whole vector at the end."""
+    R, C, L = A.shape[0], X.shape[0], A.shape[1]
+    full = L - L % LANES
+    for r in range(R):
+        for c in range(C):
+            out[r, c] = 0
+    for l0 in range(0, full, GRAM_CHUNK):
+        l1 = min(l0 + GRAM_CHUNK, full)
+        r = 0
+        while r < R:
+            c = 0
+            while c < C:
+                if r + 4 <= R and c + 4 <= C:
+                    _gram44(A, r, X, c, l0, l1, out)
+                    c += 4
+                elif r + 4 <= R:
+                    _gram41(A, r, X, c, l0, l1, out)
+                    c += 1
+                elif c + 4 <= C:
+                    _gram14(A, r, X, c, l0, l1, out)
+                    c += 4
+                else:
+                    _gram11(A, r, X, c, l0, l1, out)
+                    c += 1
+            r += 4 if r + 4 <= R else 1
+    for r in range(R):
+        for c in range(C):
+            _gram_rest(A, r, X, c, full, L, out)
+
+
+@njit(**_FM)
+def gram_reference(A, X, out):
+    """:func:`gram` as plain loops."""
+    for r in range(A.shape[0]):
+        for c in range(X.shape[0]):
+            acc = out[r, c] * 0
+            for k in range(A.shape[1]):
+                acc += A[r, k] * X[c, k]
+            out[r, c] = acc
