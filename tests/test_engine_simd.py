@@ -54,18 +54,19 @@ def test_matvec_rejects_mixed_dtypes():
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-14)])
-@pytest.mark.parametrize("rows,cols,length", [(18, 39, 2 * GRAM_CHUNK + 3 * LANES + 5), (9, 18, 803), (5, 3, 13),
-                                              (4, 4, LANES), (1, 1, 7), (6, 2, 0)])
-def test_gram_equals_the_reference_and_numpy(dtype, tol, rows, cols, length):
-    """``A @ X.T`` from vector blocks (4 x 4, 4 x 1, 1 x 4, 1 x 1 outputs), cache chunks and the
-    ragged lanes, against plain loops and float64 numpy."""
-    rng = np.random.default_rng(rows * 1000 + length)
-    A = rng.standard_normal((rows, length + 4)).astype(dtype)[:, 2:2 + length]  # rows strided
-    X = rng.standard_normal((cols, length)).astype(dtype)
+@pytest.mark.parametrize("rows,cols,steps,bsz", [(18, 39, 2 * GRAM_CHUNK + 5, LANES), (9, 18, 31, 2 * LANES + 3),
+                                                 (5, 3, 13, 3), (4, 4, 1, LANES), (1, 1, 7, LANES + 1),
+                                                 (6, 2, 0, LANES)])
+def test_gram_equals_the_reference_and_numpy(dtype, tol, rows, cols, steps, bsz):
+    """``sum_{t,b} A[t, :, b] X[t, :, b]^T`` from vector blocks (4 x 4, 4 x 1, 1 x 4, 1 x 1
+    outputs), cache chunks and the ragged samples, against plain loops and float64 numpy."""
+    rng = np.random.default_rng(rows * 1000 + steps)
+    A = rng.standard_normal((steps, rows + 2, bsz)).astype(dtype)[:, 1:1 + rows]  # a strided view
+    X = rng.standard_normal((steps, cols, bsz)).astype(dtype)
     out, ref = np.full((rows, cols), np.nan, dtype), np.zeros((rows, cols), dtype)
     _call_gram(A, X, out)
     gram_reference(A, X, ref)
-    exact = A.astype(np.float64) @ X.astype(np.float64).T
-    scale = max(1.0, float(np.abs(exact).max())) * max(1.0, np.sqrt(length))
+    exact = np.einsum("trb,tcb->rc", A.astype(np.float64), X.astype(np.float64))
+    scale = max(1.0, float(np.abs(exact).max())) * max(1.0, np.sqrt(steps * bsz))
     np.testing.assert_allclose(out, exact, rtol=0, atol=tol * scale)
     np.testing.assert_allclose(ref, exact, rtol=0, atol=tol * scale)

@@ -7,7 +7,9 @@ serial build, without threading overhead). Inside it the MLP's matrix products (
 their transposes in backward) run over all samples of the step at once as explicit vector blocks
 (:func:`elm_neuro.networks.engines.simd.matvec`: 8 samples per vector, rows held in registers;
 3-4x the scalar dot products' rate); every per-step array is laid out with the samples innermost,
-and the arrays the weight-gradient GEMMs read are feature-major per neuron ([N, features, T, B]).
+and the arrays saved for backward are one contiguous block per neuron and step ([N, T, features,
+B]), from which the MLP weight gradients come as vector Gram blocks after the loop
+(:func:`elm_neuro.networks.engines.simd.gram`).
 The recurrent synapses are read per target neuron (CSR) in
 forward; in backward their gradient is scattered to the sources after the neuron loop of each
 step, with per-lane sums for their weights; each synapse is one vector multiply-add over the
@@ -118,7 +120,7 @@ def _act_grad(a, code, zero, one, two):
 def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_in, dr,
               ptr, branch, src, rec_w, mask_rec, W1, b1, W2, b2, wy, bias, kappa, gain,
               two, mlp_act, out_act, high_pass, y_all, m_all, inp_buf, a1_buf, act_buf, z_all, th_all, pre_all, h, zabs,
-              ym, rc, zz, acc, xs, a1s, acts, cst):
+              ym, rc, zz, acc, cst):
     T = m_all.shape[0] - 1
     N, M, B = m_all.shape[1], m_all.shape[2], m_all.shape[3]
     O = wy.shape[1]
@@ -148,11 +150,12 @@ def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_i
             for s in range(ptr[n], ptr[n + 1]):
                 k, j, w = branch[s], src[s], rec_w[s]
                 axpy(w, ym, j, rc[n], k, B)
-            # the MLP input [beta ; kappa m] of this step, [D+M, B] with the samples contiguous (for
-            # the vector blocks), built in a per-neuron scratch and then stored to inp_buf
-            # [N, D+M, T, B] ([D+M, T*B] per neuron is what the weight-gradient GEMM reads); the
-            # MLP's intermediates likewise (the strided stores touch many pages: once each)
-            x = xs[n]
+            # the MLP input [beta ; kappa m] of this step, [D+M, B] with the samples contiguous
+            # (for the vector blocks), built in place in inp_buf [N, T, D+M, B]: every saved
+            # array is a contiguous block per neuron and step (strided stores, one page per
+            # feature row, cost more than the arithmetic); the weight-gradient Gram reads them
+            # as [T, features, B] per neuron
+            x = inp_buf[n, t]
             for k in range(D):
                 if events:
                     for b in range(B):
@@ -167,22 +170,15 @@ def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_i
             # the MLP: matrix times the step's samples, in vector blocks (simd.matvec)
             z = zz[n]
             if two:
-                a1 = a1s[n]
-                act = acts[n]
+                a1 = a1_buf[n, t]
+                act = act_buf[n, t]
                 matvec(W1[n], 0, K, x, a1, b1[n], B)
                 for j in range(H1):
                     for b in range(B):
                         act[j, b] = _act(a1[j, b], mlp_act, zero, one)
                 matvec(W2[n], 0, H1, act, z, b2[n], B)
-                for j in range(H1):
-                    for b in range(B):
-                        a1_buf[n, j, t, b] = a1[j, b]
-                        act_buf[n, j, t, b] = act[j, b]
             else:
                 matvec(W1[n], 0, K, x, z, b1[n], B)
-            for i in range(K):
-                for b in range(B):
-                    inp_buf[n, i, t, b] = x[i, b]
             # memory update and the |z| sum (per sample, summed over units first as the reference)
             for b in range(B):
                 acc[n, b] = zero
@@ -253,9 +249,9 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
                     for b in range(B):
                         gm[n, d, b] += w * grs[n, b]
                         acc_wy[n, o, d, b] += grs[n, b] * m_all[t + 1, n, d, b]
-            # memory update and the |z| regulariser: gradient of z (into gz_buf [N, M, T, B], or
+            # memory update and the |z| regulariser: gradient of z (into gz_buf [N, T, M, B], or
             # straight into ga_buf when the MLP is one affine map)
-            gz = gz_buf[n, :, t, :] if two else ga_buf[n, :, t, :]
+            gz = gz_buf[n, t] if two else ga_buf[n, t]
             for d in range(M):
                 gd = gain[n, d] * tg
                 for b in range(B):
@@ -266,12 +262,12 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
                     sz = _step(zv, zero, one) - _step(-zv, zero, one)  # sign(z)
                     gz[d, b] = g * gd * (one - th * th) + g_zabs[n, b] * sz
             # second MLP layer and the activation: gradient of the first layer's pre-activation
-            ga = ga_buf[n, :, t, :]
+            ga = ga_buf[n, t]
             if two:
                 matvec(W2T[n], 0, M, gz, ga, zvec, B)
                 for j in range(H1):
                     for b in range(B):
-                        ga[j, b] = ga[j, b] * _act_grad(a1_buf[n, j, t, b], mlp_act, zero, one, two_c)
+                        ga[j, b] = ga[j, b] * _act_grad(a1_buf[n, t, j, b], mlp_act, zero, one, two_c)
             # first layer: gradient of its input [beta ; kappa m]
             matvec(W1T[n, :D], 0, H1, ga, gbs[n * D:(n + 1) * D], zvec, B)
             matvec(W1T[n, D:], 0, H1, ga, gmd[n], zvec, B)
@@ -316,9 +312,9 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
 
 
 def _weight_grads_impl(ga, inp, gz, act, g_W1, g_W2, two):
-    """The MLP weight gradients from the loop's feature-major arrays, one neuron at a time:
-    ``g_W1[n] = ga[n] @ inp[n].T`` and ``g_W2[n] = gz[n] @ act[n].T`` (``[features, T*B]`` each;
-    :func:`~elm_neuro.networks.engines.simd.gram`, 1.6x MKL's batched GEMM of these shapes here)."""
+    """The MLP weight gradients from the loop's [N, T, features, B] arrays, one neuron at a time:
+    ``g_W1[n] = sum_{t,b} ga[n, t, :, b] inp[n, t, :, b]^T``, likewise ``g_W2`` from ``gz`` and
+    ``act`` (:func:`~elm_neuro.networks.engines.simd.gram`)."""
     for n in prange(ga.shape[0]):
         gram(ga[n], inp[n], g_W1[n])
         if two:
@@ -377,12 +373,11 @@ def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias,
     y_all, m_all = new(steps + 1, n, o_dim, bsz), new(steps + 1, n, m_dim, bsz)
     y_all[0], m_all[0] = y0, m0
     z_all, th_all, pre_all = new(steps, n, m_dim, bsz), new(steps, n, m_dim, bsz), new(steps, n, o_dim, bsz)
-    # stored feature-major per neuron ([N, features, T, B]): one step's samples are contiguous for
-    # the vector blocks, and [N, features, T*B] is what the weight-gradient GEMMs read; handed
-    # over as views with the contract's shapes
-    inp_buf = new(n, d + m_dim, steps, bsz)
-    a1_buf = new(n, h1, steps, bsz) if spec.two_layers else None
-    act_buf = new(n, h1, steps, bsz) if spec.two_layers else None
+    # stored neuron-major ([N, T, features, B]): one block per neuron and step, the samples
+    # contiguous for the vector blocks; handed over as views with the contract's shapes
+    inp_buf = new(n, steps, d + m_dim, bsz)
+    a1_buf = new(n, steps, h1, bsz) if spec.two_layers else None
+    act_buf = new(n, steps, h1, bsz) if spec.two_layers else None
     h = h0.clone() if spec.high_pass else m0.new_zeros(n, o_dim, bsz)
     zabs = m0.new_zeros(n, bsz)
     fwd = _kernels(engine_threads() > 1)[0]
@@ -395,11 +390,11 @@ def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias,
         _np(y_all), _np(m_all), _np(inp_buf), _np(a1_buf) if spec.two_layers else _dummy(m0),
         _np(act_buf) if spec.two_layers else _dummy(m0), _np(z_all), _np(th_all), _np(pre_all), _np(h), _np(zabs),
         np.empty((n, bsz), dt), np.empty((n, d, bsz), dt), np.empty((n, m_dim, bsz), dt), np.empty((n, bsz), dt),
-        np.empty((n, d + m_dim, bsz), dt), np.empty((n, h1, bsz), dt), np.empty((n, h1, bsz), dt), _constants(dt, float(spec.kr)))
-    inp_all = inp_buf.permute(2, 0, 1, 3)  # [T, N, D+M, B]
-    return Saved(y_all, m_all, inp_all[:, :, :d], a1_buf.permute(2, 0, 1, 3) if spec.two_layers else None, z_all,
+        _constants(dt, float(spec.kr)))
+    inp_all = inp_buf.permute(1, 0, 2, 3)  # [T, N, D+M, B]
+    return Saved(y_all, m_all, inp_all[:, :, :d], a1_buf.permute(1, 0, 2, 3) if spec.two_layers else None, z_all,
                  pre_all, h if spec.high_pass else None, zabs, inp_all, th_all,
-                 act_buf.permute(2, 0, 1, 3) if spec.two_layers else None)
+                 act_buf.permute(1, 0, 2, 3) if spec.two_layers else None)
 
 
 def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, gain, gy, g_mT, g_hT, g_zabs,
@@ -418,10 +413,9 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
     # physical [B, T, N, D], the input projection's layout
     want_g_beta = events is None or g_beta_wanted
     g_beta_bt = WORKSPACE.empty((bsz, steps, n, d), ref.dtype) if want_g_beta else None
-    # [N, H1, T, B] and [N, M, T, B]: the forward's feature-major layout (the weight-gradient
-    # GEMMs read them as [N, features, T*B])
-    ga_buf = WORKSPACE.empty((n, h1, steps, bsz), ref.dtype)
-    gz_buf = WORKSPACE.empty((n, m_dim, steps, bsz), ref.dtype) if spec.two_layers else None
+    # [N, T, H1, B] and [N, T, M, B]: the forward's neuron-major layout
+    ga_buf = WORKSPACE.empty((n, steps, h1, bsz), ref.dtype)
+    gz_buf = WORKSPACE.empty((n, steps, m_dim, bsz), ref.dtype) if spec.two_layers else None
     f64 = dict(dtype=torch.float64)
     acc_bias, acc_wy = torch.zeros(n, o_dim, bsz, **f64), torch.zeros(n, o_dim, m_dim, bsz, **f64)
     acc_gain, acc_kappa = torch.zeros(n, m_dim, bsz, **f64), torch.zeros(n, m_dim, bsz, **f64)
@@ -430,7 +424,7 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
     g_m = g_mT.clone()
     g_h = g_hT.clone() if spec.high_pass else ref.new_zeros(n, o_dim, bsz)
     g_y = ref.new_zeros(n, o_dim, bsz)
-    a1 = saved.a1_all.permute(1, 2, 0, 3).contiguous() if spec.two_layers else None  # [N, H, T, B] (free)
+    a1 = saved.a1_all.permute(1, 0, 2, 3).contiguous() if spec.two_layers else None  # [N, T, H, B] (free)
     _, bwd, weight_grads = _kernels(engine_threads() > 1)
     th = saved.th_all if saved.th_all is not None else torch.tanh(TANH_GAIN * saved.z_all)
     th = th.contiguous()
@@ -448,17 +442,16 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
         _constants(dt, float(spec.kr)))
     dtype = ref.dtype
     g_W1, g_W2 = None, None
-    if saved.inp_all is not None:  # saved by this backend's forward: [N, features, T*B] views
+    if saved.inp_all is not None:  # saved by this backend's forward ([N, T, features, B] underneath)
         g_W1 = ref.new_empty(n, h1, d + m_dim)
         g_W2 = ref.new_empty(n, m_dim, h1) if spec.two_layers else None
-        flat = lambda a: _np(a.permute(1, 2, 0, 3).reshape(n, a.shape[2], steps * bsz))  # noqa: E731
-        weight_grads(flat(ga_buf.permute(2, 0, 1, 3)), flat(saved.inp_all),
-                     flat(gz_buf.permute(2, 0, 1, 3)) if spec.two_layers else _dummy(ref)[0],
-                     flat(saved.act_all) if spec.two_layers else _dummy(ref)[0], _np(g_W1),
+        blocks = lambda a: _np(a.permute(1, 0, 2, 3).contiguous())  # noqa: E731  (free for this backend's views)
+        weight_grads(_np(ga_buf), blocks(saved.inp_all), _np(gz_buf) if spec.two_layers else _dummy(ref),
+                     blocks(saved.act_all) if spec.two_layers else _dummy(ref), _np(g_W1),
                      _np(g_W2) if spec.two_layers else _dummy(ref)[0], spec.two_layers)
     g_wy, g_bias, g_gain, g_kappa = (a.sum(-1).to(dtype) for a in (acc_wy, acc_bias, acc_gain, acc_kappa))
-    return Grads(g_beta_bt.permute(1, 2, 3, 0) if want_g_beta else None, ga_buf.permute(2, 0, 1, 3),
-                 gz_buf.permute(2, 0, 1, 3) if spec.two_layers else None, g_wy, g_bias, g_gain, g_kappa, g_m,
+    return Grads(g_beta_bt.permute(1, 2, 3, 0) if want_g_beta else None, ga_buf.permute(1, 0, 2, 3),
+                 gz_buf.permute(1, 0, 2, 3) if spec.two_layers else None, g_wy, g_bias, g_gain, g_kappa, g_m,
                  g_h if spec.high_pass else None, g_y, acc_rec.sum(-1, dtype=torch.float64).to(dtype),
                  g_w_in.to(dtype) if events is not None else None, g_W1, g_W2)
 

@@ -392,23 +392,23 @@ class ELMSequence(torch.autograd.Function):
                                                   "g_beta_wanted": ctx.needs_input_grad[19]}))
         # weight gradients: one batched GEMM over T * B each (a backend may hand its arrays in
         # layouts that make these reshapes free: only strides differ)
-        ga = g.ga_all.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1)  # [N, T*B, H1]
         g_W1 = g.g_W1
         if g_W1 is None:
             inp = saved.inp_all
             if inp is None:
                 inp = torch.cat([saved.beta_all, kappa[None, :, :, None] * saved.m_all[:-1]], dim=2)  # [T, N, D+M, B]
+            ga = g.ga_all.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1)  # [N, T*B, H1]
             g_W1 = torch.bmm(ga.transpose(1, 2), inp.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1))
-        g_b1 = ga.sum(1)
+        g_b1 = g.ga_all.sum(dim=(0, 3))
         g_W2 = g_b2 = None
         if spec.two_layers:
-            gz = g.gz_all.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1)  # [N, T*B, M]
             g_W2 = g.g_W2
             if g_W2 is None:
+                gz = g.gz_all.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1)  # [N, T*B, M]
                 act = saved.act_all if saved.act_all is not None else mlp_act(saved.a1_all, spec.mlp_act)
                 h1 = act.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1)
                 g_W2 = torch.bmm(gz.transpose(1, 2), h1)
-            g_b2 = gz.sum(1)
+            g_b2 = g.gz_all.sum(dim=(0, 3))
         g_rec_w = g.g_rec_w
         if g_rec_w is None and rec.count and ctx.needs_input_grad[5]:
             gb = g.g_beta_all.reshape(steps, n * d, bsz)[:, rec.flat]  # [T, S, B]

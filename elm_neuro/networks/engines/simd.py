@@ -223,41 +223,46 @@ def mul_acc(a, arow, x, xrow, out, orow, B):
 
 
 def _gram_intrinsic(rows: int, cols: int):
-    """An intrinsic ``block(A, r0, X, c0, l0, l1, out)``: ``out[r0 + r, c0 + c] += sum_{l0 <= l < l1}
-    A[r0 + r, l] * X[c0 + c, l]`` for ``r < rows``, ``c < cols``, over whole vectors only
-    (``l1 - l0`` a multiple of ``LANES``); ``rows * cols`` vector accumulators, summed across their
-    lanes at the end."""
+    """An intrinsic ``block(A, r0, X, c0, t0, t1, b0, out)``: ``out[r0 + r, c0 + c] +=
+    sum_{t0 <= t < t1} sum_{b0 <= b < b0 + LANES} A[t, r0 + r, b] * X[t, c0 + c, b]`` for
+    ``r < rows``, ``c < cols``: ``rows * cols`` vector accumulators, summed across their lanes at
+    the end."""
 
     @intrinsic
-    def block(typingctx, A, r0, X, c0, l0, n_len, out):
-        for name, ty in (("A", A), ("X", X), ("out", out)):
-            if not isinstance(ty, types.Array) or ty.ndim != 2 or ty.dtype not in (types.float32, types.float64):
-                raise TypeError(f"gram block: {name} must be a 2-D float32/float64 array, got {ty}")
+    def block(typingctx, A, r0, X, c0, t0, t1, b0, out):
+        for name, ty, ndim in (("A", A, 3), ("X", X, 3), ("out", out, 2)):
+            if not isinstance(ty, types.Array) or ty.ndim != ndim or ty.dtype not in (types.float32, types.float64):
+                raise TypeError(f"gram block: {name} must be a {ndim}-D float32/float64 array, got {ty}")
         if len({A.dtype, X.dtype, out.dtype}) != 1:
             raise TypeError("gram block: A, X and out must share one dtype")
-        sig = types.void(A, r0, X, c0, l0, n_len, out)
+        sig = types.void(A, r0, X, c0, t0, t1, b0, out)
 
         def codegen(context, builder, signature, args):
-            tA, tr0, tX, tc0, tl0, tn, tout = signature.args
-            vA, vr0, vX, vc0, vl0, vn, vout = args
+            tA, tr0, tX, tc0, tt0, tt1, tb0, tout = signature.args
+            vA, vr0, vX, vc0, vt0, vt1, vb0, vout = args
             intp = lambda v, t: context.cast(builder, v, t, types.intp)  # noqa: E731
-            vr0, vc0, vl0, vn = intp(vr0, tr0), intp(vc0, tc0), intp(vl0, tl0), intp(vn, tn)
+            vr0, vc0, vt0, vt1, vb0 = intp(vr0, tr0), intp(vc0, tc0), intp(vt0, tt0), intp(vt1, tt1), intp(vb0, tb0)
             scalar = context.get_value_type(tA.dtype)
             vec = ir.VectorType(scalar, LANES)
             align = 4 if tA.dtype == types.float32 else 8
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
                                                  f"llvm.fma.v{LANES}{'f32' if tA.dtype == types.float32 else 'f64'}")
+
+            def plus(v, k):
+                return builder.add(v, ir.Constant(v.type, k))
+
+            def vload(ty, val, t, row):
+                ptr = _element_pointer(context, builder, ty, val, [t, row, vb0])
+                return builder.load(builder.bitcast(ptr, vec.as_pointer()), align=align)
+
             acc = []
             for _ in range(rows * cols):
                 slot = cgutils.alloca_once(builder, vec)
                 builder.store(ir.Constant(vec, [0.0] * LANES), slot)
                 acc.append(slot)
-            step = ir.Constant(vn.type, LANES)
-            with cgutils.for_range_slice(builder, vl0, vn, step) as (l, _):
-                av = [builder.load(_vector_pointer(context, builder, tA, vA, builder.add(vr0, ir.Constant(vr0.type, r)),
-                                                   l, vec), align=align) for r in range(rows)]
-                xv = [builder.load(_vector_pointer(context, builder, tX, vX, builder.add(vc0, ir.Constant(vc0.type, c)),
-                                                   l, vec), align=align) for c in range(cols)]
+            with cgutils.for_range_slice(builder, vt0, vt1, ir.Constant(vt0.type, 1)) as (t, _):
+                av = [vload(tA, vA, t, plus(vr0, r)) for r in range(rows)]
+                xv = [vload(tX, vX, t, plus(vc0, c)) for c in range(cols)]
                 for r in range(rows):
                     for c in range(cols):
                         slot = acc[r * cols + c]
@@ -268,9 +273,7 @@ def _gram_intrinsic(rows: int, cols: int):
                     total = builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
                     for k in range(1, LANES):
                         total = builder.fadd(total, builder.extract_element(v, ir.Constant(ir.IntType(32), k)))
-                    op = _element_pointer(context, builder, tout, vout,
-                                          [builder.add(vr0, ir.Constant(vr0.type, r)),
-                                           builder.add(vc0, ir.Constant(vc0.type, c))])
+                    op = _element_pointer(context, builder, tout, vout, [plus(vr0, r), plus(vc0, c)])
                     builder.store(builder.fadd(builder.load(op), total), op)
             return context.get_dummy_value()
 
@@ -281,60 +284,59 @@ def _gram_intrinsic(rows: int, cols: int):
 
 _gram44, _gram41, _gram14, _gram11 = (_gram_intrinsic(r, c) for r, c in ((4, 4), (4, 1), (1, 4), (1, 1)))
 
-
-@njit(inline="always", **_FM)
-def _gram_rest(A, r, X, c, start, L, out):
-    """``out[r, c] += sum_{start <= l < L} A[r, l] * X[c, l]`` (the lanes after the last vector)."""
-    acc = out[r, c]
-    for k in range(start, L):
-        acc += A[r, k] * X[c, k]
-    out[r, c] = acc
-
-
-GRAM_CHUNK = 512  # elements of l per pass over all output blocks (the rows' chunks stay in L2)
+GRAM_CHUNK = 64  # steps per pass over all output blocks (the chunk of both operands stays in cache)
 
 
 @njit(inline="always", **_FM)
 def gram(A, X, out):
-    """``out[r, c] = sum_l A[r, l] * X[c, l]`` (``A @ X.T``) for rows of ``A`` and ``X`` whose
-    elements are contiguous: chunks of ``GRAM_CHUNK`` along ``l`` (cache blocking), in each vector
-    accumulators for blocks of 4 x 4 output elements (each vector load serves 4 multiply-adds),
-    then the ragged rows; the lanes after the last whole vector at the end."""
-    R, C, L = A.shape[0], X.shape[0], A.shape[1]
-    full = L - L % LANES
+    """``out[r, c] = sum_{t, b} A[t, r, b] * X[t, c, b]`` for ``A`` [T, R, B] and ``X`` [T, C, B]
+    whose samples are contiguous (the engine's per-step blocks): chunks of ``GRAM_CHUNK`` steps
+    (cache blocking), in each vector accumulators over ``LANES`` samples for blocks of 4 x 4 output
+    elements (each vector load serves 4 multiply-adds), then the ragged rows; the samples after
+    the last whole vector as scalar loops."""
+    T, R, B = A.shape
+    C = X.shape[1]
+    full = B - B % LANES
     for r in range(R):
         for c in range(C):
             out[r, c] = 0
-    for l0 in range(0, full, GRAM_CHUNK):
-        l1 = min(l0 + GRAM_CHUNK, full)
-        r = 0
-        while r < R:
-            c = 0
-            while c < C:
-                if r + 4 <= R and c + 4 <= C:
-                    _gram44(A, r, X, c, l0, l1, out)
-                    c += 4
-                elif r + 4 <= R:
-                    _gram41(A, r, X, c, l0, l1, out)
-                    c += 1
-                elif c + 4 <= C:
-                    _gram14(A, r, X, c, l0, l1, out)
-                    c += 4
-                else:
-                    _gram11(A, r, X, c, l0, l1, out)
-                    c += 1
-            r += 4 if r + 4 <= R else 1
-    for r in range(R):
-        for c in range(C):
-            _gram_rest(A, r, X, c, full, L, out)
+    for t0 in range(0, T, GRAM_CHUNK):
+        t1 = min(t0 + GRAM_CHUNK, T)
+        for b0 in range(0, full, LANES):
+            r = 0
+            while r < R:
+                c = 0
+                while c < C:
+                    if r + 4 <= R and c + 4 <= C:
+                        _gram44(A, r, X, c, t0, t1, b0, out)
+                        c += 4
+                    elif r + 4 <= R:
+                        _gram41(A, r, X, c, t0, t1, b0, out)
+                        c += 1
+                    elif c + 4 <= C:
+                        _gram14(A, r, X, c, t0, t1, b0, out)
+                        c += 4
+                    else:
+                        _gram11(A, r, X, c, t0, t1, b0, out)
+                        c += 1
+                r += 4 if r + 4 <= R else 1
+    if full < B:
+        for r in range(R):
+            for c in range(C):
+                acc = out[r, c]
+                for t in range(T):
+                    for b in range(full, B):
+                        acc += A[t, r, b] * X[t, c, b]
+                out[r, c] = acc
 
 
 @njit(**_FM)
 def gram_reference(A, X, out):
     """:func:`gram` as plain loops."""
-    for r in range(A.shape[0]):
-        for c in range(X.shape[0]):
+    for r in range(A.shape[1]):
+        for c in range(X.shape[1]):
             acc = out[r, c] * 0
-            for k in range(A.shape[1]):
-                acc += A[r, k] * X[c, k]
+            for t in range(A.shape[0]):
+                for b in range(A.shape[2]):
+                    acc += A[t, r, b] * X[t, c, b]
             out[r, c] = acc
