@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from elm_neuro.networks.engines.simd import GRAM_CHUNK, LANES, gram, gram_reference, matvec, matvec_reference
+from elm_neuro.networks.engines.simd import GRAM_CHUNK, LANES, axpy, gram, gram_reference, matvec, matvec_reference, mul_acc
 
 
 @njit
@@ -70,3 +70,23 @@ def test_gram_equals_the_reference_and_numpy(dtype, tol, rows, cols, steps, bsz)
     scale = max(1.0, float(np.abs(exact).max())) * max(1.0, np.sqrt(steps * bsz))
     np.testing.assert_allclose(out, exact, rtol=0, atol=tol * scale)
     np.testing.assert_allclose(ref, exact, rtol=0, atol=tol * scale)
+
+
+@njit
+def _call_lanes(w, x, out, a, B):
+    axpy(w, x, 2, out, 1, B)
+    mul_acc(a, 0, x, 1, out, 3, B)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bsz", [3, LANES, 2 * LANES + 3])
+def test_axpy_and_mul_acc_equal_numpy(dtype, bsz):
+    rng = np.random.default_rng(bsz)
+    x = rng.standard_normal((4, bsz + 2)).astype(dtype)
+    out = rng.standard_normal((5, bsz + 2)).astype(dtype)
+    a = rng.standard_normal((2, bsz + 2)).astype(dtype)
+    want = out.copy()
+    want[1, :bsz] += dtype(0.7) * x[2, :bsz]
+    want[3, :bsz] += a[0, :bsz] * x[1, :bsz]
+    _call_lanes(dtype(0.7), x, out, a, bsz)
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)  # samples >= bsz untouched

@@ -3,20 +3,23 @@
 Why: inside the ELM engine's time loop every neuron multiplies its small MLP matrices (rows of
 9-39 numbers) with one column per sample. Written as Numba loops, LLVM vectorises neither the
 samples (a loop of 8 is unrolled into 8 scalar multiply-adds whose accumulators the SLP
-vectoriser does not pack) nor, usefully, the short rows (one horizontal reduction per output):
-about 12 GFLOP/s. Here the samples are one vector: :func:`matvec` holds ``R`` output rows for
-``LANES`` samples in ``R`` vector registers, and per input element does one vector load of the
-samples and ``R`` broadcast multiply-adds (``llvm.fma`` on ``<LANES x float>``), 3-4x the
-scalar loops' rate (``benchmarks/bench_elm.py``). LLVM lowers the vector type on any target
-(two AVX2 registers, one AVX-512 register, NEON pairs).
+vectoriser does not pack) nor, usefully, the short rows (one horizontal reduction per output).
+Here the samples are one vector: :func:`matvec` holds ``R`` output rows for ``LANES`` samples in
+``R`` vector registers, and per input element does one vector load of the samples and ``R``
+broadcast multiply-adds (``llvm.fma`` on ``<LANES x float>``): 3.8x the dot products' rate at the
+SHD-Adding shapes (``benchmarks/bench_simd.py``). LLVM lowers the vector type on any target (8
+float32: one AVX2 register; 8 float64: one AVX-512 or two AVX2 registers; NEON: several). :func:`axpy` and :func:`mul_acc` are the
+synapses' per-sample multiply-adds as single vector operations, and :func:`gram` the MLP weight
+gradients (sums over steps and samples of outer products) from the engine's per-step blocks.
 
-:func:`matvec` is the fast path, :func:`matvec_reference` the plain loop it must equal
-(``tests/test_engine_simd.py``, float32 and float64, strided views, ragged sizes).
+Each fast path has a plain-loop reference or formula it is tested against
+(``tests/test_engine_simd.py``: float32 and float64, strided views, ragged sizes).
 
-    out[o, b] = bias[o] + sum_{i < I} W[o, i0 + i] * x[i, b]     for every row o, sample b < B
+    matvec:  out[o, b] = bias[o] + sum_{i < I} W[o, i0 + i] * x[i, b]   for every row o, sample b < B
+    gram:    out[r, c] = sum_{t, b} A[t, r, b] * X[t, c, b]
 
-Arrays are 2-D (any strides) except that the samples of ``x`` and ``out`` must be contiguous
-(unit stride along the last axis): the block loads and stores ``LANES`` neighbouring samples.
+Arrays may have any strides except along the samples (the last axis), which must be contiguous:
+the blocks load and store ``LANES`` neighbouring samples at once.
 """
 from __future__ import annotations
 
@@ -25,15 +28,74 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-LANES = 8  # samples per vector (one AVX-512 register of float32, two of float64)
+LANES = 8  # samples per vector
 _FM = dict(fastmath={"reassoc", "contract", "nsz"})
 
 
-def _element_pointer(context, builder, ty, value, indices):
-    ary = context.make_array(ty)(context, builder, value)
-    shape = cgutils.unpack_tuple(builder, ary.shape, ty.ndim)
-    strides = cgutils.unpack_tuple(builder, ary.strides, ty.ndim)
-    return cgutils.get_item_pointer2(context, builder, ary.data, shape, strides, ty.layout, indices)
+def _check_arrays(what: str, arrays) -> None:
+    """Typing-time check of an intrinsic's arrays: each ``(name, type, ndim)`` a float32 or
+    float64 array of that rank, all of one dtype."""
+    for name, ty, ndim in arrays:
+        if not isinstance(ty, types.Array) or ty.ndim != ndim or ty.dtype not in (types.float32, types.float64):
+            raise TypeError(f"{what}: {name} must be a {ndim}-D float32/float64 array, got {ty}")
+    if len({ty.dtype for _, ty, _ in arrays}) != 1:
+        raise TypeError(f"{what}: {', '.join(name for name, _, _ in arrays)} must share one dtype")
+
+
+class _Vectors:
+    """IR for ``<LANES x dtype>`` vectors inside one intrinsic's codegen."""
+
+    def __init__(self, context, builder, dtype) -> None:
+        self.context, self.builder = context, builder
+        self.vec = ir.VectorType(context.get_value_type(dtype), LANES)
+        self.align = 4 if dtype == types.float32 else 8
+        self._fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(self.vec, [self.vec] * 3),
+            f"llvm.fma.v{LANES}{'f32' if dtype == types.float32 else 'f64'}")
+
+    def intp(self, value, ty):
+        return self.context.cast(self.builder, value, ty, types.intp)
+
+    def plus(self, index, k: int):
+        return self.builder.add(index, ir.Constant(index.type, k))
+
+    def element(self, ty, value, indices):
+        """Pointer to one element of an array argument."""
+        ary = self.context.make_array(ty)(self.context, self.builder, value)
+        shape = cgutils.unpack_tuple(self.builder, ary.shape, ty.ndim)
+        strides = cgutils.unpack_tuple(self.builder, ary.strides, ty.ndim)
+        return cgutils.get_item_pointer2(self.context, self.builder, ary.data, shape, strides, ty.layout, indices)
+
+    def load(self, ty, value, indices):
+        """The ``LANES`` elements from ``indices`` on along the (contiguous) last axis."""
+        ptr = self.builder.bitcast(self.element(ty, value, indices), self.vec.as_pointer())
+        return self.builder.load(ptr, align=self.align)
+
+    def store(self, v, ty, value, indices):
+        ptr = self.builder.bitcast(self.element(ty, value, indices), self.vec.as_pointer())
+        self.builder.store(v, ptr, align=self.align)
+
+    def splat(self, scalar):
+        b = self.builder
+        v = b.insert_element(ir.Constant(self.vec, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+        return b.shuffle_vector(v, ir.Constant(self.vec, ir.Undefined),
+                                ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+
+    def fma(self, a, x, acc):
+        return self.builder.call(self._fma, [a, x, acc])
+
+    def accumulator(self, start):
+        """A vector stack slot (LLVM keeps it in a register) holding ``start``."""
+        slot = cgutils.alloca_once(self.builder, self.vec)
+        self.builder.store(start, slot)
+        return slot
+
+    def lane_sum(self, v):
+        b = self.builder
+        total = b.extract_element(v, ir.Constant(ir.IntType(32), 0))
+        for k in range(1, LANES):
+            total = b.fadd(total, b.extract_element(v, ir.Constant(ir.IntType(32), k)))
+        return total
 
 
 def _block_intrinsic(rows: int):
@@ -42,48 +104,24 @@ def _block_intrinsic(rows: int):
 
     @intrinsic
     def block(typingctx, W, o, i0, n_in, x, out, bias, b0):
-        for name, ty, ndim in (("W", W, 2), ("x", x, 2), ("out", out, 2), ("bias", bias, 1)):
-            if not isinstance(ty, types.Array) or ty.ndim != ndim or ty.dtype not in (types.float32, types.float64):
-                raise TypeError(f"matvec block: {name} must be a {ndim}-D float32/float64 array, got {ty}")
-        if len({W.dtype, x.dtype, out.dtype, bias.dtype}) != 1:
-            raise TypeError("matvec block: W, x, out and bias must share one dtype")
+        _check_arrays("matvec block", [("W", W, 2), ("x", x, 2), ("out", out, 2), ("bias", bias, 1)])
         sig = types.void(W, o, i0, n_in, x, out, bias, b0)
 
         def codegen(context, builder, signature, args):
             tW, to, ti0, tn, tx, tout, tbias, tb0 = signature.args
             vW, vo, vi0, vn, vx, vout, vbias, vb0 = args
-            intp = lambda v, t: context.cast(builder, v, t, types.intp)  # noqa: E731
-            vo, vi0, vn, vb0 = intp(vo, to), intp(vi0, ti0), intp(vn, tn), intp(vb0, tb0)
-            scalar = context.get_value_type(tW.dtype)
-            vec = ir.VectorType(scalar, LANES)
-            align = 4 if tW.dtype == types.float32 else 8
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-                f"llvm.fma.v{LANES}{'f32' if tW.dtype == types.float32 else 'f64'}")
-            zeros32 = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
-
-            def splat(s):
-                v = builder.insert_element(ir.Constant(vec, ir.Undefined), s, ir.Constant(ir.IntType(32), 0))
-                return builder.shuffle_vector(v, ir.Constant(vec, ir.Undefined), zeros32)
-
-            def row(r):
-                return builder.add(vo, ir.Constant(vo.type, r))
-
-            acc = []
-            for r in range(rows):  # accumulators start at the bias (stack slots LLVM keeps in registers)
-                slot = cgutils.alloca_once(builder, vec)
-                builder.store(splat(builder.load(_element_pointer(context, builder, tbias, vbias, [row(r)]))), slot)
-                acc.append(slot)
+            V = _Vectors(context, builder, tW.dtype)
+            vo, vi0, vn, vb0 = V.intp(vo, to), V.intp(vi0, ti0), V.intp(vn, tn), V.intp(vb0, tb0)
+            acc = [V.accumulator(V.splat(builder.load(V.element(tbias, vbias, [V.plus(vo, r)]))))
+                   for r in range(rows)]  # start at the bias
             with cgutils.for_range(builder, vn) as loop:
-                xp = _element_pointer(context, builder, tx, vx, [loop.index, vb0])
-                xv = builder.load(builder.bitcast(xp, vec.as_pointer()), align=align)
+                xv = V.load(tx, vx, [loop.index, vb0])
                 col = builder.add(vi0, loop.index)
                 for r in range(rows):
-                    w = builder.load(_element_pointer(context, builder, tW, vW, [row(r), col]))
-                    builder.store(builder.call(fma, [splat(w), xv, builder.load(acc[r])]), acc[r])
+                    w = builder.load(V.element(tW, vW, [V.plus(vo, r), col]))
+                    builder.store(V.fma(V.splat(w), xv, builder.load(acc[r])), acc[r])
             for r in range(rows):
-                op = _element_pointer(context, builder, tout, vout, [row(r), vb0])
-                builder.store(builder.load(acc[r]), builder.bitcast(op, vec.as_pointer()), align=align)
+                V.store(builder.load(acc[r]), tout, vout, [V.plus(vo, r), vb0])
             return context.get_dummy_value()
 
         return sig, codegen
@@ -131,75 +169,42 @@ def matvec_reference(W, i0, n_in, x, out, bias, B):
             out[o, b] = acc
 
 
-def _vector_pointer(context, builder, ty, value, row, b0, vec):
-    return builder.bitcast(_element_pointer(context, builder, ty, value, [row, b0]), vec.as_pointer())
+@intrinsic
+def _axpy_block(typingctx, w, x, xrow, out, orow, b0):
+    """``out[orow, b] += w * x[xrow, b]`` for ``LANES`` samples from ``b0`` (``w`` a scalar)."""
+    _check_arrays("axpy", [("x", x, 2), ("out", out, 2)])
+    sig = types.void(w, x, xrow, out, orow, b0)
 
-
-def _lanes_intrinsic(scaled: bool):
-    """An intrinsic for ``LANES`` samples from ``b0`` of one row each:
-    ``out[orow, b] += w * x[xrow, b]`` (``scaled``: ``w`` a scalar) or
-    ``out[orow, b] += a[arow, b] * x[xrow, b]``."""
-
-    def typer(name, *arrays):
-        for ty in arrays:
-            if not isinstance(ty, types.Array) or ty.ndim != 2 or ty.dtype not in (types.float32, types.float64):
-                raise TypeError(f"{name}: arrays must be 2-D float32/float64, got {ty}")
-        if len({ty.dtype for ty in arrays}) != 1:
-            raise TypeError(f"{name}: arrays must share one dtype")
-
-    def body(context, builder, dtype, out_ty, out_v, orow, b0, x_ty, x_v, xrow, factor):
-        scalar = context.get_value_type(dtype)
-        vec = ir.VectorType(scalar, LANES)
-        align = 4 if dtype == types.float32 else 8
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-                                             f"llvm.fma.v{LANES}{'f32' if dtype == types.float32 else 'f64'}")
-        xv = builder.load(_vector_pointer(context, builder, x_ty, x_v, xrow, b0, vec), align=align)
-        op = _vector_pointer(context, builder, out_ty, out_v, orow, b0, vec)
-        builder.store(builder.call(fma, [factor(vec), xv, builder.load(op, align=align)]), op, align=align)
+    def codegen(context, builder, signature, args):
+        tw, tx, txr, tout, tor, tb0 = signature.args
+        vw, vx, vxr, vout, vor, vb0 = args
+        V = _Vectors(context, builder, tx.dtype)
+        at = [V.intp(vor, tor), V.intp(vb0, tb0)]
+        wv = V.splat(context.cast(builder, vw, tw, tx.dtype))
+        V.store(V.fma(wv, V.load(tx, vx, [V.intp(vxr, txr), at[1]]), V.load(tout, vout, at)), tout, vout, at)
         return context.get_dummy_value()
 
-    if scaled:
-        @intrinsic
-        def axpy(typingctx, w, x, xrow, out, orow, b0):
-            typer("axpy", x, out)
-            sig = types.void(w, x, xrow, out, orow, b0)
-
-            def codegen(context, builder, signature, args):
-                tw, tx, txr, tout, tor, tb0 = signature.args
-                vw, vx, vxr, vout, vor, vb0 = args
-                intp = lambda v, t: context.cast(builder, v, t, types.intp)  # noqa: E731
-                wv = context.cast(builder, vw, tw, tx.dtype)
-
-                def factor(vec):
-                    v = builder.insert_element(ir.Constant(vec, ir.Undefined), wv, ir.Constant(ir.IntType(32), 0))
-                    return builder.shuffle_vector(v, ir.Constant(vec, ir.Undefined),
-                                                  ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
-                return body(context, builder, tx.dtype, tout, vout, intp(vor, tor), intp(vb0, tb0), tx, vx,
-                            intp(vxr, txr), factor)
-            return sig, codegen
-        return axpy
-
-    @intrinsic
-    def mul_acc(typingctx, a, arow, x, xrow, out, orow, b0):
-        typer("mul_acc", a, x, out)
-        sig = types.void(a, arow, x, xrow, out, orow, b0)
-
-        def codegen(context, builder, signature, args):
-            ta, tar, tx, txr, tout, tor, tb0 = signature.args
-            va, var, vx, vxr, vout, vor, vb0 = args
-            intp = lambda v, t: context.cast(builder, v, t, types.intp)  # noqa: E731
-            align = 4 if ta.dtype == types.float32 else 8
-
-            def factor(vec):
-                return builder.load(_vector_pointer(context, builder, ta, va, intp(var, tar), intp(vb0, tb0), vec),
-                                    align=align)
-            return body(context, builder, tx.dtype, tout, vout, intp(vor, tor), intp(vb0, tb0), tx, vx,
-                        intp(vxr, txr), factor)
-        return sig, codegen
-    return mul_acc
+    return sig, codegen
 
 
-_axpy_block, _mul_acc_block = _lanes_intrinsic(True), _lanes_intrinsic(False)
+@intrinsic
+def _mul_acc_block(typingctx, a, arow, x, xrow, out, orow, b0):
+    """``out[orow, b] += a[arow, b] * x[xrow, b]`` for ``LANES`` samples from ``b0``."""
+    _check_arrays("mul_acc", [("a", a, 2), ("x", x, 2), ("out", out, 2)])
+    sig = types.void(a, arow, x, xrow, out, orow, b0)
+
+    def codegen(context, builder, signature, args):
+        ta, tar, tx, txr, tout, tor, tb0 = signature.args
+        va, var, vx, vxr, vout, vor, vb0 = args
+        V = _Vectors(context, builder, tx.dtype)
+        b0_ = V.intp(vb0, tb0)
+        at = [V.intp(vor, tor), b0_]
+        prod = V.fma(V.load(ta, va, [V.intp(var, tar), b0_]), V.load(tx, vx, [V.intp(vxr, txr), b0_]),
+                     V.load(tout, vout, at))
+        V.store(prod, tout, vout, at)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @njit(inline="always", **_FM)
@@ -230,51 +235,27 @@ def _gram_intrinsic(rows: int, cols: int):
 
     @intrinsic
     def block(typingctx, A, r0, X, c0, t0, t1, b0, out):
-        for name, ty, ndim in (("A", A, 3), ("X", X, 3), ("out", out, 2)):
-            if not isinstance(ty, types.Array) or ty.ndim != ndim or ty.dtype not in (types.float32, types.float64):
-                raise TypeError(f"gram block: {name} must be a {ndim}-D float32/float64 array, got {ty}")
-        if len({A.dtype, X.dtype, out.dtype}) != 1:
-            raise TypeError("gram block: A, X and out must share one dtype")
+        _check_arrays("gram block", [("A", A, 3), ("X", X, 3), ("out", out, 2)])
         sig = types.void(A, r0, X, c0, t0, t1, b0, out)
 
         def codegen(context, builder, signature, args):
             tA, tr0, tX, tc0, tt0, tt1, tb0, tout = signature.args
             vA, vr0, vX, vc0, vt0, vt1, vb0, vout = args
-            intp = lambda v, t: context.cast(builder, v, t, types.intp)  # noqa: E731
-            vr0, vc0, vt0, vt1, vb0 = intp(vr0, tr0), intp(vc0, tc0), intp(vt0, tt0), intp(vt1, tt1), intp(vb0, tb0)
-            scalar = context.get_value_type(tA.dtype)
-            vec = ir.VectorType(scalar, LANES)
-            align = 4 if tA.dtype == types.float32 else 8
-            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vec, [vec, vec, vec]),
-                                                 f"llvm.fma.v{LANES}{'f32' if tA.dtype == types.float32 else 'f64'}")
-
-            def plus(v, k):
-                return builder.add(v, ir.Constant(v.type, k))
-
-            def vload(ty, val, t, row):
-                ptr = _element_pointer(context, builder, ty, val, [t, row, vb0])
-                return builder.load(builder.bitcast(ptr, vec.as_pointer()), align=align)
-
-            acc = []
-            for _ in range(rows * cols):
-                slot = cgutils.alloca_once(builder, vec)
-                builder.store(ir.Constant(vec, [0.0] * LANES), slot)
-                acc.append(slot)
+            V = _Vectors(context, builder, tA.dtype)
+            vr0, vc0, vt0, vt1, vb0 = (V.intp(v, t) for v, t in ((vr0, tr0), (vc0, tc0), (vt0, tt0), (vt1, tt1),
+                                                                  (vb0, tb0)))
+            acc = [V.accumulator(ir.Constant(V.vec, [0.0] * LANES)) for _ in range(rows * cols)]
             with cgutils.for_range_slice(builder, vt0, vt1, ir.Constant(vt0.type, 1)) as (t, _):
-                av = [vload(tA, vA, t, plus(vr0, r)) for r in range(rows)]
-                xv = [vload(tX, vX, t, plus(vc0, c)) for c in range(cols)]
+                av = [V.load(tA, vA, [t, V.plus(vr0, r), vb0]) for r in range(rows)]
+                xv = [V.load(tX, vX, [t, V.plus(vc0, c), vb0]) for c in range(cols)]
                 for r in range(rows):
                     for c in range(cols):
                         slot = acc[r * cols + c]
-                        builder.store(builder.call(fma, [av[r], xv[c], builder.load(slot)]), slot)
+                        builder.store(V.fma(av[r], xv[c], builder.load(slot)), slot)
             for r in range(rows):
                 for c in range(cols):
-                    v = builder.load(acc[r * cols + c])
-                    total = builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
-                    for k in range(1, LANES):
-                        total = builder.fadd(total, builder.extract_element(v, ir.Constant(ir.IntType(32), k)))
-                    op = _element_pointer(context, builder, tout, vout, [plus(vr0, r), plus(vc0, c)])
-                    builder.store(builder.fadd(builder.load(op), total), op)
+                    op = V.element(tout, vout, [V.plus(vr0, r), V.plus(vc0, c)])
+                    builder.store(builder.fadd(builder.load(op), V.lane_sum(builder.load(acc[r * cols + c]))), op)
             return context.get_dummy_value()
 
         return sig, codegen

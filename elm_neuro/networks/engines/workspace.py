@@ -13,9 +13,9 @@ to the workspace's own. An array is never handed out twice while anything (autog
 tensors, a returned output, a user's view) still uses it; a caller that keeps outputs just makes
 the workspace allocate another array.
 
-Bound: the arrays kept total at most ``max_bytes`` (default
-:data:`elm_neuro.defaults.ENGINE_WORKSPACE_BYTES`); beyond it the least recently used free arrays
-are dropped, and an array larger than the bound is not kept at all. :func:`clear` drops every
+Bound: the arrays kept (in use or free) total at most ``max_bytes`` (default
+:data:`elm_neuro.defaults.ENGINE_WORKSPACE_BYTES`): to make room the least recently used free
+arrays are dropped, and an array that still does not fit is handed out without being kept. :func:`clear` drops every
 free array (e.g. after training, before something else needs the memory).
 """
 from __future__ import annotations
@@ -64,7 +64,8 @@ class Workspace:
             arr = np.empty(shape, np_dtype)
             if arr.nbytes <= self.max_bytes:
                 self._evict(self.max_bytes - arr.nbytes)
-                self._arrays.append(arr)
+                if self.kept_bytes + arr.nbytes <= self.max_bytes:  # else the arrays in use fill the bound
+                    self._arrays.append(arr)
             return torch.from_numpy(arr)
 
     def _evict(self, budget: int) -> None:
