@@ -17,8 +17,8 @@ samples (:func:`~elm_neuro.networks.engines.simd.axpy`, :func:`~elm_neuro.networ
 The large per-sequence arrays come from :mod:`elm_neuro.networks.engines.workspace` (reused, so
 their pages are not faulted in again every batch).
 
-What the loop does not do: the MLP weight gradients (one GEMM each after the loop, in the
-Function); what it does instead of tensor code: the gradients of the small per-neuron
+What the loop does not do: the MLP weight gradients (Gram blocks per neuron after the loop,
+:func:`_weight_grads_impl`); what it does instead of tensor code: the gradients of the small per-neuron
 parameters (bias, readout, gain, kappa) are summed in the loop per batch lane in float64. With
 input events (:class:`~elm_neuro.networks.engines.elm_sequence.InputEvents`, spiking inputs) the
 input drive of each step is scattered from that step's events, and the input synapses' weight

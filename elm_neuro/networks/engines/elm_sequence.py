@@ -5,7 +5,9 @@ reverse-time backward (one ``torch.autograd.Function``), beside the per-step pat
 What runs where
     Outside the loop, as large tensor operations: the input synapses' drive for all ``T`` steps
     (computed by the layer with ordinary autograd, so the input weights get their gradient from
-    ``d drive``), and in backward every MLP weight gradient as one batched GEMM over ``T * B``.
+    ``d drive``; spiking inputs instead reach a backend that takes them as events), and in
+    backward every MLP weight gradient as one batched GEMM over ``T * B`` (or from the backend,
+    which may compute them in its own layout: ``Grads.g_W1`` / ``g_W2``).
     Inside the loop only the recurrent part: the recurrent synapses reading the previous step's
     outputs, the MLP on ``[beta ; kappa m]``, the memory update, readout, high-pass and output
     activation (forward), and their derivatives in reverse order (backward).
