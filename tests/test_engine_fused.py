@@ -83,7 +83,8 @@ def test_numba_kernels_equal_the_reference(case, dtype, tol, size):
     inp = torch.cat([ref.beta_all, a["kappa"][None, :, :, None] * ref.m_all[:-1]], dim=2)
     g_W1 = torch.einsum("tnhb,tnkb->nhk", gref.ga_all, inp)
     g_W2 = torch.einsum("tnmb,tnhb->nmh", gref.gz_all, Q.mlp_act(ref.a1_all, spec.mlp_act)) if c["two"] else None
-    gref = gref._replace(g_W1=g_W1, g_W2=g_W2)
+    gref = gref._replace(g_W1=g_W1, g_W2=g_W2, g_b1=gref.ga_all.sum(dim=(0, 3)),
+                         g_b2=gref.gz_all.sum(dim=(0, 3)) if c["two"] else None)
     for name in Q.Grads._fields:
         x, y = getattr(gref, name), getattr(ggot, name)
         if name == "g_rec_w":  # the reference leaves it to the Function

@@ -311,14 +311,31 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
                     g_w_in[s] += gbs[syn_flat[s], b] * v
 
 
-def _weight_grads_impl(ga, inp, gz, act, g_W1, g_W2, two):
-    """The MLP weight gradients from the loop's [N, T, features, B] arrays, one neuron at a time:
-    ``g_W1[n] = sum_{t,b} ga[n, t, :, b] inp[n, t, :, b]^T``, likewise ``g_W2`` from ``gz`` and
-    ``act`` (:func:`~elm_neuro.networks.engines.simd.gram`)."""
+@njit(**_INLINE)
+def _row_sums(A, out):
+    """``out[r] = sum_{t, b} A[t, r, b]`` (a bias gradient), summed per sample lane first."""
+    T, R, B = A.shape
+    for r in range(R):
+        out[r] = 0
+    for t in range(T):
+        for r in range(R):
+            acc = out[r]
+            for b in range(B):
+                acc += A[t, r, b]
+            out[r] = acc
+
+
+def _weight_grads_impl(ga, inp, gz, act, g_W1, g_b1, g_W2, g_b2, two):
+    """The MLP weight and bias gradients from the loop's [N, T, features, B] arrays, one neuron
+    at a time: ``g_W1[n] = sum_{t,b} ga[n, t, :, b] inp[n, t, :, b]^T`` and ``g_b1[n] = sum_{t,b}
+    ga[n, t, :, b]``, likewise ``g_W2``, ``g_b2`` from ``gz`` and ``act``
+    (:func:`~elm_neuro.networks.engines.simd.gram`)."""
     for n in prange(ga.shape[0]):
         gram(ga[n], inp[n], g_W1[n])
+        _row_sums(ga[n], g_b1[n])
         if two:
             gram(gz[n], act[n], g_W2[n])
+            _row_sums(gz[n], g_b2[n])
 
 
 _KERNELS: dict = {}
@@ -441,19 +458,21 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
         np.empty((n, m_dim, bsz), dt), np.empty((n, bsz), dt), np.zeros(max(d, h1, m_dim), dt),
         _constants(dt, float(spec.kr)))
     dtype = ref.dtype
-    g_W1, g_W2 = None, None
+    g_W1 = g_b1 = g_W2 = g_b2 = None
     if saved.inp_all is not None:  # saved by this backend's forward ([N, T, features, B] underneath)
-        g_W1 = ref.new_empty(n, h1, d + m_dim)
+        g_W1, g_b1 = ref.new_empty(n, h1, d + m_dim), ref.new_empty(n, h1)
         g_W2 = ref.new_empty(n, m_dim, h1) if spec.two_layers else None
+        g_b2 = ref.new_empty(n, m_dim) if spec.two_layers else None
         blocks = lambda a: _np(a.permute(1, 0, 2, 3).contiguous())  # noqa: E731  (free for this backend's views)
         weight_grads(_np(ga_buf), blocks(saved.inp_all), _np(gz_buf) if spec.two_layers else _dummy(ref),
-                     blocks(saved.act_all) if spec.two_layers else _dummy(ref), _np(g_W1),
-                     _np(g_W2) if spec.two_layers else _dummy(ref)[0], spec.two_layers)
+                     blocks(saved.act_all) if spec.two_layers else _dummy(ref), _np(g_W1), _np(g_b1),
+                     _np(g_W2) if spec.two_layers else _dummy(ref)[0],
+                     _np(g_b2) if spec.two_layers else _dummy(ref)[0, 0], spec.two_layers)
     g_wy, g_bias, g_gain, g_kappa = (a.sum(-1).to(dtype) for a in (acc_wy, acc_bias, acc_gain, acc_kappa))
     return Grads(g_beta_bt.permute(1, 2, 3, 0) if want_g_beta else None, ga_buf.permute(1, 0, 2, 3),
                  gz_buf.permute(1, 0, 2, 3) if spec.two_layers else None, g_wy, g_bias, g_gain, g_kappa, g_m,
                  g_h if spec.high_pass else None, g_y, acc_rec.sum(-1, dtype=torch.float64).to(dtype),
-                 g_w_in.to(dtype) if events is not None else None, g_W1, g_W2)
+                 g_w_in.to(dtype) if events is not None else None, g_W1, g_W2, g_b1, g_b2)
 
 
 @njit(cache=True, nogil=True)

@@ -147,10 +147,12 @@ class Grads(NamedTuple):
     # the input synapses' weight gradient [S_in] (backends that take input events; g_beta_all is
     # then None)
     g_w_in: Optional[torch.Tensor] = None
-    # optional: the MLP weight gradients [N, H1, D+M] and [N, M, H] (else the Function computes
-    # them as batched GEMMs from ga_all / gz_all and the saved inputs)
+    # optional: the MLP weight gradients [N, H1, D+M] and [N, M, H] and bias gradients [N, H1]
+    # and [N, M] (else the Function computes them from ga_all / gz_all and the saved inputs)
     g_W1: Optional[torch.Tensor] = None
     g_W2: Optional[torch.Tensor] = None
+    g_b1: Optional[torch.Tensor] = None
+    g_b2: Optional[torch.Tensor] = None
 
 
 def unsupported_reason(cfg) -> Optional[str]:
@@ -401,7 +403,7 @@ class ELMSequence(torch.autograd.Function):
                 inp = torch.cat([saved.beta_all, kappa[None, :, :, None] * saved.m_all[:-1]], dim=2)  # [T, N, D+M, B]
             ga = g.ga_all.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1)  # [N, T*B, H1]
             g_W1 = torch.bmm(ga.transpose(1, 2), inp.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1))
-        g_b1 = g.ga_all.sum(dim=(0, 3))
+        g_b1 = g.g_b1 if g.g_b1 is not None else g.ga_all.sum(dim=(0, 3))
         g_W2 = g_b2 = None
         if spec.two_layers:
             g_W2 = g.g_W2
@@ -410,7 +412,7 @@ class ELMSequence(torch.autograd.Function):
                 act = saved.act_all if saved.act_all is not None else mlp_act(saved.a1_all, spec.mlp_act)
                 h1 = act.permute(1, 0, 3, 2).reshape(n, steps * bsz, -1)
                 g_W2 = torch.bmm(gz.transpose(1, 2), h1)
-            g_b2 = g.gz_all.sum(dim=(0, 3))
+            g_b2 = g.g_b2 if g.g_b2 is not None else g.gz_all.sum(dim=(0, 3))
         g_rec_w = g.g_rec_w
         if g_rec_w is None and rec.count and ctx.needs_input_grad[5]:
             gb = g.g_beta_all.reshape(steps, n * d, bsz)[:, rec.flat]  # [T, S, B]
