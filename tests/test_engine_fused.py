@@ -178,6 +178,36 @@ def test_event_and_drive_inputs_give_the_same_kernel_results():
     assert float(res["events"][2][x == 0].abs().sum()) > 0  # silent inputs get a gradient too
 
 
+@pytest.mark.parametrize("bsz", [3, LANES + 2])
+def test_dense_input_rows_and_drive_give_the_same_results(bsz):
+    """A dense input (e.g. a hidden layer's outputs reaching the readout) read through its
+    synapses inside the Numba engine, and as the dense map's drive: equal outputs, input-weight
+    and input gradients, with input and recurrent dropout, in a layer with both kinds of synapses."""
+    layer = ELMLayer(ELMLayerConfig(d_m=3, d_tree=4, d_brch=3, rho=0.4, dropout_in=0.3, dropout_rec=0.3), 9, 6,
+                     seed=4).double().train()
+    assert S.has_recurrent(layer.connectome, 9)
+    x = torch.randn(bsz, 17, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).requires_grad_(True)
+    res, seen = {}, []
+
+    def spy(*args, **kw):
+        seen.append("x_rows" in kw)
+        return NUMBA[0](*args, **kw)
+
+    spy.__dict__.update(NUMBA[0].__dict__)
+    for mode in ("rows", "drive"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(S, "ROWS_INPUT_MAX_FILL", 1.0 if mode == "rows" else 0.0)
+            mp.setattr(NB, "forward", spy)
+            torch.manual_seed(5)
+            out = layer.forward_fused(x)
+            loss = (out.y * torch.linspace(-1, 1, out.y.shape[-1], dtype=x.dtype)).sum() + out.z_abs_mean.sum()
+            res[mode] = (out.y,) + torch.autograd.grad(loss, [layer.w_s, x] + list(layer.mlp_w))
+    assert seen == [True, False]  # the Numba engine ran, once on rows and once on the drive
+    for a, b in zip(res["rows"], res["drive"]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+    assert float(res["rows"][2].abs().sum()) > 0
+
+
 def _compare_engines(name, dtype, atol, rtol, x):
     nets = {eng: NETWORKS[name](engine=eng, dropout_in=0.25, dropout_rec=0.25) if name != "neuron"
             else NETWORKS[name](engine=eng) for eng in ("step", "fused")}

@@ -232,6 +232,16 @@ class ELMLayer(nn.Module):
         m_in = S.dense_map(self.connectome, w_eff.detach(), 0, self.n_in, c.d_tree, c.d_brch)
         return events, w_in[order], x, m_in
 
+    def _reads_input_rows(self, fns) -> bool:
+        """Whether the engine reads a dense input through its input synapses (a backend with
+        ``accepts_rows``, and synapses that fill at most ``ROWS_INPUT_MAX_FILL`` of the dense input
+        map: then one vector multiply-add per synapse and step costs less than the map's matrix
+        products)."""
+        if not getattr(fns[0], "accepts_rows", False):
+            return False
+        n_syn = int((self.connectome < self.n_in).sum())
+        return n_syn <= S.ROWS_INPUT_MAX_FILL * self.n_in * self.n * self.cfg.d_tree
+
     def draw_masks(self, x: torch.Tensor):
         """Variational dropout masks ``(mask_in [B, n_in], mask_rec [B, N])`` (None when off)."""
         return dropout_masks(self.training, x, self.n_in, self.cfg.dropout_in, self.n, self.cfg.dropout_rec)
@@ -282,9 +292,16 @@ class ELMLayer(nn.Module):
             fns = backend if backend is not None else Q.backend(x.device)
             made, drive_in = self._input_events(x, mask_in, w_eff, fns), x.new_empty(0)
             events, w_in, x_in, m_in = made if made is not None else (None,) + (x.new_empty(0),) * 3
-            if events is None:
-                drive_in = self._input_drive(x, mask_in, w_eff).permute(1, 2, 3, 0)  # [T, N, D, B] view of [B, T, N, D]
             src, target, w_rec = S.synapse_list(self.connectome, w_eff, self.n_in, c.d_tree, c.d_brch)
+            x_rows = mask_x = x.new_empty(0)
+            if events is None and self._reads_input_rows(fns):
+                # the dense input read through its synapses in the engine (sources N + channel)
+                s_in, t_in, w_i = S.synapse_list(self.connectome, w_eff, 0, c.d_tree, c.d_brch, hi=self.n_in)
+                src, target, w_rec = torch.cat([src, s_in + n]), torch.cat([target, t_in]), torch.cat([w_rec, w_i])
+                x_rows = x.permute(1, 2, 0)  # [T, n_in, B]
+                mask_x = (mask_in.t() if mask_in is not None else x.new_ones(self.n_in, bsz)).contiguous()
+            elif events is None:
+                drive_in = self._input_drive(x, mask_in, w_eff).permute(1, 2, 3, 0)  # [T, N, D, B] view of [B, T, N, D]
             rec, order = Q.make_recurrent(src, target, c.d_tree, n)
             w_rec = w_rec[order]
             mask = (mask_rec.t() if mask_rec is not None else x.new_ones(n, bsz)).contiguous()
@@ -299,7 +316,7 @@ class ELMLayer(nn.Module):
             y, m_T, h_T, zabs = Q.ELMSequence.apply(
                 fns, spec, rec, mask, drive_in, w_rec, self.mlp_w[0], self.mlp_b[0],
                 self.mlp_w[1] if two else empty, self.mlp_b[1] if two else empty, self.w_y, self.bias, kappa, gain,
-                state.m.permute(1, 2, 0), h0, state.y.permute(1, 2, 0), events, w_in, x_in, m_in)
+                state.m.permute(1, 2, 0), h0, state.y.permute(1, 2, 0), events, w_in, x_in, m_in, x_rows, mask_x)
         # y [T, N, O, B] -> [B, T, N*O]; states back to batch first
         y_out = y.permute(3, 0, 1, 2).reshape(bsz, steps, n * c.d_o)
         new_state = E.ELMState(m=m_T.permute(2, 0, 1), b=None,

@@ -35,6 +35,13 @@ SPARSE_INPUT_MAX_DENSITY = 0.05  # below this fraction of non-zero inputs, proje
 # measured break-even near 40 % for a readout of 19 neurons on 227 spiking channels, far higher
 # for wide layers, so 25 % keeps a margin.
 EVENT_INPUT_MAX_DENSITY = 0.25
+# A dense input reaches a fused engine that reads input rows (the CPU one) through its synapses,
+# one vector multiply-add over the batch per synapse and step, when the synapses fill at most this
+# fraction of the dense input map, else as the map's matrix product. Measured with
+# benchmarks/bench_elm.py: the Enwik8 readout (153,000 synapses in a 440 x 10,200 map, 3 %)
+# trains much faster this way; at the SHD-Adding readout's 18 % (5,700 in 57 x 570) both ways
+# cost the same.
+ROWS_INPUT_MAX_FILL = 0.1
 
 
 def resolve_impl(impl: str, n_src: int, n_cols: int) -> str:

@@ -120,7 +120,7 @@ def _act_grad(a, code, zero, one, two):
 def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_in, dr,
               ptr, branch, src, rec_w, mask_rec, W1, b1, W2, b2, wy, bias, kappa, gain,
               two, mlp_act, out_act, high_pass, y_all, m_all, inp_buf, a1_buf, act_buf, z_all, th_all, pre_all, h, zabs,
-              ym, rc, zz, acc, cst):
+              x_rows, mask_x, ym, rc, zz, acc, cst):
     T = m_all.shape[0] - 1
     N, M, B = m_all.shape[1], m_all.shape[2], m_all.shape[3]
     O = wy.shape[1]
@@ -139,11 +139,16 @@ def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_i
                 c = ev_c[e]
                 for s in range(syn_ptr[c], syn_ptr[c + 1]):
                     dr[syn_flat[s], b] += w_in[s] * v
-        for j in range(ym.shape[0]):  # the previous step's outputs through the recurrent dropout mask
+        # the synapses' source rows: the previous step's outputs through the recurrent dropout
+        # mask, then the dense input rows through the input dropout mask (source N + c)
+        for j in range(N):
             for b in range(B):
                 ym[j, b] = y_all[t, j, 0, b] * mask_rec[j, b]
+        for c in range(mask_x.shape[0]):
+            for b in range(B):
+                ym[N + c, b] = x_rows[t, c, b] * mask_x[c, b]
         for n in prange(N):
-            # recurrent synapses of neuron n (CSR), summed per branch over the batch (contiguous)
+            # synapses of neuron n from source rows (CSR), summed per branch over the batch
             for k in range(D):
                 for b in range(B):
                     rc[n, k, b] = zero
@@ -219,7 +224,7 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
               kappa, gain, gy, g_zabs, two, mlp_act, out_act, high_pass,
               events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, g_w_in, want_g_beta,
               g_beta_all, ga_buf, gz_buf, acc_bias, acc_wy, acc_gain, acc_kappa, acc_rec, g_m, g_h, g_y,
-              ym, gyr, gbs, gm, gmd, grs, zvec, cst):
+              x_rows, mask_x, g_x_rows, ym, gyr, gbs, gm, gmd, grs, zvec, cst):
     T = z_all.shape[0]
     N, M, B = z_all.shape[1], z_all.shape[2], z_all.shape[3]
     O = wy.shape[1]
@@ -281,27 +286,39 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
                     gv = gm[n, d, b] + gmd[n, d, b]
                     acc_kappa[n, d, b] += gv * m_all[t, n, d, b]
                     g_m[n, d, b] = kd * gv
-        # recurrent synapses: their gradient into the previous step's outputs (scattered to the
-        # sources) and into their weights; the step's branch gradients gbs are batch-innermost
+        # synapses from source rows: their gradient into the previous step's outputs and the
+        # dense input rows (scattered to the sources) and into their weights; the step's branch
+        # gradients gbs are batch-innermost
+        C = mask_x.shape[0]
         if S > 0:
             for j in range(N):
                 for b in range(B):
                     ym[j, b] = y_all[t, j, 0, b] * mask_rec[j, b]
                     gyr[j, b] = zero
-            # per-lane sums (no horizontal reduction per synapse); the mask applied once per source
+            for c in range(C):
+                for b in range(B):
+                    ym[N + c, b] = x_rows[t, c, b] * mask_x[c, b]
+                    gyr[N + c, b] = zero
+            # per-lane sums (no horizontal reduction per synapse); the masks applied once per source
             for n in range(N):
                 for s in range(ptr[n], ptr[n + 1]):
                     f, j, w = n * D + branch[s], src[s], rec_w[s]
-                    axpy(w, gbs, f, gyr, j, B)  # into its source's output (the mask applied later)
+                    axpy(w, gbs, f, gyr, j, B)  # into its source row (the mask applied later)
                     mul_acc(gbs, f, ym, j, acc_rec, s, B)  # into its weight, per batch lane
             for j in range(N):
                 for b in range(B):
                     g_y[j, 0, b] = gyr[j, b] * mask_rec[j, b]
+            for c in range(C):
+                for b in range(B):
+                    g_x_rows[t, c, b] = gyr[N + c, b] * mask_x[c, b]
         else:
             for j in range(N):
                 for o in range(O):
                     for b in range(B):
                         g_y[j, o, b] = zero
+            for c in range(C):
+                for b in range(B):
+                    g_x_rows[t, c, b] = zero
         if events:  # the input synapses' weight gradient from this step's input events
             for e in range(ev_ptr[t], ev_ptr[t + 1]):
                 b = ev_b[e]
@@ -367,23 +384,35 @@ def _constants(dtype, kr: float) -> np.ndarray:
     return np.array([0.0, 1.0, TANH_GAIN, 1.0 - kr, kr, 2.0], dtype)
 
 
-def _event_args(events: Optional[InputEvents], w_in, dt):
-    """The kernels' event arguments (empty arrays when the drive comes as a tensor)."""
+def _event_args(events: Optional[InputEvents], w_in, dt, no_drive_steps: int = 0):
+    """The kernels' event arguments (empty arrays when the drive comes as a tensor; an empty event
+    list of ``no_drive_steps`` steps when there is no input drive besides the synapses from input
+    rows)."""
     if events is None:
         i0 = np.zeros(1, np.int64)
-        return (False, i0, i0, i0, np.zeros(1, dt), i0, i0, np.zeros(1, dt))
+        return (no_drive_steps > 0, np.zeros(no_drive_steps + 1, np.int64), i0, i0, np.zeros(1, dt), i0, i0,
+                np.zeros(1, dt))
     return (True, _np(events.ptr), _np(events.batch), _np(events.chan), _np(events.value), _np(events.syn_ptr),
             _np(events.syn_flat), _np(w_in))
 
 
+def _rows_args(x_rows, mask_x, dt, bsz):
+    """The kernels' dense-input-row arguments ([T, C, B] rows and their [C, B] mask; C = 0 without)."""
+    if x_rows is None:
+        return np.zeros((1, 0, bsz), dt), np.zeros((0, bsz), dt)
+    return _np(x_rows.contiguous()), _np(mask_x.contiguous())
+
+
 def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias, kappa, gain, m0, h0, y0,
-            spec: Spec, events: Optional[InputEvents] = None, w_in=None) -> Saved:
+            spec: Spec, events: Optional[InputEvents] = None, w_in=None, x_rows=None, mask_x=None) -> Saved:
     """The contract's forward (:func:`elm_neuro.networks.engines.elm_sequence.forward_torch`);
     with ``events`` (and their synapse weights ``w_in``) the input drive is built in the loop from
-    the input events and ``drive_in`` is not read."""
+    the input events and ``drive_in`` is not read. With ``x_rows`` [T, C, B] (a dense input, with
+    its dropout mask ``mask_x`` [C, B]) the synapses with source ``N + c`` in ``rec`` read input
+    row ``c`` (``accepts_rows``); there is then no other input drive."""
     n, m_dim, bsz = m0.shape
     d, o_dim, h1 = W1.shape[2] - m_dim, wy.shape[1], W1.shape[1]
-    steps = events.steps if events is not None else drive_in.shape[0]
+    steps = events.steps if events is not None else (x_rows.shape[0] if x_rows is not None else drive_in.shape[0])
     def new(*shape):  # the large arrays come from the engines' workspace (pages already mapped)
         return WORKSPACE.empty(shape, m0.dtype)
 
@@ -399,15 +428,17 @@ def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias,
     zabs = m0.new_zeros(n, bsz)
     fwd = _kernels(engine_threads() > 1)[0]
     dt = _np(m0).dtype
-    drive_bt = _np(drive_in.permute(3, 0, 1, 2).contiguous()) if events is None else np.zeros((1, 1, 1, 1), dt)
-    fwd(drive_bt, *_event_args(events, w_in, dt), np.empty((n * d, bsz), dt),
+    drive_bt = _np(drive_in.permute(3, 0, 1, 2).contiguous()) if events is None and x_rows is None \
+        else np.zeros((1, 1, 1, 1), dt)
+    xr, mx = _rows_args(x_rows, mask_x, dt, bsz)
+    fwd(drive_bt, *_event_args(events, w_in, dt, steps if x_rows is not None else 0), np.empty((n * d, bsz), dt),
         _np(rec.ptr), _np(rec.branch), _np(rec.src), _np(rec_w), _np(mask_rec), _np(W1), _np(b1),
         _np(W2) if spec.two_layers else np.zeros((1, 1, 1), dt), _np(b2) if spec.two_layers else np.zeros((1, 1), dt),
         _np(wy), _np(bias), _np(kappa), _np(gain), spec.two_layers, spec.mlp_act, spec.out_act, spec.high_pass,
         _np(y_all), _np(m_all), _np(inp_buf), _np(a1_buf) if spec.two_layers else _dummy(m0),
         _np(act_buf) if spec.two_layers else _dummy(m0), _np(z_all), _np(th_all), _np(pre_all), _np(h), _np(zabs),
-        np.empty((n, bsz), dt), np.empty((n, d, bsz), dt), np.empty((n, m_dim, bsz), dt), np.empty((n, bsz), dt),
-        _constants(dt, float(spec.kr)))
+        xr, mx, np.empty((n + mx.shape[0], bsz), dt), np.empty((n, d, bsz), dt), np.empty((n, m_dim, bsz), dt),
+        np.empty((n, bsz), dt), _constants(dt, float(spec.kr)))
     inp_all = inp_buf.permute(1, 0, 2, 3)  # [T, N, D+M, B]
     return Saved(y_all, m_all, inp_all[:, :, :d], a1_buf.permute(1, 0, 2, 3) if spec.two_layers else None, z_all,
                  pre_all, h if spec.high_pass else None, zabs, inp_all, th_all,
@@ -415,20 +446,22 @@ def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias,
 
 
 def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, gain, gy, g_mT, g_hT, g_zabs,
-             spec: Spec, events: Optional[InputEvents] = None, w_in=None, g_beta_wanted: bool = False) -> Grads:
+             spec: Spec, events: Optional[InputEvents] = None, w_in=None, g_beta_wanted: bool = False,
+             x_rows=None, mask_x=None) -> Grads:
     """The contract's backward (:func:`elm_neuro.networks.engines.elm_sequence.backward_torch`).
 
     The gradients of the per-neuron parameters that sum over ``T * B`` terms (bias, readout
     weights, gain, kappa) are accumulated in the loop per batch lane in float64, then summed
     over the lanes. With ``events`` the loop gives the input synapses' weight gradient
     (``g_w_in``), and the input drive's (``g_beta_all``) only when ``g_beta_wanted`` (the input
-    itself needs a gradient), else None."""
+    itself needs a gradient), else None. With ``x_rows`` (as in :func:`forward`) it gives the
+    input rows' gradient ``g_x_rows`` [T, C, B] instead of ``g_beta_all``."""
     steps, n, d, bsz = saved.beta_all.shape
     m_dim, o_dim, h1 = kappa.shape[1], wy.shape[1], W1.shape[1]
     ref = saved.z_all
     dt = _np(ref).dtype
     # physical [B, T, N, D], the input projection's layout
-    want_g_beta = events is None or g_beta_wanted
+    want_g_beta = (events is None and x_rows is None) or g_beta_wanted
     g_beta_bt = WORKSPACE.empty((bsz, steps, n, d), ref.dtype) if want_g_beta else None
     # [N, T, H1, B] and [N, T, M, B]: the forward's neuron-major layout
     ga_buf = WORKSPACE.empty((n, steps, h1, bsz), ref.dtype)
@@ -445,7 +478,9 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
     _, bwd, weight_grads = _kernels(engine_threads() > 1)
     th = saved.th_all if saved.th_all is not None else torch.tanh(TANH_GAIN * saved.z_all)
     th = th.contiguous()
-    ev = _event_args(events, w_in, dt)
+    ev = _event_args(events, w_in, dt, steps if x_rows is not None else 0)
+    xr, mx = _rows_args(x_rows, mask_x, dt, bsz)
+    g_rows = WORKSPACE.empty((steps, mx.shape[0], bsz), ref.dtype) if x_rows is not None else None
     bwd(_np(saved.y_all), _np(saved.m_all), _np(a1) if spec.two_layers else _dummy(ref), _np(saved.z_all),
         _np(th), _np(saved.pre_all), _np(rec.ptr), _np(rec.branch), _np(rec.src), _np(rec_w), _np(mask_rec),
         _np(W1.transpose(1, 2).contiguous()),
@@ -454,9 +489,10 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
         *ev[:-1], _np(g_w_in), want_g_beta,
         _np(g_beta_bt) if want_g_beta else _dummy(ref), _np(ga_buf), _np(gz_buf) if spec.two_layers else _dummy(ref),
         _np(acc_bias), _np(acc_wy), _np(acc_gain), _np(acc_kappa), _np(acc_rec), _np(g_m), _np(g_h), _np(g_y),
-        np.empty((n, bsz), dt), np.empty((n, bsz), dt), np.empty((n * d, bsz), dt), np.empty((n, m_dim, bsz), dt),
-        np.empty((n, m_dim, bsz), dt), np.empty((n, bsz), dt), np.zeros(max(d, h1, m_dim), dt),
-        _constants(dt, float(spec.kr)))
+        xr, mx, _np(g_rows) if x_rows is not None else np.zeros((1, 1, 1), dt),
+        np.empty((n + mx.shape[0], bsz), dt), np.empty((n + mx.shape[0], bsz), dt), np.empty((n * d, bsz), dt),
+        np.empty((n, m_dim, bsz), dt), np.empty((n, m_dim, bsz), dt), np.empty((n, bsz), dt),
+        np.zeros(max(d, h1, m_dim), dt), _constants(dt, float(spec.kr)))
     dtype = ref.dtype
     g_W1 = g_b1 = g_W2 = g_b2 = None
     if saved.inp_all is not None:  # saved by this backend's forward ([N, T, features, B] underneath)
@@ -472,7 +508,7 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
     return Grads(g_beta_bt.permute(1, 2, 3, 0) if want_g_beta else None, ga_buf.permute(1, 0, 2, 3),
                  gz_buf.permute(1, 0, 2, 3) if spec.two_layers else None, g_wy, g_bias, g_gain, g_kappa, g_m,
                  g_h if spec.high_pass else None, g_y, acc_rec.sum(-1, dtype=torch.float64).to(dtype),
-                 g_w_in.to(dtype) if events is not None else None, g_W1, g_W2, g_b1, g_b2)
+                 g_w_in.to(dtype) if events is not None else None, g_W1, g_W2, g_b1, g_b2, g_rows)
 
 
 @njit(cache=True, nogil=True)
@@ -528,3 +564,4 @@ def list_events(x: torch.Tensor, max_density: float, mask: Optional[torch.Tensor
 forward.list_events = list_events  # the event lister the layer hands to make_events
 forward.accepts_strided = True  # reads drive_in through .permute(3, 0, 1, 2), a no-op for the layer's view
 forward.accepts_events = True  # builds the input drive from input events (see the contract)
+forward.accepts_rows = True  # reads a dense input's rows through its synapses (x_rows, see forward)

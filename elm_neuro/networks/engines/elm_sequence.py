@@ -153,6 +153,8 @@ class Grads(NamedTuple):
     g_W2: Optional[torch.Tensor] = None
     g_b1: Optional[torch.Tensor] = None
     g_b2: Optional[torch.Tensor] = None
+    # the dense input rows' gradient [T, C, B] (backends that read input rows through synapses)
+    g_x_rows: Optional[torch.Tensor] = None
 
 
 def unsupported_reason(cfg) -> Optional[str]:
@@ -356,12 +358,18 @@ class ELMSequence(torch.autograd.Function):
     input map [n_in, N * D] (detached): its gradient is ``g_beta @ m_in^T``, from the drive
     gradient the backend then also gives. Without events, ``events`` is None and ``w_in``,
     ``x_in``, ``m_in`` are empty.
+
+    ``x_rows`` [T, C, B] and ``mask_x`` [C, B] (for a backend whose forward has ``accepts_rows =
+    True``): a dense input read through its synapses, listed in ``rec`` with sources ``N + c``
+    beside the recurrent ones (their weights in ``rec_w``), instead of a drive; ``x_rows`` gets
+    its gradient. Else both are empty.
     """
 
     @staticmethod
     def forward(ctx, fns, spec: Spec, rec: Recurrent, mask_rec, drive_in, rec_w, W1, b1, W2, b2, wy, bias, kappa,
-                gain, m0, h0, y0, events, w_in, x_in, m_in):
+                gain, m0, h0, y0, events, w_in, x_in, m_in, x_rows, mask_x):
         fwd, _ = fns
+        rows = {} if x_rows.numel() == 0 else {"x_rows": x_rows, "mask_x": mask_x}
         # a backend that reads any strides says so (the layer hands drive_in as a permuted view)
         drive = drive_in if getattr(fwd, "accepts_strided", False) or events is not None else drive_in.contiguous()
         ev = {} if events is None else {"events": events, "w_in": w_in.contiguous()}
@@ -369,9 +377,10 @@ class ELMSequence(torch.autograd.Function):
                     b1.contiguous(), W2.contiguous() if spec.two_layers else None,
                     b2.contiguous() if spec.two_layers else None, wy.contiguous(), bias.contiguous(),
                     kappa.contiguous(), gain.contiguous(), m0.contiguous(), h0.contiguous() if spec.high_pass else None,
-                    y0.contiguous(), spec, **ev)
+                    y0.contiguous(), spec, **ev, **rows)
         ctx.fns, ctx.spec, ctx.rec, ctx.events = fns, spec, rec, events
-        ctx.save_for_backward(mask_rec, rec_w, W1, W2, wy, kappa, gain, w_in, m_in, *[
+        ctx.rows = bool(rows)
+        ctx.save_for_backward(mask_rec, rec_w, W1, W2, wy, kappa, gain, w_in, m_in, x_rows, mask_x, *[
             t if t is not None else torch.empty(0) for t in saved])
         ctx.saved_none = [t is None for t in saved]
         h_T = saved.h_T if saved.h_T is not None else drive_in.new_empty(0)
@@ -379,7 +388,7 @@ class ELMSequence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy, g_mT, g_hT, g_zabs):
-        mask_rec, rec_w, W1, W2, wy, kappa, gain, w_in, m_in, *rest = ctx.saved_tensors
+        mask_rec, rec_w, W1, W2, wy, kappa, gain, w_in, m_in, x_rows, mask_x, *rest = ctx.saved_tensors
         saved = Saved(*[None if none else t for t, none in zip(rest, ctx.saved_none)])
         spec, rec = ctx.spec, ctx.rec
         steps, n, d, bsz = saved.beta_all.shape
@@ -393,7 +402,8 @@ class ELMSequence(torch.autograd.Function):
         g = bwd(saved, rec, rec_w.contiguous(), mask_rec, W1.contiguous(), W2.contiguous() if spec.two_layers else None,
                 wy.contiguous(), kappa.contiguous(), gain.contiguous(), gy, g_mT, g_hT, g_zabs, spec,
                 **({} if ctx.events is None else {"events": ctx.events, "w_in": w_in,
-                                                  "g_beta_wanted": ctx.needs_input_grad[19]}))
+                                                  "g_beta_wanted": ctx.needs_input_grad[19]}),
+                **({"x_rows": x_rows, "mask_x": mask_x} if ctx.rows else {}))
         # weight gradients: one batched GEMM over T * B each (a backend may hand its arrays in
         # layouts that make these reshapes free: only strides differ)
         g_W1 = g.g_W1
@@ -421,6 +431,6 @@ class ELMSequence(torch.autograd.Function):
         g_x = None
         if ctx.events is not None and ctx.needs_input_grad[19]:  # the input's gradient: g_beta @ M^T
             g_x = torch.matmul(g.g_beta_all.permute(3, 0, 1, 2).reshape(bsz, steps, n * d), m_in.t())
-        g_drive = g.g_beta_all if ctx.events is None else None
+        g_drive = g.g_beta_all if ctx.events is None and not ctx.rows else None
         return (None, None, None, None, g_drive, g_rec_w, g_W1, g_b1, g_W2, g_b2, g.g_wy, g.g_bias, g.g_kappa,
-                g.g_gain, g.g_m0, g.g_h0, g.g_y0, None, g.g_w_in, g_x, None)
+                g.g_gain, g.g_m0, g.g_h0, g.g_y0, None, g.g_w_in, g_x, None, g.g_x_rows, None)
