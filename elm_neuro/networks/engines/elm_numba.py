@@ -9,11 +9,11 @@ their transposes in backward) run over all samples of the step at once as explic
 3-4x the scalar dot products' rate); every per-step array is laid out with the samples innermost,
 and the arrays saved for backward are one contiguous block per neuron and step ([N, T, features,
 B]), from which the MLP weight gradients come as vector Gram blocks after the loop
-(:func:`elm_neuro.networks.engines.simd.gram`).
-The recurrent synapses are read per target neuron (CSR) in
-forward; in backward their gradient is scattered to the sources after the neuron loop of each
-step, with per-lane sums for their weights; each synapse is one vector multiply-add over the
-samples (:func:`~elm_neuro.networks.engines.simd.axpy`, :func:`~elm_neuro.networks.engines.simd.mul_acc`).
+(:func:`elm_neuro.networks.engines.simd.gram`). The recurrent synapses (and those of a dense
+input read as rows, sources ``N + c``) are read per target neuron (CSR) in forward; in backward
+their gradient is scattered to the sources after the neuron loop of each step, with per-lane sums
+for their weights; each synapse is one vector multiply-add over the samples
+(:func:`~elm_neuro.networks.engines.simd.axpy`, :func:`~elm_neuro.networks.engines.simd.mul_acc`).
 The large per-sequence arrays come from :mod:`elm_neuro.networks.engines.workspace` (reused, so
 their pages are not faulted in again every batch).
 
