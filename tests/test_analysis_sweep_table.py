@@ -55,6 +55,13 @@ def test_aggregate_mean_std_over_seeds():
     assert agg[2]["test_acc_std"] == 0.0 and agg[2]["n_seeds"] == 1
 
 
+def test_the_model_seed_of_a_run_is_not_a_configuration_key():
+    rows = [dict(r, model_seed=r["seed"]) for r in _rows()]  # the trainer records both per run
+    agg = st.aggregate(rows)
+    assert [(r["n"], r["d_m"], r["n_seeds"]) for r in agg] == [(10, 2, 2), (5, 4, 2), (20, 4, 1)]
+    assert "model_seed" not in agg[0]
+
+
 def test_pareto_frontier_hand_made():
     p = [1, 2, 2, 3, 4, 5, 5, 6]
     loss = [5.0, 4.0, 4.5, 4.0, 2.0, 2.0, 1.0, 1.5]

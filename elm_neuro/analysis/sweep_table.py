@@ -45,7 +45,7 @@ import numpy as np
 from elm_neuro.atomic import atomic_output
 
 #: Columns that describe a run rather than a configuration (never grouping keys).
-RUN_COLUMNS = ("seed", "wall_s", "epochs", "steps", "run_id", "path", "status", "timestamp")
+RUN_COLUMNS = ("seed", "model_seed", "wall_s", "epochs", "steps", "run_id", "path", "status", "timestamp")
 #: Column names (or name fragments) that are metrics.
 METRIC_HINTS = ("acc", "loss", "bpc", "bits", "error", "err")
 

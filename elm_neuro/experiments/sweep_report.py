@@ -147,8 +147,10 @@ def tradeoff_figures(rows: Sequence[dict], out_dir, metric: str, task: Optional[
     ref = overlay["reference"]
     figs, skipped = [], []
     label = metric.replace("_", " ")
+    # curves per planned budget where the sweep has one (a solved network can miss it by > 10 %)
+    p_key = "p_target" if all(_num(r.get("p_target")) for r in rows) else "p"
     if len(_distinct(rows, "n")) >= 1:
-        tp.plot_metric_vs_n(rows, metric, out_dir / "metric_vs_n.png", reference=ref)
+        tp.plot_metric_vs_n(rows, metric, out_dir / "metric_vs_n.png", reference=ref, p_key=p_key)
         figs.append((f"{label} vs N at fixed P"
                      + (f" (black stars: the paper's points, SPEC 9: {overlay['label']})" if ref else ""),
                      "metric_vs_n.png"))
@@ -156,7 +158,7 @@ def tradeoff_figures(rows: Sequence[dict], out_dir, metric: str, task: Optional[
         vals = _distinct(rows, axis)
         if len(vals) >= 2:
             tp.plot_metric_vs_axis(rows, metric, axis, out_dir / f"metric_vs_{axis}.png",
-                                   reference=ref if axis in ("d_m", "k_e") else None)
+                                   reference=ref if axis in ("d_m", "k_e") else None, p_key=p_key)
             figs.append((f"{label} vs {axis}", f"metric_vs_{axis}.png"))
         else:
             skipped.append(f"{label} vs {axis}: skipped, {axis} takes {len(vals)} value(s) in this sweep")
