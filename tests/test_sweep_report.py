@@ -153,3 +153,23 @@ def test_analysis_scripts_on_a_sweep_table(tmp_path, monkeypatch, capsys):
     assert run_script("sweep_report.py", [tmp_path / "sw", "--n-boot", "5"], monkeypatch) == 0
     assert (tmp_path / "sw" / "report.md").is_file()
     assert "results.csv not found" in run_script("tradeoff.py", [tmp_path / "none"], monkeypatch)
+
+
+def test_tradeoff_curves_group_by_the_planned_budget(tmp_path, monkeypatch):
+    """With a p_target column the curves are per planned budget: a network the solver could not
+    bring within 10 % of it (a d_m 8 network of P 1,789 for 2,000) stays on its budget's curve."""
+    write_table(tmp_path / "sweep", [20000, 77000], [2, 4])
+    rows = S.tp.st.read_table(tmp_path / "sweep" / "results.csv")
+    rows[0]["p"] = rows[1]["p"] = int(0.8 * rows[0]["p_target"])  # one cell far below its budget
+    seen = {}
+    for name in ("plot_metric_vs_n", "plot_metric_vs_axis"):
+        real = getattr(S.tp, name)
+
+        def spy(*args, _real=real, _name=name, **kw):
+            seen.setdefault(_name, set()).add(kw.get("p_key"))
+            return _real(*args, **kw)
+        monkeypatch.setattr(S.tp, name, spy)
+    S.tradeoff_figures(rows, tmp_path / "figs", "test_acc")
+    assert seen == {"plot_metric_vs_n": {"p_target"}, "plot_metric_vs_axis": {"p_target"}}
+    buckets = S.tp.st.budget_buckets(np.array([r["p_target"] for r in rows], float), 0.1)
+    assert len(set(buckets.tolist())) == 2
