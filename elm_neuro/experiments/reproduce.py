@@ -428,7 +428,7 @@ def _fit_lines(dm_rows: list, work: Path, metric: str, task: str) -> list[str]:
     if "skipped" in info:
         lines += [f"Not fitted: {info['skipped']}.", ""]
     else:
-        params = ", ".join(f"{k} = {v:.3g}" if _finite(v) else f"{k} = {v}" for k, v in _param_values(info["params"]))
+        params = _param_text(info["params"])
         lines += [f"Fitted on {info['n_points']} runs ({info['n_cells']} configurations): {params}; "
                   f"R^2 = {info['r2']:.3f}, RMSE = {info['rmse']:.3f} (in bits of information).", ""]
         for o in info["optima"]:
@@ -451,6 +451,22 @@ def _param_values(summary) -> list[tuple[str, float]]:
         if isinstance(v, (int, float)):
             pairs.append((k, float(v)))
     return pairs
+
+
+def _param_text(summary) -> str:
+    """The fitted parameters as ``name = value ± s.e.`` (``(fixed)`` for a parameter held fixed,
+    s.e. 0); the fit's R^2, RMSE and size are reported separately."""
+    vals = dict(_param_values(summary))
+    parts = []
+    for k, v in vals.items():
+        if k.endswith("_se") or k in ("r2", "rmse", "n_points"):
+            continue
+        se = vals.get(k + "_se")
+        text = f"{k} = {v:.3g}" if _finite(v) else f"{k} = {v}"
+        if se is not None and _finite(se):
+            text += " (fixed)" if se == 0 else f" ± {se:.2g}"
+        parts.append(text)
+    return ", ".join(parts)
 
 
 def comparison_numbers(rows: Sequence[dict], metric: str) -> list[dict]:
