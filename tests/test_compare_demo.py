@@ -1,4 +1,6 @@
 """Equal-budget comparison, the demo pipeline, export and the analyze CLI on tiny runs."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -63,7 +65,11 @@ def test_compare_cli_errors(shd_dir, tmp_path, capsys):
 def test_demo_pipeline_export_and_analyze(tmp_path, capsys):
     paths = run_demo(tmp_path / "demo", params=6000, epochs=1, batches_per_epoch=2, n_train=80, n_test=30,
                      workers=1, progress=False, valid_batches=1, test_batches=2)
-    assert paths["report"].is_file() and "| elm |" in paths["report"].read_text()
+    text = paths["report"].read_text()
+    assert "| elm |" in text and text.count("analysis/results/budget-tradeoff/README.md") == 1
+    root = Path(__file__).resolve().parents[1]
+    for plan in ("budget-tradeoff", "neuron-comparison"):  # the links lead to committed reports
+        assert f"analysis/results/{plan}/README.md" in text and (root / "analysis" / "results" / plan / "README.md").is_file()
     assert paths["learning_curves"].stat().st_size > 1000
     assert paths["timescales"] and (tmp_path / "demo" / "timescales.png").stat().st_size > 1000
     elm_run = tmp_path / "demo" / "compare" / "elm-s0"

@@ -10,7 +10,8 @@
    2-core CPU): ELM test accuracy 0.483 (valid 0.520, 321 s), LIF 0.139 (230 s), against 0.10
    for always guessing the most frequent sum; the demo job took 331 s (before: 40 epochs on 1000
    digits, ELM 0.29-0.32).
-3. ``OUT/compare/report.md`` (table + learning curves) and ``OUT/timescales.png`` (the trained
+3. ``OUT/compare/report.md`` (table + learning curves, and links to the committed results of
+   the experiment plans in ``analysis/results/``) and ``OUT/timescales.png`` (the trained
    networks' timescales side by side, in ms).
 
 Every cell is a normal run directory, so an interrupted demo resumes where it stopped. Every
@@ -22,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from elm_neuro import defaults as D
+from elm_neuro.atomic import save_text
 from elm_neuro.data.synth import write_synthetic_shd
 from elm_neuro.experiments.compare import compare
 from elm_neuro.experiments.run_analysis import compare_runs_timescales
@@ -46,9 +48,31 @@ def run_demo(out, params: int = D.DEMO_PARAMS, epochs: int = _RECIPE["epochs"],
                           "valid_batches": valid_batches, "test_batches": test_batches, "threads": threads})
     report = compare(out / "compare", base, list(D.DEMO_MODELS), [seed], D.DEMO_MODELS, progress=progress,
                      workers=workers)
+    _link_committed_results(report)
     paths = {"data": data, "report": report, "learning_curves": out / "compare" / "learning_curves.png"}
     paths["timescales"] = _timescale_figure(out, seed)
     return paths
+
+
+COMMITTED_RESULTS = """
+## Larger runs in the repository
+
+The demo is one seed at one budget. The committed results of the experiment plans (several
+budgets and seeds, error bars, the scaling-law and information-model fits; regenerate each with
+one command) are in the repository:
+
+- `analysis/results/budget-tradeoff/README.md`: the fixed-budget d_m sweep at three budgets a
+  decade apart, the N and k_c axes (`elm-neuro reproduce budget-tradeoff --out DIR`);
+- `analysis/results/neuron-comparison/README.md`: ELM, LIF, adLIF and LSTM at equal P, with the
+  trained networks' timescales (`elm-neuro reproduce neuron-comparison --out DIR`).
+"""
+
+
+def _link_committed_results(report: Path) -> None:
+    """Append the links to the committed plan results to the demo's report (once)."""
+    text = report.read_text()
+    if COMMITTED_RESULTS.strip() not in text:
+        save_text(text.rstrip("\n") + "\n" + COMMITTED_RESULTS, report)
 
 
 def _timescale_figure(out: Path, seed: int):
