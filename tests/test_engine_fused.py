@@ -368,3 +368,16 @@ def test_compiled_event_listing_equals_the_reference(dtype):
     dense = torch.ones(2, 3, 4, dtype=dtype)
     assert NB.list_events(dense, 0.25) is None and Q.list_events_torch(dense, 0.25) is None
     assert NB.list_events(dense[:, :0], 0.25) is None
+
+
+def test_the_parallel_build_equals_the_reference(monkeypatch):
+    """The kernels' parallel build (the neuron loop spread over threads; used when a step has
+    enough work and torch has several threads) on one kernel case, float64."""
+    monkeypatch.setattr(NB, "PARALLEL_MIN_STEP_WORK", 0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert NB._parallel(1, 1, 1, 1)
+        test_numba_kernels_equal_the_reference(0, torch.float64, 1e-12, "wide")
+    finally:
+        torch.set_num_threads(threads)

@@ -42,7 +42,7 @@ import torch
 from numba import njit, prange, types
 from numba.extending import overload
 
-from elm_neuro.networks.engines.numba_threads import engine_threads
+from elm_neuro.networks.engines.numba_threads import build, engine_threads
 from elm_neuro.networks.engines.simd import axpy, gram, matvec, mul_acc
 from elm_neuro.networks.engines.workspace import WORKSPACE
 from elm_neuro.networks.engines.elm_sequence import TANH_GAIN, Grads, InputEvents, Recurrent, Saved, Spec
@@ -357,6 +357,18 @@ def _weight_grads_impl(ga, inp, gz, act, g_W1, g_b1, g_W2, g_b2, two):
 
 _KERNELS: dict = {}
 
+# The parallel build (the neuron loop of every step spread over the threads) only pays when a
+# step has this many MLP multiply-adds (N * H1 * (D + M) * B): measured with
+# benchmarks/bench_elm.py --clock wall on the 2-core CPU, two threads against one serial thread:
+# the SHD-Adding preset (0.32 M per step) 2.1x slower, the demo's ELM 3x slower, the Enwik8
+# preset (17 M per step) 1.3x faster. Below it the kernels run serially whatever the threads.
+PARALLEL_MIN_STEP_WORK = 4_000_000
+
+
+def _parallel(n: int, h1: int, k: int, bsz: int) -> bool:
+    """Whether a call runs the parallel build: more than one thread and enough work per step."""
+    return n * h1 * k * bsz >= PARALLEL_MIN_STEP_WORK and engine_threads() > 1
+
 
 def _kernels(parallel: bool):
     """The compiled (forward, backward, weight gradients) kernels; the parallel build only when
@@ -364,9 +376,9 @@ def _kernels(parallel: bool):
     if parallel not in _KERNELS:
         # reassociation and FMA contraction let the dot products vectorise; no 'nnan' / 'ninf':
         # a NaN or inf in the data must come out as NaN (divergence is detected downstream)
-        opts = dict(cache=True, parallel=parallel, nogil=True, fastmath={"reassoc", "contract", "nsz"},
+        opts = dict(nogil=True, fastmath={"reassoc", "contract", "nsz"},
                     error_model="numpy")  # numpy: a division has no zero check (which keeps loops from vectorising)
-        _KERNELS[parallel] = (njit(**opts)(_fwd_impl), njit(**opts)(_bwd_impl), njit(**opts)(_weight_grads_impl))
+        _KERNELS[parallel] = tuple(build(f, parallel, **opts) for f in (_fwd_impl, _bwd_impl, _weight_grads_impl))
     return _KERNELS[parallel]
 
 
@@ -426,7 +438,7 @@ def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias,
     act_buf = new(n, steps, h1, bsz) if spec.two_layers else None
     h = h0.clone() if spec.high_pass else m0.new_zeros(n, o_dim, bsz)
     zabs = m0.new_zeros(n, bsz)
-    fwd = _kernels(engine_threads() > 1)[0]
+    fwd = _kernels(_parallel(n, h1, d + m_dim, bsz))[0]
     dt = _np(m0).dtype
     drive_bt = _np(drive_in.permute(3, 0, 1, 2).contiguous()) if events is None and x_rows is None \
         else np.zeros((1, 1, 1, 1), dt)
@@ -475,7 +487,7 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
     g_h = g_hT.clone() if spec.high_pass else ref.new_zeros(n, o_dim, bsz)
     g_y = ref.new_zeros(n, o_dim, bsz)
     a1 = saved.a1_all.permute(1, 0, 2, 3).contiguous() if spec.two_layers else None  # [N, T, H, B] (free)
-    _, bwd, weight_grads = _kernels(engine_threads() > 1)
+    _, bwd, weight_grads = _kernels(_parallel(n, h1, d + m_dim, bsz))
     th = saved.th_all if saved.th_all is not None else torch.tanh(TANH_GAIN * saved.z_all)
     th = th.contiguous()
     ev = _event_args(events, w_in, dt, steps if x_rows is not None else 0)

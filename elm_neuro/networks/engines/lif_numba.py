@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from elm_neuro.networks.engines.numba_threads import engine_threads
+from elm_neuro.networks.engines.numba_threads import build, engine_threads
 from elm_neuro.networks.engines.lif_sequence import Grads, Saved, Spec, saved_buffers
 
 
@@ -251,8 +251,8 @@ def _kernels(parallel: bool):
     """The compiled (forward, backward) pair; the parallel build only when threads > 1."""
     if parallel not in _KERNELS:
         # no fast-math: the elementwise parts round exactly as the per-step path's torch operations
-        opts = dict(cache=True, parallel=parallel, nogil=True, error_model="numpy")
-        _KERNELS[parallel] = (njit(**opts)(_fwd_impl), njit(**opts)(_bwd_impl))
+        opts = dict(nogil=True, error_model="numpy")
+        _KERNELS[parallel] = (build(_fwd_impl, parallel, **opts), build(_bwd_impl, parallel, **opts))
     return _KERNELS[parallel]
 
 
