@@ -117,6 +117,20 @@ def _act_grad(a, code, zero, one, two):
 
 
 
+@njit(**_INLINE)
+def _source_rows(ym, y_all, t, mask_rec, x_rows, mask_x):
+    """The synapses' source rows of step ``t`` into ``ym`` [N + C, B]: the previous step's outputs
+    through the recurrent dropout mask, then the dense input rows through the input dropout mask
+    (source ``N + c``; C = 0 without input rows)."""
+    N, B = mask_rec.shape
+    for j in range(N):
+        for b in range(B):
+            ym[j, b] = y_all[t, j, 0, b] * mask_rec[j, b]
+    for c in range(mask_x.shape[0]):
+        for b in range(B):
+            ym[N + c, b] = x_rows[t, c, b] * mask_x[c, b]
+
+
 def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_in, dr,
               ptr, branch, src, rec_w, mask_rec, W1, b1, W2, b2, wy, bias, kappa, gain,
               two, mlp_act, out_act, high_pass, y_all, m_all, inp_buf, a1_buf, act_buf, z_all, th_all, pre_all, h, zabs,
@@ -139,14 +153,8 @@ def _fwd_impl(drive_in, events, ev_ptr, ev_b, ev_c, ev_v, syn_ptr, syn_flat, w_i
                 c = ev_c[e]
                 for s in range(syn_ptr[c], syn_ptr[c + 1]):
                     dr[syn_flat[s], b] += w_in[s] * v
-        # the synapses' source rows: the previous step's outputs through the recurrent dropout
-        # mask, then the dense input rows through the input dropout mask (source N + c)
-        for j in range(N):
-            for b in range(B):
-                ym[j, b] = y_all[t, j, 0, b] * mask_rec[j, b]
-        for c in range(mask_x.shape[0]):
-            for b in range(B):
-                ym[N + c, b] = x_rows[t, c, b] * mask_x[c, b]
+        if src.shape[0] > 0:
+            _source_rows(ym, y_all, t, mask_rec, x_rows, mask_x)
         for n in prange(N):
             # synapses of neuron n from source rows (CSR), summed per branch over the batch
             for k in range(D):
@@ -291,14 +299,10 @@ def _bwd_impl(y_all, m_all, a1_buf, z_all, th_all, pre_all, ptr, branch, src, re
         # gradients gbs are batch-innermost
         C = mask_x.shape[0]
         if S > 0:
-            for j in range(N):
+            _source_rows(ym, y_all, t, mask_rec, x_rows, mask_x)
+            for j in range(N + C):
                 for b in range(B):
-                    ym[j, b] = y_all[t, j, 0, b] * mask_rec[j, b]
                     gyr[j, b] = zero
-            for c in range(C):
-                for b in range(B):
-                    ym[N + c, b] = x_rows[t, c, b] * mask_x[c, b]
-                    gyr[N + c, b] = zero
             # per-lane sums (no horizontal reduction per synapse); the masks applied once per source
             for n in range(N):
                 for s in range(ptr[n], ptr[n + 1]):
