@@ -14,6 +14,7 @@ from elm_neuro.networks.lif_layer import LeakyReadout, LIFLayer
 from elm_neuro.networks.engines import lif_numba as NB
 from elm_neuro.networks.engines import lif_sequence as Q
 from elm_neuro.neurons.lif import LIFState
+from lif_engine_checks import assert_backend_equals_reference, lif_spec
 
 TORCH_REF = (Q.forward_torch, Q.backward_torch)
 NUMBA = (NB.forward, NB.backward)
@@ -39,8 +40,7 @@ def _kernel_problem(dtype, spec, steps=11, n=6, bsz=3, seed=0):
     return args, grads_in
 
 
-def _spec(adaptive=False, reset=0, detach=True, refractory=0, has_gain=False, surrogate=0, recurrent=True):
-    return Q.Spec(adaptive, reset, detach, refractory, has_gain, surrogate, 0.5, 0.7, 4.0, 1.3, recurrent)
+_spec = lif_spec
 
 
 # every option that changes the kernel, each combined with others
@@ -56,23 +56,9 @@ KERNEL_SPECS = [_spec()] + [
 @pytest.mark.parametrize("case", range(len(KERNEL_SPECS)))
 def test_numba_kernels_equal_the_reference(case, dtype, tol):
     spec = KERNEL_SPECS[case]
-    args, (gs, g_vT, g_wT) = _kernel_problem(dtype, spec, seed=case)
-    ref, got = Q.forward_torch(*args), NB.forward(*args)
+    args, grads_in = _kernel_problem(dtype, spec, seed=case)
+    ref = assert_backend_equals_reference(NB.forward, NB.backward, args, grads_in, spec, tol)
     assert float(ref.s_all[:, 1:].mean()) > 0.05  # spikes (and resets) are exercised
-    for name, want, have in zip(Q.Saved._fields, ref, got):
-        assert (want is None) == (have is None), name
-        if want is None:
-            continue
-        if name in ("s_all", "q_all", "ref_T"):
-            assert torch.equal(have, want), name
-        else:
-            torch.testing.assert_close(have, want, rtol=tol, atol=tol, msg=name)
-    bargs = args[1:8] + (gs, g_vT, g_wT, spec)
-    gref, ggot = Q.backward_torch(ref, *bargs), NB.backward(got, *bargs)
-    for name, want, have in zip(Q.Grads._fields, gref, ggot):
-        assert (want is None) == (have is None), name
-        if want is not None:
-            assert float((have - want).abs().max()) <= tol * (1.0 + float(want.abs().max())), name
 
 
 @pytest.mark.parametrize("spec", [_spec(adaptive=True, reset=0, detach=False, refractory=2, has_gain=True),

@@ -23,6 +23,7 @@ if type(tl.sum).__name__ != "InterpretedFunction":  # pragma: no cover
     pytest.skip("triton was imported before this module without TRITON_INTERPRET=1; run this file on its own",
                 allow_module_level=True)
 from elm_neuro.networks.engines import lif_triton as X  # noqa: E402
+from lif_engine_checks import assert_backend_equals_reference, lif_spec  # noqa: E402
 
 if type(X._lif_fwd_kernel).__name__ != "InterpretedFunction":  # pragma: no cover
     pytest.skip("lif_triton was imported before this module without TRITON_INTERPRET=1; run this file on its own",
@@ -47,28 +48,13 @@ def _problem(dtype, spec, steps=6, n=5, bsz=3, seed=0):
     return args, grads_in
 
 
-def _spec(adaptive=False, reset=0, detach=True, refractory=0, has_gain=False, surrogate=0, recurrent=True):
-    return Q.Spec(adaptive, reset, detach, refractory, has_gain, surrogate, 0.5, 0.7, 4.0, 1.3, recurrent)
+_spec = lif_spec
 
 
 def _check(dtype, spec, seed=0, **sizes):
-    args, (gs, g_vT, g_wT) = _problem(dtype, spec, seed=seed, **sizes)
-    ref, got = Q.forward_torch(*args), X.forward(*args)
-    tol = 1e-12 if dtype == torch.float64 else 1e-5
-    for name, want, have in zip(Q.Saved._fields, ref, got):
-        assert (want is None) == (have is None), name
-        if want is None:
-            continue
-        if name in ("s_all", "q_all", "ref_T"):
-            assert torch.equal(have, want), name
-        else:
-            torch.testing.assert_close(have, want, rtol=tol, atol=tol, msg=name)
-    bargs = args[1:8] + (gs, g_vT, g_wT, spec)
-    gref, ggot = Q.backward_torch(ref, *bargs), X.backward(got, *bargs)
-    for name, want, have in zip(Q.Grads._fields, gref, ggot):
-        assert (want is None) == (have is None), name
-        if want is not None:
-            assert float((have - want).abs().max()) <= tol * (1.0 + float(want.abs().max())), name
+    args, grads_in = _problem(dtype, spec, seed=seed, **sizes)
+    assert_backend_equals_reference(X.forward, X.backward, args, grads_in, spec,
+                                    1e-12 if dtype == torch.float64 else 1e-5)
 
 
 SPECS = {
