@@ -204,33 +204,28 @@ class ELMLayer(nn.Module):
         drive = S.gather_inputs(x, conn, w_eff, self.n_in, c.d_tree, c.d_brch)  # [N*D, B*T]
         return drive.view(n, c.d_tree, bsz, steps).permute(2, 3, 0, 1)
 
-    def _input_events(self, x: torch.Tensor, mask_in, w_eff: torch.Tensor, fns):
+    def _input_events(self, x: torch.Tensor, mask_in, w_eff: torch.Tensor, fns, syn_in):
         """``(InputEvents, w_in, x_in, m_in)`` for a backend that builds the input drive from input
         events (:class:`~elm_neuro.networks.engines.elm_sequence.InputEvents`), when ``x`` is
         sparse (at most ``EVENT_INPUT_MAX_DENSITY`` non-zero, as spikes are); else None (the
-        drive is then a matrix product, :meth:`_input_drive`). When ``x`` needs a gradient (the
-        spikes of a layer below), ``x_in`` is the masked input and ``m_in`` the detached dense
-        input map the engine's backward takes it through (else both are empty)."""
+        drive is then a matrix product, :meth:`_input_drive`). ``syn_in``: the input synapses
+        ``(source, target column, weight)``. When ``x`` needs a gradient (the spikes of a layer
+        below), ``x_in`` is the masked input and ``m_in`` the detached dense input map the
+        engine's backward takes it through (else both are empty)."""
         if not getattr(fns[0], "accepts_events", False):
             return None
-        c = self.cfg
-        src, target, w_in = S.synapse_list(self.connectome, w_eff, 0, c.d_tree, c.d_brch, hi=self.n_in)
-        if not x.requires_grad:  # the lister applies the dropout mask to the events it lists
-            made = Q.make_events(x.detach(), src, target, self.n_in, S.EVENT_INPUT_MAX_DENSITY,
-                                 getattr(fns[0], "list_events", None), mask=mask_in)
-            if made is None:
-                return None
-            events, order = made
-            return events, w_in[order], x.new_empty(0), x.new_empty(0)
-        if mask_in is not None:
-            x = x * mask_in[:, None, :]
+        src, target, w_in = syn_in
+        # the lister applies the dropout mask to the events it lists
         made = Q.make_events(x.detach(), src, target, self.n_in, S.EVENT_INPUT_MAX_DENSITY,
-                             getattr(fns[0], "list_events", None))
+                             getattr(fns[0], "list_events", None), mask=mask_in)
         if made is None:
             return None
         events, order = made
-        m_in = S.dense_map(self.connectome, w_eff.detach(), 0, self.n_in, c.d_tree, c.d_brch)
-        return events, w_in[order], x, m_in
+        if not x.requires_grad:
+            return events, w_in[order], x.new_empty(0), x.new_empty(0)
+        x_in = x if mask_in is None else x * mask_in[:, None, :]
+        m_in = S.dense_map(self.connectome, w_eff.detach(), 0, self.n_in, self.cfg.d_tree, self.cfg.d_brch)
+        return events, w_in[order], x_in, m_in
 
     def _reads_input_rows(self, fns) -> bool:
         """Whether the engine reads a dense input through its input synapses (a backend with
@@ -290,13 +285,16 @@ class ELMLayer(nn.Module):
             mask_in, mask_rec = self.draw_masks(x)
             w_eff = self.effective_synapses()
             fns = backend if backend is not None else Q.backend(x.device)
-            made, drive_in = self._input_events(x, mask_in, w_eff, fns), x.new_empty(0)
+            # the input synapses, for a backend that reads the input as events or rows
+            syn_in = S.synapse_list(self.connectome, w_eff, 0, c.d_tree, c.d_brch, hi=self.n_in) \
+                if getattr(fns[0], "accepts_events", False) or getattr(fns[0], "accepts_rows", False) else None
+            made, drive_in = self._input_events(x, mask_in, w_eff, fns, syn_in), x.new_empty(0)
             events, w_in, x_in, m_in = made if made is not None else (None,) + (x.new_empty(0),) * 3
             src, target, w_rec = S.synapse_list(self.connectome, w_eff, self.n_in, c.d_tree, c.d_brch)
             x_rows = mask_x = x.new_empty(0)
             if events is None and self._reads_input_rows(fns):
                 # the dense input read through its synapses in the engine (sources N + channel)
-                s_in, t_in, w_i = S.synapse_list(self.connectome, w_eff, 0, c.d_tree, c.d_brch, hi=self.n_in)
+                s_in, t_in, w_i = syn_in
                 src, target, w_rec = torch.cat([src, s_in + n]), torch.cat([target, t_in]), torch.cat([w_rec, w_i])
                 x_rows = x.permute(1, 2, 0)  # [T, n_in, B]
                 mask_x = (mask_in.t() if mask_in is not None else x.new_ones(self.n_in, bsz)).contiguous()
