@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from elm_neuro.networks.budget import closest_n, count_trainable
+from elm_neuro.networks import lstm as lstm_module
 from elm_neuro.networks.lstm import LSTMConfig, LSTMNetwork
 from elm_neuro.networks.registry import preset_config
 from elm_neuro.networks.registry import build_model, family_of
@@ -103,3 +104,22 @@ def test_bad_configuration_raises_naming_field(field, value):
         small(**{field: value})
     with pytest.raises(ValueError, match="unknown LSTMConfig field"):
         small().replace(hidden=3)
+
+
+def test_cpu_bf16_autocast_runs_the_lstm_in_float32_where_onednn_lacks_it(monkeypatch):
+    """On a CPU without oneDNN's bfloat16 LSTM (forced here, whatever this CPU has) the LSTM runs in
+    float32 under bfloat16 autocast: its hidden states equal the float32 network's exactly, and the
+    readout is still autocast (bfloat16 logits); where the CPU has it, autocast runs it natively."""
+    net = LSTMNetwork(LSTMConfig(n_in=6, n=5, n_classes=3, seed=2))
+    x = torch.randn(2, 7, 6, generator=torch.Generator().manual_seed(0))
+    plain = net(x, record=True)
+    monkeypatch.setattr(lstm_module, "_bf16_lstm_supported", lambda: False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(x, record=True)
+    assert torch.equal(out.traces["hidden"]["h"], plain.traces["hidden"]["h"])
+    assert out.logits.dtype == torch.bfloat16
+    torch.testing.assert_close(out.logits.float(), plain.logits, rtol=0.02, atol=0.02)
+    monkeypatch.setattr(lstm_module, "_bf16_lstm_supported", lambda: True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert lstm_module._cpu_bf16_lstm_unsupported(x) is False
+    assert lstm_module._cpu_bf16_lstm_unsupported(x) is False  # no autocast: nothing to work around

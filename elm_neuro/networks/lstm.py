@@ -22,6 +22,12 @@ out with the same weights (tests check outputs and gradients agree). Dropout (``
 variational on the embedded input, as in the ELM layer. Weights are drawn from a seeded generator
 with PyTorch's default ``U(-1/sqrt(n), 1/sqrt(n))`` (LSTM) and ``U(-1/sqrt(n), 1/sqrt(n))``
 (readout, nn.Linear's default), so construction never touches the global RNG.
+
+Mixed precision: under CPU autocast to bfloat16 the LSTM runs in float32 (autocast off around it,
+the readout still autocast) on CPUs whose oneDNN has no bfloat16 LSTM
+(``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` false: no AVX-512 BF16, e.g. AVX2-only CPUs), where
+PyTorch's bfloat16 LSTM fails with "could not create a primitive descriptor"; elsewhere autocast
+applies as usual.
 """
 from __future__ import annotations
 
@@ -64,6 +70,20 @@ class LSTMConfig(ConfigMixin):
         p = self.n * (k_c + k_e) + self.n_classes * (self.n + 1)
         return Budget(n=self.n, k_e=k_e, k_c=k_c, p=p)
 
+
+
+def _bf16_lstm_supported() -> bool:
+    """Whether this CPU's oneDNN runs a bfloat16 LSTM (module docstring)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an older or a differently built torch: assume not
+        return False
+
+
+def _cpu_bf16_lstm_unsupported(x: torch.Tensor) -> bool:
+    """True under CPU autocast to bfloat16 on a CPU without a bfloat16 LSTM."""
+    return (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and not _bf16_lstm_supported())
 
 
 class LSTMState(NamedTuple):
@@ -109,7 +129,12 @@ class LSTMNetwork(PresetBuilt, nn.Module):
         x = self._prepare(x)
         if state is None:
             state = self.initial_state(x.shape[0], x.device)
-        hs, (h, c) = self.lstm(x, (state.h[None].contiguous(), state.c[None].contiguous()))
+        h0, c0 = state.h[None].contiguous(), state.c[None].contiguous()
+        if _cpu_bf16_lstm_unsupported(x):
+            with torch.autocast("cpu", enabled=False):
+                hs, (h, c) = self.lstm(x.float(), (h0.float(), c0.float()))
+        else:
+            hs, (h, c) = self.lstm(x, (h0, c0))
         traces = {"hidden": {"h": hs.detach()}} if record else None
         return NetworkOutput(self.out(hs), LSTMState(h[0], c[0]), {}, traces)
 
