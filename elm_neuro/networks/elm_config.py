@@ -1,14 +1,16 @@
-"""Configurations of ELM layers, the ELM Network and the single-neuron classifier (SPEC 1-3).
+"""Configurations of ELM layers, the ELM Network and the single-neuron classifier
+(docs/design.md §1-3).
 
 Three dataclasses, composed rather than copied (:mod:`elm_neuro.networks.checks`):
 
-- :class:`ELMLayerConfig`: one population of ELM neurons and its wiring (SPEC 1-2).
-- :class:`ELMNetworkConfig`: the two-layer ELM Network of SPEC 3. It *holds* two layer
-  configurations, ``hidden`` and ``readout`` (the SPEC 3 readout, :func:`elm_readout_config`,
-  which the spiking networks use too), plus the network's own fields (sizes, embedding, seed,
-  kernel). Flat names (``d_m``, ``d_tree``, ``readout_d_m``...) address the layers: the settings
-  the readout shares with the hidden layer in SPEC 3 (synapse tree, input scale, tau range and
-  learnability, memory mode, dt, wiring, input dropout) set both layers.
+- :class:`ELMLayerConfig`: one population of ELM neurons and its wiring (docs/design.md §1-2).
+- :class:`ELMNetworkConfig`: the two-layer ELM Network of docs/design.md §3. It *holds* two
+  layer configurations, ``hidden`` and ``readout`` (the docs/design.md §3 readout,
+  :func:`elm_readout_config`, which the spiking networks use too), plus the network's own fields
+  (sizes, embedding, seed, kernel). Flat names (``d_m``, ``d_tree``, ``readout_d_m``...) address
+  the layers: the settings the readout shares with the hidden layer in docs/design.md §3
+  (synapse tree, input scale, tau range and learnability, memory mode, dt, wiring, input
+  dropout) set both layers.
 - :class:`ELMNeuronConfig`: one ELM neuron whose ``C`` outputs are the logits (ICLR 2024); it
   holds the neuron's layer configuration ``neuron``.
 
@@ -35,14 +37,87 @@ ROUTINGS = ("none", "random")
 
 @dataclass
 class ELMLayerConfig(ConfigMixin):
-    """A population of ELM neurons (SPEC 1) with a random connectome (SPEC 2).
+    """A population of ELM neurons (docs/design.md §1) with a random connectome
+    (docs/design.md §2).
 
-    ``tau_r = None`` turns the high-pass filter off; ``branch_trace = False`` turns the branch
-    trace off. ``d_mlp = None`` means ``2 * d_m``. ``mlp_layers = 0`` makes the MLP one affine map.
-    ``engine``: ``step`` runs the time loop step by step (the reference path), ``fused`` the whole
-    sequence in one autograd Function (:mod:`elm_neuro.networks.engines.elm_sequence`; an error
-    for a configuration it does not cover), ``auto`` the fused engine wherever it covers the
-    configuration, else the per-step path (``ELMLayer.engine_reason`` says why).
+    One configuration describes every neuron of the layer (all neurons share it; each has its own
+    parameters). The defaults are the hidden layer of the SHD-Adding ELM Network of
+    docs/design.md §7 without its dropout (the ``shd-adding`` preset sets 0.2 / 0.2).
+
+    **Units.** ``dt`` and every timescale (``tau_b``, ``tau_min``, ``tau_max``, ``tau_r``) share one
+    unit: in the ELM Network and the single neuron ``dt = 1``, so every tau is in **time steps**,
+    whatever the bin width of the data. The ELM readout of the spiking networks
+    (:mod:`elm_neuro.networks.lif_config`) is the exception: there ``dt`` is the bin width in
+    **ms** and its taus are in ms. Every decay is ``kappa = exp(-dt / tau)``. Counts (``d_m``,
+    ``d_tree``...) and factors (``input_scale``, ``lambda_value``) are dimensionless.
+
+    Attributes:
+        d_m (int): memory units per neuron, ``d_m``; each has its own timescale. Default
+            ``defaults.ELM_D_M`` = 9.
+        d_mlp (int or None): width of each hidden layer of the neuron's MLP, ``d_mlp``. Default
+            None, meaning ``2 * d_m`` (see :attr:`mlp_width`).
+        mlp_layers (int): hidden layers of the MLP, ``L`` (>= 0). Default 1; 0 makes the MLP a
+            single affine map ``(d_tree + d_m) -> d_m``.
+        mlp_act (str): activation of the MLP's hidden layers: ``relu2`` (``relu(x)^2``, default),
+            ``relu`` or ``silu``. The MLP output ``z`` has no activation.
+        d_tree (int): dendritic branches per neuron, ``d_tree``: the MLP reads one summed drive
+            per branch. Default 30.
+        d_brch (int): synapses per branch, ``d_brch``; consecutive blocks of ``d_brch`` synapses
+            form a branch. Default 10.
+        n_synapses (int or None): synapses per neuron, ``K = d_tree * d_brch`` (the budget's
+            ``k_c``). Derived, not free: None (default) or exactly ``d_tree * d_brch`` (a check);
+            read ``K`` from :attr:`k`.
+        input_scale (float): synaptic input scale ``s_in``, multiplying every branch drive
+            (dimensionless). Default 10.0 (every paper configuration).
+        synapse_rect (str): how synapse weights ``w_s`` are used: ``none`` (signed, default) or
+            rectified by ``relu``, ``abs`` or ``exp``. Initial ``w_s ~ U(+-1/sqrt(d_brch))``.
+        branch_trace (bool): low-pass each branch drive, ``b_t = kappa_b b_{t-1} + beta_t``, and
+            feed ``b_t`` to the MLP (the ICLR 2024 Branch-ELM). Default False (off in the
+            network configurations); the fused engine does not cover it.
+        tau_b (float): branch-trace timescale ``tau_b``, in the unit of ``dt`` (time steps in
+            the network configurations). Default 5.0; used only when ``branch_trace`` is on.
+        tau_min (float): shortest memory timescale ``tau_min`` (> 0), unit of ``dt`` (time steps
+            in the network configurations). The ``d_m`` timescales ``tau_m`` are log-spaced from
+            ``tau_min`` to ``tau_max``, both ends included. Default 1.0.
+        tau_max (float): longest memory timescale ``tau_max`` (>= ``tau_min``), unit of ``dt``.
+            Default 500.0 (SHD-Adding; Enwik8 uses 0.1..100).
+        learn_tau (bool): make ``tau_m`` trainable, per neuron, through
+            ``tau = lo + (hi - lo) * sigmoid(theta)`` with ``lo = tau_min / 10`` and
+            ``hi = tau_max * sqrt(10)``; adds ``d_m`` parameters per neuron to ``k_e``. Default
+            False: fixed and shared by all neurons.
+        memory_mode (str): memory update: ``ratio`` (default, "ELM v2":
+            ``m_t = m~ + (1 - exp(-lambda dt / tau_m)) dm_t``) or ``legacy`` ("ELM v1", ICLR 2024:
+            ``m_t = m~ + lambda (1 - kappa_m) dm_t``).
+        lambda_value (float): the update-gain factor ``lambda`` of either memory mode
+            (dimensionless, > 0). Default 5.0.
+        dt (float): duration of one time step, in the unit of the taus. Default 1.0 (taus in
+            steps); in a network, the readout layer must have the hidden layer's ``dt``.
+        tau_r (float or None): timescale ``tau_r`` of the output high-pass filter
+            ``h_t = kappa_r h_{t-1} + (1 - kappa_r) rho_t``, ``p_t = rho_t - h_t``, in the unit of
+            ``dt`` (time steps in the network configurations). Default 5.0 (SHD-Adding; Enwik8
+            uses 2); None turns the filter off (``p_t = rho_t``).
+        output_act (str): output non-linearity ``act`` of ``y_t = act(p_t + b)``: ``relu``
+            (default), ``identity`` or ``spike`` (Heaviside forward, fast-sigmoid surrogate
+            ``1 / (100 |x| + 1)^2`` backward).
+        d_o (int): outputs per neuron ``d_o`` (rows of the readout ``w_y``). Default 1; must be 1
+            in any recurrent layer and in both layers of the ELM Network; the single-neuron
+            classifier uses ``d_o = C``.
+        rho (float): recurrent fraction ``rho`` in [0, 1]: each synapse independently reads a
+            neuron of the layer (previous step) with probability ``rho``, else an input channel
+            (current step). Default 0.25 (SHD-Adding; Enwik8 0.8; the readout layer 0).
+        wiring (str): connectome rule; ``random`` (default, the only one: sources drawn
+            uniformly with replacement, docs/design.md §2).
+        dropout_in (float): variational dropout rate on the layer's external input, in [0, 1):
+            one keep-mask per sample per ``forward`` call, the same at every step, training only.
+            Default 0.0 (the ``shd-adding`` preset: 0.2; for the readout layer this is the
+            dropout on the hidden activity).
+        dropout_rec (float): variational dropout rate on the recurrent input (the layer's own
+            previous outputs), in [0, 1). Default 0.0 (``shd-adding`` preset: 0.2).
+        engine (str): the time loop: ``step`` runs it step by step (the reference path),
+            ``fused`` the whole sequence in one autograd Function
+            (:mod:`elm_neuro.networks.engines.elm_sequence`; an error for a configuration it does
+            not cover), ``auto`` (default) the fused engine wherever it covers the
+            configuration, else the per-step path (``ELMLayer.engine_reason`` says why).
     """
 
     d_m: int = D.ELM_D_M
@@ -131,9 +206,10 @@ class ELMLayerConfig(ConfigMixin):
 
 
 def elm_readout_config(**fields) -> ELMLayerConfig:
-    """The readout layer of SPEC 3: ``d_m = 3``, an affine MLP (``L = 0``), identity output, no
-    high-pass filter, ``rho = 0`` (every synapse reads a hidden output of the same step), no
-    recurrent dropout; ``fields`` override (e.g. ``d_tree``, ``tau_min`` in ms for spiking nets)."""
+    """The readout layer of docs/design.md §3: ``d_m = 3``, an affine MLP (``L = 0``), identity
+    output, no high-pass filter, ``rho = 0`` (every synapse reads a hidden output of the same
+    step), no recurrent dropout; ``fields`` override (e.g. ``d_tree``, ``tau_min`` in ms for
+    spiking nets)."""
     base = dict(d_m=D.READOUT_D_M, mlp_layers=0, tau_r=None, output_act="identity", rho=0.0, dropout_rec=0.0)
     return ELMLayerConfig(**{**base, **fields})
 
@@ -149,7 +225,8 @@ def check_readout(readout: Any, where: str, dt: float) -> None:
                          f"got {readout.dt}")
 
 
-# Settings the SPEC 3 readout inherits from the hidden layer: a flat name sets both layers.
+# Settings the docs/design.md §3 readout inherits from the hidden layer: a flat name sets both
+# layers.
 _SHARED_WITH_READOUT = ("mlp_act", "d_tree", "d_brch", "input_scale", "synapse_rect", "branch_trace", "tau_b",
                         "tau_min", "tau_max", "learn_tau", "memory_mode", "lambda_value", "dt", "wiring",
                         "dropout_in", "engine")
@@ -158,9 +235,10 @@ _HIDDEN_ONLY = ("d_m", "d_mlp", "mlp_layers", "tau_r", "output_act", "rho", "dro
 
 @dataclass
 class ELMNetworkConfig(ConfigMixin):
-    """The ELM Network of SPEC 3: hidden recurrent ELM layer, readout ELM layer, Linear(C, C).
+    """The ELM Network of docs/design.md §3: hidden recurrent ELM layer, readout ELM layer,
+    Linear(C, C).
 
-    ``hidden`` must have ``d_o = 1``; ``readout`` is the SPEC 3 readout layer
+    ``hidden`` must have ``d_o = 1``; ``readout`` is the docs/design.md §3 readout layer
     (:func:`elm_readout_config`) with ``d_o = 1`` and the hidden layer's ``dt``.
     ``embedding``: ``none`` casts inputs to float; ``scaled`` multiplies by ``embed_scale``;
     ``one_hot`` takes integer tokens ``[B, T]`` and gives ``one_hot(token, n_in) * embed_scale``.

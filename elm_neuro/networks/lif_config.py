@@ -1,10 +1,11 @@
-"""Configurations of the recurrent LIF / adLIF networks (SPEC 2, 10), composed like the ELM ones.
+"""Configurations of the recurrent LIF / adLIF networks (docs/design.md §2, §10), composed
+like the ELM ones.
 
 - :class:`LIFLayerConfig`: a population of LIF / adLIF neurons and its wiring (neuron model,
   reset, refractory period, timescale ranges, surrogate, synapse count and initial scale, Dale's
   law, dropout). The spiking readout (``readout = "spiking"``) reuses it.
 - :class:`LIFNetworkConfig`: sizes, embedding, the hidden layer's configuration ``hidden``, the
-  readout kind and ``elm_readout``, the SPEC 3 ELM readout layer
+  readout kind and ``elm_readout``, the docs/design.md §3 ELM readout layer
   (:func:`~elm_neuro.networks.elm_config.elm_readout_config`, the same configuration the ELM
   Network uses), with its timescales in the unit of ``dt`` (ms: 2..1000 ms = the ELM Network's
   1..500 steps at 2 ms bins).
@@ -15,10 +16,11 @@ readout together (one clock, one wiring rule, one input dropout, one engine choi
 ``readout_d_m``, ``readout_d_tree``, ``readout_d_brch``, ``readout_input_scale``,
 ``readout_tau_min`` and ``readout_tau_max`` address ``elm_readout``.
 
-Budget (SPEC 3 vocabulary): ``k_c = K``; ``k_e`` = learnable per-neuron parameters besides the
-synapses: ``tau_m`` (``learn_tau``), plus ``tau_w`` (adLIF, ``learn_tau``) and ``a, b`` (adLIF,
-``learn_adapt``); ``P = N (k_c + k_e) + readout``, readout = ``C (K_r + 3 d_tree + 16) + C (C + 1)``
-for ``elm`` (as the ELM Network), ``C (K + 1)`` for ``leaky``, ``C (K + k_e)`` for ``spiking``.
+Budget (docs/design.md §3 vocabulary): ``k_c = K``; ``k_e`` = learnable per-neuron parameters
+besides the synapses: ``tau_m`` (``learn_tau``), plus ``tau_w`` (adLIF, ``learn_tau``) and
+``a, b`` (adLIF, ``learn_adapt``); ``P = N (k_c + k_e) + readout``, readout =
+``C (K_r + 3 d_tree + 16) + C (C + 1)`` for ``elm`` (as the ELM Network), ``C (K + 1)`` for
+``leaky``, ``C (K + k_e)`` for ``spiking``.
 """
 from __future__ import annotations
 
@@ -39,24 +41,103 @@ READOUTS = ("elm", "leaky", "spiking")
 
 @dataclass
 class LIFLayerConfig(ConfigMixin):
-    """LIF / adLIF neurons on the ELM wiring; defaults: SHD-Adding, Bittar & Garner's neurons.
+    """LIF / adLIF neurons on the ELM wiring (docs/design.md §2, §10); defaults: SHD-Adding
+    with Bittar & Garner's neurons.
 
-    ``neuron``: ``lif`` | ``adlif``. ``reset``: ``subtract`` (soft; subtracts ``reset_value``,
-    default the threshold) | ``zero`` (hard). ``refractory``: steps after a spike during which the
-    input is blocked and no spike is emitted (0 = none). ``current_gain``: ``unit`` (``v += I``) |
-    ``leak`` (``v += (1 - kappa_m) I``). Initial timescales are log-uniform per neuron in
-    ``[tau_*_min, tau_*_max]`` (equal ends = one value); adLIF couplings ``a``, ``b`` start
-    uniform in their ranges (Bittar & Garner's: a in [-1, 1], b in [0, 2]) and are not clamped.
-    ``dt`` and every tau share one unit (ms in the presets, ``dt = 2`` for 2 ms bins). Raw
-    weights start ``N(0, (weight_scale / sqrt(K))^2)`` (30 / sqrt(300) = 1.73, close to the ELM
-    neuron's effective synapse std of 1.83).
+    The equations are those of :mod:`elm_neuro.neurons.lif` (docs/design.md §10). The hidden
+    layer of :class:`LIFNetworkConfig` is built from this configuration, and so are its leaky
+    and spiking readouts (``n_synapses``, ``dt``, ``dale``, ``engine``... and, for the spiking
+    readout, the whole neuron model).
 
-    ``engine``: ``step`` runs the time loop step by step (the reference path), ``fused`` the whole
-    sequence in one autograd Function (:mod:`elm_neuro.networks.engines.lif_sequence`; an error
-    for a configuration it does not cover), ``auto`` (the default; configuration files without
-    the field load as ``auto``) the fused engine wherever it covers the layer, else the per-step
-    path (``LIFLayer.engine_reason`` says why). The leaky and the spiking readout follow the
-    field of the configuration they are built from.
+    **Units.** ``dt`` and every timescale (``tau_mem_*``, ``tau_adapt_*``, and the network's
+    ``tau_out``) share one unit: **ms** by default (``dt = 2`` ms, the SHD bin), so ``tau = 25``
+    means 25 ms = 12.5 steps. For the SHD tasks the trainer sets ``dt`` to the data's bin width
+    in ms unless ``dt`` is overridden; the Enwik8 presets use ``dt = 1`` (taus in steps).
+    ``refractory`` is the exception: an integer number of **time steps**. Every decay is
+    ``kappa = exp(-dt / tau)``. The membrane ``v``, the threshold and the input current share an
+    arbitrary unit ("membrane units"); weights and the other factors are dimensionless.
+
+    Attributes:
+        neuron (str): neuron model: ``lif`` (default) or ``adlif`` (adaptive LIF, Bittar &
+            Garner 2022: an adaptation variable ``w`` with couplings ``a``, ``b``).
+        n_synapses (int): synapses per neuron ``K`` (the budget's ``k_c``), for the hidden
+            neurons and for each neuron of a leaky or spiking readout. Current-based, no
+            branches. Default 300.
+        rho (float): recurrent fraction ``rho`` of the hidden layer in [0, 1]: each synapse
+            independently reads a hidden neuron's spike of the previous step with probability
+            ``rho``, else an input channel of the current step. Default 0.25. (The readouts use
+            ``LIFNetworkConfig.readout_rho`` or 0.)
+        wiring (str): connectome rule; ``random`` (default, the only one, docs/design.md §2).
+        dt (float): duration of one time step, in the unit of the timescales (ms by default).
+            Default ``defaults.BIN_MS`` = 2.0 (ms).
+        threshold (float): firing threshold ``theta`` (> 0, membrane units): a spike needs
+            ``v_t - theta > 0``. Default 1.0.
+        reset (str): ``subtract`` (soft, default: ``v_t = kappa_m v_{t-1} + g D_t - theta_r
+            s_{t-1}``) or ``zero`` (hard: ``v_t = kappa_m v_{t-1} (1 - s_{t-1}) + g D_t``). The
+            reset of a spike at ``t`` is applied at ``t + 1`` (snntorch's convention).
+        reset_value (float or None): amount ``theta_r`` subtracted by the soft reset (> 0,
+            membrane units). Default None, meaning ``threshold`` (see :attr:`theta_reset`);
+            0.9 in the ICLR 2024 SNN. Not used by the ``zero`` reset.
+        detach_reset (bool): take the reset signal ``s_{t-1}`` out of the autograd graph (as
+            snntorch does). Default True; False lets the gradient flow through the reset.
+        refractory (int): refractory period ``R`` in **time steps** (>= 0): after a spike, the
+            input drive is blocked and no spike is emitted for ``R`` steps. Default 0 (none).
+        current_gain (str): input gain ``g`` of the membrane update: ``leak`` (default,
+            ``g = 1 - kappa_m``: the membrane low-pass filters the current, Bittar & Garner) or
+            ``unit`` (``g = 1``, ``v += I``: the snntorch convention, the ICLR 2024 SNN).
+        tau_mem_min (float): lower end of the initial membrane timescales ``tau_m`` (> 0, unit of
+            ``dt``: ms by default). Each neuron's initial ``tau_m`` is drawn log-uniformly in
+            ``[tau_mem_min, tau_mem_max]``; equal ends give one value. Default 10.0.
+        tau_mem_max (float): upper end of that range (>= ``tau_mem_min``). Default 50.0.
+        tau_adapt_min (float): lower end of the initial adaptation timescales ``tau_w`` (adLIF
+            only; > 0, unit of ``dt``), drawn log-uniformly per neuron. Default 60.0.
+        tau_adapt_max (float): upper end of that range (>= ``tau_adapt_min``). Default 240.0.
+        adapt_a_min (float): lower end of the initial subthreshold coupling ``a`` (adLIF:
+            ``w_t = kappa_w w_{t-1} + a v_{t-1} + b s_{t-1}``; dimensionless, ``a < 0`` gives
+            resonance), drawn uniformly per neuron. Default -1.0.
+        adapt_a_max (float): upper end of the initial ``a``. Default 1.0 (the range [-1, 1]
+            is Bittar & Garner's).
+        adapt_b_min (float): lower end of the initial spike-triggered jump ``b`` of ``w`` (adLIF;
+            membrane units per spike), drawn uniformly per neuron. Default 0.0.
+        adapt_b_max (float): upper end of the initial ``b``. Default 2.0 (the range [0, 2] is
+            Bittar & Garner's). ``a`` and ``b`` are not clamped to their initial ranges during
+            training.
+        learn_tau (bool): make ``tau_m`` (and, for adLIF, ``tau_w``) trainable per neuron,
+            through ``tau = lo + (hi - lo) * sigmoid(theta)`` with ``lo = min / 10`` and
+            ``hi = max * sqrt(10)`` of the initial range; each adds 1 to ``k_e``. Default True.
+        learn_adapt (bool): make ``a`` and ``b`` trainable (adLIF; adds 2 to ``k_e``).
+            Default True.
+        surrogate (str): surrogate gradient of the spike: ``fast_sigmoid`` (default,
+            ``scale / (slope |x| + 1)^2``), ``atan`` or ``superspike`` (unit area); see
+            :mod:`elm_neuro.neurons.surrogate`.
+        surrogate_slope (float): width parameter ``slope`` of the surrogate (> 0; per membrane
+            unit, its argument being ``v - theta``). Default 25.0.
+        surrogate_scale (float): gain ``scale`` of the surrogate gradient (> 0, dimensionless).
+            Default 1.0.
+        weight_scale (float): initial synapse scale: raw weights start
+            ``N(0, (weight_scale / sqrt(K))^2)`` (their absolute value under Dale's law).
+            Default 30.0 (30 / sqrt(300) = 1.73, close to the ELM neuron's effective synapse std
+            of 1.83); 0.3 in the ICLR 2024 SNN.
+        dale (bool): Dale's law: every neuron of the layer is excitatory or inhibitory and its
+            outgoing synapses carry its sign, ``w_eff = relu(w) * sign(source)`` (input channels
+            count as excitatory). Default False (signed weights).
+        frac_inhibitory (float): share of inhibitory neurons under Dale's law, in [0, 1]:
+            exactly ``round(frac_inhibitory * N)`` per layer, at seeded positions. Default 0.2.
+            Not used without ``dale``.
+        dropout_in (float): variational dropout rate in [0, 1) on the hidden layer's external
+            input (one keep-mask per sample per ``forward`` call, training only); the leaky and
+            spiking readouts apply it to the hidden spikes they read, and the flat name
+            ``dropout_in`` of :class:`LIFNetworkConfig` sets the ELM readout's too. Default 0.0
+            (the SHD-Adding presets: 0.2).
+        dropout_rec (float): variational dropout rate in [0, 1) on the hidden layer's recurrent
+            input (its own previous spikes). Default 0.0 (SHD-Adding presets: 0.2).
+        engine (str): the time loop: ``step`` runs it step by step (the reference path),
+            ``fused`` the whole sequence in one autograd Function
+            (:mod:`elm_neuro.networks.engines.lif_sequence`; an error for a configuration it does
+            not cover), ``auto`` (the default; configuration files without the field load as
+            ``auto``) the fused engine wherever it covers the layer, else the per-step path
+            (``LIFLayer.engine_reason`` says why). The leaky and the spiking readout follow the
+            field of the configuration they are built from.
     """
 
     neuron: str = "lif"
@@ -145,7 +226,7 @@ class LIFLayerConfig(ConfigMixin):
 
 
 def _spiking_elm_readout() -> ELMLayerConfig:
-    # SPEC 3 readout with its memory timescales in ms at 2 ms bins (2..1000 ms = 1..500 steps).
+    # docs/design.md §3 readout with its memory timescales in ms at 2 ms bins (2..1000 ms = 1..500 steps).
     return elm_readout_config(tau_min=2.0, tau_max=1000.0, dt=D.BIN_MS)
 
 
