@@ -8,6 +8,7 @@ import pytest
 from elm_neuro.cli import budget as budget_cli
 from elm_neuro.cli.main import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, _describe, main
 from elm_neuro.data.synth import write_synthetic_shd
+from elm_neuro.training.common import TrainingDiverged
 
 TINY = ["--task", "shd", "--epochs", "1", "--batches-per-epoch", "2", "--batch-size", "4", "--device", "cpu",
         "--set", "d_m=2", "--set", "n=3", "--set", "d_tree=2", "--set", "d_brch=2", "--no-progress",
@@ -59,13 +60,31 @@ def test_out_naming_a_file(tmp_path, capsys):
     assert target.read_text() == "keep me"
 
 
-def test_interrupt_exits_130(monkeypatch, capsys):
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
+def _raise_in_budget(monkeypatch, exc):
+    """``elm-neuro budget`` raises ``exc`` where it resolves the model."""
+    def fails(*args, **kwargs):
+        raise exc
 
-    monkeypatch.setattr(budget_cli, "resolve_model_config", interrupted)
+    monkeypatch.setattr(budget_cli, "resolve_model_config", fails)
+
+
+def test_interrupt_exits_130(monkeypatch, capsys):
+    _raise_in_budget(monkeypatch, KeyboardInterrupt())
     assert main(["budget"]) == EXIT_INTERRUPTED
     assert "interrupted" in _one_line_error(capsys.readouterr().err, "budget")
+
+
+@pytest.mark.parametrize("exc, message", [
+    (TrainingDiverged("non-finite loss (nan) at epoch 1, step 3; stopped.\nThe last checkpoint is kept."),
+     "non-finite loss (nan) at epoch 1, step 3; stopped. The last checkpoint is kept. (lower --lr or keep a warmup)"),
+    (type("TrainingDiverged", (RuntimeError,), {})("non-finite loss (nan)"),  # another class of that name
+     "unexpected TrainingDiverged: non-finite loss (nan) (run with --debug for the traceback)"),
+])
+def test_training_diverged_is_known_by_its_type(exc, message, monkeypatch, capsys):
+    """The CLI recognises the trainers' TrainingDiverged itself, not any exception of that name."""
+    _raise_in_budget(monkeypatch, exc)
+    assert main(["budget"]) == EXIT_FAILURE
+    assert _one_line_error(capsys.readouterr().err, "budget") == f"elm-neuro budget: error: {message}"
 
 
 def test_messages_for_os_errors():

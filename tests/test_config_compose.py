@@ -121,11 +121,11 @@ def test_presets_are_plain_data():
 
 
 def test_one_resolver_for_budget_and_training():
-    from elm_neuro.training.model_setup import resolve_model_config as training_resolve
+    from elm_neuro.training.model_setup import train_model_config
 
     neuron = resolve_model_config(preset="elm-neuron-shd-adding", params=50000)
     assert neuron.d_m == 93 and neuron.budget().p == 50381
-    assert training_resolve("elm-neuron", "shd-adding", None, {}, 50000, 700, 19) == neuron
+    assert train_model_config("elm-neuron", "shd-adding", None, {}, 50000, 700, 19) == neuron
     lif = resolve_model_config("lif", overrides={"n_synapses": 100}, task="shd-adding", n_in=100, dt=10.0,
                                params=20000)
     assert (lif.n_in, lif.hidden.dt, lif.elm_readout.dt) == (100, 10.0, 10.0)

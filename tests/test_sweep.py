@@ -1,5 +1,6 @@
-"""Budget sweeps: the grid (budget solver, axes, names), a tiny real sweep interrupted and resumed,
-results.csv rebuilt from the run directories, grid-mismatch refusal, the CLI, the Ray executor."""
+"""Budget sweeps: the grid (budget solver, axes, names), the CSV format of results tables, a tiny real
+sweep interrupted and resumed, results.csv rebuilt from the run directories, grid-mismatch refusal, the
+CLI, the Ray executor."""
 import json
 import runpy
 import sys
@@ -12,7 +13,11 @@ from elm_neuro.cli.main import main
 from elm_neuro.data.synth import write_synthetic_shd
 from elm_neuro.networks.budget import closest_n
 from elm_neuro.networks.registry import preset_config
+from elm_neuro.experiments import reproduce as R
 from elm_neuro.experiments import sweep as S
+from elm_neuro.experiments import sweep_executors as SX
+from elm_neuro.experiments import sweep_plan as SP
+from elm_neuro.experiments import sweep_results as SR
 from elm_neuro.training.classification import train_classifier
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.run import RunDir
@@ -51,8 +56,8 @@ def tiny_base(shd_dir, **kw):
 # --------------------------------------------------------------------------- the grid
 def test_grid_sizes_n_with_the_budget_solver_shd_adding():
     base = TrainConfig(task="shd-adding", bin_ms=10.0, channel_factor=7)
-    grid = S.SweepGrid(base, values=list(SPEC4), budgets=[77000], seeds=[0, 1, 2])
-    cells = S.plan_cells(grid)
+    grid = SP.SweepGrid(base, values=list(SPEC4), budgets=[77000], seeds=[0, 1, 2])
+    cells = SP.plan_cells(grid)
     assert len(cells) == 30
     by_dm = {c.d_m: c for c in cells if c.seed == 0}
     for d_m, cell in by_dm.items():
@@ -68,25 +73,25 @@ def test_grid_sizes_n_with_the_budget_solver_shd_adding():
     assert [c.name for c in cells[:3]] == ["p77000-dm2-n155-s0", "p77000-dm2-n155-s1", "p77000-dm2-n155-s2"]
     assert [c.seed for c in cells[:3]] == [0, 1, 2] and cells[1].config.seed == 1
     # several budgets: the cross product with d_m, budgets first
-    two = S.plan_cells(S.SweepGrid(base, values=[4, 9], budgets=[20000, 77000], seeds=[0]))
+    two = SP.plan_cells(SP.SweepGrid(base, values=[4, 9], budgets=[20000, 77000], seeds=[0]))
     assert [c.name for c in two] == ["p20000-dm4-n19-s0", "p20000-dm9-n10-s0", "p77000-dm4-n111-s0",
                                      "p77000-dm9-n57-s0"]
 
 
 def test_axis_n_and_k_c_grids():
     base = TrainConfig(task="shd-adding", model_overrides={"d_m": 4})
-    cells = S.plan_cells(S.SweepGrid(base, axis="n", values=[8, 16, 32], seeds=[0]))
+    cells = SP.plan_cells(SP.SweepGrid(base, axis="n", values=[8, 16, 32], seeds=[0]))
     assert [c.name for c in cells] == ["dm4-n8-s0", "dm4-n16-s0", "dm4-n32-s0"]
     assert [c.p for c in cells] == [preset_config("shd-adding", d_m=4, n=n).budget().p for n in (8, 16, 32)]
-    kc = S.plan_cells(S.SweepGrid(base.replace(model_overrides={"d_m": 4, "n": 32}), axis="k_c",
+    kc = SP.plan_cells(SP.SweepGrid(base.replace(model_overrides={"d_m": 4, "n": 32}), axis="k_c",
                                   values=[60, 300], seeds=[0]))
     assert [c.name for c in kc] == ["dm4-kc60-n32-s0", "dm4-kc300-n32-s0"]
     assert [c.config.model_overrides["d_brch"] for c in kc] == [2, 10] and [c.k_c for c in kc] == [60, 300]
     # k_c axis at a budget: N re-sized for each k_c
-    kcp = S.plan_cells(S.SweepGrid(base, axis="k_c", values=[60, 300], budgets=[20000], seeds=[0]))
+    kcp = SP.plan_cells(SP.SweepGrid(base, axis="k_c", values=[60, 300], budgets=[20000], seeds=[0]))
     assert kcp[0].n > kcp[1].n and {c.p_target for c in kcp} == {20000}
     # a family without d_m: the cells differ by budget only
-    lif = S.plan_cells(S.SweepGrid(TrainConfig(task="shd-adding", model="lif"), budgets=[20000, 77000], seeds=[0]))
+    lif = SP.plan_cells(SP.SweepGrid(TrainConfig(task="shd-adding", model="lif"), budgets=[20000, 77000], seeds=[0]))
     assert [c.name for c in lif] == [f"p20000-n{lif[0].n}-s0", f"p77000-n{lif[1].n}-s0"]
 
 
@@ -104,18 +109,41 @@ def test_axis_n_and_k_c_grids():
 def test_grid_errors_name_the_argument(kw, match):
     overrides = kw.pop("model_overrides", {})
     with pytest.raises(ValueError, match=match):
-        S.plan_cells(S.SweepGrid(TrainConfig(task="shd-adding", model_overrides=overrides), **kw))
+        SP.plan_cells(SP.SweepGrid(TrainConfig(task="shd-adding", model_overrides=overrides), **kw))
+
+
+# --------------------------------------------------------------------------- the CSV format
+def test_one_csv_writer_for_sweep_and_plan_tables(tmp_path):
+    """Sweep and plan results tables share one writer: a header of the given columns, "\\n" line ends,
+    None and missing keys as empty cells, floats as repr (every digit), ints, bools and strings as
+    str, quoted only where CSV needs it; keys outside the columns are left out."""
+    rows = [{"run_id": "p1500-dm2-n5-s0", "n": 5, "test_acc": 0.1, "wall_s": 12.5, "note": None},
+            {"run_id": "a,b", "n": 0, "test_acc": 1e-20, "wall_s": float("nan"), "note": 'say "hi"', "other": 1},
+            {"n": -3, "test_acc": 2 / 3, "note": True}]
+    text = ('run_id,n,test_acc,wall_s,note\n'
+            'p1500-dm2-n5-s0,5,0.1,12.5,\n'
+            '"a,b",0,1e-20,nan,"say ""hi"""\n'
+            ',-3,0.6666666666666666,,True\n')
+    path = SR.write_csv(rows, ["run_id", "n", "test_acc", "wall_s", "note"], tmp_path / "sub" / "results.csv")
+    assert path == tmp_path / "sub" / "results.csv"
+    assert path.read_bytes() == text.encode()
+    assert [r["test_acc"] for r in read_table(path)] == [0.1, 1e-20, 2 / 3]  # floats read back exactly
+    assert not [p for p in path.parent.iterdir() if p != path]  # no temporary file left
+    R.write_results_csv(rows, tmp_path / "plan.csv")  # a plan's table: its fixed columns, the same format
+    lines = (tmp_path / "plan.csv").read_bytes().decode().split("\n")
+    assert lines[0] == ",".join(R.RESULT_COLUMNS) and lines[3] == ",,,,,,,-3,,,,,0.6666666666666666,,"
+    assert lines[4:] == [""]
 
 
 # --------------------------------------------------------------------------- a real sweep
 def _mtimes(out, names):
-    return {n: (S.cell_path(out, n) / "summary.json").stat().st_mtime_ns for n in names}
+    return {n: (SP.cell_path(out, n) / "summary.json").stat().st_mtime_ns for n in names}
 
 
 def test_local_sweep_interrupted_and_resumed(shd_dir, tmp_path, monkeypatch):
     out = tmp_path / "sweep"
-    grid = S.SweepGrid(tiny_base(shd_dir, epochs=2), values=[2, 3, 4], budgets=[1500], seeds=[0])
-    cells = S.plan_cells(grid)
+    grid = SP.SweepGrid(tiny_base(shd_dir, epochs=2), values=[2, 3, 4], budgets=[1500], seeds=[0])
+    cells = SP.plan_cells(grid)
     names = [c.name for c in cells]
     assert names == ["p1500-dm2-n5-s0", "p1500-dm3-n3-s0", "p1500-dm4-n2-s0"]
 
@@ -126,23 +154,23 @@ def test_local_sweep_interrupted_and_resumed(shd_dir, tmp_path, monkeypatch):
     t0 = _mtimes(out, names[:1])
 
     # 2. the second cell was killed after its first epoch (checkpoint, no summary)
-    assert train_classifier(S.cell_path(out, names[1]), cells[1].config, progress=False, stop_after_epochs=1) is None
-    first_valid = [r for r in RunDir(S.cell_path(out, names[1])).read_metrics() if r["kind"] == "valid"]
+    assert train_classifier(SP.cell_path(out, names[1]), cells[1].config, progress=False, stop_after_epochs=1) is None
+    first_valid = [r for r in RunDir(SP.cell_path(out, names[1])).read_metrics() if r["kind"] == "valid"]
     assert len(first_valid) == 1
 
     # 3. the third cell's training raises: the others still finish, results keep them
-    real_run_cell = S.run_cell
+    real_run_cell = SX.run_cell
 
     def flaky(run_dir, cfg, progress):
         if run_dir.name == names[2]:
             raise RuntimeError("simulated crash")
         return real_run_cell(run_dir, cfg, progress)
 
-    monkeypatch.setattr(S, "run_cell", flaky)
+    monkeypatch.setattr(SX, "run_cell", flaky)
     r2 = S.run_sweep(out, grid, progress=False)
     assert r2.skipped == [names[0]] and r2.ran == [names[1]]
     assert r2.failed == {names[2]: "RuntimeError: simulated crash"} and r2.pending == [names[2]]
-    resumed = RunDir(S.cell_path(out, names[1]))
+    resumed = RunDir(SP.cell_path(out, names[1]))
     valid = [r for r in resumed.read_metrics() if r["kind"] == "valid"]
     assert len(valid) == 2 and valid[0] == first_valid[0]  # continued from the checkpoint, not restarted
     assert resumed.read_summary()["epochs"] == 2
@@ -151,14 +179,14 @@ def test_local_sweep_interrupted_and_resumed(shd_dir, tmp_path, monkeypatch):
     assert t1[names[0]] == t0[names[0]]
 
     # 4. re-run: only the failed cell trains; each cell appears exactly once
-    monkeypatch.setattr(S, "run_cell", real_run_cell)
+    monkeypatch.setattr(SX, "run_cell", real_run_cell)
     r3 = S.run_sweep(out, grid, progress=False)
     assert r3.ran == [names[2]] and r3.skipped == names[:2] and not r3.pending and not r3.failed
     assert _mtimes(out, names[:2]) == t1  # finished cells were not retrained
     rows = read_table(out / "results.csv")
     assert [r["run_id"] for r in rows] == names
     for row, cell in zip(rows, cells):
-        s = RunDir(S.cell_path(out, cell.name)).read_summary()
+        s = RunDir(SP.cell_path(out, cell.name)).read_summary()
         assert (row["p_target"], row["n"], row["d_m"], row["seed"]) == (1500, cell.n, cell.d_m, 0)
         assert (row["p"], row["k_e"], row["k_c"]) == (s["p"], s["k_e"], s["k_c"]) == (cell.p, cell.k_e, cell.k_c)
         assert row["test_acc"] == s["test_acc"] and row["valid_loss"] == s["valid_loss"]
@@ -169,18 +197,18 @@ def test_local_sweep_interrupted_and_resumed(shd_dir, tmp_path, monkeypatch):
     # 5. results.csv is rebuilt identically from the run directories
     before = (out / "results.csv").read_bytes()
     (out / "results.csv").unlink()
-    S.write_results(out)
+    SR.write_results(out)
     assert (out / "results.csv").read_bytes() == before
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
 
     # 6. a different grid is refused; --force continues; a cell trained differently is refused
-    other = S.SweepGrid(grid.base, values=[2, 3, 4], budgets=[1500], seeds=[0, 1])
+    other = SP.SweepGrid(grid.base, values=[2, 3, 4], budgets=[1500], seeds=[0, 1])
     with pytest.raises(ValueError, match="different grid .*seeds"):
         S.run_sweep(out, other, progress=False)
     r4 = S.run_sweep(out, other, progress=False, force=True, stop_after=0)
     assert r4.ran == [] and len(r4.pending) == 3
     assert json.loads((out / "sweep.json").read_text())["grid"]["seeds"] == [0, 1]
-    changed = S.SweepGrid(grid.base.replace(lr=2e-2), values=[2, 3, 4], budgets=[1500], seeds=[0])
+    changed = SP.SweepGrid(grid.base.replace(lr=2e-2), values=[2, 3, 4], budgets=[1500], seeds=[0])
     with pytest.raises(ValueError, match=r"different configuration \(fields \['lr'\]\)"):
         S.run_sweep(out, changed, progress=False, force=True)
     # moving the data folder is not a different grid
@@ -224,30 +252,30 @@ def test_cli_sweep_workers_and_report(shd_dir, tmp_path, capsys, monkeypatch):
 def test_ray_missing_gives_install_hint(monkeypatch, tmp_path, shd_dir, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install elm_neuro\[distributed\]"):
-        S.import_ray()
-    grid = S.SweepGrid(tiny_base(shd_dir), values=[2], budgets=[1500], seeds=[0])
+        SX.import_ray()
+    grid = SP.SweepGrid(tiny_base(shd_dir), values=[2], budgets=[1500], seeds=[0])
     with pytest.raises(ImportError, match="distributed"):
         S.run_sweep(tmp_path / "r", grid, executor="ray", progress=False)
     assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
 def test_ray_task_resources():
-    assert S.ray_task_resources({"CPU": 16.0, "GPU": 1.0}, "auto") == {"num_gpus": 1}
-    assert S.ray_task_resources({"CPU": 16.0, "GPU": 2.0}, "cuda:0") == {"num_gpus": 1}
-    assert S.ray_task_resources({"CPU": 16.0, "GPU": 1.0}, "cpu") == {"num_cpus": 1}
-    assert S.ray_task_resources({"CPU": 2.0}, "auto") == {"num_cpus": 1}
+    assert SX.ray_task_resources({"CPU": 16.0, "GPU": 1.0}, "auto") == {"num_gpus": 1}
+    assert SX.ray_task_resources({"CPU": 16.0, "GPU": 2.0}, "cuda:0") == {"num_gpus": 1}
+    assert SX.ray_task_resources({"CPU": 16.0, "GPU": 1.0}, "cpu") == {"num_cpus": 1}
+    assert SX.ray_task_resources({"CPU": 2.0}, "auto") == {"num_cpus": 1}
 
 
 def test_ray_executor_runs_cells(shd_dir, tmp_path):
     ray = pytest.importorskip("ray")
     assert not ray.is_initialized()
     out = tmp_path / "ray"
-    grid = S.SweepGrid(tiny_base(shd_dir), values=[2, 3], budgets=[1500], seeds=[0])
+    grid = SP.SweepGrid(tiny_base(shd_dir), values=[2, 3], budgets=[1500], seeds=[0])
     res = S.run_sweep(out, grid, executor="ray", workers=2, progress=False)
     assert sorted(res.ran) == ["p1500-dm2-n5-s0", "p1500-dm3-n3-s0"] and not res.failed and not res.pending
     assert not ray.is_initialized()  # the local instance it started is shut down
     rows = read_table(out / "results.csv")
     assert [r["run_id"] for r in rows] == ["p1500-dm2-n5-s0", "p1500-dm3-n3-s0"]
     for r in rows:
-        s = RunDir(S.cell_path(out, r["run_id"])).read_summary()
+        s = RunDir(SP.cell_path(out, r["run_id"])).read_summary()
         assert s["status"] == "completed" and r["test_acc"] == s["test_acc"] and s["device"] == "cpu"

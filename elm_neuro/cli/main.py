@@ -18,6 +18,8 @@ import argparse
 import importlib
 import sys
 
+from elm_neuro.training.common import TrainingDiverged
+
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
@@ -68,7 +70,7 @@ def _describe(exc: BaseException) -> tuple[int, str]:
         return EXIT_BAD_INPUT, str(exc) if not isinstance(exc, KeyError) else f"missing key {exc}"
     if isinstance(exc, OSError):
         return EXIT_FAILURE, f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
-    if type(exc).__name__ == "TrainingDiverged":
+    if isinstance(exc, TrainingDiverged):
         return EXIT_FAILURE, f"{exc} (lower --lr or keep a warmup)"
     return EXIT_FAILURE, f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
 

@@ -49,7 +49,7 @@ def parse_int_list(text: str | None, name: str) -> list[int] | None:
 
 
 def grid_from_args(args: argparse.Namespace):
-    from elm_neuro.experiments.sweep import SweepGrid
+    from elm_neuro.experiments.sweep_plan import SweepGrid
 
     overrides = parse_overrides(args.set)
     d_m = parse_int_list(args.d_m, "--d-m")

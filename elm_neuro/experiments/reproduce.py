@@ -24,8 +24,6 @@ distinct model of the plan on the device and prints the expected total (GPU- or 
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import json
 import math
 import statistics
@@ -43,8 +41,10 @@ from elm_neuro.data.binning import n_bins
 from elm_neuro.data.provenance import shd_provenance
 from elm_neuro.data.synth import write_synthetic_shd
 from elm_neuro.experiments.compare import CHANCE, cell_dir, compare
-from elm_neuro.experiments.sweep import SweepGrid, plan_cells, run_sweep, task_dims
+from elm_neuro.experiments.sweep import run_sweep
+from elm_neuro.experiments.sweep_plan import SweepGrid, plan_cells, task_dims
 from elm_neuro.experiments.sweep_report import information_analysis, scaling_analysis, write_sweep_report
+from elm_neuro.experiments.sweep_results import write_csv
 from elm_neuro.networks.registry import build_model
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import run_model_config
@@ -102,7 +102,7 @@ def stage_grid(plan: dict, stage: dict, data_dir, device: str = D.DEVICE, thread
 
 
 def plan_cells_of(plan: dict, data_dir, device: str = D.DEVICE) -> list:
-    """The sweep cells of every sweep stage of the plan (:class:`~elm_neuro.experiments.sweep.SweepCell`)."""
+    """The sweep cells of every sweep stage of the plan (:class:`~elm_neuro.experiments.sweep_plan.SweepCell`)."""
     return [c for stage in plan["stages"] if stage["kind"] == "sweep"
             for c in plan_cells(stage_grid(plan, stage, data_dir, device))]
 
@@ -290,21 +290,10 @@ def collect_plan_results(out, plan: dict) -> list[dict]:
     return rows
 
 
-def _cell(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
-
-
 def write_results_csv(rows: Sequence[dict], path) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(RESULT_COLUMNS)
-    for r in rows:
-        w.writerow([_cell(r.get(k)) for k in RESULT_COLUMNS])
-    save_text(buf.getvalue(), path)
+    """The plan's ``results.csv``: :data:`RESULT_COLUMNS`, in the sweeps' format
+    (:func:`elm_neuro.experiments.sweep_results.write_csv`)."""
+    write_csv(rows, RESULT_COLUMNS, path)
 
 
 def read_results_csv(path) -> list[dict]:

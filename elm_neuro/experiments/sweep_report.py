@@ -1,5 +1,5 @@
 """The sweep report: figures and fits from a sweep's ``results.csv`` (see
-:mod:`elm_neuro.experiments.sweep` for how the table is made).
+:mod:`elm_neuro.experiments.sweep_results` for how the table is made).
 
 From ``results.csv`` alone: metric vs N at fixed P (the paper's SPEC 9 points overlaid only when
 the sweep matches them: same task and family, a budget within 10 % of the paper's, the real data,

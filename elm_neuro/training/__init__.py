@@ -4,8 +4,9 @@ Modules (import them directly; this package imports nothing eagerly):
 
 - :mod:`~elm_neuro.training.config`: ``TrainConfig`` (every setting of a run; defaults and named
   recipes from :mod:`elm_neuro.defaults`) and ``make_train_config(task, paper, **fields)``.
-- :mod:`~elm_neuro.training.model_setup`: ``resolve_model_config``, from (family, task, preset,
-  overrides, budget) to a model configuration.
+- :mod:`~elm_neuro.training.model_setup`: ``train_model_config``, from (family, task, preset,
+  overrides, budget, bin width) to a model configuration, and ``run_model_config`` (the same from
+  a ``TrainConfig``).
 - :mod:`~elm_neuro.training.tasks`: the classification tasks' data splits (SHD-Adding, SHD).
 - :mod:`~elm_neuro.training.preflight`: the checks before the first step (device, data files,
   every model and budget, an activation-memory estimate) for train, compare and sweep.

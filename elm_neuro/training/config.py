@@ -130,7 +130,7 @@ class TrainConfig(ConfigMixin):
     @property
     def model_bin_ms(self) -> Optional[float]:
         """The bin width the model's time step stands for, as the trainers pass it to
-        :func:`elm_neuro.training.model_setup.resolve_model_config`: ``bin_ms`` for the SHD
+        :func:`elm_neuro.training.model_setup.train_model_config`: ``bin_ms`` for the SHD
         tasks; None for Enwik8 (a step is a token, so spiking families keep ``dt = 1``)."""
         return None if self.task == "enwik8" else self.bin_ms
 

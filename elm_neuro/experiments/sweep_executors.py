@@ -1,0 +1,198 @@
+"""Where a sweep's cells train: in this process, in a local process pool, or on Ray.
+
+``local`` (:func:`run_local`) runs cells one after another in this process (threads:
+``base.threads``, else one per physical core), or in ``workers`` spawned processes (one torch
+thread each unless ``base.threads`` is set, as ``elm-neuro compare``;
+:mod:`elm_neuro.training.runtime`).
+
+``ray`` (:func:`run_ray`) runs each cell as a Ray task (:func:`ray_task_resources`:
+``num_gpus=1`` when the cluster has GPUs and the device is not ``cpu``, else ``num_cpus=1`` with
+one torch thread unless ``base.threads``) on the cluster at ``address``, or on a local Ray
+instance with ``workers`` CPUs (:func:`connect_ray`; the caller shuts it down at the end). A
+cluster must answer within ``timeout`` seconds (:data:`RAY_TIMEOUT_S` by default), else the
+sweep stops with one line naming ``--address``. On a cluster the package must be installed on
+every node and SWEEP_DIR and the data must be on a shared file system. Ray is optional (the
+``distributed`` extra) and imported on demand (:func:`import_ray`).
+
+Both train or resume each cell with :func:`elm_neuro.experiments.compare.run_cell` into its
+run directory (:func:`~elm_neuro.experiments.sweep_plan.cell_path`) and report every cell to
+``on_done(cell, summary, exc)`` as it ends: a cell that raises is reported (``summary`` None) and
+left unfinished; the others go on.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from elm_neuro.experiments.compare import run_cell
+from elm_neuro.experiments.sweep_plan import cell_path
+from elm_neuro.training.config import TrainConfig
+from elm_neuro.training.runtime import init_worker
+
+RAY_HINT = "the ray executor needs Ray: pip install elm_neuro[distributed]"
+#: Seconds a Ray cluster given by ``address`` has to answer before the sweep gives up.
+RAY_TIMEOUT_S = 60.0
+
+
+def _init_worker(threads: Optional[int] = None) -> None:
+    """Initialiser of each worker process: ``threads`` torch threads (None: one per worker)."""
+    init_worker(threads)
+
+
+def _cell_job(run_dir: str, cfg_dict: dict) -> dict:
+    return run_cell(Path(run_dir), TrainConfig.from_dict(cfg_dict), progress=False)
+
+
+def _ray_cell_job(run_dir: str, cfg_dict: dict, single_thread: bool) -> dict:
+    """Body of a Ray task: on CPU a worker's threads (the cell's ``threads``, else one), then
+    train / resume the cell."""
+    if single_thread or not torch.cuda.is_available():
+        init_worker(cfg_dict.get("threads"))
+    return run_cell(Path(run_dir), TrainConfig.from_dict(cfg_dict), progress=False)
+
+
+def import_ray():
+    """``ray``, imported on demand; ``ImportError`` with the install hint when it is missing."""
+    try:
+        import ray  # optional dependency (the "distributed" extra)
+    except ImportError as exc:
+        raise ImportError(RAY_HINT) from exc
+    return ray
+
+
+# --------------------------------------------------------------------------- local
+def run_local(out, jobs, workers, progress, on_done) -> None:
+    """Train ``jobs`` (sweep cells) here (``workers`` 1) or in ``workers`` spawned processes."""
+    bar = tqdm(total=len(jobs), desc="sweep", unit="cell", disable=not progress)
+    try:
+        if workers <= 1:
+            for cell in jobs:
+                bar.set_postfix_str(cell.name)
+                try:
+                    s = run_cell(cell_path(out, cell.name), cell.config, progress)
+                    on_done(cell, s, None)
+                except Exception as exc:  # one failing cell must not stop the others
+                    on_done(cell, None, exc)
+                bar.update()
+            return
+        threads = jobs[0].config.threads if jobs else None
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(threads,)) as ex:
+            futures = {ex.submit(_cell_job, str(cell_path(out, c.name)), c.config.to_dict()): c for c in jobs}
+            for fut in as_completed(futures):
+                try:
+                    on_done(futures[fut], fut.result(), None)
+                except Exception as exc:
+                    on_done(futures[fut], None, exc)
+                bar.update()
+    finally:
+        bar.close()
+
+
+# --------------------------------------------------------------------------- Ray
+def ray_task_resources(cluster_resources: dict, device: str) -> dict:
+    """Resources of one cell's Ray task: one GPU when the cluster has GPUs and the training
+    device is not ``cpu``, else one CPU."""
+    if cluster_resources.get("GPU", 0) >= 1 and not str(device).startswith("cpu"):
+        return {"num_gpus": 1}
+    return {"num_cpus": 1}
+
+
+def _ray_endpoint(address: str) -> Optional[tuple[str, int]]:
+    """``(host, port)`` of a Ray address (``ray://HOST:PORT`` or ``HOST:PORT``); None for ``auto``."""
+    text = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        return None if text in ("auto", "local") else (text, 10001 if "://" in address else 6379)
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ValueError(f"--address {address!r}: expected ray://HOST:PORT or HOST:PORT") from None
+
+
+def _timeout_message(address: str, timeout: float) -> str:
+    return (f"--address {address}: the Ray cluster did not answer within {timeout:g} s; check the address "
+            f"(ray://HOST:10001 for a Ray Client server, HOST:6379 for the head node) and that the cluster is up")
+
+
+def connect_ray(address: Optional[str], workers: int, timeout: float = RAY_TIMEOUT_S):
+    """Start Ray (local instance with ``workers`` CPUs) or connect to the cluster at ``address``;
+    returns ``(ray, started)``. A cluster that refuses or does not answer within ``timeout`` seconds
+    raises ``TimeoutError`` / ``ConnectionError`` naming ``--address`` (Ray's own connect would
+    wait much longer)."""
+    import socket
+    import threading
+
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray, False
+    if not address:
+        ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+        return ray, True
+    endpoint = _ray_endpoint(address)
+    if endpoint is not None:
+        try:
+            socket.create_connection(endpoint, timeout=timeout).close()
+        except socket.timeout:
+            raise TimeoutError(_timeout_message(address, timeout)) from None
+        except OSError as exc:
+            raise ConnectionError(f"--address {address}: cannot reach {endpoint[0]}:{endpoint[1]} "
+                                  f"({exc.strerror or exc}); check the address and that the Ray cluster is up") from None
+    outcome: dict = {}
+
+    def init() -> None:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = exc
+
+    import logging
+
+    # Ray logs its connection attempt and warns that a non-main thread cannot set its SIGTERM handler:
+    # quiet while connecting, so that a failure ends in one line.
+    ray_logs = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+                if name == "ray" or name.startswith("ray.")]
+    levels = [log.level for log in ray_logs]
+    for log in ray_logs:
+        log.setLevel(logging.ERROR)
+
+    thread = threading.Thread(target=init, name="ray-connect", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    for log, lvl in zip(ray_logs, levels):
+        log.setLevel(lvl)
+    if thread.is_alive():
+        raise TimeoutError(_timeout_message(address, timeout))
+    if "error" in outcome:
+        exc = outcome["error"]
+        raise ConnectionError(f"--address {address}: Ray could not connect ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return ray, True
+
+
+def run_ray(out, jobs, ray, progress, on_done) -> None:
+    """Train ``jobs`` (sweep cells) as Ray tasks on the connected ``ray`` (:func:`connect_ray`)."""
+    res = ray_task_resources(ray.cluster_resources(), jobs[0].config.device)
+    gpus = "num_gpus" in res
+    task = ray.remote(**res)(_ray_cell_job)
+    refs = {task.remote(str(cell_path(out, c.name)), c.config.to_dict(), not gpus): c for c in jobs}
+    bar = tqdm(total=len(jobs), desc="sweep (ray)", unit="cell", disable=not progress)
+    try:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                cell = refs.pop(ref)
+                try:
+                    on_done(cell, ray.get(ref), None)
+                except Exception as exc:
+                    on_done(cell, None, exc)
+                bar.update()
+    finally:
+        bar.close()
+        for ref in refs:
+            ray.cancel(ref)

@@ -1,0 +1,116 @@
+"""A sweep's results table, rebuilt from its run directories, and the CSV writer of results tables.
+
+``SWEEP_DIR/results.csv`` (:func:`write_results`) is rebuilt from the run directories (finished
+cells only) after every cell and at the end, and written atomically; it never holds a cell twice
+and never loses one. Columns: ``run_id`` (the cell name), ``task``, ``family``, ``seed``,
+``p_target``, ``p``, ``n``, ``k_e``, ``k_c``, ``d_m``, the metrics of ``summary.json``
+(``valid_acc``, ``test_acc``, ``*_loss``, ``*_bpc``), ``wall_s``, ``epochs``, ``steps``,
+``data_source`` (what the cell trained on, from config.json's ``data``: ``real``, ``synthetic``,
+``builtin-corpus``, ``unknown``; empty for runs that did not record it), then every flat field of
+the resolved model configuration (its ``seed`` field, the wiring seed, as ``model_seed``).
+Rows are in natural order of ``run_id``.
+
+:func:`write_csv` writes any results table, this one and a plan's
+(:func:`elm_neuro.experiments.reproduce.write_results_csv`), in one format: a header of the
+given columns, ``\\n`` line ends, an empty cell for a missing value or None, floats as ``repr``
+(every digit, read back exactly by :func:`elm_neuro.analysis.sweep_table.read_table`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+from typing import Sequence
+
+from elm_neuro.analysis.sweep_table import is_metric
+from elm_neuro.atomic import save_text
+from elm_neuro.experiments.sweep_plan import CELL_FILE
+from elm_neuro.networks.registry import config_from_dict
+from elm_neuro.training.run import RunDir
+
+_LEAD = ("run_id", "task", "family", "seed", "p_target", "p", "n", "k_e", "k_c", "d_m")
+_TAIL = ("wall_s", "epochs", "steps")
+
+
+# --------------------------------------------------------------------------- CSV
+def cell_text(v) -> str:
+    """A value as its CSV cell: empty for None, ``repr`` for a float, else ``str``."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def write_csv(rows: Sequence[dict], columns: Sequence[str], path) -> Path:
+    """Write ``rows`` under the header ``columns`` to ``path`` atomically (module docstring); a
+    column a row lacks is an empty cell. Returns the path."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(list(columns))
+    for r in rows:
+        w.writerow([cell_text(r.get(c)) for c in columns])
+    path = Path(path)
+    save_text(buf.getvalue(), path)
+    return path
+
+
+# --------------------------------------------------------------------------- the sweep's table
+def _is_summary_metric(k: str) -> bool:
+    return k.startswith(("valid_", "test_")) and is_metric(k)
+
+
+def _natural_key(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _scalar(v):
+    return json.dumps(v, sort_keys=True) if isinstance(v, (list, tuple, dict)) else v
+
+
+def collect_results(out) -> list[dict]:
+    """One row per finished cell under ``out/cells`` (module docstring), in natural name order."""
+    root = Path(out) / "cells"
+    rows = []
+    if not root.is_dir():
+        return rows
+    for d in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: _natural_key(p.name)):
+        run = RunDir(d)
+        summary = run.read_summary()
+        if summary is None or summary.get("status") != "completed" or not run.config.is_file():
+            continue
+        conf = run.read_config()
+        meta = json.loads((d / CELL_FILE).read_text()) if (d / CELL_FILE).is_file() else {}
+        row = {"run_id": d.name, "task": conf["train"]["task"], "family": summary.get("family"),
+               "seed": summary.get("seed", conf["train"]["seed"]), "p_target": meta.get("p_target")}
+        for k in ("p", "n", "k_e", "k_c", "d_m"):
+            row[k] = summary.get(k)
+        for k in sorted(summary):
+            if _is_summary_metric(k) and isinstance(summary[k], (int, float)) and not isinstance(summary[k], bool):
+                row[k] = summary[k]
+        for k in _TAIL:
+            row[k] = summary.get(k)
+        row["data_source"] = conf.get("data", {}).get("source")  # real / synthetic / ... (None: not recorded)
+        model_fields = config_from_dict(conf["model"]["family"], conf["model"]["config"]).flat()
+        for k, v in sorted(model_fields.items()):
+            key = "model_seed" if k == "seed" else k
+            if key not in row:
+                row[key] = _scalar(v)
+        rows.append(row)
+    return rows
+
+
+def write_results(out) -> Path:
+    """Rebuild ``out/results.csv`` from the finished cells (atomic write); returns its path."""
+    rows = collect_results(out)
+    cols: dict[str, None] = {c: None for c in _LEAD}
+    for c in sorted({k for r in rows for k in r if _is_summary_metric(k)}):
+        cols.setdefault(c, None)
+    for c in _TAIL:
+        cols.setdefault(c, None)
+    for r in rows:
+        for k in r:
+            cols.setdefault(k, None)
+    return write_csv(rows, list(cols), Path(out) / "results.csv")
