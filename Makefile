@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip
 # (>=2.13,<2.15); override with e.g. `make test TORCH=torch==2.14.1` for a CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: test demo results venv clean
+.PHONY: test test-cpus demo results venv clean
 
 $(VENV)/.installed-base: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ venv: $(VENV)/.installed-base
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest tests
+
+# The engine and binning tests again with Numba compiled for other x86-64 CPUs than this one
+# (Numba compiles for the host, and float32 sums round differently from one CPU to another):
+# a generic x86-64 target (SSE2, no fused multiply-add) and the widest-vector level this CPU
+# runs (x86-64-v4 with AVX-512, else v3 with AVX2). .ci/run runs it after `make test`.
+CPU_TESTS := tests/test_engine_elm.py tests/test_engine_lif.py tests/test_engine_inputs.py \
+             tests/test_engine_simd.py tests/test_data_binning.py
+CPU_SKIP  := not training_curves and not gradcheck and not parallel_build
+test-cpus: $(VENV)/.installed-test
+	NUMBA_CPU_NAME=generic $(PY) -m pytest -p no:cacheprovider -k "$(CPU_SKIP)" $(CPU_TESTS)
+	NUMBA_CPU_NAME=$$($(PY) -m elm_neuro.networks.engines.numba_threads --widest-cpu) \
+	  $(PY) -m pytest -p no:cacheprovider -k "$(CPU_SKIP)" $(CPU_TESTS)
 
 demo: $(VENV)/.installed-base
 	$(VENV)/bin/elm-neuro demo --out runs/demo

@@ -11,8 +11,8 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 echo "== CUDA tests"
 timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_training.py tests/test_data_binning.py \
   -k "(cuda or resume) and not triton" 2>&1 | tail -6
-# the fused engine's Triton kernels: in a process of their own, never beside
-# tests/test_engine_triton.py, which switches this process's triton to its CPU interpreter
+# the fused engine's Triton kernels, compiled for the GPU (tests/conftest.py turns Triton's CPU
+# interpreter on only where CUDA is absent)
 echo "== fused engine (Triton) CUDA tests"
 timeout 420 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py -k "triton" 2>&1 | tail -8
 echo "== ELM engines (fused / per-step) vs LSTM, SHD-Adding (B 8, T 1000)"
@@ -27,7 +27,7 @@ python3 -m elm_neuro.cli.main data synth --out /tmp/shd --train 8156 --test 2264
 timeout 150 python3 -m elm_neuro.cli.main train --task shd-adding --paper --data /tmp/shd --out /tmp/paper-run \
   --device cuda --train-set epochs=1 --train-set batches_per_epoch=50 --train-set valid_batches=10 \
   --train-set test_batches=10 --no-progress | grep -E '"(wall_s|steps|p|n|device|test_acc)"'
-# the fused LIF engine (issue 13): its CUDA tests (Triton) in a process of their own, then the LIF
+# the fused LIF engine: its CUDA tests (Triton) in a process of their own, then the LIF
 # benchmark without the per-step path (the line above runs it whole), more rounds
 echo "== fused LIF engine (Triton) CUDA tests"
 timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_engine_lif.py -k cuda 2>&1 | tail -6

@@ -99,14 +99,13 @@ def _triton_on_cuda_or_skip():
     import os
 
     if os.environ.get("TRITON_INTERPRET") == "1":
-        pytest.skip("this process runs triton's interpreter (tests/test_engine_triton.py set it); "
-                    "run tests/test_cuda.py on its own")
+        pytest.skip("this process runs triton's interpreter (TRITON_INTERPRET=1 was set outside the suite)")
     pytest.importorskip("triton")
     from elm_neuro.networks.engines import elm_sequence as Q
     from elm_neuro.networks.engines import elm_triton
 
-    fwd, bwd = Q.backend(torch.device("cuda"))
-    assert fwd is elm_triton.forward and bwd is elm_triton.backward
+    fns = Q.backend(torch.device("cuda"))
+    assert fns.forward is elm_triton.forward and fns.backward is elm_triton.backward
     return elm_triton
 
 
@@ -169,7 +168,8 @@ def test_triton_kernels_equal_reference_on_cuda(dtype):
     """The Triton kernels against the PyTorch reference of the kernel contract, both on CUDA, at
     the Enwik8 preset's per-neuron sizes (d_m 20, d_tree 50, H 40) with recurrent synapses."""
     elm_triton = _triton_on_cuda_or_skip()
-    from elm_neuro.networks.engines import elm_sequence as Q
+    from elm_neuro.networks.engines import elm_contract as C
+    from elm_neuro.networks.engines.inputs import Drive
 
     gen = torch.Generator(device="cuda").manual_seed(1)
     steps, n, d, m, h, bsz, n_rec = 37, 70, 50, 20, 40, 6, 900
@@ -179,22 +179,21 @@ def test_triton_kernels_equal_reference_on_cuda(dtype):
 
     src = torch.randint(0, n, (n_rec,), device="cuda", generator=gen)
     tgt = torch.randint(0, n * d, (n_rec,), device="cuda", generator=gen)
-    rec, order = Q.make_recurrent(src, tgt, d, n)
+    rec, order = C.make_recurrent(src, tgt, d, n)
     mask = (torch.rand(n, bsz, device="cuda", generator=gen) > 0.2).to(dtype) * 1.25
-    spec = Q.Spec(Q.MLP_ACTS["relu2"], Q.OUT_ACTS["relu"], True, True, 0.6)
-    args = (r(steps, n, d, bsz), rec, r(n_rec, scale=0.3)[order], mask, r(n, h, d + m, scale=0.15), r(n, h),
-            r(n, m, h, scale=0.15), r(n, m), r(n, 1, m, scale=0.3), r(n, 1),
-            torch.rand(n, m, device="cuda", dtype=dtype, generator=gen),
-            torch.rand(n, m, device="cuda", dtype=dtype, generator=gen), r(n, m, bsz), r(n, 1, bsz), r(n, 1, bsz),
-            spec)
-    ref, got = Q.forward_torch(*args), elm_triton.forward(*args)
-    rec_w, W1, W2, wy, kappa, gain = args[2], args[4], args[6], args[8], args[10], args[11]
-    bargs = (rec, rec_w, mask, W1, W2, wy, kappa, gain, r(steps, n, 1, bsz), r(n, m, bsz), r(n, 1, bsz), r(n, bsz),
-             spec)
-    ref_g, got_g = Q.backward_torch(ref, *bargs), elm_triton.backward(got, *bargs)
+    spec = C.Spec(C.MLP_ACTS["relu2"], C.OUT_ACTS["relu"], True, True, 0.6)
+    inp = Drive(r(steps, n, d, bsz))
+    w = C.Weights(r(n_rec, scale=0.3)[order], r(n, h, d + m, scale=0.15), r(n, h), r(n, m, h, scale=0.15), r(n, m),
+                  r(n, 1, m, scale=0.3), r(n, 1), torch.rand(n, m, device="cuda", dtype=dtype, generator=gen),
+                  torch.rand(n, m, device="cuda", dtype=dtype, generator=gen))
+    s = C.State(r(n, m, bsz), r(n, 1, bsz), r(n, 1, bsz))
+    ref, got = C.forward_torch(inp, rec, mask, w, s, spec), elm_triton.forward(inp, rec, mask, w, s, spec)
+    g = C.OutGrads(r(steps, n, 1, bsz), r(n, m, bsz), r(n, 1, bsz), r(n, bsz))
+    ref_g = C.backward_torch(ref, inp, rec, mask, w, g, spec)
+    got_g = elm_triton.backward(got, inp, rec, mask, w, g, spec)
     torch.cuda.synchronize()
     tol = 1e-10 if dtype == torch.float64 else 1e-4
-    for name, want, have in list(zip(Q.Saved._fields, ref, got)) + list(zip(Q.Grads._fields, ref_g, got_g)):
+    for name, want, have in list(zip(C.Saved._fields, ref, got)) + list(zip(C.Grads._fields, ref_g, got_g)):
         if want is None:
             assert have is None, name
             continue

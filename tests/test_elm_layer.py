@@ -1,5 +1,5 @@
 """The vectorised ELM layer and network: kernels against the per-neuron reference, state,
-determinism, dropout, connectome statistics (SPEC 2-3)."""
+determinism, dropout, connectome statistics (docs/design.md §2-3)."""
 import dataclasses
 
 import pytest
@@ -154,7 +154,7 @@ def test_regularizers_match_definition():
     out = net(x, record=True)
     z = out.traces["hidden"]["z"]
     a = out.traces["hidden"]["y"]
-    # SPEC 7: per sample (mean over t and memory units, squared, mean over neurons), then the batch mean
+    # docs/design.md §7: per sample (mean over t and memory units, squared, mean over neurons), then the batch mean
     want_mlp = (z.abs().mean(dim=(1, 3)) ** 2).mean(dim=1).mean()
     want_act = torch.relu(a).mean()
     torch.testing.assert_close(out.regularizers["mlp"], want_mlp)
@@ -175,28 +175,6 @@ def test_layer_input_shape_error():
     layer = ELMLayer(small_cfg(), 6, 5)
     with pytest.raises(ValueError, match=r"input must be \[B, T, n_in=6\]"):
         layer(torch.zeros(2, 3, 7))
-
-
-def test_sparse_input_projection_equals_matmul():
-    from elm_neuro.networks.synapses import SparseInputProjection, project_inputs
-
-    torch.manual_seed(0)
-    x = ((torch.rand(40, 30) < 0.03).float() * torch.rand(40, 30)).requires_grad_(True)
-    m = torch.randn(30, 12, requires_grad=True)
-    g = torch.randn(40, 12)
-    out = SparseInputProjection.apply(x, m)
-    out.backward(g)
-    gx, gm = x.grad.clone(), m.grad.clone()
-    x.grad, m.grad = None, None
-    (x @ m).backward(g)
-    torch.testing.assert_close(out, (x @ m).detach())
-    torch.testing.assert_close(gx, x.grad)
-    torch.testing.assert_close(gm, m.grad)
-    # project_inputs keeps leading dims, and picks either kernel with the same result
-    x3 = (torch.rand(2, 5, 30) < 0.02).float()
-    torch.testing.assert_close(project_inputs(x3, m.detach()), x3 @ m.detach())
-    dense = torch.rand(2, 5, 30)
-    torch.testing.assert_close(project_inputs(dense, m.detach()), dense @ m.detach())
 
 
 def test_layer_on_sparse_spikes_equals_reference():

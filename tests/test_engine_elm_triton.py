@@ -1,32 +1,19 @@
-"""The fused engine's Triton (CUDA) backend on the CPU, under Triton's interpreter
-(``TRITON_INTERPRET=1``): its kernels give the PyTorch reference's outputs and gradients
-(``elm_sequence.forward_torch`` / ``backward_torch``) for every option that changes the kernel,
+"""The fused ELM engine's Triton (CUDA) backend on the CPU, under Triton's interpreter (set up in
+tests/conftest.py): its kernels give the PyTorch reference's outputs and gradients
+(``elm_contract.forward_torch`` / ``backward_torch``) for every option that changes the kernel,
 and ``ELMLayer.forward_fused`` on it gives the per-step path's. Tiny sizes: the interpreter is slow.
 """
-import os
+import pytest
+import torch
 
-# Triton chooses compiled or interpreted functions when they are decorated, its own library's
-# (tl.sum...) included, so the variable must be set before triton is first imported. It stays set
-# for this process: CUDA tests of the Triton kernels run in a process of their own
-# (benchmarks/gpu_check.sh; tests/test_cuda.py skips them under the interpreter).
-os.environ["TRITON_INTERPRET"] = "1"
+from conftest import interpreted_triton_backend
+from elm_neuro.networks.engines import elm_contract as C
+from elm_neuro.networks.engines import inputs as I
+from elm_neuro.networks.engines.backends import Backend
+from parity import assert_rounding_close
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-pytest.importorskip("triton", reason="triton is not installed (it installs on Linux x86_64 only)")
-import triton.language as tl  # noqa: E402
-
-from elm_neuro.networks.engines import elm_sequence as Q  # noqa: E402
-
-if type(tl.sum).__name__ != "InterpretedFunction":  # pragma: no cover
-    pytest.skip("triton was imported before this module without TRITON_INTERPRET=1; run this file on its own",
-                allow_module_level=True)
-from elm_neuro.networks.engines import elm_triton as X  # noqa: E402
-
-if type(X._elm_fwd_kernel).__name__ != "InterpretedFunction":  # pragma: no cover
-    pytest.skip("elm_triton was imported before this module without TRITON_INTERPRET=1; run this file on its own",
-                allow_module_level=True)
+X = interpreted_triton_backend("elm_triton")
+TRITON = Backend("elm_triton", X.forward, X.backward, X.TAKES)
 
 
 def _problem(dtype, two, act, hp, out, rec, o, seed, steps=6, n=5, d=3, m=2, h=5, bsz=3, n_rec=9):
@@ -42,35 +29,40 @@ def _problem(dtype, two, act, hp, out, rec, o, seed, steps=6, n=5, d=3, m=2, h=5
         tgt[:3] = 0  # three synapses on one branch: the gather's chunks see several rows
     else:
         src = tgt = torch.zeros(0, dtype=torch.long)
-    recur, order = Q.make_recurrent(src, tgt, d, n)
+    recur, order = C.make_recurrent(src, tgt, d, n)
     rec_w = r(src.numel())[order]
     mask = (torch.randint(0, 2, (n, bsz), generator=g) * 2).to(dtype)  # zeros and twos
-    spec = Q.Spec(Q.MLP_ACTS[act], Q.OUT_ACTS[out], two, hp, 0.6)
-    args = (r(steps, n, d, bsz), recur, rec_w, mask, r(n, h1, d + m, scale=0.6), r(n, h1),
-            r(n, m, h, scale=0.6) if two else None, r(n, m) if two else None, r(n, o, m), r(n, o),
-            torch.rand(n, m, generator=g, dtype=dtype), 1.7 * torch.rand(n, m, generator=g, dtype=dtype),
-            r(n, m, bsz), r(n, o, bsz) if hp else None, r(n, o, bsz), spec)
-    grads_in = (r(steps, n, o, bsz), r(n, m, bsz), r(n, o, bsz) if hp else None, r(n, bsz))
-    return args, grads_in
+    spec = C.Spec(C.MLP_ACTS[act], C.OUT_ACTS[out], two, hp, 0.6)
+    drive = r(steps, n, d, bsz)
+    w = C.Weights(rec_w, r(n, h1, d + m, scale=0.6), r(n, h1), r(n, m, h, scale=0.6) if two else None,
+                  r(n, m) if two else None, r(n, o, m), r(n, o), torch.rand(n, m, generator=g, dtype=dtype),
+                  1.7 * torch.rand(n, m, generator=g, dtype=dtype))
+    s = C.State(r(n, m, bsz), r(n, o, bsz) if hp else None, r(n, o, bsz))
+    grads_in = C.OutGrads(r(steps, n, o, bsz), r(n, m, bsz), r(n, o, bsz) if hp else None, r(n, bsz))
+    return (I.Drive(drive), recur, mask, w, s, spec), grads_in
 
 
 def _check(dtype, two, act, hp, out, rec, o, seed=0, **sizes):
-    args, (gy, g_mT, g_hT, g_zabs) = _problem(dtype, two, act, hp, out, rec, o, seed, **sizes)
-    drive, recur, rec_w, mask, W1, b1, W2, b2, wy, bias, kappa, gain, m0, h0, y0, spec = args
-    ref = Q.forward_torch(*args)
-    got = X.forward(*args)
-    bargs = (recur, rec_w, mask, W1, W2, wy, kappa, gain, gy, g_mT, g_hT, g_zabs, spec)
-    ref_g = Q.backward_torch(ref, *bargs)
-    got_g = X.backward(got, *bargs)
-    tol = 1e-12 if dtype == torch.float64 else 1e-5
-    for name, want, have in list(zip(Q.Saved._fields, ref, got)) + list(zip(Q.Grads._fields, ref_g, got_g)):
-        if want is None:
-            assert have is None, name
-            continue
-        assert have.shape == want.shape and have.dtype == want.dtype, name
-        scale = 1.0 + float(want.abs().max()) if want.numel() else 1.0
-        err = float((have - want).abs().max()) if want.numel() else 0.0
-        assert err <= tol * scale, f"{name}: max error {err:.3g} (scale {scale:.3g})"
+    """float64 within 1e-12 (relative to 1 + the largest entry); float32 within the rounding bound of
+    tests/parity.py (steps x the widest sum of a step, twice and plus B x T for the gradients)."""
+    (inp, recur, mask, w, s, spec), g = _problem(dtype, two, act, hp, out, rec, o, seed, **sizes)
+    ref, got = C.forward_torch(inp, recur, mask, w, s, spec), X.forward(inp, recur, mask, w, s, spec)
+    ref_g = C.backward_torch(ref, inp, recur, mask, w, g, spec)
+    got_g = X.backward(got, inp, recur, mask, w, g, spec)
+    steps, n, d, bsz = inp.drive.shape
+    ops = steps * max(w.W1.shape[1:] + w.wy.shape[1:])
+    for kind, pairs in (("forward", zip(C.Saved._fields, ref, got)), ("backward", zip(C.Grads._fields, ref_g, got_g))):
+        for name, want, have in pairs:
+            if want is None:
+                assert have is None, name
+                continue
+            assert have.shape == want.shape and have.dtype == want.dtype, name
+            if dtype == torch.float32:
+                assert_rounding_close(have, want, ops if kind == "forward" else 2 * ops + steps * bsz, name)
+                continue
+            scale = 1.0 + float(want.abs().max()) if want.numel() else 1.0
+            err = float((have - want).abs().max()) if want.numel() else 0.0
+            assert err <= 1e-12 * scale, f"{name}: max error {err:.3g} (scale {scale:.3g})"
 
 
 # one MLP variant per row: L = 0 (one affine map; the activation is unused) or L = 1 with each activation
@@ -135,7 +127,7 @@ def test_layer_forward_fused_on_triton_equals_per_step_path():
         layer.zero_grad()
         torch.manual_seed(5)  # the same dropout masks on both paths
         if path == "fused":
-            out = layer.forward_fused(x, state, backend=(X.forward, X.backward))
+            out = layer.forward_fused(x, state, backend=TRITON)
         else:
             out = layer.forward_step(x, state)
         loss = (out.y * w).sum() + out.state.m.square().sum() + out.state.y.sum() + out.z_abs_mean.sum()

@@ -1,60 +1,27 @@
-"""The fused LIF engine's Triton (CUDA) backend on the CPU, under Triton's interpreter
-(``TRITON_INTERPRET=1``): its kernels give the PyTorch reference's outputs and gradients
-(``lif_sequence.forward_torch`` / ``backward_torch``) for every option that changes the kernel and
-every tiling (map in registers or streamed in tiles, one or several neuron blocks, batch blocks),
-the leaky filter's scan kernels equal the step-by-step filter, and ``LIFLayer.forward_fused`` on
-them gives the per-step path's. Tiny sizes: the interpreter is slow."""
-import os
+"""The fused LIF engine's Triton (CUDA) backend and the leaky filter's scan kernels on the CPU,
+under Triton's interpreter (set up in tests/conftest.py): equal to the PyTorch reference
+(``lif_contract.forward_torch`` / ``backward_torch``, ``leaky_scan.scan_torch``) for every option
+that changes the kernel and every tiling, and ``LIFLayer.forward_fused`` on it equals the per-step
+path. Tiny sizes: the interpreter is slow.
+"""
+import pytest
+import torch
 
-# Triton chooses compiled or interpreted functions when they are decorated, so the variable must be
-# set before triton is first imported; it stays set for this process (tests/test_engine_triton.py
-# does the same; the CUDA tests of the Triton kernels run in a process of their own).
-os.environ["TRITON_INTERPRET"] = "1"
+from conftest import interpreted_triton_backend
+from elm_neuro.networks.engines import leaky_scan as LS
+from elm_neuro.networks.engines.backends import Backend
+from lif_engine_checks import assert_backend_equals_reference, kernel_problem, lif_spec
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-pytest.importorskip("triton", reason="triton is not installed (it installs on Linux x86_64 only)")
-import triton.language as tl  # noqa: E402
-
-from elm_neuro.networks.engines import lif_sequence as Q  # noqa: E402
-
-if type(tl.sum).__name__ != "InterpretedFunction":  # pragma: no cover
-    pytest.skip("triton was imported before this module without TRITON_INTERPRET=1; run this file on its own",
-                allow_module_level=True)
-from elm_neuro.networks.engines import lif_triton as X  # noqa: E402
-from lif_engine_checks import assert_backend_equals_reference, lif_spec  # noqa: E402
-
-if type(X._lif_fwd_kernel).__name__ != "InterpretedFunction":  # pragma: no cover
-    pytest.skip("lif_triton was imported before this module without TRITON_INTERPRET=1; run this file on its own",
-                allow_module_level=True)
-
-
-def _problem(dtype, spec, steps=6, n=5, bsz=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-
-    def r(*shape):
-        return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
-
-    def u(*shape):
-        return torch.rand(*shape, generator=g, dtype=torch.float64).to(dtype)
-
-    ad, refr = spec.adaptive, spec.refractory > 0
-    args = (1.5 * r(bsz, steps, n), r(n, n) * (u(n, n) < 0.6), ((u(bsz, n) < 0.7) * 1.25).to(dtype), u(n),
-            u(n) if spec.has_gain else None, u(n) if ad else None, r(n) if ad else None, r(n) if ad else None,
-            r(bsz, n), (r(bsz, n) > 0).to(dtype), r(bsz, n) if ad else None,
-            torch.randint(0, 3, (bsz, n), generator=g).to(dtype) if refr else None, spec)
-    grads_in = (r(bsz, steps, n), r(bsz, n), r(bsz, n) if ad else None)
-    return args, grads_in
+X = interpreted_triton_backend("lif_triton")
+TRITON = Backend("lif_triton", X.forward, X.backward, X.TAKES)
 
 
 _spec = lif_spec
 
 
-def _check(dtype, spec, seed=0, **sizes):
-    args, grads_in = _problem(dtype, spec, seed=seed, **sizes)
-    assert_backend_equals_reference(X.forward, X.backward, args, grads_in, spec,
-                                    1e-12 if dtype == torch.float64 else 1e-5)
+def _check(dtype, spec, seed=0, steps=6, n=5, bsz=3):
+    problem, grads_in = kernel_problem(dtype, spec, steps=steps, n=n, bsz=bsz, seed=seed)
+    assert_backend_equals_reference(TRITON, problem, grads_in, spec, dtype)
 
 
 SPECS = {
@@ -107,8 +74,8 @@ def test_scan_kernels_equal_the_step_by_step_filter(gain):
     d = torch.randn(2, 9, 5, generator=g, dtype=torch.float64)
     o0 = torch.randn(2, 5, generator=g, dtype=torch.float64)
     go = torch.randn(2, 9, 5, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(X.scan_forward(d, o0, 0.7, gain), Q.scan_torch(d, o0, 0.7, gain), rtol=0, atol=1e-14)
-    for a, b in zip(X.scan_backward(go, 0.7, gain), Q.scan_backward_torch(go, 0.7, gain)):
+    torch.testing.assert_close(X.scan_forward(d, o0, 0.7, gain), LS.scan_torch(d, o0, 0.7, gain), rtol=0, atol=1e-14)
+    for a, b in zip(X.scan_backward(go, 0.7, gain), LS.scan_backward_torch(go, 0.7, gain)):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-14)
 
 
@@ -133,7 +100,7 @@ def test_layer_forward_fused_on_triton_equals_per_step_path():
     results = []
     for path in ("fused", "step"):
         torch.manual_seed(5)
-        out = layer.forward_fused(x, state, backend=(X.forward, X.backward)) if path == "fused" \
+        out = layer.forward_fused(x, state, backend=TRITON) if path == "fused" \
             else layer.forward_step(x, state)
         loss = (out.s * probe).sum() + out.state.v.sum() + out.state.w.sum()
         results.append((out, torch.autograd.grad(loss, list(layer.parameters()))))

@@ -26,3 +26,16 @@ def test_the_engines_build_both_kernels_that_way():
         for s, p in zip(serial, parallel):
             assert p.py_func.__qualname__ == s.py_func.__qualname__ + "_parallel"
             assert s._cache._cache_file._index_name != p._cache._cache_file._index_name
+
+
+def test_the_widest_cpu_level_for_the_cpu_target_tests():
+    """The Makefile's test-cpus compiles the engines for the x86-64 level with the widest vectors
+    the CPU runs: chosen from its feature flags."""
+    from elm_neuro.networks.engines.numba_threads import widest_cpu
+
+    avx2 = {"sse4_2", "avx", "avx2", "fma", "bmi2"}
+    assert widest_cpu(avx2 | {"avx512f", "avx512bw", "avx512dq", "avx512vl"}) == "x86-64-v4"
+    assert widest_cpu(avx2 | {"avx512f"}) == "x86-64-v3"  # AVX-512 without the v4 set
+    assert widest_cpu(avx2) == "x86-64-v3"
+    assert widest_cpu({"sse4_2", "avx"}) == "x86-64-v2"
+    assert widest_cpu() in ("x86-64-v2", "x86-64-v3", "x86-64-v4")  # this machine's

@@ -67,3 +67,20 @@ def test_the_fused_layer_gives_the_same_results_from_reused_arrays():
     for later in results[1:]:
         for a, b in zip(results[0], later):
             assert torch.equal(a, b)
+
+
+def test_the_reference_count_assumption_holds_here():
+    """The workspace decides that an array is free from its reference count: a tensor and each of
+    its views must count, and the count must fall back when they go. If CPython or PyTorch change
+    that, this fails (and workspaces stop reusing arrays instead of handing out used ones)."""
+    assert W.refcounts_track_users()
+    assert W.Workspace().reuse and W.WORKSPACE.reuse
+
+
+def test_without_the_assumption_nothing_is_reused_or_kept(monkeypatch):
+    monkeypatch.setattr(W, "refcounts_track_users", lambda: False)
+    ws = W.Workspace(10**6)
+    assert not ws.reuse
+    a = ws.empty((10, 4), torch.float32)
+    assert ws.kept_bytes == 0 and a.shape == (10, 4) and a.dtype == torch.float32
+    assert W.Workspace(10**6, reuse=True).reuse  # an explicit choice wins

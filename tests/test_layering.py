@@ -178,3 +178,85 @@ def test_downward_and_own_package_imports_pass():
     assert [t for _, t in imported_modules("elm_neuro.experiments.fake", src)] == [
         "elm_neuro.defaults", "elm_neuro.training.trainer", "elm_neuro.analysis.timescales",
         "elm_neuro.experiments.compare", "elm_neuro.networks.registry"]
+
+
+# --------------------------------------------------------------------------- inside networks/
+ENGINES = "elm_neuro.networks.engines"
+# the engines' roles: a backend imports, from the engines, only the contracts and the shared
+# helpers; the contracts import only each other and the helpers; nothing below the dispatch layer
+# imports it
+ENGINE_CONTRACTS = {f"{ENGINES}.{m}" for m in ("inputs", "elm_contract", "lif_contract")}
+ENGINE_HELPERS = {f"{ENGINES}.{m}" for m in ("backends", "simd", "numba_threads", "workspace")}
+ENGINE_BACKENDS = {f"{ENGINES}.{m}" for m in ("elm_numba", "elm_triton", "lif_numba", "lif_triton", "inputs_numba")}
+ENGINE_DISPATCH = {f"{ENGINES}.{m}" for m in ("elm_sequence", "lif_sequence", "projection", "leaky_scan")}
+
+
+def _graph(prefix: str) -> dict[str, set[str]]:
+    """Imports among the modules under ``prefix`` (function-local ones included)."""
+    mods = {m: p for m, p in all_modules().items() if m == prefix or m.startswith(prefix + ".")}
+    return {m: {t for _, t in imported_modules(m, p.read_text(encoding="utf-8"), p.name == "__init__.py")
+                if t in mods and t != m} for m, p in mods.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of ``graph`` as a list of modules (first = last), or [] when it has none."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m):
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph.get(m, ())):
+            if state.get(t) == 1:
+                return stack[stack.index(t):] + [t]
+            if t not in state:
+                found = visit(t)
+                if found:
+                    return found
+        stack.pop()
+        state[m] = 2
+        return []
+
+    for m in sorted(graph):
+        if m not in state:
+            found = visit(m)
+            if found:
+                return found
+    return []
+
+
+def test_no_import_cycle_inside_networks():
+    graph = _graph("elm_neuro.networks")
+    assert f"{ENGINES}.elm_sequence" in graph and len(graph) >= 30
+    cycle = find_cycle(graph)
+    assert not cycle, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_cycle_finder_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_every_engine_module_has_a_role():
+    engine_mods = {m for m in _graph(ENGINES) if m != ENGINES}
+    roles = ENGINE_CONTRACTS | ENGINE_HELPERS | ENGINE_BACKENDS | ENGINE_DISPATCH
+    assert engine_mods == roles, f"without a role: {engine_mods - roles}; gone: {roles - engine_mods}"
+
+
+def test_backends_import_only_the_contracts():
+    graph = _graph(ENGINES)
+    allowed = {
+        "backend": ENGINE_CONTRACTS | ENGINE_HELPERS,
+        "contract": ENGINE_CONTRACTS | ENGINE_HELPERS,
+        "helper": ENGINE_HELPERS,
+    }
+    bad = []
+    for role, mods in (("backend", ENGINE_BACKENDS), ("contract", ENGINE_CONTRACTS), ("helper", ENGINE_HELPERS)):
+        for m in mods:
+            bad += [f"{m} ({role}) imports {t}" for t in graph[m] if t.startswith(ENGINES + ".") and t not in allowed[role]]
+    assert not bad, "\n".join(bad)
+    # and nothing outside the engines reaches a backend directly: the layers go through the dispatch
+    outside = _graph("elm_neuro.networks")
+    direct = [f"{m} imports {t}" for m, ts in outside.items() if not m.startswith(ENGINES) for t in ts
+              if t in ENGINE_BACKENDS]
+    assert not direct, "\n".join(direct)

@@ -196,7 +196,7 @@ def test_parity_with_snntorch_rleaky(reset):
 def test_fused_engine_parity_with_snntorch_rleaky(reset):
     """The fused sequence engine (Numba kernels, the whole sequence in one autograd Function) =
     snntorch RLeaky: spikes, membrane and the surrogate gradient of the input currents."""
-    from elm_neuro.networks.engines import lif_numba, lif_sequence as Q
+    from elm_neuro.networks.engines import lif_contract as C, lif_sequence as Q
 
     steps, bsz, n = 40, 3, 6
     kappa, _ = L.membrane_constants(torch.linspace(2.0, 9.0, n), 1.0, "unit")
@@ -212,12 +212,12 @@ def test_fused_engine_parity_with_snntorch_rleaky(reset):
         spk, mem = ref(i_t, spk, mem)
         spikes.append(spk)
     theirs = torch.stack(spikes, 1)  # [B, T, N]
-    spec = Q.Spec(False, Q.RESET_CODES[reset], True, 1 if reset == "zero" else 0, False, Q.SURROGATE_CODES["atan"],
+    spec = C.Spec(False, C.RESET_CODES[reset], True, 1 if reset == "zero" else 0, False, C.SURROGATE_CODES["atan"],
                   1.0, 1.0, 2.0, 1.0)
     zeros = torch.zeros(bsz, n)
-    ours, v_T, _, _ = Q.LIFSequence.apply((lif_numba.forward, lif_numba.backward), spec, torch.ones(bsz, n),
-                                          cur.transpose(0, 1), v_rec.t(), kappa, None, None, None, None, zeros,
-                                          zeros, None, zeros if reset == "zero" else None)
+    ours, v_T, _, _ = Q.run(Q.backend(torch.device("cpu")), spec, torch.ones(bsz, n), cur.transpose(0, 1),
+                            C.Weights(v_rec.t(), kappa, None, None, None, None),
+                            C.State(zeros, zeros, None, zeros if reset == "zero" else None))
     assert torch.equal(ours, theirs) and 0 < int(ours.sum()) < ours.numel()
     torch.testing.assert_close(v_T, mem, rtol=0, atol=1e-6)
     probe = torch.randn(ours.shape, generator=torch.Generator().manual_seed(7))

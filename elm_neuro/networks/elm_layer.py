@@ -1,4 +1,4 @@
-"""A population of ELM neurons on a fixed connectome, vectorised over neurons (SPEC 1-2).
+"""A population of ELM neurons on a fixed connectome, vectorised over neurons (docs/design.md §1-2).
 
 Layer step: ``v = [x_t ; y_{t-1}]`` (length ``n_in + N``), ``U = v[C]`` (``[N, K]``), and every
 neuron runs :func:`elm_neuro.neurons.elm.elm_step` on its own row with its own parameters.
@@ -9,7 +9,8 @@ Synapse kernels (``synapse_impl``, :mod:`elm_neuro.networks.synapses`), all comp
 branch drive ``beta[b, n, k] = s_in * sum_j w[n, k, j] * v[b, C[n, k, j]]``:
 
 - ``dense``: the input synapses as one dense map ``[n_in, N*d_tree]`` (one matmul over all time
-  steps; a sparse-times-dense product for sparse spike inputs on the CPU); the recurrent
+  steps, or a row of the map per input event for sparse spike inputs on the CPU:
+  :func:`elm_neuro.networks.engines.projection.project`); the recurrent
   synapses (``rho N K`` of them) as a list: per step one ``index_select`` and one ``index_add``.
   Fastest for small and mid-size layers.
 - ``gather``: ``embedding_bag`` with per-synapse weights (bags of ``d_brch`` synapses = one
@@ -18,9 +19,10 @@ branch drive ``beta[b, n, k] = s_in * sum_j w[n, k, j] * v[b, C[n, k, j]]``:
 
 Engines (``cfg.engine``): :meth:`ELMLayer.forward_step` steps through time with one
 :func:`~elm_neuro.neurons.elm.elm_step` per step (the reference); :meth:`ELMLayer.forward_fused`
-runs the whole sequence in the fused engine (:mod:`elm_neuro.networks.engines.elm_sequence`);
-:meth:`ELMLayer.forward` takes the fused engine wherever it covers the configuration
-(``auto``). :meth:`ELMLayer.forward_reference` is the plain path: a loop over time *and neurons* with
+runs the whole sequence in the fused engine (:mod:`elm_neuro.networks.engines.elm_sequence`),
+its input in the form of the input rule (:mod:`elm_neuro.networks.engines.inputs`: drive, events
+or rows); :meth:`ELMLayer.forward` takes the fused engine wherever it covers the configuration
+(``auto``, :class:`~elm_neuro.networks.engine_choice.EngineChoice`). :meth:`ELMLayer.forward_reference` is the plain path: a loop over time *and neurons* with
 explicit indexing and ``F.linear`` per neuron; tests check that all kernels agree with it in
 outputs and gradients.
 
@@ -41,7 +43,11 @@ import torch.nn.functional as F
 from elm_neuro.networks import synapses as S
 from elm_neuro.networks.common import check_input, dropout_masks, state_to
 from elm_neuro.networks.elm_config import SYNAPSE_IMPLS, ELMLayerConfig
+from elm_neuro.networks.engine_choice import EngineChoice
+from elm_neuro.networks.engines import elm_contract as C
 from elm_neuro.networks.engines import elm_sequence as Q
+from elm_neuro.networks.engines import inputs as I
+from elm_neuro.networks.engines import projection as P
 from elm_neuro.neurons import elm as E
 from elm_neuro.wiring.connectome import make_connectome
 
@@ -58,7 +64,7 @@ def _swap_state(state: E.ELMState) -> E.ELMState:
     return E.ELMState(*(None if t is None else t.transpose(0, 1) for t in state))
 
 
-class ELMLayer(nn.Module):
+class ELMLayer(EngineChoice, nn.Module):
     """``N`` ELM neurons reading ``n_in`` input channels and their own previous outputs.
 
     Args:
@@ -193,87 +199,58 @@ class ELMLayer(nn.Module):
 
     def _input_drive(self, x: torch.Tensor, mask_in, w_eff: torch.Tensor) -> torch.Tensor:
         """The input synapses' branch drive of every step, ``[B, T, N, D]`` (batch first, as the
-        projection gives it: no transposing copy); ``w_eff`` = :meth:`effective_synapses`."""
+        projection gives it: no transposing copy); ``w_eff`` = :meth:`effective_synapses`. The
+        dense kernel projects through :func:`elm_neuro.networks.engines.projection.project` (events
+        for a sparse CPU input, by the input rule)."""
         bsz, steps, _ = x.shape
         c, conn, n = self.cfg, self.connectome, self.n
+        if self.resolved_impl() == "dense":
+            return P.project(x, mask_in, S.dense_map(conn, w_eff, 0, self.n_in, c.d_tree, c.d_brch)).view(
+                bsz, steps, n, c.d_tree)
         if mask_in is not None:
             x = x * mask_in[:, None, :]
-        if self.resolved_impl() == "dense":
-            return S.project_inputs(x, S.dense_map(conn, w_eff, 0, self.n_in, c.d_tree, c.d_brch)).view(
-                bsz, steps, n, c.d_tree)
         drive = S.gather_inputs(x, conn, w_eff, self.n_in, c.d_tree, c.d_brch)  # [N*D, B*T]
         return drive.view(n, c.d_tree, bsz, steps).permute(2, 3, 0, 1)
 
-    def _input_events(self, x: torch.Tensor, mask_in, w_eff: torch.Tensor, fns, syn_in):
-        """``(InputEvents, w_in, x_in, m_in)`` for a backend that builds the input drive from input
-        events (:class:`~elm_neuro.networks.engines.elm_sequence.InputEvents`), when ``x`` is
-        sparse (at most ``EVENT_INPUT_MAX_DENSITY`` non-zero, as spikes are); else None (the
-        drive is then a matrix product, :meth:`_input_drive`). ``syn_in``: the input synapses
-        ``(source, target column, weight)``. When ``x`` needs a gradient (the spikes of a layer
-        below), ``x_in`` is the masked input and ``m_in`` the detached dense input map the
-        engine's backward takes it through (else both are empty)."""
-        if not getattr(fns[0], "accepts_events", False):
-            return None
-        src, target, w_in = syn_in
-        # the lister applies the dropout mask to the events it lists
-        made = Q.make_events(x.detach(), src, target, self.n_in, S.EVENT_INPUT_MAX_DENSITY,
-                             getattr(fns[0], "list_events", None), mask=mask_in)
-        if made is None:
-            return None
-        events, order = made
-        if not x.requires_grad:
-            return events, w_in[order], x.new_empty(0), x.new_empty(0)
-        x_in = x if mask_in is None else x * mask_in[:, None, :]
-        m_in = S.dense_map(self.connectome, w_eff.detach(), 0, self.n_in, self.cfg.d_tree, self.cfg.d_brch)
-        return events, w_in[order], x_in, m_in
-
-    def _reads_input_rows(self, fns) -> bool:
-        """Whether the engine reads a dense input through its input synapses (a backend with
-        ``accepts_rows``, and synapses that fill at most ``ROWS_INPUT_MAX_FILL`` of the dense input
-        map: then one vector multiply-add per synapse and step costs less than the map's matrix
-        products)."""
-        if not getattr(fns[0], "accepts_rows", False):
-            return False
-        n_syn = int((self.connectome < self.n_in).sum())
-        return n_syn <= S.ROWS_INPUT_MAX_FILL * self.n_in * self.n * self.cfg.d_tree
+    def _engine_input(self, x: torch.Tensor, mask_in, w_eff: torch.Tensor, fns, rec_syn):
+        """The engine's input in the form of the input rule (:func:`~elm_neuro.networks.engines.
+        inputs.input_form`) for the backend ``fns``, and the synapses from source rows ``(source,
+        target column, weight)``: the recurrent ones ``rec_syn``, plus the input synapses (sources
+        ``N + c``) when the input is read as rows."""
+        c, n, n_in = self.cfg, self.n, self.n_in
+        syn_in = None
+        if I.Events in fns.takes or I.Rows in fns.takes:
+            syn_in = S.synapse_list(self.connectome, w_eff, 0, c.d_tree, c.d_brch, hi=n_in)
+        fill = syn_in[0].numel() / max(1, n_in * n * c.d_tree) if syn_in is not None else 1.0
+        form, listed = I.input_form(x, mask_in, fns.takes, fill, fns.list_events)
+        if form is I.Events:
+            syn_ptr, syn_flat, w_in = I.synapses_by_channel(*syn_in, n_in)
+            x_in = m_in = None
+            if x.requires_grad:  # e.g. spikes of a layer below: its gradient is g_drive @ m_in^T
+                x_in = x if mask_in is None else x * mask_in[:, None, :]
+                m_in = S.dense_map(self.connectome, w_eff.detach(), 0, n_in, c.d_tree, c.d_brch)
+            return I.Events(*listed, syn_ptr, syn_flat, w_in, x_in, m_in), rec_syn
+        if form is I.Rows:  # the dense input read through its synapses in the engine (sources N + channel)
+            (src, target, w_rec), (s_in, t_in, w_i) = rec_syn, syn_in
+            mask_x = mask_in.t() if mask_in is not None else x.new_ones(n_in, x.shape[0])
+            return I.Rows(x.permute(1, 2, 0), mask_x), (torch.cat([src, s_in + n]), torch.cat([target, t_in]),
+                                                        torch.cat([w_rec, w_i]))
+        return I.Drive(self._input_drive(x, mask_in, w_eff).permute(1, 2, 3, 0)), rec_syn  # [T, N, D, B] view
 
     def draw_masks(self, x: torch.Tensor):
         """Variational dropout masks ``(mask_in [B, n_in], mask_rec [B, N])`` (None when off)."""
         return dropout_masks(self.training, x, self.n_in, self.cfg.dropout_in, self.n, self.cfg.dropout_rec)
 
-    # ------------------------------------------------------------------ engine choice
-    @property
-    def engine_reason(self) -> Optional[str]:
-        """Why this layer runs on the per-step path (None when it runs the fused engine)."""
-        if self.cfg.engine == "step":
-            return "engine = 'step' was chosen"
-        return Q.unsupported_reason(self.cfg)
-
-    @property
-    def engine(self) -> str:
-        """``fused`` or ``step``: the path :meth:`forward` takes (``record=True`` always steps)."""
-        reason = self.engine_reason
-        if reason is not None and self.cfg.engine == "fused":
-            raise ValueError(f"engine 'fused' does not cover this configuration: {reason}")
-        return "step" if reason is not None else "fused"
-
-    # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor, state: Optional[E.ELMState] = None, record: bool = False) -> LayerOutput:
-        """Run the layer over ``x`` ``[B, T, n_in]`` from ``state`` (zeros when None).
-
-        The fused engine runs unless the configuration needs the per-step path (:attr:`engine`);
-        ``record=True`` (internal traces, for analysis) runs the per-step path."""
-        if not record and self.engine == "fused":
-            return self.forward_fused(x, state)
-        return self.forward_step(x, state, record)
+    # ------------------------------------------------------------------ engines
+    def fused_unsupported(self) -> Optional[str]:
+        return C.unsupported_reason(self.cfg)
 
     def forward_fused(self, x: torch.Tensor, state: Optional[E.ELMState] = None, backend=None) -> LayerOutput:
-        """The fused sequence engine (:mod:`elm_neuro.networks.engines.elm_sequence`); ``backend``
-        ``(forward, backward)`` overrides the device's (tests pass the PyTorch reference)."""
+        """The fused sequence engine (:mod:`elm_neuro.networks.engines.elm_sequence`); ``backend`` (a
+        :class:`~elm_neuro.networks.engines.backends.Backend`) overrides the device's (tests pass
+        the PyTorch reference, ``elm_contract.REFERENCE``)."""
         check_input(x, self.n_in)
-        reason = Q.unsupported_reason(self.cfg)
-        if reason is not None:
-            raise ValueError(f"the fused engine does not cover this configuration: {reason}")
+        self.check_fused()
         bsz, steps, _ = x.shape
         c, n = self.cfg, self.n
         if state is None:
@@ -285,36 +262,20 @@ class ELMLayer(nn.Module):
             mask_in, mask_rec = self.draw_masks(x)
             w_eff = self.effective_synapses()
             fns = backend if backend is not None else Q.backend(x.device)
-            # the input synapses, for a backend that reads the input as events or rows
-            syn_in = S.synapse_list(self.connectome, w_eff, 0, c.d_tree, c.d_brch, hi=self.n_in) \
-                if getattr(fns[0], "accepts_events", False) or getattr(fns[0], "accepts_rows", False) else None
-            made, drive_in = self._input_events(x, mask_in, w_eff, fns, syn_in), x.new_empty(0)
-            events, w_in, x_in, m_in = made if made is not None else (None,) + (x.new_empty(0),) * 3
-            src, target, w_rec = S.synapse_list(self.connectome, w_eff, self.n_in, c.d_tree, c.d_brch)
-            x_rows = mask_x = x.new_empty(0)
-            if events is None and self._reads_input_rows(fns):
-                # the dense input read through its synapses in the engine (sources N + channel)
-                s_in, t_in, w_i = syn_in
-                src, target, w_rec = torch.cat([src, s_in + n]), torch.cat([target, t_in]), torch.cat([w_rec, w_i])
-                x_rows = x.permute(1, 2, 0)  # [T, n_in, B]
-                mask_x = (mask_in.t() if mask_in is not None else x.new_ones(self.n_in, bsz)).contiguous()
-            elif events is None:
-                drive_in = self._input_drive(x, mask_in, w_eff).permute(1, 2, 3, 0)  # [T, N, D, B] view of [B, T, N, D]
-            rec, order = Q.make_recurrent(src, target, c.d_tree, n)
-            w_rec = w_rec[order]
+            rec_syn = S.synapse_list(self.connectome, w_eff, self.n_in, c.d_tree, c.d_brch)
+            inp, (src, target, w_rec) = self._engine_input(x, mask_in, w_eff, fns, rec_syn)
+            rec, order = C.make_recurrent(src, target, c.d_tree, n)
             mask = (mask_rec.t() if mask_rec is not None else x.new_ones(n, bsz)).contiguous()
             kappa_m, gain = E.memory_constants(self.tau_m, c.dt, c.memory_mode, c.lambda_value)
-            kappa = kappa_m.expand(n, c.d_m)
-            gain = (E.UPDATE_SCALE * gain).expand(n, c.d_m)
             two = len(self.mlp_w) == 2
-            spec = Q.Spec(Q.MLP_ACTS[c.mlp_act], Q.OUT_ACTS[c.output_act], two, c.tau_r is not None,
+            spec = C.Spec(C.MLP_ACTS[c.mlp_act], C.OUT_ACTS[c.output_act], two, c.tau_r is not None,
                           E.decay(c.tau_r, c.dt) if c.tau_r is not None else 0.0)
-            empty = x.new_empty(0)
-            h0 = state.h.permute(1, 2, 0) if state.h is not None else empty
-            y, m_T, h_T, zabs = Q.ELMSequence.apply(
-                fns, spec, rec, mask, drive_in, w_rec, self.mlp_w[0], self.mlp_b[0],
-                self.mlp_w[1] if two else empty, self.mlp_b[1] if two else empty, self.w_y, self.bias, kappa, gain,
-                state.m.permute(1, 2, 0), h0, state.y.permute(1, 2, 0), events, w_in, x_in, m_in, x_rows, mask_x)
+            w = C.Weights(w_rec[order], self.mlp_w[0], self.mlp_b[0], self.mlp_w[1] if two else None,
+                          self.mlp_b[1] if two else None, self.w_y, self.bias, kappa_m.expand(n, c.d_m),
+                          (E.UPDATE_SCALE * gain).expand(n, c.d_m))
+            s = C.State(state.m.permute(1, 2, 0), state.h.permute(1, 2, 0) if state.h is not None else None,
+                        state.y.permute(1, 2, 0))
+            y, m_T, h_T, zabs = Q.run(fns, spec, rec, mask, inp, w, s)
         # y [T, N, O, B] -> [B, T, N*O]; states back to batch first
         y_out = y.permute(3, 0, 1, 2).reshape(bsz, steps, n * c.d_o)
         new_state = E.ELMState(m=m_T.permute(2, 0, 1), b=None,

@@ -14,7 +14,7 @@ external input channels are excitatory afferents (+1) unless ``input_sign`` says
 Synapse kernels (``synapse_impl``; identical results): ``dense`` scatters the K weights of every
 neuron into ``[n_in, N]`` and ``[N, N]`` maps (duplicate synapses add up): one product for the
 input part of all steps (for sparse spike inputs on the CPU a row of the map per input event, the
-input dropout mask applied per event: :func:`~elm_neuro.networks.engines.lif_sequence.project_spikes`,
+input dropout mask applied per event: :func:`~elm_neuro.networks.engines.projection.project`,
 the same on both engines), one small matmul per step for the recurrent part; ``gather`` uses
 ``embedding_bag`` (bags of K synapses per neuron), memory ``O(N K)``; ``auto`` picks ``dense``
 up to ``DENSE_MAX_ELEMENTS`` map entries. ``forward_reference`` is the plain path (loops over
@@ -30,7 +30,7 @@ one :func:`~elm_neuro.neurons.lif.lif_step` per step (the reference);
 (:mod:`elm_neuro.networks.engines.lif_sequence`: Numba on the CPU, Triton on CUDA);
 :meth:`LIFLayer.forward` takes the fused engine wherever it covers the layer (``auto``; every
 option of the configuration in float32 / float64; ``record=True`` steps). The leaky readout's
-filter runs as one Function (:func:`~elm_neuro.networks.engines.lif_sequence.leaky_scan`) unless
+filter runs as one Function (:func:`~elm_neuro.networks.engines.leaky_scan.leaky_scan`) unless
 ``engine = "step"``.
 """
 from __future__ import annotations
@@ -46,7 +46,11 @@ from elm_neuro.networks import synapses as S
 from elm_neuro.networks.common import check_input, dropout_masks, leaky_integrate, state_to
 from elm_neuro.networks.elm_config import SYNAPSE_IMPLS
 from elm_neuro.networks.checks import check_choice
+from elm_neuro.networks.engine_choice import EngineChoice
+from elm_neuro.networks.engines import lif_contract as C
 from elm_neuro.networks.engines import lif_sequence as Q
+from elm_neuro.networks.engines.leaky_scan import leaky_scan
+from elm_neuro.networks.engines.projection import project
 from elm_neuro.networks.lif_config import LIFLayerConfig
 from elm_neuro.neurons import lif as L
 from elm_neuro.neurons.elm import decay, tau_bounds, tau_to_theta, theta_to_tau
@@ -60,8 +64,8 @@ def _feedforward_currents(x: torch.Tensor, connectome: torch.Tensor, w_eff: torc
     bsz, steps, _ = x.shape
     n = connectome.shape[0]
     if impl == "dense":
-        # sparse spike inputs: a row of the map per input event (Q.project_spikes)
-        return Q.project_spikes(x, mask, S.dense_map(connectome, w_eff, 0, n_in))
+        # sparse spike inputs: a row of the map per input event (the input rule of engines.inputs)
+        return project(x, mask, S.dense_map(connectome, w_eff, 0, n_in))
     if mask is not None:
         x = x * mask[:, None, :]
     return S.gather_inputs(x, connectome, w_eff, n_in).view(n, bsz, steps).permute(1, 2, 0)
@@ -91,7 +95,7 @@ class LIFLayerOutput(NamedTuple):
     traces: Optional[dict]  # membrane, spikes, current, adaptation: [B, T, N]
 
 
-class LIFLayer(nn.Module):
+class LIFLayer(EngineChoice, nn.Module):
     """``n`` LIF / adLIF neurons reading ``n_in`` sources of step t and their own spikes of t-1.
 
     Neuron settings come from ``cfg`` (an :class:`LIFLayerConfig`); ``rho``, the seed, the
@@ -194,31 +198,9 @@ class LIFLayer(nn.Module):
         """Variational dropout masks ``(mask_in [B, n_in], mask_rec [B, N])`` (None when off / eval)."""
         return dropout_masks(self.training, x, self.n_in, self.dropout_in, self.n, self.dropout_rec)
 
-    # ------------------------------------------------------------------ engine choice
-    @property
-    def engine_reason(self) -> Optional[str]:
-        """Why this layer runs on the per-step path (None when it runs the fused engine)."""
-        if self.cfg.engine == "step":
-            return "engine = 'step' was chosen"
-        return Q.unsupported_reason(self.w.dtype, self.n)
-
-    @property
-    def engine(self) -> str:
-        """``fused`` or ``step``: the path :meth:`forward` takes (``record=True`` always steps)."""
-        reason = self.engine_reason
-        if reason is not None and self.cfg.engine == "fused":
-            raise ValueError(f"engine 'fused' does not cover this configuration: {reason}")
-        return "step" if reason is not None else "fused"
-
-    # ------------------------------------------------------------------ forward
-    def forward(self, x: torch.Tensor, state: Optional[L.LIFState] = None, record: bool = False) -> LIFLayerOutput:
-        """Run the layer over ``x`` ``[B, T, n_in]`` from ``state`` (zeros when None).
-
-        The fused engine runs unless the configuration needs the per-step path (:attr:`engine`);
-        ``record=True`` (internal traces, for analysis) runs the per-step path."""
-        if not record and self.engine == "fused":
-            return self.forward_fused(x, state)
-        return self.forward_step(x, state, record)
+    # ------------------------------------------------------------------ engines
+    def fused_unsupported(self) -> Optional[str]:
+        return C.unsupported_reason(self.w.dtype, self.n)
 
     def _folded_weights(self):
         """``(w_eff, params, folded)`` as both engines use them: with the leak gain of a LIF layer
@@ -237,12 +219,11 @@ class LIFLayer(nn.Module):
         return w_eff, params, folded
 
     def forward_fused(self, x: torch.Tensor, state: Optional[L.LIFState] = None, backend=None) -> LIFLayerOutput:
-        """The fused sequence engine (:mod:`elm_neuro.networks.engines.lif_sequence`); ``backend``
-        ``(forward, backward)`` overrides the device's (tests pass the PyTorch reference)."""
+        """The fused sequence engine (:mod:`elm_neuro.networks.engines.lif_sequence`); ``backend`` (a
+        :class:`~elm_neuro.networks.engines.backends.Backend`) overrides the device's (tests pass
+        the PyTorch reference, ``lif_contract.REFERENCE``)."""
         check_input(x, self.n_in)
-        reason = Q.unsupported_reason(self.w.dtype, self.n)
-        if reason is not None:
-            raise ValueError(f"the fused engine does not cover this configuration: {reason}")
+        self.check_fused()
         bsz = x.shape[0]
         n, c = self.n, self.cfg
         if state is None:
@@ -260,11 +241,11 @@ class LIFLayer(nn.Module):
             m_rec = S.dense_map(self.connectome, w_eff, self.n_in, self.n_in + n) if recurrent \
                 else w_eff.new_zeros(1, 1)
             mask = mask_rec if mask_rec is not None else x.new_ones(bsz, n)
-            spec = Q.make_spec(c, has_gain=params.gain is not None, recurrent=recurrent)
+            spec = C.make_spec(c, has_gain=params.gain is not None, recurrent=recurrent)
             fns = backend if backend is not None else Q.backend(x.device)
-            s, v_T, w_T, ref_T = Q.LIFSequence.apply(
-                fns, spec, mask, cur, m_rec, params.kappa_m, params.gain, params.kappa_w, params.a, params.b,
-                state.v, state.s, state.w, state.ref)
+            s, v_T, w_T, ref_T = Q.run(fns, spec, mask, cur,
+                                       C.Weights(m_rec, params.kappa_m, params.gain, params.kappa_w, params.a, params.b),
+                                       C.State(state.v, state.s, state.w, state.ref))
         new_state = L.LIFState(v=v_T, s=s[:, -1] if s.shape[1] else state.s, w=w_T if c.adaptive else None,
                                ref=ref_T if c.refractory > 0 else None)
         return LIFLayerOutput(s, new_state, None)
@@ -399,7 +380,7 @@ class LeakyReadout(nn.Module):
         kappa = self.kappa
         if self.cfg.engine == "step":
             return leaky_integrate(drive, state, kappa, 1.0 - kappa)
-        return Q.leaky_scan(drive, state, kappa, 1.0 - kappa)  # the whole filter in one Function
+        return leaky_scan(drive, state, kappa, 1.0 - kappa)  # the whole filter in one Function
 
     def forward_reference(self, a: torch.Tensor, state: Optional[torch.Tensor] = None,
                           mask: Optional[torch.Tensor] = None):

@@ -1,4 +1,4 @@
-"""Recurrent spiking networks of LIF / adaptive-LIF neurons on the ELM wiring (SPEC 2, 10).
+"""Recurrent spiking networks of LIF / adaptive-LIF neurons on the ELM wiring (docs/design.md §2, 10).
 
 The network mirrors :class:`elm_neuro.networks.elm_network.ELMNetwork` so that, in an
 ELM-vs-LIF comparison, the neuron type is the only difference:
@@ -17,7 +17,7 @@ The hidden layer is a :class:`~elm_neuro.networks.lif_layer.LIFLayer`; configura
 - ``leaky``: C non-spiking leaky integrators, each with K synapses on the hidden spikes of the
   same step (rho 0) and a bias: ``o_t = kappa_o o_{t-1} + (1 - kappa_o) (sum_k w a_t[C] + b)``;
   ``logits_t = o_t``, ``kappa_o = exp(-dt / tau_out)``.
-- ``spiking``: the ICLR 2024 SNN (SPEC 10): C spiking output neurons of the same type, K synapses
+- ``spiking``: the ICLR 2024 SNN (docs/design.md §10): C spiking output neurons of the same type, K synapses
   each, a share ``readout_rho`` from the other output neurons (step t-1), the rest from the hidden
   neurons (same step), Dale's law as in the hidden layer; their spikes are low-pass filtered,
   ``o_t = kappa_o o_{t-1} + s_t`` (unnormalised, so that a neuron firing every step reaches a
@@ -53,7 +53,7 @@ import torch.nn as nn
 
 from elm_neuro.networks.common import NetworkOutput, PresetBuilt, embed, leaky_integrate, variational_mask
 from elm_neuro.networks.elm_layer import ELMLayer
-from elm_neuro.networks.engines.lif_sequence import leaky_scan
+from elm_neuro.networks.engines.leaky_scan import leaky_scan
 from elm_neuro.networks.lif_config import LIFNetworkConfig
 from elm_neuro.networks.lif_layer import LeakyReadout, LIFLayer
 from elm_neuro.neurons import lif as L

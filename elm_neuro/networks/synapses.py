@@ -12,8 +12,9 @@ Three representations of the same sums (results identical up to float rounding; 
 reference paths check them):
 
 - :func:`dense_map`: the synapses with sources in ``lo..hi-1`` scattered into a dense matrix
-  ``[hi - lo, N * d_tree]`` (duplicate synapses add up): one matmul for all steps. For sparse
-  spike inputs on the CPU, :func:`project_inputs` multiplies it as a sparse matrix.
+  ``[hi - lo, N * d_tree]`` (duplicate synapses add up): one matmul for all steps
+  (:func:`elm_neuro.networks.engines.projection.project` multiplies it, from events for sparse
+  spike inputs on the CPU).
 - :func:`synapse_list`: the synapses with sources ``>= lo`` as (source, target column, weight)
   triplets: per step one ``index_select`` and one ``index_add``. Recurrent synapses are few
   (``rho N K``), so this beats a dense ``[N, N * d_tree]`` map for ELM layers.
@@ -28,20 +29,6 @@ from __future__ import annotations
 import torch
 
 DENSE_MAX_ELEMENTS = 1 << 24
-SPARSE_INPUT_MAX_DENSITY = 0.05  # below this fraction of non-zero inputs, project them as a sparse matrix
-# Below this fraction of non-zero inputs the fused ELM engine's CPU backend takes the input as events
-# (elm_sequence.InputEvents): each event costs a scatter over its channel's synapses in forward and a
-# gather in backward, against two dense products of the input map (drive, map gradient) otherwise;
-# measured break-even near 40 % for a readout of 19 neurons on 227 spiking channels, far higher
-# for wide layers, so 25 % keeps a margin.
-EVENT_INPUT_MAX_DENSITY = 0.25
-# A dense input reaches a fused engine that reads input rows (the CPU one) through its synapses,
-# one vector multiply-add over the batch per synapse and step, when the synapses fill at most this
-# fraction of the dense input map, else as the map's matrix product. Measured with
-# benchmarks/bench_elm.py: the Enwik8 readout (153,000 synapses in a 440 x 10,200 map, 3 %)
-# trains much faster this way; at the SHD-Adding readout's 18 % (5,700 in 57 x 570) both ways
-# cost the same.
-ROWS_INPUT_MAX_FILL = 0.1
 
 
 def resolve_impl(impl: str, n_src: int, n_cols: int) -> str:
@@ -95,41 +82,6 @@ def bag_tables(connectome: torch.Tensor, w_eff: torch.Tensor, lo: int, hi: int, 
 
 def has_recurrent(connectome: torch.Tensor, n_in: int) -> bool:
     return bool((connectome >= n_in).any())
-
-
-class SparseInputProjection(torch.autograd.Function):
-    """``x @ M`` for a mostly-zero input ``x`` ``[R, n_in]`` (spikes) and a dense map ``M``.
-
-    Forward and the gradient of ``M`` (``x^T @ g``) use ``x`` as a sparse COO matrix, so their
-    cost scales with the number of spikes instead of ``R * n_in``; the gradient of ``x`` (only
-    when ``x`` requires it) is the dense ``g @ M^T``. Equal to the plain ``x @ M`` (tested).
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        xs = x.to_sparse()
-        ctx.save_for_backward(xs, m)
-        return torch.sparse.mm(xs, m)
-
-    @staticmethod
-    def backward(ctx, g: torch.Tensor):
-        xs, m = ctx.saved_tensors
-        g = g.to(m.dtype)
-        grad_x = g @ m.t() if ctx.needs_input_grad[0] else None
-        grad_m = torch.sparse.mm(xs.t(), g) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_m
-
-
-def project_inputs(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """``x @ m`` for ``x`` ``[..., n_in]``: sparse kernel for sparse CPU inputs (outside autocast),
-    else a matmul."""
-    flat = x.reshape(-1, x.shape[-1])
-    sparse_ok = flat.device.type == "cpu" and not torch.is_autocast_enabled("cpu") and flat.numel() > 0
-    if sparse_ok and float((flat != 0).float().mean()) < SPARSE_INPUT_MAX_DENSITY:
-        out = SparseInputProjection.apply(flat, m)
-    else:
-        out = flat @ m
-    return out.view(*x.shape[:-1], m.shape[1])
 
 
 def gather_inputs(x: torch.Tensor, connectome: torch.Tensor, w_eff: torch.Tensor, n_in: int, d_tree: int = 1,

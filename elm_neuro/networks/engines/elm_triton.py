@@ -2,8 +2,9 @@
 inside the kernel (the forward loops over ``t = 0 .. T-1``, the backward over ``t = T-1 .. 0``).
 
 The contract (layouts, saved tensors, gradients) is the one of
-:mod:`elm_neuro.networks.engines.elm_sequence`; :func:`forward` and :func:`backward` take the
-arguments of ``forward_torch`` / ``backward_torch`` and return the same ``Saved`` / ``Grads``.
+:mod:`elm_neuro.networks.engines.elm_contract`; :func:`forward` and :func:`backward` take the
+arguments of ``forward_torch`` / ``backward_torch`` and return the same ``Saved`` / ``Grads``. The
+input is a Drive (``TAKES``). The launchers pass every kernel argument by its name.
 
 Design
     *Programs.* The samples of a batch are independent, so the grid's first axis is the batch in
@@ -54,7 +55,7 @@ Limits and tuning
     interpreter cannot run (it runs programs one after another), so it is not done here.
     ``TILE_BUDGET``, ``NUM_WARPS`` and ``BATCH_BLOCK`` are first guesses, to be tuned on a GPU.
 
-The tests run these kernels on the CPU under ``TRITON_INTERPRET=1`` (tests/test_engine_triton.py).
+The tests run these kernels on the CPU under ``TRITON_INTERPRET=1`` (tests/test_engine_elm_triton.py; tests/conftest.py sets it up).
 """
 from __future__ import annotations
 
@@ -62,7 +63,10 @@ import torch
 import triton
 import triton.language as tl
 
-from elm_neuro.networks.engines.elm_sequence import TANH_GAIN, Grads, Recurrent, Saved, Spec
+from elm_neuro.networks.engines.elm_contract import TANH_GAIN, Grads, OutGrads, Recurrent, Saved, Spec, State, Weights
+from elm_neuro.networks.engines.inputs import Drive
+
+TAKES = (Drive,)
 
 # Register budget: the largest per-step tile (elements) of one program, by element size.
 TILE_BUDGET = {4: 8192, 8: 4096}
@@ -434,64 +438,66 @@ def _grid(bsz: int, bb: int, nblk: int, has_rec: bool):
     return (triton.cdiv(bsz, bb), 1 if has_rec else nblk)
 
 
-def forward(drive_in, rec: Recurrent, rec_w, mask_rec, W1, b1, W2, b2, wy, bias, kappa, gain, m0, h0, y0,
-            spec: Spec) -> Saved:
-    """The kernel contract's forward (``elm_sequence.forward_torch``) as one persistent kernel."""
+def forward(inp: Drive, rec: Recurrent, mask_rec, w: Weights, s: State, spec: Spec) -> Saved:
+    """The kernel contract's forward (``elm_contract.forward_torch``) as one persistent kernel."""
+    drive_in = inp.drive.contiguous()
     steps, n, d, bsz = drive_in.shape
-    m, o, h1 = m0.shape[1], y0.shape[1], W1.shape[1]
-    h = W2.shape[2] if spec.two_layers else 1
+    m, o, h1 = s.m.shape[1], s.y.shape[1], w.W1.shape[1]
+    two = spec.two_layers
+    h = w.W2.shape[2] if two else 1
     dev, dtype = drive_in.device, drive_in.dtype
     y_all = drive_in.new_empty((steps + 1, n, o, bsz))
     m_all = drive_in.new_empty((steps + 1, n, m, bsz))
-    y_all[0], m_all[0] = y0, m0
+    y_all[0], m_all[0] = s.y, s.m
     beta_all = torch.empty_like(drive_in)
-    a1_all = drive_in.new_empty(steps, n, h1, bsz) if spec.two_layers else None
+    a1_all = drive_in.new_empty(steps, n, h1, bsz) if two else None
     z_all = drive_in.new_empty(steps, n, m, bsz)
     pre_all = drive_in.new_empty(steps, n, o, bsz)
     zabs = drive_in.new_zeros(n, bsz)
-    h_T = h0.clone().contiguous() if spec.high_pass else None
+    h_T = s.h.clone().contiguous() if spec.high_pass else None
     has_rec = rec.count > 0
     if has_rec:
-        src_tab, w_tab, s_in = _in_table(rec, rec_w.to(dtype), n, d)
+        src_tab, w_tab, s_in = _in_table(rec, w.rec_w.to(dtype), n, d)
     else:
         src_tab = torch.zeros(1, dtype=torch.int32, device=dev)
         w_tab, s_in = drive_in.new_zeros(1), 1
-    blocks, bs, _ = _layout(n, d, m, h1, h, o, s_in, 1, bsz, drive_in.element_size(), spec.two_layers, BATCH_BLOCK)
+    blocks, bs, _ = _layout(n, d, m, h1, h, o, s_in, 1, bsz, drive_in.element_size(), two, BATCH_BLOCK)
     nblk = triton.cdiv(n, blocks["BN"])
     dummy = drive_in.new_zeros(1)
     _elm_fwd_kernel[_grid(bsz, blocks["BB"], nblk, has_rec)](
-        drive_in, beta_all, y_all, m_all, a1_all if a1_all is not None else dummy, z_all, pre_all,
-        h_T if h_T is not None else dummy, zabs, src_tab, w_tab, mask_rec.to(dtype).contiguous(),
-        W1.contiguous(), b1.contiguous(), W2.contiguous() if spec.two_layers else dummy,
-        b2.contiguous() if spec.two_layers else dummy, wy.contiguous(), bias.contiguous(), kappa.contiguous(),
-        gain.contiguous(), _consts(spec, drive_in),
-        steps, n, d, m, h1, h, o, bsz, s_in, nblk,
-        BS=bs, MLP_ACT=spec.mlp_act, OUT_ACT=spec.out_act, TWO=bool(spec.two_layers), HP=bool(spec.high_pass),
+        drive_ptr=drive_in, beta_ptr=beta_all, y_ptr=y_all, m_ptr=m_all,
+        a1_ptr=a1_all if two else dummy, z_ptr=z_all, pre_ptr=pre_all,
+        h_ptr=h_T if h_T is not None else dummy, zabs_ptr=zabs, src_tab_ptr=src_tab, w_tab_ptr=w_tab,
+        mask_ptr=mask_rec.to(dtype).contiguous(), w1_ptr=w.W1, b1_ptr=w.b1, w2_ptr=w.W2 if two else dummy,
+        b2_ptr=w.b2 if two else dummy, wy_ptr=w.wy, bias_ptr=w.bias, kappa_ptr=w.kappa, gain_ptr=w.gain,
+        cst_ptr=_consts(spec, drive_in),
+        T=steps, N=n, D=d, M=m, H1=h1, H=h, O=o, B=bsz, S_IN=s_in, NBLK=nblk,
+        BS=bs, MLP_ACT=spec.mlp_act, OUT_ACT=spec.out_act, TWO=bool(two), HP=bool(spec.high_pass),
         HAS_REC=has_rec, num_warps=NUM_WARPS, **blocks)
     return Saved(y_all, m_all, beta_all, a1_all, z_all, pre_all, h_T, zabs)
 
 
-def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, gain, gy, g_mT, g_hT, g_zabs,
-             spec: Spec) -> Grads:
-    """The kernel contract's backward (``elm_sequence.backward_torch``) as one persistent kernel."""
+def backward(saved: Saved, inp: Drive, rec: Recurrent, mask_rec, w: Weights, g: OutGrads, spec: Spec,
+             want_input_grad: bool = True) -> Grads:
+    """The kernel contract's backward (``elm_contract.backward_torch``) as one persistent kernel."""
     steps, n, d, bsz = saved.beta_all.shape
-    m, o, h1 = saved.m_all.shape[2], saved.y_all.shape[2], W1.shape[1]
-    h = W2.shape[2] if spec.two_layers else 1
+    m, o, h1 = saved.m_all.shape[2], saved.y_all.shape[2], w.W1.shape[1]
+    two = spec.two_layers
+    h = w.W2.shape[2] if two else 1
     dtype, dev = saved.z_all.dtype, saved.z_all.device
     g_beta_all = torch.empty_like(saved.beta_all)
     ga_all = torch.empty(steps, n, h1, bsz, dtype=dtype, device=dev)
-    gz_all = torch.empty_like(saved.z_all) if spec.two_layers else None
-    g_m = g_mT.to(dtype).clone().contiguous()
-    g_h = g_hT.to(dtype).clone().contiguous() if spec.high_pass else None
+    gz_all = torch.empty_like(saved.z_all) if two else None
+    g_m = g.g_mT.to(dtype).clone().contiguous()
+    g_h = g.g_hT.to(dtype).clone().contiguous() if spec.high_pass else None
     g_y0 = torch.zeros_like(saved.y_all[0])
     has_rec = rec.count > 0
     if has_rec:
-        tgt_tab, wo_tab, s_out = _out_table(rec, rec_w.to(dtype), n)
+        tgt_tab, wo_tab, s_out = _out_table(rec, w.rec_w.to(dtype), n)
     else:
         tgt_tab = torch.zeros(1, dtype=torch.int32, device=dev)
         wo_tab, s_out = torch.zeros(1, dtype=dtype, device=dev), 1
-    blocks, _, bso = _layout(n, d, m, h1, h, o, 1, s_out, bsz, saved.z_all.element_size(), spec.two_layers,
-                             BATCH_BLOCK)
+    blocks, _, bso = _layout(n, d, m, h1, h, o, 1, s_out, bsz, saved.z_all.element_size(), two, BATCH_BLOCK)
     nblk = triton.cdiv(n, blocks["BN"])
     grid = _grid(bsz, blocks["BB"], nblk, has_rec)
     parts = grid[0]
@@ -501,15 +507,16 @@ def backward(saved: Saved, rec: Recurrent, rec_w, mask_rec, W1, W2, wy, kappa, g
     g_kappa = torch.zeros(parts, n, m, dtype=dtype, device=dev)
     dummy = torch.zeros(1, dtype=dtype, device=dev)
     _elm_bwd_kernel[grid](
-        gy.to(dtype).contiguous(), saved.y_all, saved.m_all,
-        saved.a1_all if spec.two_layers else dummy, saved.z_all, saved.pre_all,
-        g_beta_all, ga_all, gz_all if gz_all is not None else dummy, g_m, g_h if g_h is not None else dummy, g_y0,
-        g_wy, g_bias, g_gain, g_kappa, g_zabs.to(dtype).contiguous(),
-        tgt_tab, wo_tab, mask_rec.to(dtype).contiguous(),
-        W1.contiguous(), W2.contiguous() if spec.two_layers else dummy, wy.contiguous(), kappa.contiguous(),
-        gain.contiguous(), _consts(spec, saved.z_all),
-        steps, n, d, m, h1, h, o, bsz, s_out, nblk,
-        BSO=bso, MLP_ACT=spec.mlp_act, OUT_ACT=spec.out_act, TWO=bool(spec.two_layers), HP=bool(spec.high_pass),
+        gy_ptr=g.gy.to(dtype).contiguous(), y_ptr=saved.y_all, m_ptr=saved.m_all,
+        a1_ptr=saved.a1_all if two else dummy, z_ptr=saved.z_all, pre_ptr=saved.pre_all,
+        gbeta_ptr=g_beta_all, ga_ptr=ga_all, gz_ptr=gz_all if two else dummy, gm_ptr=g_m,
+        gh_ptr=g_h if g_h is not None else dummy, gy0_ptr=g_y0,
+        gwy_ptr=g_wy, gbias_ptr=g_bias, ggain_ptr=g_gain, gkappa_ptr=g_kappa, gzabs_ptr=g.g_zabs.to(dtype).contiguous(),
+        tgt_tab_ptr=tgt_tab, wo_tab_ptr=wo_tab, mask_ptr=mask_rec.to(dtype).contiguous(),
+        w1_ptr=w.W1, w2_ptr=w.W2 if two else dummy, wy_ptr=w.wy, kappa_ptr=w.kappa, gain_ptr=w.gain,
+        cst_ptr=_consts(spec, saved.z_all),
+        T=steps, N=n, D=d, M=m, H1=h1, H=h, O=o, B=bsz, S_OUT=s_out, NBLK=nblk,
+        BSO=bso, MLP_ACT=spec.mlp_act, OUT_ACT=spec.out_act, TWO=bool(two), HP=bool(spec.high_pass),
         HAS_REC=has_rec, num_warps=NUM_WARPS, **blocks)
     return Grads(g_beta_all, ga_all, gz_all, g_wy.sum(0), g_bias.sum(0), g_gain.sum(0), g_kappa.sum(0), g_m,
                  g_h, g_y0)

@@ -1,5 +1,5 @@
 """CPU backend of the fused LIF / adLIF sequence engine: the forward and reverse-time backward
-loops compiled with Numba (contract and reference: :mod:`elm_neuro.networks.engines.lif_sequence`).
+loops compiled with Numba (contract and reference: :mod:`elm_neuro.networks.engines.lif_contract`).
 
 Layout and loops: batch first (``[B, T, N]``, the layer's own layout: nothing is transposed), the
 samples independent, so the outer loop is a ``prange`` over the batch (parallel over the threads
@@ -16,12 +16,12 @@ the neurons innermost, where every elementwise stage compiles to SIMD code over 
 - Everything else is compiled without fast-math, so every elementwise operation rounds as the
   per-step path's torch operation does; the per-neuron parameter gradients are summed in float64.
 
-No array is allocated inside the time loop (scratch rows are allocated once per call).
+No array is allocated inside the time loop (scratch rows are allocated once per call). Kernel
+arguments are named tuples of arrays (:class:`KSynapses`, :class:`KWeights`, :class:`KForward`,
+:class:`KSaved`, :class:`KBackward`, :class:`KOptions`), absent arrays small stand-ins.
 
-Also here: the event-driven input projection of sparse spike inputs (:func:`project_forward` /
-:func:`project_backward`, a row of the input map added per input event, the input dropout mask
-applied per event; :func:`~elm_neuro.networks.engines.lif_sequence.project_spikes` chooses it) and
-the leaky filter's scan (:func:`scan_forward` / :func:`scan_backward`).
+Also here: the leaky filter's scan (:func:`scan_forward` / :func:`scan_backward`, the backend of
+:mod:`elm_neuro.networks.engines.leaky_scan`).
 
 Threading: :mod:`elm_neuro.networks.engines.numba_threads` (Numba's ``workqueue`` layer unless
 ``NUMBA_THREADING_LAYER`` is set; as many threads as torch is given).
@@ -29,13 +29,76 @@ Threading: :mod:`elm_neuro.networks.engines.numba_threads` (Numba's ``workqueue`
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from numba import njit, prange
 
+from elm_neuro.networks.engines.inputs import Drive
+from elm_neuro.networks.engines.lif_contract import Grads, OutGrads, Saved, Spec, State, Weights, saved_buffers
 from elm_neuro.networks.engines.numba_threads import build, engine_threads
-from elm_neuro.networks.engines.lif_sequence import Grads, Saved, Spec, saved_buffers
+
+TAKES = (Drive,)  # the input current, projected by the layer
+
+
+class KSynapses(NamedTuple):
+    M: np.ndarray  # [N, N] dense recurrent map (a stand-in without recurrent synapses)
+    mask: np.ndarray  # [B, N] recurrent dropout mask
+
+
+class KWeights(NamedTuple):
+    km: np.ndarray  # [N] kappa_m
+    gn: np.ndarray  # [N] gain (stand-in without)
+    kw: np.ndarray  # [N] kappa_w (adLIF)
+    aa: np.ndarray  # [N] a (adLIF)
+    bb: np.ndarray  # [N] b (adLIF)
+
+
+class KOptions(NamedTuple):
+    recurrent: bool
+    adaptive: bool
+    zero_reset: bool
+    refr: bool
+    has_gain: bool
+    detach: bool
+    surrogate: int
+    cst: np.ndarray  # threshold, reset amount, R, 1, 0, slope, scale, slope / 2, pi / 2 slope
+
+
+class KForward(NamedTuple):
+    """What the forward writes: the saved arrays ([B, T(+1), N]) and the refractory counter."""
+
+    v_all: np.ndarray
+    s_all: np.ndarray
+    w_all: np.ndarray
+    q_all: np.ndarray
+    d_all: np.ndarray
+    ref: np.ndarray  # [B, N]
+
+
+class KSaved(NamedTuple):
+    gs: np.ndarray  # [B, T, N] the spikes' gradient
+    v_all: np.ndarray
+    s_all: np.ndarray
+    w_all: np.ndarray
+    q_all: np.ndarray
+    d_all: np.ndarray
+
+
+class KBackward(NamedTuple):
+    """What the backward writes (g_v, g_w come in as g_vT, g_wT; the sums as zeros)."""
+
+    g_cur: np.ndarray  # [B, T, N]
+    g_v: np.ndarray  # [B, N]
+    g_w: np.ndarray
+    g_s: np.ndarray
+    g_own: np.ndarray  # scratch [B, N]
+    a_km: np.ndarray  # [B, N] float64 per-sample sums
+    a_gn: np.ndarray
+    a_kw: np.ndarray
+    a_a: np.ndarray
+    a_b: np.ndarray
 
 
 _ROWS_OPTS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
@@ -71,8 +134,12 @@ def _rows_dot_impl(M, g, mask, own, out, zero):
 _rows_dot = njit(**_ROWS_OPTS)(_rows_dot_impl)
 
 
-def _fwd_impl(cur, M, mask, km, gn, kw, aa, bb, cst, recurrent, adaptive, zero_reset, refr, has_gain,
-              v_all, s_all, w_all, q_all, d_all, ref, rc):
+def _fwd_impl(cur, syn, w, out, rc, opt):
+    M, mask = syn.M, syn.mask
+    km, gn, kw, aa, bb = w.km, w.gn, w.kw, w.aa, w.bb
+    v_all, s_all, w_all, q_all, d_all, ref = out.v_all, out.s_all, out.w_all, out.q_all, out.d_all, out.ref
+    recurrent, adaptive, zero_reset, refr, has_gain = opt.recurrent, opt.adaptive, opt.zero_reset, opt.refr, opt.has_gain
+    cst = opt.cst
     B, T, N = cur.shape
     th = cst[0]  # constants in the arrays' dtype: a Python float would turn float32 code into float64
     thr = cst[1]
@@ -118,9 +185,14 @@ def _fwd_impl(cur, M, mask, km, gn, kw, aa, bb, cst, recurrent, adaptive, zero_r
                 s_all[b, t + 1, n] = s
 
 
-def _bwd_impl(gs, v_all, s_all, w_all, q_all, d_all, M, mask, km, gn, kw, aa, bb, cst,
-              recurrent, adaptive, zero_reset, refr, has_gain, detach, surrogate,
-              g_cur, g_v, g_w, g_s, g_own, a_km, a_gn, a_kw, a_a, a_b):
+def _bwd_impl(sv, syn, w, out, opt):
+    gs, v_all, s_all, w_all, q_all, d_all = sv.gs, sv.v_all, sv.s_all, sv.w_all, sv.q_all, sv.d_all
+    M, mask = syn.M, syn.mask
+    km, gn, kw, aa, bb = w.km, w.gn, w.kw, w.aa, w.bb
+    g_cur, g_v, g_w, g_s, g_own = out.g_cur, out.g_v, out.g_w, out.g_s, out.g_own
+    a_km, a_gn, a_kw, a_a, a_b = out.a_km, out.a_gn, out.a_kw, out.a_a, out.a_b
+    recurrent, adaptive, zero_reset, refr, has_gain = opt.recurrent, opt.adaptive, opt.zero_reset, opt.refr, opt.has_gain
+    detach, surrogate, cst = opt.detach, opt.surrogate, opt.cst
     B, T, N = gs.shape
     th = cst[0]
     thr = cst[1]
@@ -183,43 +255,6 @@ def _bwd_impl(gs, v_all, s_all, w_all, q_all, d_all, M, mask, km, gn, kw, aa, bb
                     g_s[b, n] = g_own[b, n]
 
 
-def _proj_fwd_impl(x, mask, steps, has_mask, M, cst, out, rows, cols, vals):
-    """``out[r] = sum_i (x[r, i] mask[r // steps, i]) M[i]`` over the non-zero inputs, in increasing
-    ``i`` (a row add per input event); the events are listed for backward. Returns their count."""
-    R, I = x.shape
-    N = M.shape[1]
-    zero = cst[0]  # 0 in the arrays' dtype
-    k = 0
-    for r in range(R):
-        b = r // steps
-        for n in range(N):
-            out[r, n] = zero
-        for i in range(I):
-            xv = x[r, i]
-            if xv != zero:
-                if has_mask:
-                    xv = xv * mask[b, i]
-                if xv != zero:
-                    rows[k] = r
-                    cols[k] = i
-                    vals[k] = xv
-                    k += 1
-                    for n in range(N):
-                        out[r, n] += xv * M[i, n]
-    return k
-
-
-def _proj_bwd_impl(g, rows, cols, vals, count, g_M):
-    """``g_M[i] += value * g[r]`` for every input event ``(r, i, value)``."""
-    N = g.shape[1]
-    for q in range(count):
-        r = rows[q]
-        i = cols[q]
-        v = vals[q]
-        for n in range(N):
-            g_M[i, n] += v * g[r, n]
-
-
 def _scan_fwd_impl(d, kap, gain, unit, acc, o):
     B, T, C = d.shape
     k = kap[0]
@@ -257,14 +292,6 @@ def _kernels(parallel: bool):
 
 
 _SCAN: list = []
-_PROJ: list = []
-
-
-def _proj_kernels():
-    if not _PROJ:
-        opts = dict(cache=True, nogil=True, error_model="numpy")
-        _PROJ.extend([njit(**opts)(_proj_fwd_impl), njit(**opts)(_proj_bwd_impl)])
-    return _PROJ
 
 
 def _scan_kernels():
@@ -295,38 +322,47 @@ def _cube(t, dt):
     return np.zeros((1, 1, 1), dt) if t is None else _np(t)
 
 
-def forward(cur_in, M, mask, kappa_m, gain, kappa_w, a, b, v0, s0, w0, ref0, spec: Spec) -> Saved:
-    """The contract's forward (:func:`elm_neuro.networks.engines.lif_sequence.forward_torch`)."""
+def _options(spec: Spec, dt) -> KOptions:
+    return KOptions(bool(spec.recurrent), bool(spec.adaptive), spec.reset == 1, spec.refractory > 0,
+                    bool(spec.has_gain), bool(spec.detach_reset), int(spec.surrogate), _consts(spec, dt))
+
+
+def _kweights(w: Weights, dt) -> KWeights:
+    return KWeights(_np(w.kappa_m), _vec(w.gain, dt), _vec(w.kappa_w, dt), _vec(w.a, dt), _vec(w.b, dt))
+
+
+def _ksynapses(w: Weights, mask, spec: Spec, dt) -> KSynapses:
+    return KSynapses(_np(w.M) if spec.recurrent else np.zeros((1, 1), dt), _np(mask))
+
+
+def forward(cur_in, mask, w: Weights, s: State, spec: Spec) -> Saved:
+    """The contract's forward (:func:`elm_neuro.networks.engines.lif_contract.forward_torch`)."""
     bsz, steps, n = cur_in.shape
-    v_all, s_all, w_all, q_all, d_all, ref = saved_buffers(cur_in, v0, s0, w0, ref0, spec)
-    refr = ref is not None
+    v_all, s_all, w_all, q_all, d_all, ref = saved_buffers(cur_in, s, spec)
     dt = _np(cur_in).dtype
     fwd, _ = _kernels(engine_threads() > 1)
-    fwd(_np(cur_in), _np(M) if spec.recurrent else np.zeros((1, 1), dt), _np(mask), _np(kappa_m), _vec(gain, dt),
-        _vec(kappa_w, dt), _vec(a, dt), _vec(b, dt), _consts(spec, dt), spec.recurrent, spec.adaptive,
-        spec.reset == 1, refr, spec.has_gain, _np(v_all), _np(s_all), _cube(w_all, dt), _cube(q_all, dt),
-        _cube(d_all, dt), _plane(ref, dt), np.empty((bsz, n), dt))
+    out = KForward(_np(v_all), _np(s_all), _cube(w_all, dt), _cube(q_all, dt), _cube(d_all, dt), _plane(ref, dt))
+    fwd(_np(cur_in), _ksynapses(w, mask, spec, dt), _kweights(w, dt), out, np.empty((bsz, n), dt), _options(spec, dt))
     return Saved(v_all, s_all, w_all, q_all, d_all, ref)
 
 
-def backward(saved: Saved, M, mask, kappa_m, gain, kappa_w, a, b, gs, g_vT, g_wT, spec: Spec) -> Grads:
-    """The contract's backward (:func:`elm_neuro.networks.engines.lif_sequence.backward_torch`)."""
-    bsz, steps, n = gs.shape
+def backward(saved: Saved, mask, w: Weights, g: OutGrads, spec: Spec) -> Grads:
+    """The contract's backward (:func:`elm_neuro.networks.engines.lif_contract.backward_torch`)."""
+    bsz, steps, n = g.gs.shape
     dtype = saved.v_all.dtype
     dt = _np(saved.v_all).dtype
-    g_cur = torch.empty_like(gs)
-    g_v = g_vT.clone()
-    g_w = g_wT.clone() if spec.adaptive else None
-    g_s = torch.zeros_like(g_vT)
+    g_cur = torch.empty_like(g.gs)
+    g_v = g.g_vT.clone()
+    g_w = g.g_wT.clone() if spec.adaptive else None
+    g_s = torch.zeros_like(g.g_vT)
     # per-sample sums over time in float64 (samples run in parallel), summed over the batch below
     sums = {k: torch.zeros(bsz, n, dtype=torch.float64) for k in ("km", "gn", "kw", "a", "b")}
     _, bwd = _kernels(engine_threads() > 1)
-    bwd(_np(gs), _np(saved.v_all), _np(saved.s_all), _cube(saved.w_all, dt), _cube(saved.q_all, dt),
-        _cube(saved.d_all, dt), _np(M) if spec.recurrent else np.zeros((1, 1), dt), _np(mask), _np(kappa_m),
-        _vec(gain, dt), _vec(kappa_w, dt), _vec(a, dt), _vec(b, dt), _consts(spec, dt), spec.recurrent,
-        spec.adaptive, spec.reset == 1, spec.refractory > 0, spec.has_gain, spec.detach_reset, spec.surrogate,
-        _np(g_cur), _np(g_v), _plane(g_w, dt), _np(g_s), np.empty((bsz, n), dt),
-        *[_np(sums[k]) for k in ("km", "gn", "kw", "a", "b")])
+    sv = KSaved(_np(g.gs), _np(saved.v_all), _np(saved.s_all), _cube(saved.w_all, dt), _cube(saved.q_all, dt),
+                _cube(saved.d_all, dt))
+    out = KBackward(_np(g_cur), _np(g_v), _plane(g_w, dt), _np(g_s), np.empty((bsz, n), dt),
+                    *[_np(sums[k]) for k in ("km", "gn", "kw", "a", "b")])
+    bwd(sv, _ksynapses(w, mask, spec, dt), _kweights(w, dt), out, _options(spec, dt))
     tot = {k: v.sum(0).to(dtype) for k, v in sums.items()}
     ad = spec.adaptive
     return Grads(g_cur, tot["km"], tot["gn"] if spec.has_gain else None, tot["kw"] if ad else None,
@@ -335,7 +371,7 @@ def backward(saved: Saved, M, mask, kappa_m, gain, kappa_w, a, b, gs, g_vT, g_wT
 
 # --------------------------------------------------------------------------- leaky filter
 def scan_forward(drive, o0, kappa: float, gain: float):
-    """``o_t = kappa o_{t-1} + gain d_t`` (:func:`~elm_neuro.networks.engines.lif_sequence.scan_torch`)."""
+    """``o_t = kappa o_{t-1} + gain d_t`` (:func:`~elm_neuro.networks.engines.leaky_scan.scan_torch`)."""
     dt = _np(drive).dtype
     out = torch.empty_like(drive)
     fwd, _ = _scan_kernels()
@@ -344,39 +380,10 @@ def scan_forward(drive, o0, kappa: float, gain: float):
 
 
 def scan_backward(g_o, kappa: float, gain: float):
-    """``(g_drive, g_o0)`` (:func:`~elm_neuro.networks.engines.lif_sequence.scan_backward_torch`)."""
+    """``(g_drive, g_o0)`` (:func:`~elm_neuro.networks.engines.leaky_scan.scan_backward_torch`)."""
     dt = _np(g_o).dtype
     g_d = torch.empty_like(g_o)
     acc = g_o.new_zeros(g_o.shape[0], g_o.shape[2])
     _, bwd = _scan_kernels()
     bwd(_np(g_o), np.array([kappa], dt), np.array([gain], dt), gain == 1.0, _np(g_d), _np(acc))
     return g_d, acc
-
-
-# --------------------------------------------------------------------------- input projection
-def project_forward(x, mask, M, nnz: int):
-    """``(x * mask[:, None, :]) @ M`` for sparse inputs ``x`` ``[B, T, I]`` with ``nnz`` non-zeros
-    (``mask`` ``[B, I]`` or None), event-driven; returns ``(out [B, T, N], events)`` (``events``:
-    what backward needs)."""
-    bsz, steps, n_in = x.shape
-    n = M.shape[1]
-    dt = _np(x).dtype
-    flat = x.reshape(-1, n_in)
-    rows = torch.empty(nnz, dtype=torch.int64)
-    cols = torch.empty(nnz, dtype=torch.int64)
-    vals = x.new_empty(nnz)
-    out = x.new_empty(bsz * steps, n)
-    fwd, _ = _proj_kernels()
-    count = fwd(_np(flat), _np(mask) if mask is not None else np.zeros((1, 1), dt), max(steps, 1), mask is not None,
-                _np(M), np.zeros(1, dt), _np(out), _np(rows), _np(cols), _np(vals))
-    return out.view(bsz, steps, n), (rows, cols, vals, int(count))
-
-
-def project_backward(g, events, n_in: int):
-    """The gradient of ``M`` ``[I, N]`` from the output gradient ``g`` ``[B, T, N]``."""
-    rows, cols, vals, count = events
-    g = g.reshape(-1, g.shape[-1]).contiguous()
-    g_M = g.new_zeros(n_in, g.shape[1])
-    _, bwd = _proj_kernels()
-    bwd(_np(g), _np(rows), _np(cols), _np(vals), count, _np(g_M))
-    return g_M

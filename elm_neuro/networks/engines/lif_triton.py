@@ -3,8 +3,10 @@ time loop inside the kernel (the forward loops over ``t = 0 .. T-1``, the backwa
 ``t = T-1 .. 0``), and the leaky filter's scan.
 
 The contract (layouts, saved tensors, gradients) is the one of
-:mod:`elm_neuro.networks.engines.lif_sequence`; :func:`forward` and :func:`backward` take the
-arguments of ``forward_torch`` / ``backward_torch`` and return the same ``Saved`` / ``Grads``.
+:mod:`elm_neuro.networks.engines.lif_contract`; :func:`forward` and :func:`backward` take the
+arguments of ``forward_torch`` / ``backward_torch`` and return the same ``Saved`` / ``Grads``
+(the filter: :mod:`elm_neuro.networks.engines.leaky_scan`). The launchers pass every kernel
+argument by its name.
 
 Design
     *Programs.* The samples of a batch are independent, so the grid is the batch in blocks of
@@ -43,7 +45,10 @@ import torch
 import triton
 import triton.language as tl
 
-from elm_neuro.networks.engines.lif_sequence import Grads, Saved, Spec, saved_buffers
+from elm_neuro.networks.engines.inputs import Drive
+from elm_neuro.networks.engines.lif_contract import Grads, OutGrads, Saved, Spec, State, Weights, saved_buffers
+
+TAKES = (Drive,)
 
 TILE_BUDGET = {4: 8192, 8: 4096}  # elements of the largest per-step tile of one program
 RESIDENT_BUDGET = {4: 16384, 8: 8192}  # the recurrent map stays in registers up to this many elements
@@ -316,33 +321,36 @@ def _consts(spec: Spec, like: torch.Tensor) -> torch.Tensor:
                          spec.slope / 2.0, math.pi / 2.0 * spec.slope], dtype=like.dtype, device=like.device)
 
 
-def forward(cur_in, M, mask, kappa_m, gain, kappa_w, a, b, v0, s0, w0, ref0, spec: Spec) -> Saved:
-    """The kernel contract's forward (``lif_sequence.forward_torch``) as one persistent kernel."""
+def forward(cur_in, mask, w: Weights, s: State, spec: Spec) -> Saved:
+    """The kernel contract's forward (``lif_contract.forward_torch``) as one persistent kernel."""
     bsz, steps, n = cur_in.shape
-    v_all, s_all, w_all, q_all, d_all, ref = saved_buffers(cur_in, v0, s0, w0, ref0, spec)
+    v_all, s_all, w_all, q_all, d_all, ref = saved_buffers(cur_in, s, spec)
     refr = ref is not None
     if bsz and steps and n:
         bb, bn, bk, nblk, resident = _layout(n, bsz, cur_in.element_size())
         dummy = cur_in.new_zeros(1)
+
+        def opt(t):
+            return t if t is not None else dummy
+
         _lif_fwd_kernel[(triton.cdiv(bsz, bb),)](
-            cur_in, M if spec.recurrent else dummy, mask.to(cur_in.dtype).contiguous(), kappa_m,
-            gain if gain is not None else dummy, kappa_w if kappa_w is not None else dummy,
-            a if a is not None else dummy, b if b is not None else dummy, _consts(spec, cur_in),
-            v_all, s_all, w_all if w_all is not None else dummy, q_all if q_all is not None else dummy,
-            d_all if d_all is not None else dummy, ref if ref is not None else dummy,
-            bsz, steps, n, nblk, BB=bb, BN=bn, BK=bk, REC=bool(spec.recurrent),
-            RESIDENT=bool(resident and spec.recurrent),
-            ADAPT=bool(spec.adaptive), ZERO=spec.reset == 1, REFR=refr, GAIN=bool(spec.has_gain), num_warps=NUM_WARPS)
+            cur_ptr=cur_in, m_ptr=w.M if spec.recurrent else dummy, mask_ptr=mask.to(cur_in.dtype).contiguous(),
+            km_ptr=w.kappa_m, gn_ptr=opt(w.gain), kw_ptr=opt(w.kappa_w), a_ptr=opt(w.a), b_ptr=opt(w.b),
+            cst_ptr=_consts(spec, cur_in), v_ptr=v_all, s_ptr=s_all, w_ptr=opt(w_all), q_ptr=opt(q_all),
+            d_ptr=opt(d_all), ref_ptr=opt(ref),
+            B=bsz, T=steps, N=n, NBLK=nblk, BB=bb, BN=bn, BK=bk, REC=bool(spec.recurrent),
+            RESIDENT=bool(resident and spec.recurrent), ADAPT=bool(spec.adaptive), ZERO=spec.reset == 1, REFR=refr,
+            GAIN=bool(spec.has_gain), num_warps=NUM_WARPS)
     return Saved(v_all, s_all, w_all, q_all, d_all, ref)
 
 
-def backward(saved: Saved, M, mask, kappa_m, gain, kappa_w, a, b, gs, g_vT, g_wT, spec: Spec) -> Grads:
-    """The kernel contract's backward (``lif_sequence.backward_torch``) as one persistent kernel."""
-    bsz, steps, n = gs.shape
+def backward(saved: Saved, mask, w: Weights, g: OutGrads, spec: Spec) -> Grads:
+    """The kernel contract's backward (``lif_contract.backward_torch``) as one persistent kernel."""
+    bsz, steps, n = g.gs.shape
     dtype, dev = saved.v_all.dtype, saved.v_all.device
-    g_cur = torch.empty_like(gs)
-    g_v = g_vT.to(dtype).clone().contiguous()
-    g_w = g_wT.to(dtype).clone().contiguous() if spec.adaptive else None
+    g_cur = torch.empty_like(g.gs)
+    g_v = g.g_vT.to(dtype).clone().contiguous()
+    g_w = g.g_wT.to(dtype).clone().contiguous() if spec.adaptive else None
     g_s = torch.zeros_like(g_v)
     bb, bn, bk, nblk, resident = _layout(max(n, 1), max(bsz, 1), saved.v_all.element_size())
     parts = triton.cdiv(bsz, bb) if bsz else 1
@@ -350,17 +358,21 @@ def backward(saved: Saved, M, mask, kappa_m, gain, kappa_w, a, b, gs, g_vT, g_wT
     if bsz and steps and n:
         own = torch.empty_like(g_v)
         dummy = torch.zeros(1, dtype=dtype, device=dev)
+
+        def opt(t):
+            return t if t is not None else dummy
+
         _lif_bwd_kernel[(parts,)](
-            gs, saved.v_all, saved.s_all, saved.w_all if saved.w_all is not None else dummy,
-            saved.q_all if saved.q_all is not None else dummy, saved.d_all if saved.d_all is not None else dummy,
-            M if spec.recurrent else dummy, mask.to(dtype).contiguous(), kappa_m, gain if gain is not None else dummy,
-            kappa_w if kappa_w is not None else dummy, a if a is not None else dummy, b if b is not None else dummy,
-            _consts(spec, saved.v_all), g_cur, g_v, g_w if g_w is not None else dummy, g_s, own,
-            sums["km"], sums["gn"], sums["kw"], sums["a"], sums["b"],
-            bsz, steps, n, nblk, BB=bb, BN=bn, BK=bk, REC=bool(spec.recurrent),
-            RESIDENT=bool(resident and spec.recurrent),
-            ADAPT=bool(spec.adaptive), ZERO=spec.reset == 1, REFR=spec.refractory > 0, GAIN=bool(spec.has_gain),
-            DETACH=bool(spec.detach_reset), SUR=int(spec.surrogate), num_warps=NUM_WARPS)
+            gs_ptr=g.gs, v_ptr=saved.v_all, s_ptr=saved.s_all, w_ptr=opt(saved.w_all), q_ptr=opt(saved.q_all),
+            d_ptr=opt(saved.d_all), m_ptr=w.M if spec.recurrent else dummy, mask_ptr=mask.to(dtype).contiguous(),
+            km_ptr=w.kappa_m, gn_ptr=opt(w.gain), kw_ptr=opt(w.kappa_w), a_ptr=opt(w.a), b_ptr=opt(w.b),
+            cst_ptr=_consts(spec, saved.v_all), gcur_ptr=g_cur, gv_ptr=g_v, gw_ptr=opt(g_w), gsn_ptr=g_s,
+            own_ptr=own, pkm_ptr=sums["km"], pgn_ptr=sums["gn"], pkw_ptr=sums["kw"], pa_ptr=sums["a"],
+            pb_ptr=sums["b"],
+            B=bsz, T=steps, N=n, NBLK=nblk, BB=bb, BN=bn, BK=bk, REC=bool(spec.recurrent),
+            RESIDENT=bool(resident and spec.recurrent), ADAPT=bool(spec.adaptive), ZERO=spec.reset == 1,
+            REFR=spec.refractory > 0, GAIN=bool(spec.has_gain), DETACH=bool(spec.detach_reset),
+            SUR=int(spec.surrogate), num_warps=NUM_WARPS)
     tot = {k: v.sum(0) for k, v in sums.items()}
     ad = spec.adaptive
     return Grads(g_cur, tot["km"], tot["gn"] if spec.has_gain else None, tot["kw"] if ad else None,
@@ -372,24 +384,26 @@ def _scan_consts(kappa: float, gain: float, like: torch.Tensor) -> torch.Tensor:
 
 
 def scan_forward(drive, o0, kappa: float, gain: float):
-    """``o_t = kappa o_{t-1} + gain d_t`` (``lif_sequence.scan_torch``), one program per sample and
+    """``o_t = kappa o_{t-1} + gain d_t`` (``leaky_scan.scan_torch``), one program per sample and
     channel block."""
     bsz, steps, c = drive.shape
     out = torch.empty_like(drive)
     if out.numel():
         bc = min(SCAN_BLOCK, _p2(c))
-        _scan_fwd_kernel[(bsz, triton.cdiv(c, bc))](drive, o0.contiguous(), out, _scan_consts(kappa, gain, drive),
-                                                   steps, c, BC=bc, UNIT=gain == 1.0)
+        _scan_fwd_kernel[(bsz, triton.cdiv(c, bc))](d_ptr=drive, o0_ptr=o0.contiguous(), o_ptr=out,
+                                                   cst_ptr=_scan_consts(kappa, gain, drive), T=steps, C=c, BC=bc,
+                                                   UNIT=gain == 1.0)
     return out
 
 
 def scan_backward(g_o, kappa: float, gain: float):
-    """``(g_drive, g_o0)`` (``lif_sequence.scan_backward_torch``)."""
+    """``(g_drive, g_o0)`` (``leaky_scan.scan_backward_torch``)."""
     bsz, steps, c = g_o.shape
     g_d = torch.empty_like(g_o)
     g_o0 = g_o.new_zeros(bsz, c)
     if g_o.numel():
         bc = min(SCAN_BLOCK, _p2(c))
-        _scan_bwd_kernel[(bsz, triton.cdiv(c, bc))](g_o, g_d, g_o0, _scan_consts(kappa, gain, g_o), steps, c, BC=bc,
+        _scan_bwd_kernel[(bsz, triton.cdiv(c, bc))](go_ptr=g_o, gd_ptr=g_d, go0_ptr=g_o0,
+                                                   cst_ptr=_scan_consts(kappa, gain, g_o), T=steps, C=c, BC=bc,
                                                    UNIT=gain == 1.0)
     return g_d, g_o0

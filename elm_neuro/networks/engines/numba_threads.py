@@ -1,5 +1,7 @@
 """What the Numba (CPU) backends of the engines share: the threading layer, the thread count and
-how their kernels are compiled (:func:`build`).
+how their kernels are compiled (:func:`build`); and :func:`widest_cpu`, the x86-64 level with the
+widest vectors this CPU runs (``python -m elm_neuro.networks.engines.numba_threads --widest-cpu``
+prints it for ``NUMBA_CPU_NAME``: the Makefile's ``test-cpus`` compiles the engines for it).
 
 Threading layer: Numba's ``workqueue`` unless ``NUMBA_THREADING_LAYER`` is set (OpenMP's spinning
 workers take the cores from torch; :mod:`elm_neuro.data.binning` explains the measurement).
@@ -8,6 +10,7 @@ runs a backend's serial build, without any threading overhead.
 """
 from __future__ import annotations
 
+import sys
 import types
 
 import numba
@@ -37,3 +40,28 @@ def build(fn, parallel: bool, **options):
                                 fn.__closure__)
         fn.__qualname__ = fn.__name__
     return numba.njit(cache=True, parallel=parallel, **options)(fn)
+
+
+def widest_cpu(flags: set | None = None) -> str:
+    """The x86-64 micro-architecture level with the widest vectors this CPU runs (an LLVM CPU name
+    for ``NUMBA_CPU_NAME``): ``x86-64-v4`` with AVX-512, ``x86-64-v3`` with AVX2 and FMA, else
+    ``x86-64-v2``. ``flags``: the CPU's feature flags (default: from ``/proc/cpuinfo``)."""
+    if flags is None:
+        flags = set()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                for line in f:
+                    if line.startswith("flags"):
+                        flags = set(line.split(":", 1)[1].split())
+                        break
+        except OSError:
+            pass
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        return "x86-64-v4"
+    if {"avx2", "fma", "bmi2"} <= flags:
+        return "x86-64-v3"
+    return "x86-64-v2"
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--widest-cpu"]:
+    print(widest_cpu())

@@ -13,6 +13,13 @@ to the workspace's own. An array is never handed out twice while anything (autog
 tensors, a returned output, a user's view) still uses it; a caller that keeps outputs just makes
 the workspace allocate another array.
 
+That reading of ``sys.getrefcount`` is a CPython and PyTorch detail, so it is checked, not
+assumed: :func:`refcounts_track_users` makes an array, a tensor of it and a view, and watches the
+count rise and fall as they come and go. Where it does not (another interpreter, a free-threaded
+build with deferred reference counting, a PyTorch that stops referencing the array), a workspace
+reuses nothing: it hands out fresh arrays, only slower. tests/test_engine_workspace.py asserts
+the check passes where the suite runs, so a change underneath fails there first.
+
 Bound: the arrays kept (in use or free) total at most ``max_bytes`` (default
 :data:`elm_neuro.defaults.ENGINE_WORKSPACE_BYTES`): to make room the least recently used free
 arrays are dropped, and an array that still does not fit is handed out without being kept. :func:`clear` drops every
@@ -33,13 +40,35 @@ from elm_neuro.defaults import ENGINE_WORKSPACE_BYTES
 _OWN_REFERENCES = 2
 
 
-class Workspace:
-    """A pool of reusable numpy arrays handed out as CPU tensors (module docstring)."""
+def refcounts_track_users() -> bool:
+    """Whether ``sys.getrefcount`` of a kept array counts the tensors and views that use it: one
+    more for a tensor made by ``torch.from_numpy``, views counted through it, and back to the
+    array's own count when they are gone (module docstring)."""
+    getrefcount = getattr(sys, "getrefcount", None)
+    if getrefcount is None:
+        return False
+    holder = [np.empty(4, np.float32)]
+    base = getrefcount(holder[0])
+    if base != _OWN_REFERENCES:
+        return False
+    tensor = torch.from_numpy(holder[0])
+    view = tensor[1:]
+    in_use = getrefcount(holder[0]) > base
+    del tensor
+    still = getrefcount(holder[0]) > base  # the view alone keeps it in use
+    del view
+    return in_use and still and getrefcount(holder[0]) == base
 
-    def __init__(self, max_bytes: int = ENGINE_WORKSPACE_BYTES) -> None:
+
+class Workspace:
+    """A pool of reusable numpy arrays handed out as CPU tensors (module docstring); ``reuse`` is
+    False where :func:`refcounts_track_users` fails (then every array is fresh and none is kept)."""
+
+    def __init__(self, max_bytes: int = ENGINE_WORKSPACE_BYTES, reuse: bool | None = None) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
         self.max_bytes = int(max_bytes)
+        self.reuse = refcounts_track_users() if reuse is None else bool(reuse)
         self._arrays: list[np.ndarray] = []  # least recently used first
         self._lock = threading.Lock()
 
@@ -55,6 +84,8 @@ class Workspace:
         kept array of the same shape and dtype when there is one."""
         shape = tuple(int(s) for s in shape)
         np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        if not self.reuse:
+            return torch.from_numpy(np.empty(shape, np_dtype))
         with self._lock:
             for i in range(len(self._arrays)):
                 if self._arrays[i].shape == shape and self._arrays[i].dtype == np_dtype and self._free(i):
