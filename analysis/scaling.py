@@ -1,5 +1,5 @@
 """Fits of a sweep: the scaling law L*(P) = L_inf + A P^-alpha along the Pareto frontier and the
-information model of SPEC 11 (parameters, R^2, predicted optimum), with their figures; the
+information model of docs/design.md §11 (parameters, R^2, predicted optimum), with their figures; the
 numbers are printed as JSON.
 
     python analysis/scaling.py SWEEP_DIR [--metric test_acc] [--out DIR] [--n-boot 100] [--h-y BITS]

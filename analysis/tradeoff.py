@@ -1,4 +1,4 @@
-"""Trade-off figures of a sweep: metric vs N at fixed P (with the paper's SPEC 9 points), vs each
+"""Trade-off figures of a sweep: metric vs N at fixed P (with the paper's points (docs/design.md §9)), vs each
 varying axis, the (N, d_m) heatmap and the Pareto frontier across budgets.
 
     python analysis/tradeoff.py SWEEP_DIR [--metric test_acc] [--out DIR]

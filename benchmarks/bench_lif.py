@@ -13,7 +13,7 @@ loss = sum of the last step's outputs, backward. Models (training mode, so dropo
 preset has it):
 
 - ``lif``: ``LIFNetwork.from_preset("lif-shd-adding")`` (N 227 LIF neurons, K 300 synapses, rho
-  0.25, the SPEC 3 ELM readout + Linear(C, C); P = 76421), default engines: the fused LIF engine
+  0.25, the docs/design.md §3 ELM readout + Linear(C, C); P = 76421), default engines: the fused LIF engine
   for the hidden layer, the fused ELM engine for the readout;
 - ``lif[step]``: the same network on the per-step path (``engine="step"``), the reference;
 - ``lif[gather]`` (with ``--gather``): the same network with its synapses through ``embedding_bag``
@@ -51,7 +51,7 @@ from elm_neuro.networks.lif_network import LIFNetwork
 # the thread setting of a training run (benchmarks/ is on sys.path when run as a script)
 from bench_elm import setup_threads
 
-TARGETS = {"cpu": 3.0, "cuda": 50.0}  # issue 13: our LIF network vs snntorch RLeaky, one CPU thread / one GPU
+TARGETS = {"cpu": 3.0, "cuda": 50.0}  # targets: our LIF network vs snntorch RLeaky, one CPU thread / one GPU
 
 
 class SnnTorchHidden(nn.Module):

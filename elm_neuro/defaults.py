@@ -5,7 +5,7 @@ experiments, cli) reads its defaults from here. A reader looking for "where does
 width come from" finds exactly one line below.
 
 Recipes are plain dicts of :class:`elm_neuro.training.config.TrainConfig` fields, named
-``<scale>-<task>``; :func:`recipe` returns a copy. The ``paper-*`` recipes are the SPEC 7 / SPEC 8
+``<scale>-<task>``; :func:`recipe` returns a copy. The ``paper-*`` recipes are those of docs/design.md §7 / §8
 training protocols; the ``small-*`` recipes are what the CLI uses without ``--paper`` (sized for
 a 2-core CPU); ``demo`` is the recipe of ``make demo``.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import copy
 
-# --------------------------------------------------------------------------- SHD data (SPEC 5-6)
-BIN_MS = 2.0  # time-bin width of SHD / SHD-Adding, ms (SPEC 6)
-DIGIT_WINDOW_S = 1.0  # each digit cut to its first second (SPEC 6)
+# --------------------------------------------------------------------------- SHD data (docs/design.md §5-6)
+BIN_MS = 2.0  # time-bin width of SHD / SHD-Adding, ms (docs/design.md §6)
+DIGIT_WINDOW_S = 1.0  # each digit cut to its first second (docs/design.md §6)
 CHANNEL_FACTOR = 1  # 700 SHD units pooled by this factor (1: all 700 channels)
 CPU_CHANNEL_FACTOR = 7  # the small and demo recipes: 700 units pooled into 100 channels
 SYNTH_N_TRAIN = 1000  # samples of the synthetic shd_train.h5 (`elm-neuro data synth`, the demo)
@@ -23,10 +23,10 @@ SYNTH_N_TEST = 300  # samples of the synthetic shd_test.h5
 FETCH_TIMEOUT_S = 60.0  # network timeout of `elm-neuro data fetch`
 
 # --------------------------------------------------------------------------- model sizes
-ELM_D_M = 9  # memory units of a hidden ELM neuron (SPEC 7, SHD-Adding)
-ELM_N = 57  # hidden ELM neurons at d_m 9 (SPEC 4: P = 76,551)
-READOUT_D_M = 3  # memory units of a readout ELM neuron (SPEC 3)
-NEURON_D_M = 100  # the single ICLR 2024 ELM neuron (SPEC 9)
+ELM_D_M = 9  # memory units of a hidden ELM neuron (docs/design.md §7, SHD-Adding)
+ELM_N = 57  # hidden ELM neurons at d_m 9 (docs/design.md §4: P = 76,551)
+READOUT_D_M = 3  # memory units of a readout ELM neuron (docs/design.md §3)
+NEURON_D_M = 100  # the single ICLR 2024 ELM neuron (docs/design.md §9)
 
 # --------------------------------------------------------------------------- fused engines (CPU)
 # The CPU engines keep their large per-sequence arrays (saved for backward, gradients of the
@@ -41,7 +41,7 @@ MODEL = "elm"  # model family
 # --------------------------------------------------------------------------- training schedule
 EPOCHS = 3
 BATCHES_PER_EPOCH = 100
-BATCH_SIZE = 8  # SPEC 7
+BATCH_SIZE = 8  # docs/design.md §7
 VALID_BATCHES = 25
 TEST_BATCHES = 100
 LANGUAGE_BATCH_SIZE = 32  # small Enwik8 recipe
@@ -54,20 +54,20 @@ LOG_EVERY = 20  # training steps between two metric lines
 DEVICE = "auto"  # auto | cpu | cuda[:i]
 AMP = "none"  # none | bf16
 
-# --------------------------------------------------------------------------- optimisation (SPEC 7)
+# --------------------------------------------------------------------------- optimisation (docs/design.md §7)
 OPTIMIZER = "adamax"
 LR = 5e-3
 WARMUP = 400  # linear warm-up steps before the cosine decay
 CLIP = 1.0  # gradient-norm clipping
 LOSS_LAST_K = 1  # classification loss on the last k time steps
-SHD_LABEL_SMOOTHING = 0.01  # SPEC 7
-LM_LABEL_SMOOTHING = 1e-4  # SPEC 8
-# Regulariser weights by model family (SPEC 7 for ELM; L1 spike penalty 0.01 for spiking nets),
+SHD_LABEL_SMOOTHING = 0.01  # docs/design.md §7
+LM_LABEL_SMOOTHING = 1e-4  # docs/design.md §8
+# Regulariser weights by model family (docs/design.md §7 for ELM; L1 spike penalty 0.01 for spiking nets),
 # and the ELM's on Enwik8.
 REG_WEIGHTS = {"elm": {"mlp": 0.002, "act": 0.2}, "lif": {"spike": 0.01}, "adlif": {"spike": 0.01}, "lstm": {}}
 LM_REG_WEIGHTS = {"elm": {"mlp": 0.01, "act": 1.0}}
 
-# --------------------------------------------------------------------------- language modelling (SPEC 8)
+# --------------------------------------------------------------------------- language modelling (docs/design.md §8)
 CHUNK_LEN = 100  # truncated-BPTT chunk
 RESET_START = 1.0  # probability of resetting a row's state between chunks, annealed ...
 RESET_END = 0.01  # ... to this ...
@@ -89,13 +89,13 @@ CI_LEVEL = 0.95  # coverage of the bootstrap intervals
 
 # --------------------------------------------------------------------------- recipes
 RECIPES: dict[str, dict] = {
-    # SPEC 7: SHD-Adding (and plain SHD), 140K steps of batch 8, Adamax 5e-3, 400 warmup steps.
+    # docs/design.md §7: SHD-Adding (and plain SHD), 140K steps of batch 8, Adamax 5e-3, 400 warmup steps.
     "paper-shd-adding": dict(
         epochs=70, batches_per_epoch=2000, batch_size=BATCH_SIZE, valid_batches=500, test_batches=2000,
         bin_ms=BIN_MS, digit_window_s=DIGIT_WINDOW_S, channel_factor=CHANNEL_FACTOR, optimizer=OPTIMIZER,
         lr=LR, warmup=WARMUP, total_steps=140000, clip=CLIP, label_smoothing=SHD_LABEL_SMOOTHING,
         loss_last_k=LOSS_LAST_K),
-    # SPEC 8: Enwik8, Adam 5e-4, 300K steps, chunks of 100, annealed state reset over 40K steps.
+    # docs/design.md §8: Enwik8, Adam 5e-4, 300K steps, chunks of 100, annealed state reset over 40K steps.
     "paper-enwik8": dict(
         epochs=300, batches_per_epoch=1000, optimizer="adam", lr=5e-4, warmup=100, total_steps=300000, clip=CLIP,
         label_smoothing=LM_LABEL_SMOOTHING, chunk_len=CHUNK_LEN, reset_start=RESET_START, reset_end=RESET_END,
@@ -165,7 +165,7 @@ PLANS: dict[str, dict] = {
         stages=[dict(name=task, kind="compare", task=task, models=["elm", "lif", "adlif", "lstm"], params=10000,
                      seeds=PLAN_SEEDS, fixed=dict(elm=dict(PLAN_ELM, d_m=8), lif=PLAN_SPIKING, adlif=PLAN_SPIKING))
                 for task in ("shd", "shd-adding")]),
-    # The same two plans at the paper's sizes and recipe (SPEC 7, SPEC 9) on the real SHD: for a
+    # The same two plans at the paper's sizes and recipe (docs/design.md §7, docs/design.md §9) on the real SHD: for a
     # machine with GPUs or a Ray cluster (`elm-neuro data fetch` first).
     "paper": dict(
         version=1, data="real", seed=SEED, recipe="paper-shd-adding", train=dict(task="shd-adding"), metric="test_acc",

@@ -1,4 +1,4 @@
-"""Information model (SPEC 11): formulas, both limits, fits recovering known parameters, optimum."""
+"""Information model (docs/design.md §11): formulas, both limits, fits recovering known parameters, optimum."""
 import math
 import os
 

@@ -1,4 +1,4 @@
-"""Exact parameter counts (SPEC 4), the N solver, the budget CLI and configuration errors."""
+"""Exact parameter counts (docs/design.md §4), the N solver, the budget CLI and configuration errors."""
 import json
 
 import pytest

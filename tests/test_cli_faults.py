@@ -1,5 +1,5 @@
 """Failures through the CLI end in one line naming what is at fault, with a distinct exit code
-(2 bad input, 130 interrupted, 1 other), and no traceback unless --debug (issue 14, point 1)."""
+(2 bad input, 130 interrupted, 1 other), and no traceback unless --debug."""
 import subprocess
 import sys
 
@@ -106,7 +106,7 @@ def test_debug_shows_the_traceback():
 
 
 def test_nonsense_inputs_are_refused_in_the_commands_words(shd, tmp_path, capsys):
-    """Issue 14, point 6 (part): a window of 0 s and 0 analysis batches."""
+    """Nonsense windows: a window of 0 s and 0 analysis batches."""
     out = tmp_path / "add.h5"
     code = main(["data", "shd-adding", "--shd", str(shd), "--split", "test", "--pairs", "4", "--window", "0",
                  "--out", str(out)])
@@ -122,7 +122,7 @@ def test_nonsense_inputs_are_refused_in_the_commands_words(shd, tmp_path, capsys
 
 
 def test_nonsense_language_and_inspect_inputs(shd, tmp_path, capsys):
-    """Issue 14, point 6 (rest): the enwik8 size hint names a command that accepts it, a corpus larger
+    """Nonsense language and inspect inputs: the enwik8 size hint names a command that accepts it, a corpus larger
     than the built-in one is refused instead of capped, and --samples needs --raster."""
     small = tmp_path / "enwik8"
     small.write_bytes(b"x" * 5000)

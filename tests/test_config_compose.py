@@ -43,7 +43,7 @@ def test_network_configs_hold_layer_configs():
         (3, 0, None, "identity", 0.0)
     lif = LIFNetworkConfig()
     assert isinstance(lif.hidden, LIFLayerConfig)
-    # the spiking network's readout is the same SPEC 3 readout configuration, in ms at 2 ms bins
+    # the spiking network's readout is the same docs/design.md §3 readout configuration, in ms at 2 ms bins
     assert lif.elm_readout == elm_readout_config(tau_min=2.0, tau_max=1000.0, dt=2.0)
     assert ELMNeuronConfig().neuron.d_m == 100 and ELMNeuronConfig().layer().d_o == 19
 
@@ -61,9 +61,9 @@ def test_flat_names_route_to_layers():
 
 
 def test_flat_names_cover_the_old_fields():
-    new = {"engine"}  # fields added since (issues 12, 13)
+    new = {"engine"}  # fields added since (the fused engines)
     assert set(ELMNetworkConfig.flat_names()) == OLD_ELM_FIELDS | new
-    assert set(LIFNetworkConfig.flat_names()) == OLD_LIF_FIELDS | new  # the LIF engine (issue 13)
+    assert set(LIFNetworkConfig.flat_names()) == OLD_LIF_FIELDS | new  # the LIF engine
     assert set(ELMNeuronConfig.flat_names()) >= OLD_NEURON_FIELDS | new
     assert set(ELMNetworkConfig().flat()) == OLD_ELM_FIELDS | new
     assert ELMNetworkConfig().replace(d_m=5).flat()["d_m"] == 5

@@ -1,4 +1,4 @@
-"""Binning (SPEC 5): Numba fast path == numpy reference == torch version, edge cases, errors."""
+"""Binning (docs/design.md §5): Numba fast path == numpy reference == torch version, edge cases, errors."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""SHD download (SPEC 5 md5s) against a local HTTP server on 127.0.0.1 started in the test."""
+"""SHD download (docs/design.md §5 md5s) against a local HTTP server on 127.0.0.1 started in the test."""
 from __future__ import annotations
 
 import functools
@@ -71,7 +71,7 @@ def test_fetch_verifies_and_unzips(server, tmp_path):
 def test_fetch_refuses_md5_mismatch(server, tmp_path):
     url, _, md5 = server
     out = tmp_path / "data"
-    # the official md5 (SPEC 5) does not match our fake zip: refused, nothing left behind
+    # the official md5 (docs/design.md §5) does not match our fake zip: refused, nothing left behind
     assert SHD_MD5 == {"train": "f3252aeb598ac776c1b526422d90eecb",
                        "test": "1503a5064faa34311c398fb0a1ed0a6f"}
     with pytest.raises(ChecksumError, match=rf"shd_train\.h5\.zip: md5 {md5['train']} does "

@@ -1,7 +1,7 @@
 """Helpers for the data tests (no tests here): fake SHD files written with plain h5py.
 
 The writer is deliberately independent of :mod:`elm_neuro.data._h5io`, so that the reader is
-checked against the real layout (SPEC 5) and not against our own writer.
+checked against the real layout (docs/design.md §5) and not against our own writer.
 """
 from __future__ import annotations
 

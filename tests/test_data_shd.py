@@ -1,4 +1,4 @@
-"""SHD reader (SPEC 5): layout, values, and a clear error for every kind of bad file."""
+"""SHD reader (docs/design.md §5): layout, values, and a clear error for every kind of bad file."""
 from __future__ import annotations
 
 import h5py

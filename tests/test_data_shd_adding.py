@@ -1,4 +1,4 @@
-"""SHD-Adding (SPEC 6): split counts, pairs, labels, fixed / fresh batches, torch loader, and
+"""SHD-Adding (docs/design.md §6): split counts, pairs, labels, fixed / fresh batches, torch loader, and
 the SHD-format writer (byte-reproducible, readable by our reader and by tonic)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One ELM neuron, a few steps, against values computed by hand in numpy (SPEC 1)."""
+"""One ELM neuron, a few steps, against values computed by hand in numpy (docs/design.md §1)."""
 import math
 
 import numpy as np
@@ -12,7 +12,7 @@ from elm_neuro.neurons.surrogate import fast_sigmoid_spike
 
 
 def numpy_neuron(u, p, cfg, steps):
-    """Plain numpy transcription of SPEC 1 for one neuron; u is [T, K]."""
+    """Plain numpy transcription of docs/design.md §1 for one neuron; u is [T, K]."""
     d_m, d_tree, d_brch = cfg.d_m, cfg.d_tree, cfg.d_brch
     taus = np.exp(np.linspace(math.log(cfg.tau_min), math.log(cfg.tau_max), d_m))
     kappa = np.exp(-cfg.dt / taus)

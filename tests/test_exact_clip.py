@@ -1,4 +1,4 @@
-"""Gradient clipping to the exact global norm (SPEC 7), and the optimiser step that uses it."""
+"""Gradient clipping to the exact global norm (docs/design.md §7), and the optimiser step that uses it."""
 import math
 from types import SimpleNamespace
 

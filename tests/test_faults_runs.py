@@ -1,6 +1,6 @@
-"""Issue 14 under faults, through the CLI: safe checkpoints (11), one writer per run (2), no silent
-overwrites (5), runs that move (4), checks before the first step (3), leftovers (7) and a Ray
-address that does not answer (8). Each case asserts the exit code, a one-line message without a
+"""Runs under faults, through the CLI: safe checkpoints, one writer per run, no silent
+overwrites, runs that move, checks before the first step, leftovers and a Ray
+address that does not answer. Each case asserts the exit code, a one-line message without a
 traceback, and the file system afterwards (no partial output, no temp files, the existing run
 intact)."""
 import json

@@ -1,4 +1,4 @@
-"""Fidelity to SPEC 7: the regularisers per sample, float64 everywhere (gradcheck for every family),
+"""Fidelity to docs/design.md §7: the regularisers per sample, float64 everywhere (gradcheck for every family),
 and seeds that vary the network."""
 import pytest
 import torch

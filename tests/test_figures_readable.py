@@ -1,4 +1,4 @@
-"""Figures a reader can use (issue 14, point 9): tick labels that never overprint on log axes, the
+"""Figures a reader can use: tick labels that never overprint on log axes, the
 timescale figure's axes, dashed line and notes explained, learning curves in whole epochs with
 the validation size. Each figure is drawn and its text boxes measured."""
 import json

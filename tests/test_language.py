@@ -1,4 +1,4 @@
-"""Language modelling (SPEC 8): bits per character by hand, carried state, a tiny training run on
+"""Language modelling (docs/design.md §8): bits per character by hand, carried state, a tiny training run on
 the built-in corpus, resume equivalence, the train/sample CLI, and text generation."""
 import json
 import math

@@ -1,4 +1,4 @@
-"""The paper's SPEC 9 points go on a sweep's figures only when the sweep matches them (task,
+"""The paper's docs/design.md §9 points go on a sweep's figures only when the sweep matches them (task,
 family, budget within 10 %, real data, metric); otherwise report.md says why."""
 import csv
 import json
@@ -63,9 +63,9 @@ def test_overlay_when_task_budget_family_and_data_match(tmp_path, overlay_calls)
     assert overlay_calls == ["shd-adding"]
     assert ref == {"reference": "shd-adding", "label": "ELM Network, real SHD-Adding, P ≈ 77K, one seed each",
                    "reason": None, "data": ["real"]}
-    assert ("test acc vs N at fixed P (black stars: the paper's points, SPEC 9: ELM Network, real SHD-Adding, "
+    assert ("test acc vs N at fixed P (black stars: the paper's points, docs/design.md §9: ELM Network, real SHD-Adding, "
             "P ≈ 77K, one seed each)") in text
-    assert "The paper's points (SPEC 9) are overlaid as black stars: ELM Network, real SHD-Adding" in text
+    assert "The paper's points (docs/design.md §9) are overlaid as black stars: ELM Network, real SHD-Adding" in text
     assert "2 ms bins, 700 channels, 70 epochs x 2000 batches of 8" in text
 
 
@@ -84,7 +84,7 @@ def test_no_overlay_with_the_reason(tmp_path, overlay_calls, kw, reason):
     text, ref = report(tmp_path)
     assert overlay_calls == [None]
     assert ref["reference"] is None and reason in ref["reason"]
-    assert f"The paper's points (SPEC 9) are not overlaid: {ref['reason']}." in text
+    assert f"The paper's points (docs/design.md §9) are not overlaid: {ref['reason']}." in text
     assert "black stars" not in text
 
 

@@ -139,7 +139,7 @@ def test_threads_cli_flag_parses(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- timescale section
 def test_timescale_section_hand_values():
-    # ELM Network (SPEC 7 taus 1..500 steps, dt 1) at 10 ms bins: 10 ms .. 5 s, the readout likewise
+    # ELM Network (docs/design.md §7 taus 1..500 steps, dt 1) at 10 ms bins: 10 ms .. 5 s, the readout likewise
     elm = preset_config("shd-adding")
     sec = R.timescale_section(elm, 10.0)
     assert sec["bin_ms"] == 10.0 and sec["step"] == "one time bin of 10 ms"

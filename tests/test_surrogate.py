@@ -59,7 +59,7 @@ def test_superspike_hand_values():
 
 
 def test_default_spike_keeps_elm_convention():
-    # spike(x) is the ELM output spike: fast sigmoid, slope 100 (SPEC 1.10)
+    # spike(x) is the ELM output spike: fast sigmoid, slope 100 (docs/design.md §1.10)
     x = torch.tensor([0.01, -0.02])
     _, g = _grad(spike, x)
     torch.testing.assert_close(g, torch.tensor([1 / 4, 1 / 9]))

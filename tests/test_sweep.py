@@ -22,7 +22,7 @@ from elm_neuro.training.classification import train_classifier
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.run import RunDir
 
-# SPEC 4: the paper's (N, P) per d_m at the 77K SHD-Adding budget.
+# docs/design.md §4: the paper's (N, P) per d_m at the 77K SHD-Adding budget.
 SPEC4 = {2: (155, 77069), 3: (130, 76864), 4: (111, 77025), 5: (96, 77310), 7: (73, 77079), 9: (57, 76551),
          11: (46, 76588), 15: (32, 77246), 20: (21, 74895), 25: (15, 74109)}
 TINY_FIELDS = dict(d_tree=4, d_brch=3)

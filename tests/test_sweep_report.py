@@ -65,10 +65,10 @@ def test_report_with_fits(tmp_path):
                  "pareto.png", "scaling.png", "info_residuals.png", "info_surface.png", "info_optimum.png"):
         assert_png(out / name)
         assert f"({name})" in text and name in info["figures"]
-    # SHD-Adding test_acc of ELM Networks on real data with a 77K budget: SPEC 9 overlaid, labelled
-    assert ("black stars: the paper's points, SPEC 9: ELM Network, real SHD-Adding, P ≈ 77K, one seed each"
+    # SHD-Adding test_acc of ELM Networks on real data with a 77K budget: docs/design.md §9 overlaid, labelled
+    assert ("black stars: the paper's points, docs/design.md §9: ELM Network, real SHD-Adding, P ≈ 77K, one seed each"
             in text)
-    assert "The paper's points (SPEC 9) are overlaid as black stars" in text
+    assert "The paper's points (docs/design.md §9) are overlaid as black stars" in text
     assert info["reference"]["reference"] == "shd-adding" and info["reference"]["reason"] is None
     assert "test acc vs k_c: skipped, k_c takes 1 value(s)" in text
     # scaling law on 1 - acc along the 4-budget frontier

@@ -76,7 +76,7 @@ def runs(tmp_path_factory):
 def test_run_timescales_in_steps_with_the_bin_width(runs):
     elm = RA.run_timescales(runs["elm10"])
     assert elm["unit"] == "ms" and elm["ms_per_step"] == 10.0 and elm["dt"] == 1.0 and elm["family"] == "elm"
-    # SPEC 7 memory taus log-spaced 1..500 steps (fixed): 10 ms .. 5 s at 10 ms bins
+    # docs/design.md §7 memory taus log-spaced 1..500 steps (fixed): 10 ms .. 5 s at 10 ms bins
     assert elm["param_tau"].min() == pytest.approx(1.0) and elm["param_tau"].max() == pytest.approx(500.0)
     assert elm["param_tau"].max() * elm["ms_per_step"] == pytest.approx(5000.0)
     lif = RA.run_timescales(runs["lif10"])

@@ -1,5 +1,5 @@
 """Training: schedule values, a tiny end-to-end run, resume equivalence, NaN handling, the best
-copy, load_run, the CLI (SPEC 7)."""
+copy, load_run, the CLI (docs/design.md §7)."""
 import json
 import math
 

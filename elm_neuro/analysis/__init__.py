@@ -5,11 +5,11 @@ Modules (import them directly; nothing heavy is imported here):
 - :mod:`~elm_neuro.analysis.sweep_table`: read / write sweep-table CSVs, aggregate over seeds,
   budget buckets, Pareto frontier.
 - :mod:`~elm_neuro.analysis.tradeoff_plots`: metric vs N at fixed P, vs each axis, heatmaps,
-  Pareto plots, the paper's reference points (SPEC 9).
+  Pareto plots, the paper's reference points (docs/design.md §9).
 - :mod:`~elm_neuro.analysis.scaling`: ``L*(P) = L_inf + A P^-alpha`` along the frontier, growth
   laws ``N* = a P^b``, with bootstrap uncertainty.
 - :mod:`~elm_neuro.analysis.information_model`: the closed-form SNR / information model of
-  SPEC 11, its fit, optimum allocation and plots (derivation in ``docs/information_model.md``).
+  docs/design.md §11, its fit, optimum allocation and plots (derivation in ``docs/information_model.md``).
 - :mod:`~elm_neuro.analysis.timescales`: intrinsic (autocorrelation) and impulse-response
   timescales, ELM memory / readout timescales, spiking-network tau distributions, comparisons.
 - :mod:`~elm_neuro.analysis.activity`: active fraction, silent neurons, ISI CV, Fano factor,

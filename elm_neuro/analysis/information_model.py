@@ -1,4 +1,4 @@
-r"""Closed-form information model of the fixed-budget trade-off (SPEC 11).
+r"""Closed-form information model of the fixed-budget trade-off (docs/design.md §11).
 
 Why a network of ``N`` neurons with ``k_e`` internal parameters and ``k_c`` synapses each has an
 optimal size at a fixed budget ``P``: per-neuron signal quality saturates, and neurons share
@@ -40,7 +40,7 @@ Limits
     * more complex neurons stop helping: ``k_e -> inf`` gives ``SNR_1 -> s (k_c/(k_c+a_c))^g_c``.
 
 Optimum at a budget
-    With the affine budget ``P = N (k_c + k_e) + P_fixed`` (the ELM Network's form, SPEC 3;
+    With the affine budget ``P = N (k_c + k_e) + P_fixed`` (the ELM Network's form, docs/design.md §3;
     write ``B = P - P_fixed``), ``N = B / (k_c + k_e)``. Since ``I`` grows with ``SNR_pop``, the
     optimum maximises ``log SNR_pop = log N - log(1 + (N-1) c) + log SNR_1``. Setting the
     derivative in ``k_e`` to zero (``dN/dk_e = -N / (k_c + k_e)``) gives::
@@ -473,7 +473,7 @@ def fit_information_model_rows(
 
 # --------------------------------------------------------------------------- optimum at a budget
 def affine_budget(p_fixed: float = 0.0) -> Callable:
-    """``p_of(n, k_e, k_c) = n (k_c + k_e) + p_fixed`` (SPEC 3 form)."""
+    """``p_of(n, k_e, k_c) = n (k_c + k_e) + p_fixed`` (docs/design.md §3 form)."""
     if not isinstance(p_fixed, (int, float, np.integer, np.floating)) or not math.isfinite(p_fixed) or p_fixed < 0:
         raise ValueError(f"p_fixed must be a finite number >= 0, got {p_fixed!r}")
 

@@ -1,6 +1,6 @@
 """Scaling laws along the Pareto frontier, and growth of the optimal allocation with budget.
 
-Frontier law (SPEC 11)
+Frontier law (docs/design.md §11)
     L*(P) = L_inf + A * P^(-alpha),   A > 0, alpha > 0,
 
 where L*(P) is the best loss reachable with P parameters (use an error such as ``1 - acc``

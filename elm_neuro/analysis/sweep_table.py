@@ -5,7 +5,7 @@ seed), e.g. read from a ``results.csv`` with columns such as
 
     n, d_m, k_e, k_c, p, seed, test_acc, valid_acc, test_loss, test_bpc, wall_s
 
-Budget vocabulary (SPEC 3): ``n`` hidden neurons, ``k_c`` synapses per hidden neuron, ``k_e``
+Budget vocabulary (docs/design.md §3): ``n`` hidden neurons, ``k_c`` synapses per hidden neuron, ``k_e``
 internal parameters per hidden neuron, ``p`` trainable parameters of the whole network.
 
 Aggregation
@@ -28,7 +28,7 @@ Pareto frontier
 
 Budget buckets
     Fixed-budget sweeps size ``N`` to a target ``P``, so the actual ``P`` of a bucket scatters by
-    a few per cent (SPEC 4: 74109..77310 at the 77K target). Sorted budgets are cut into buckets
+    a few per cent (docs/design.md §4: 74109..77310 at the 77K target). Sorted budgets are cut into buckets
     whenever a value exceeds the smallest value of the current bucket by more than the relative
     tolerance ``rel_tol``; a bucket is labelled by the geometric mean of its budgets. A table
     column naming the target budget can be used instead (``bucket_key``).

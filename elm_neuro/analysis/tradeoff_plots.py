@@ -9,11 +9,11 @@ returns its path. Mean +- standard deviation over seeds are shown as error bars.
 Budgets are grouped into buckets of relative width ``rel_tol`` (see
 :func:`~elm_neuro.analysis.sweep_table.budget_buckets`); one curve per bucket.
 
-The paper's reference results (SPEC 9, one seed each, real data) are in
+The paper's reference results (docs/design.md §9, one seed each, real data) are in
 :data:`REFERENCE_POINTS`; they are overlaid when ``reference`` names a task, labelled with the
 network, data and budget they come from (:func:`reference_label`). The budgets
-``k_e`` are computed from SPEC 3 (``k_e = 4 d_m^2 + 2 d_m (d_tree + 2) + 1``), ``N`` and ``P``
-are the run records of SPEC 4.
+``k_e`` are computed from docs/design.md §3 (``k_e = 4 d_m^2 + 2 d_m (d_tree + 2) + 1``), ``N`` and ``P``
+are the run records of docs/design.md §4.
 
 Whether a sweep may be shown next to them at all is :func:`reference_mismatch`'s answer: only
 when it trains the same family (ELM Network) on the same task with the real data, at a budget
@@ -47,7 +47,7 @@ _ENWIK8 = [  # (d_m, N, P, test_bpc) at P ~ 3.5M; d_tree 50, K 750
     (85, 85, 3500419, 1.711), (100, 64, 3502348, 1.750),
 ]
 
-#: The paper's reference results (SPEC 4 and 9), one row per network, one seed each.
+#: The paper's reference results (docs/design.md §4 and 9), one row per network, one seed each.
 REFERENCE_POINTS: dict[str, list[dict]] = {
     "shd-adding": [
         dict(d_m=d, n=n, k_e=_k_e(d, 30), k_c=300, p=p, test_acc=a) for d, n, p, a in _SHD_ADDING
@@ -58,7 +58,7 @@ REFERENCE_POINTS: dict[str, list[dict]] = {
 }
 
 
-#: The setting of the reference points (SPEC 4, 7-9): what a sweep must match to be shown next to them.
+#: The setting of the reference points (docs/design.md §4, 7-9): what a sweep must match to be shown next to them.
 REFERENCE_SETTINGS: dict[str, dict] = {
     "shd-adding": dict(p=77000, family="elm", metric="test_acc", data="real SHD-Adding",
                        recipe="2 ms bins, 700 channels, 70 epochs x 2000 batches of 8"),
@@ -214,7 +214,8 @@ def plot_metric_vs_axis(
     if refs is not None:
         rx = np.array([float(r.get(axis, np.nan)) for r in refs])
         ry = np.array([float(r[metric]) for r in refs])
-        lab = f"paper (SPEC 9): {reference_label(reference)}" if isinstance(reference, str) else "reference points"
+        lab = (f"paper (docs/design.md §9): {reference_label(reference)}" if isinstance(reference, str)
+               else "reference points")
         ax.plot(rx, ry, "k*", ms=9, label=lab)
     finite_x = x[np.isfinite(x) & (x > 0)]
     if logx is None:

@@ -6,7 +6,7 @@ Sub-commands:
   ``shd_train.h5`` / ``shd_test.h5`` (:mod:`elm_neuro.data.synth`). ``--train 8156 --test
   2264`` gives the real SHD sizes.
 * ``data fetch --out DIR [--base-url URL] [--split train --split test] [--force]
-  [--keep-zip]``: download the official zips, check their md5 (SPEC 5), unzip atomically
+  [--keep-zip]``: download the official zips, check their md5 (docs/design.md §5), unzip atomically
   (:mod:`elm_neuro.data.fetch`). ``--md5-train`` / ``--md5-test`` override the expected digests
   (for mirrors of other files; the defaults are the official ones).
 * ``data shd-adding --shd DIR --split {train,valid,test} --pairs N --seed S --out FILE.h5``:
@@ -31,7 +31,7 @@ from elm_neuro.cli.data_enwik8 import add_enwik8_parser
 
 # Samples of `data inspect --raster` by default.
 _RASTER_SAMPLES = "0,1,2"
-# Pairs of `data shd-adding` by default: the fixed test pairs of SPEC 6 (test batches x batch size).
+# Pairs of `data shd-adding` by default: the fixed test pairs of docs/design.md §6 (test batches x batch size).
 _TEST_PAIRS = D.RECIPES["paper-shd-adding"]["test_batches"] * D.RECIPES["paper-shd-adding"]["batch_size"]
 
 

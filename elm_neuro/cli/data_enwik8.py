@@ -1,4 +1,4 @@
-"""``elm-neuro data enwik8``: split, tokenise and cache enwik8 (SPEC 8).
+"""``elm-neuro data enwik8``: split, tokenise and cache enwik8 (docs/design.md §8).
 
     elm-neuro data enwik8 --src data/enwik8.zip                    # paper tokens, 204 symbols
     elm-neuro data enwik8 --src data/enwik8 --tokenization bytes   # 256 byte tokens

@@ -4,7 +4,7 @@
         --batches-per-epoch 100 --out runs/elm
     elm-neuro train --task shd-adding --model lif --params 20000 --data DIR --out runs/lif
     elm-neuro train --resume runs/elm          # continue a killed run
-    elm-neuro train --task shd-adding --paper --data DIR --out runs/paper   # SPEC 7 recipe
+    elm-neuro train --task shd-adding --paper --data DIR --out runs/paper   # docs/design.md §7 recipe
 
 Defaults are small enough for a CPU (the ``small-<task>`` recipes of :mod:`elm_neuro.defaults`:
 3 epochs x 100 batches, 10 ms bins, 100 channels); ``--paper`` switches to the paper's recipe
@@ -41,7 +41,7 @@ def add_common_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=D.DEVICE, help="auto | cpu | cuda[:i]")
     p.add_argument("--amp", default=D.AMP, choices=AMP_MODES)
     add_threads_arg(p)
-    p.add_argument("--paper", action="store_true", help="the paper's training recipe (SPEC 7 / 8)")
+    p.add_argument("--paper", action="store_true", help="the paper's training recipe (docs/design.md §7 / 8)")
     p.add_argument("--train-set", action="append", metavar="FIELD=VALUE", help="override a TrainConfig field")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
 

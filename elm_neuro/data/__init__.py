@@ -1,4 +1,4 @@
-"""Data: Spiking Heidelberg Digits (SPEC 5), SHD-Adding (SPEC 6) and text corpora.
+"""Data: Spiking Heidelberg Digits (docs/design.md §5), SHD-Adding (docs/design.md §6) and text corpora.
 
 SHD modules (one idea each; import them directly, this package imports nothing eagerly):
 

@@ -1,4 +1,4 @@
-"""Atomic, reproducible writing of SHD-format HDF5 files (SPEC section 5).
+"""Atomic, reproducible writing of SHD-format HDF5 files (docs/design.md §5).
 
 One writer serves every producer in the package (synthetic SHD, SHD-Adding pairs), so that all
 files share the layout of the real Spiking Heidelberg Digits:

@@ -1,4 +1,4 @@
-"""Binning of flat spike events into dense [B, T, C] frames (SPEC section 5, "Binning").
+"""Binning of flat spike events into dense [B, T, C] frames (docs/design.md §5, "Binning").
 
 Public API
 ----------
@@ -33,7 +33,7 @@ bin edge ``t' = j * bin_size`` goes to bin j when the float64 quotient is exactl
 to 1e-9 relative error (e.g. 1 s / 2 ms = 500), else ``ceil(window / bin_size)``.
 ``C = ceil(n_channels / channel_factor)``: channel c pools the ``channel_factor`` units
 ``c*f .. c*f+f-1`` (e.g. 700 units / 7 = 100 channels). ``binary=True`` stores 1 where the
-count is > 0 (SPEC: "counts, or binary (>0)").
+count is > 0 (docs/design.md §5: counts, or binary).
 
 Output dtype: counts are exact integers in float32 (the default) and in uint8. A uint8 cell holds
 at most ``UINT8_MAX_COUNT`` = 255 spikes; a count above it is not wrapped and not saturated:

@@ -1,4 +1,4 @@
-"""Enwik8 character-level data: standard split, two tokenisations, atomic cache (SPEC 8).
+"""Enwik8 character-level data: standard split, two tokenisations, atomic cache (docs/design.md §8).
 
 Public API
 ----------
@@ -29,7 +29,7 @@ Choices
 * **Split.** The raw bytes are split first, into contiguous parts: train = the first
   ``n*90//100`` bytes, valid = the next ``n*5//100``, test = the rest. For enwik8 this is the
   standard 90,000,000 / 5,000,000 / 5,000,000.
-* **Tokenisation "paper"** (SPEC 8, the paper's stream): newline bytes (0x0A) are dropped
+* **Tokenisation "paper"** (docs/design.md §8, the paper's stream): newline bytes (0x0A) are dropped
   *after* the split, from each part separately (so the split boundaries are the standard ones
   and the parts shrink by their own newline count). The remaining symbols are indexed by
   frequency rank: counts are taken over the whole input without newlines (all three parts),

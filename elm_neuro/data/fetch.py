@@ -1,4 +1,4 @@
-"""Download of the official SHD files with md5 check (SPEC section 5).
+"""Download of the official SHD files with md5 check (docs/design.md §5).
 
 Public API
 ----------
@@ -6,7 +6,7 @@ Public API
 force=False, keep_zip=False, timeout=60.0, progress=None) -> list[Path]``
     For each split, downloads ``<base_url>/shd_<split>.h5.zip`` into a temporary file in
     ``out_dir`` while computing its md5, **refuses** (``ChecksumError``, a ``ValueError``) a
-    digest other than the expected one (SPEC 5: train f3252aeb598ac776c1b526422d90eecb, test
+    digest other than the expected one (docs/design.md §5: train f3252aeb598ac776c1b526422d90eecb, test
     1503a5064faa34311c398fb0a1ed0a6f; override with ``md5={"train": ..., "test": ...}``),
     then extracts ``shd_<split>.h5`` from the zip into a temporary file and moves it into place
     with ``os.replace`` - a failed or interrupted fetch never leaves a partial ``.h5``. The zip
@@ -37,7 +37,7 @@ __all__ = ["fetch_shd", "ChecksumError", "DownloadError", "SHD_MD5", "DEFAULT_BA
 
 DEFAULT_BASE_URL = "https://zenkelab.org/datasets/"
 MIRROR_BASE_URL = "https://compneuro.net/datasets/"
-#: md5 of the official zip files (SPEC 5).
+#: md5 of the official zip files (docs/design.md §5).
 SHD_MD5 = {
     "train": "f3252aeb598ac776c1b526422d90eecb",
     "test": "1503a5064faa34311c398fb0a1ed0a6f",

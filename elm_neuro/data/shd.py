@@ -1,4 +1,4 @@
-"""Reader for Spiking Heidelberg Digits files (SPEC section 5).
+"""Reader for Spiking Heidelberg Digits files (docs/design.md §5).
 
 Public API
 ----------
@@ -7,7 +7,7 @@ Public API
     into flat arrays:
 
     * ``times``    float64 [E]   spike times in seconds (the file's float16 cast to float64
-      *before* any arithmetic, as SPEC 5 requires),
+      *before* any arithmetic, as docs/design.md §5 requires),
     * ``units``    int32 [E]     input channel 0..n_units-1,
     * ``offsets``  int64 [n+1]   sample i owns events ``offsets[i]:offsets[i+1]``,
     * ``labels``   int64 [n]     class 0..n_classes-1 (SHD: 0-9 English, 10-19 German digits;

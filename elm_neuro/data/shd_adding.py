@@ -1,4 +1,4 @@
-"""SHD-Adding: add the digits of two spoken SHD samples (SPEC section 6).
+"""SHD-Adding: add the digits of two spoken SHD samples (docs/design.md §6).
 
 Public API
 ----------
@@ -32,7 +32,7 @@ digit_window=1.0, channel_factor=1, n_units=700, binary=True, name="", device=No
     Fixed splits (validation, test) draw their pairs once from ``default_rng(seed)`` (seed 0)
     and return the same pairs for every epoch.
 ``make_splits(train_events, test_events, ...) -> {"train", "valid", "test"}``
-    The three splits of SPEC 6: train (6579-sample pool, fresh 2000 batches of 8 per epoch),
+    The three splits of docs/design.md §6: train (6579-sample pool, fresh 2000 batches of 8 per epoch),
     valid (1577-sample pool, fixed 500 batches of 8 = 4000 pairs), test (whole test file,
     fixed 2000 batches of 8 = 16000 pairs). ``load_shd_adding(shd_dir, ...)`` reads
     ``shd_train.h5`` / ``shd_test.h5`` from a folder and calls it.
@@ -100,12 +100,12 @@ __all__ = [
 
 #: Number of SHD-Adding classes (digit sums 0..18).
 N_SUM_CLASSES = 19
-#: Seed and fraction of the validation split (SPEC 6).
+#: Seed and fraction of the validation split (docs/design.md §6).
 VALID_SEED = 12345
 VALID_FRACTION = 0.2
-#: Seed of the fixed validation / test pairs (SPEC 6).
+#: Seed of the fixed validation / test pairs (docs/design.md §6).
 EVAL_SEED = 0
-#: SPEC 6/7 split sizes in batches (train per epoch, valid, test), from the paper recipe.
+#: docs/design.md §6/7 split sizes in batches (train per epoch, valid, test), from the paper recipe.
 _PAPER = RECIPES["paper-shd-adding"]
 #: Samples binned per call when a split's digit cache is built (bounds the host buffer).
 _CACHE_CHUNK = 1024
@@ -366,7 +366,7 @@ def make_splits(train_events: SHDEvents, test_events: SHDEvents, *, batch_size: 
                 digit_window: float = DIGIT_WINDOW_S, channel_factor: int = CHANNEL_FACTOR,
                 n_units: int = N_UNITS,
                 binary: bool = True, device=None) -> dict[str, SHDAdding]:
-    """The train / valid / test splits of SPEC 6 (defaults) as :class:`SHDAdding` objects,
+    """The train / valid / test splits of docs/design.md §6 (defaults) as :class:`SHDAdding` objects,
     yielding batches on ``device`` (None: the CPU)."""
     common = dict(batch_size=batch_size, bin_size=bin_size, digit_window=digit_window,
                   channel_factor=channel_factor, n_units=n_units, binary=binary, device=device)

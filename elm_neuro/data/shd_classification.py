@@ -8,7 +8,7 @@ channel_factor, device=None)``
     ``(x [B, T, C] float32, y [B] int64)`` torch tensors on ``device`` (None: the CPU).
 
 Splits (built by ``elm_neuro.training.tasks.build_classification_task`` for task ``shd``): the
-same validation split of the train file as SHD-Adding (SPEC 6,
+same validation split of the train file as SHD-Adding (docs/design.md §6,
 :func:`elm_neuro.data.shd_adding.split_pool`), test = test file. Each sample is binned over
 ``window`` seconds (the task's ``digit_window_s``, 1 s by default: SHD digits are shorter than
 ~1.4 s and mostly within the first second) at ``bin_size`` seconds, binary (spike present in

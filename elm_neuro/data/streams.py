@@ -1,4 +1,4 @@
-"""Token streams for truncated back-propagation through time (SPEC 8).
+"""Token streams for truncated back-propagation through time (docs/design.md §8).
 
 Public API
 ----------
@@ -37,7 +37,7 @@ Choices
   ``epoch, index = divmod(step, n_chunks)``. Resuming is therefore exact: a stream started at
   ``start_step=k`` (or loaded from ``state_dict()`` saved after ``k`` chunks) yields the same
   chunks as the original stream after its first ``k``.
-* **Random resets (SPEC 8).** "Before each step the carried state is reset with probability
+* **Random resets (docs/design.md §8).** "Before each step the carried state is reset with probability
   annealed by a cosine from 1.0 to 0.01 over 40000 steps": *step* is the training (optimizer)
   step, i.e. one chunk, and the reset is drawn *per row* (per batch element), independently,
   before the chunk is processed. :func:`reset_probability` gives the probability
@@ -93,7 +93,7 @@ class StreamChunk(NamedTuple):
     start_of_stream: bool
 
 
-#: SPEC 8 defaults (chunk length, reset schedule), defined once in the ``paper-enwik8`` recipe.
+#: docs/design.md §8 defaults (chunk length, reset schedule), defined once in the ``paper-enwik8`` recipe.
 _ENWIK8 = RECIPES["paper-enwik8"]
 CHUNK_LEN = _ENWIK8["chunk_len"]
 RESET_START = _ENWIK8["reset_start"]

@@ -1,4 +1,4 @@
-"""Synthetic Spiking-Heidelberg-Digits data in the exact SHD file layout (SPEC section 5).
+"""Synthetic Spiking-Heidelberg-Digits data in the exact SHD file layout (docs/design.md §5).
 
 Public API
 ----------

@@ -1,4 +1,4 @@
-"""Built-in real-text corpus for offline language modelling (stand-in for enwik8, SPEC 8).
+"""Built-in real-text corpus for offline language modelling (stand-in for enwik8, docs/design.md §8).
 
 When no enwik8 file is at hand, the language-modelling path still needs real text: this module
 concatenates the *source files* of a fixed list of pure-Python standard-library modules. They

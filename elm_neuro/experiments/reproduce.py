@@ -413,7 +413,7 @@ def _fit_lines(dm_rows: list, work: Path, metric: str, task: str) -> list[str]:
                   f"({int(100 * sc['ci_level'])} % bootstrap interval {lo:.3f} to {hi:.3f}, {sc['n_boot']} replicates), "
                   f"L_inf = {sc['l_inf']:.3f}, A = {sc['a']:.3g}, R^2 = {sc['r2']:.3f}.", ""]
     info = information_analysis(dm_rows, work, metric, task=task) if dm_rows else {"skipped": "no rows"}
-    lines += ["## Information model (SPEC 11)", ""]
+    lines += ["## Information model (docs/design.md §11)", ""]
     if "skipped" in info:
         lines += [f"Not fitted: {info['skipped']}.", ""]
     else:

@@ -1,11 +1,11 @@
 """The sweep report: figures and fits from a sweep's ``results.csv`` (see
 :mod:`elm_neuro.experiments.sweep_results` for how the table is made).
 
-From ``results.csv`` alone: metric vs N at fixed P (the paper's SPEC 9 points overlaid only when
+From ``results.csv`` alone: metric vs N at fixed P (the paper's points (docs/design.md §9) overlaid only when
 the sweep matches them: same task and family, a budget within 10 % of the paper's, the real data,
 the paper's metric; otherwise report.md says why they are left out, see :func:`reference_overlay`),
 metric vs each axis, the (N, d_m) heatmap, the Pareto frontier across budgets,
-the scaling law along the frontier (>= 3 budgets), the information model of SPEC 11 (>= free
+the scaling law along the frontier (>= 3 budgets), the information model of docs/design.md §11 (>= free
 parameters + 2 cells) with its predicted optimum for the next budget; ``report.md`` lists every
 figure and number, ``report.json`` the numbers. Fits that lack data are skipped with a line
 saying why.
@@ -111,7 +111,7 @@ def _grid_data_provenance(sweep_dir, task: Optional[str]) -> Optional[dict]:
 
 
 def reference_overlay(rows: Sequence[dict], metric: str, task: Optional[str], sweep_dir=None) -> dict:
-    """Whether the paper's SPEC 9 points belong on this sweep's figures, and why (not).
+    """Whether the paper's points (docs/design.md §9) belong on this sweep's figures, and why (not).
 
     They do only when :func:`elm_neuro.analysis.tradeoff_plots.reference_mismatch` finds nothing:
     the same task and family (ELM Network), a budget of the sweep within 10 % of the paper's P,
@@ -152,7 +152,7 @@ def tradeoff_figures(rows: Sequence[dict], out_dir, metric: str, task: Optional[
     if len(_distinct(rows, "n")) >= 1:
         tp.plot_metric_vs_n(rows, metric, out_dir / "metric_vs_n.png", reference=ref, p_key=p_key)
         figs.append((f"{label} vs N at fixed P"
-                     + (f" (black stars: the paper's points, SPEC 9: {overlay['label']})" if ref else ""),
+                     + (f" (black stars: the paper's points, docs/design.md §9: {overlay['label']})" if ref else ""),
                      "metric_vs_n.png"))
     for axis in ("d_m", "k_c", "k_e"):
         vals = _distinct(rows, axis)
@@ -234,7 +234,7 @@ def _next_budget(budgets: list[float]) -> int:
 def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optional[str] = None,
                          h_y: Optional[float] = None, chance: Optional[float] = None, n_boot: int = 0,
                          seed: int = 0) -> dict:
-    """Fit the SPEC 11 information model to a sweep table; predicted optimum at each budget and
+    """Fit the docs/design.md §11 information model to a sweep table; predicted optimum at each budget and
     at the next one; residual, surface and optimum-path figures. ``{"skipped": reason}`` when the
     table has fewer configuration cells than free parameters + 2.
 
@@ -423,11 +423,11 @@ def write_sweep_report(out, metric: Optional[str] = None, h_y: Optional[float] =
     lines += ["", "## Trade-off figures", ""]
     if overlay["reference"]:
         setting = tp.REFERENCE_SETTINGS[overlay["reference"]]
-        lines += [f"The paper's points (SPEC 9) are overlaid as black stars: {overlay['label']} "
+        lines += [f"The paper's points (docs/design.md §9) are overlaid as black stars: {overlay['label']} "
                   f"(trained with {setting['recipe']}); this sweep matches their task, family, metric, "
                   f"budget (within 10 %) and data (real).", ""]
     else:
-        lines += [f"The paper's points (SPEC 9) are not overlaid: {overlay['reason']}.", ""]
+        lines += [f"The paper's points (docs/design.md §9) are not overlaid: {overlay['reason']}.", ""]
     info["reference"] = overlay
     for cap, f in trade["figures"]:
         lines += [f"- {cap}: `{f}`", "", f"![{cap}]({f})", ""]
@@ -459,7 +459,7 @@ def write_sweep_report(out, metric: Optional[str] = None, h_y: Optional[float] =
         lines += ["", f"![scaling law]({sc['figure']})"]
         info["figures"].append(sc["figure"])
 
-    lines += ["", "## Information model (SPEC 11)", ""]
+    lines += ["", "## Information model (docs/design.md §11)", ""]
     im_res = info["information_model"] = _run_fit(
         lambda: information_analysis(rows, out, metric, task, h_y=h_y, chance=chance, seed=seed),
         "information model", lines, info)

@@ -6,7 +6,7 @@ One idea per module, each importing only from those listed before it:
   flat names, JSON round trip);
 - ``budget``: the budget vocabulary ``(n, k_e, k_c, p)`` and the N solver ``closest_n``;
 - ``elm_config``, ``lif_config``: the configurations (layer configs held by network configs; the
-  SPEC 3 ELM readout configuration shared by the ELM and spiking networks);
+  docs/design.md §3 ELM readout configuration shared by the ELM and spiking networks);
 - ``presets``: the paper's named configurations as plain data (no imports, no registration);
 - ``common``: input embedding, variational dropout masks, the one ``NetworkOutput`` type,
   leaky integration, ``from_preset`` / ``budget``;

@@ -1,6 +1,6 @@
 """Parameter budgets: the vocabulary shared by every network type, and the N solver.
 
-Budget vocabulary (SPEC 3):
+Budget vocabulary (docs/design.md §3):
 
 - ``n``: hidden-layer size (readout neurons not counted);
 - ``k_c``: synapses (connections) per hidden neuron;

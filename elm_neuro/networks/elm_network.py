@@ -1,16 +1,16 @@
-"""The ELM Network (SPEC 3): a recurrent ELM layer, a readout ELM layer and a linear map.
+"""The ELM Network (docs/design.md §3): a recurrent ELM layer, a readout ELM layer and a linear map.
 
     x_t --embed--> hidden ELM layer (N neurons, recurrent) --a_t--> readout ELM layer
         (C neurons, d_m 3, affine MLP, identity output, reads a_t of the same step)
         --r_t--> Linear(C, C) --> logits_t
 
 ``forward`` returns logits for every step, the final state (feed it back in to continue a
-sequence: truncated BPTT), the two hidden-layer regularisers of SPEC 7 (``regularizers`` dict,
+sequence: truncated BPTT), the two hidden-layer regularisers of docs/design.md §7 (``regularizers`` dict,
 keys ``mlp`` and ``act``; the trainer weighs them) and, on request, the internal traces of both
 layers:
 
 - ``l_mlp``: per sample, the mean over hidden neurons of (mean over time and memory units of
-  ``|z|``)^2, then the mean over the batch (SPEC 7; averaging over the batch inside the square
+  ``|z|``)^2, then the mean over the batch (docs/design.md §7; averaging over the batch inside the square
   would give a smaller number);
 - ``l_act``: per sample, the mean over time and hidden neurons of ``relu(a)``, then the mean over
   the batch (every sample has the same T, so this is the mean over batch, time and neurons).

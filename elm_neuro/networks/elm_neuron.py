@@ -62,5 +62,5 @@ class ELMNeuron(PresetBuilt, nn.Module):
     def forward(self, x: torch.Tensor, state: Optional[ELMState] = None, record: bool = False) -> NetworkOutput:
         x = embed(x, self.cfg.embedding, self.cfg.embed_scale, self.cfg.n_in, dtype=self.neuron.layer.w_s.dtype)
         out = self.neuron(x, state, record)
-        # L_mlp per sample (SPEC 7), then the mean over the batch
+        # L_mlp per sample (docs/design.md §7), then the mean over the batch
         return NetworkOutput(out.y, out.state, {"mlp": out.z_abs_mean.square().mean(dim=1).mean()}, out.traces)

@@ -1,4 +1,4 @@
-"""LSTM baseline (SPEC 10): one ``torch.nn.LSTM`` layer and a linear readout, sized to a budget.
+"""LSTM baseline (docs/design.md §10): one ``torch.nn.LSTM`` layer and a linear readout, sized to a budget.
 
     x_t --embed--> LSTM (hidden size n) --h_t--> Linear(n, C) --> logits_t
 
@@ -11,7 +11,7 @@ trainable and counted)::
     h_t = sigmoid(o) * tanh(c_t)
     logits_t = W_y h_t + b_y
 
-Budget in the SPEC 3 vocabulary, a hidden unit being one "neuron": ``N = n``;
+Budget in the docs/design.md §3 vocabulary, a hidden unit being one "neuron": ``N = n``;
 ``k_c = 4 (n_in + n)`` (its input and recurrent weights, one per gate and source: the unit's
 connections); ``k_e = 8`` (its four gates' two biases: everything else it owns);
 ``P = N (k_c + k_e) + C (n + 1)``. ``k_c`` grows with ``n`` (the LSTM is all-to-all), but ``P`` is

@@ -1,4 +1,4 @@
-"""Expressive Leaky Memory (ELM) neuron dynamics as small pure functions (SPEC section 1).
+"""Expressive Leaky Memory (ELM) neuron dynamics as small pure functions (docs/design.md §1).
 
 Every function works on a *population* of ``N`` neurons at once: parameters carry a leading
 neuron axis, activity tensors are batch first, ``[B, N, ...]``. A single neuron is ``N = 1``.
@@ -41,7 +41,7 @@ SYNAPSE_RECTIFICATIONS = ("none", "relu", "abs", "exp")
 
 UPDATE_SCALE = 1.7159  # LeCun's scaled tanh: 1.7159 * tanh(2x/3)
 TAU_CLAMP = 1e-6
-TAU_SIGMOID_SPREAD = 10.0  # S in SPEC 1
+TAU_SIGMOID_SPREAD = 10.0  # S in docs/design.md §1
 
 
 class StepWeights(NamedTuple):

@@ -6,7 +6,7 @@ in snntorch). Backward pass replaces the derivative ``delta(x)`` by a smooth sur
 scale, more than the shape, decides whether surrogate-gradient learning works):
 
 - ``fast_sigmoid`` (unnormalised fast-sigmoid derivative, peak ``scale`` at ``x = 0``; the form
-  used by snntorch, norse and SpyTorch; the ELM spike output uses ``slope = 100``, SPEC 1.10)::
+  used by snntorch, norse and SpyTorch; the ELM spike output uses ``slope = 100``, docs/design.md §1.10)::
 
       sigma'(x) = scale / (slope * |x| + 1)^2
 

@@ -1,4 +1,4 @@
-"""Sequence-classification training (SHD-Adding, SHD) following SPEC 7 by default.
+"""Sequence-classification training (SHD-Adding, SHD) following docs/design.md §7 by default.
 
 Loss on the last step (option: mean over the last ``k`` steps) with label smoothing, plus the
 model's regularisers weighted by ``TrainConfig.regularizer_weights()`` (ELM: 0.002 L_mlp +

@@ -214,7 +214,7 @@ def _grouped_grads(parameters) -> dict:
 
 
 def clip_grad_norm_exact(parameters, max_norm: float) -> torch.Tensor:
-    """Clip to the exact global norm (SPEC 7): when the L2 norm ``g`` of all gradients together
+    """Clip to the exact global norm (docs/design.md §7): when the L2 norm ``g`` of all gradients together
     exceeds ``max_norm``, multiply every gradient by ``max_norm / g``, so that the global norm is
     then ``max_norm`` up to rounding (``torch.nn.utils.clip_grad_norm_`` divides by ``g + 1e-6``
     instead); otherwise the gradients stay as they are, bit for bit.

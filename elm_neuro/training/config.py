@@ -1,7 +1,7 @@
 """Training configuration: every setting of a run, seeds included, serialised to config.json.
 
 Every default value comes from :mod:`elm_neuro.defaults`: the field defaults are small enough
-for a CPU, and the named recipes there (``paper-<task>``: SPEC 7 SHD-Adding / SPEC 8 Enwik8;
+for a CPU, and the named recipes there (``paper-<task>``: docs/design.md §7 SHD-Adding / docs/design.md §8 Enwik8;
 ``small-<task>``: what the CLI uses without ``--paper``; ``demo``) are sets of fields.
 :func:`make_train_config` builds a configuration from a task, a recipe and explicit fields (the
 CLI's ``train`` / ``compare`` / ``sweep`` go through it). The model is described by its family
@@ -23,7 +23,7 @@ TOKENIZATIONS = ("paper", "bytes")
 OPTIMIZERS = ("adamax", "adam", "adamw", "sgd")
 AMP_MODES = ("none", "bf16")
 
-# Regulariser weights by model family (SPEC 7 for ELM; L1 spike penalty for spiking nets).
+# Regulariser weights by model family (docs/design.md §7 for ELM; L1 spike penalty for spiking nets).
 DEFAULT_REG_WEIGHTS = D.REG_WEIGHTS
 ENWIK8_REG_WEIGHTS = D.LM_REG_WEIGHTS
 
@@ -51,7 +51,7 @@ class TrainConfig(ConfigMixin):
     batch_size: int = D.BATCH_SIZE
     valid_batches: int = D.VALID_BATCHES
     test_batches: int = D.TEST_BATCHES
-    # SHD binning (SPEC 6 uses 2 ms, 1 s per digit, 700 channels)
+    # SHD binning (docs/design.md §6 uses 2 ms, 1 s per digit, 700 channels)
     bin_ms: float = D.BIN_MS
     digit_window_s: float = D.DIGIT_WINDOW_S
     channel_factor: int = D.CHANNEL_FACTOR
@@ -61,10 +61,10 @@ class TrainConfig(ConfigMixin):
     warmup: int = D.WARMUP
     total_steps: Optional[int] = None  # None: epochs * batches_per_epoch
     clip: float = D.CLIP
-    label_smoothing: Optional[float] = None  # None: the task's (SPEC 7: 0.01, SPEC 8: 1e-4)
+    label_smoothing: Optional[float] = None  # None: the task's (docs/design.md §7: 0.01, docs/design.md §8: 1e-4)
     reg_weights: Optional[dict] = None  # None: DEFAULT_REG_WEIGHTS[model]
     loss_last_k: int = D.LOSS_LAST_K
-    # language modelling (SPEC 8)
+    # language modelling (docs/design.md §8)
     chunk_len: int = D.CHUNK_LEN
     reset_start: float = D.RESET_START
     reset_end: float = D.RESET_END
@@ -122,7 +122,7 @@ class TrainConfig(ConfigMixin):
             raise ValueError(f"model_seed must be an integer >= 0 or None, got {self.model_seed!r}")
 
     def smoothing(self) -> float:
-        """Label smoothing: the configured value, else the task's (SPEC 7: 0.01; SPEC 8: 1e-4)."""
+        """Label smoothing: the configured value, else the task's (docs/design.md §7: 0.01; §8: 1e-4)."""
         if self.label_smoothing is not None:
             return float(self.label_smoothing)
         return D.LM_LABEL_SMOOTHING if self.task == "enwik8" else D.SHD_LABEL_SMOOTHING
@@ -137,7 +137,7 @@ class TrainConfig(ConfigMixin):
     @property
     def resolved_model_seed(self) -> int:
         """The seed of the model's initial weights and connectome: ``model_seed`` when given,
-        else a ``seed`` in ``model_overrides``, else the run seed (SPEC 7: a run's seed fixes the
+        else a ``seed`` in ``model_overrides``, else the run seed (docs/design.md §7: a run's seed fixes the
         initial weights and the connectome as well as data order and dropout)."""
         if self.model_seed is not None:
             return self.model_seed
@@ -156,7 +156,7 @@ class TrainConfig(ConfigMixin):
 
 
 def paper_defaults(task: str) -> dict:
-    """The paper's training recipe (SPEC 7 / 8) as TrainConfig fields: ``defaults.recipe("paper-<task>")``."""
+    """The paper's training recipe (docs/design.md §7 / §8) as TrainConfig fields: ``defaults.recipe("paper-<task>")``."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     return D.recipe(f"paper-{task}")

@@ -1,4 +1,4 @@
-"""Character-level language modelling (Enwik8, SPEC 8) with truncated BPTT.
+"""Character-level language modelling (Enwik8, docs/design.md §8) with truncated BPTT.
 
 The token stream is cut into ``batch_size`` contiguous rows and read in chunks of
 ``chunk_len`` (100) steps (:mod:`elm_neuro.data.streams`). The network state is carried from

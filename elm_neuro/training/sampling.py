@@ -1,4 +1,4 @@
-"""Text generation from a trained character-level language model (SPEC 8).
+"""Text generation from a trained character-level language model (docs/design.md §8).
 
 Public API
 ----------
@@ -19,7 +19,7 @@ Choices
 * **Tokens are bytes.** ``vocab[i]`` is the byte value of token ``i`` (``vocab.json``), so one
   generated token is one byte; a ``str`` prompt is UTF-8 encoded first.
 * **Bytes outside the vocabulary.** The paper's tokenisation drops newline bytes from the
-  stream (SPEC 8), so a model trained on it has never seen one: newline bytes that are not in
+  stream (docs/design.md §8), so a model trained on it has never seen one: newline bytes that are not in
   the vocabulary are *dropped* from the prompt, the same preprocessing the training text got.
   Any other byte without a token id (e.g. a character that never occurred in the training
   corpus) raises ``ValueError`` naming the byte, since silently skipping it would change the

@@ -1,4 +1,4 @@
-"""Learning-rate schedule of SPEC 7-8: linear warmup from 0, then cosine decay to 0.
+"""Learning-rate schedule of docs/design.md §7-8: linear warmup from 0, then cosine decay to 0.
 
     lr(s) = peak * s / warmup                                   for s < warmup
     lr(s) = peak * 0.5 * (1 + cos(pi * (s - warmup) / (total - warmup)))   for warmup <= s < total

@@ -7,7 +7,7 @@ same data); validation and test splits give the same batches every time. Each sp
 samples once (uint8, on the ``device`` given to :func:`build_classification_task`) and builds
 batches by indexing, so binning is not part of a training step.
 
-- ``shd-adding``: :mod:`elm_neuro.data.shd_adding` (SPEC 6).
+- ``shd-adding``: :mod:`elm_neuro.data.shd_adding` (docs/design.md §6).
 - ``shd``: plain SHD, 20 classes: :mod:`elm_neuro.data.shd_classification`.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fixed random connectomes (SPEC section 2).
+"""Fixed random connectomes (docs/design.md §2).
 
 A layer of ``N`` neurons with ``K`` synapses each reads from a vector of length ``n_in + N``:
 index ``i < n_in`` is input channel ``i`` at step ``t``; index ``n_in + j`` is neuron ``j`` of the
