@@ -10,6 +10,9 @@ SHD modules (one idea each; import them directly, this package imports nothing e
   version (``bin_events_torch``).
 * :mod:`elm_neuro.data.synth` - ``write_synthetic_shd(out_dir, n_train, n_test, seed)``:
   SHD-format synthetic data in the real layout (``elm-neuro data synth``).
+* :mod:`elm_neuro.data.speech` - the twenty digit words (SHD's labels and keys) spoken by
+  espeak-ng (through ctypes, the library from the ``espeakng-loader`` wheel), speakers drawn
+  from a seed and split by SHD's protocol, per-utterance noise and gain.
 * :mod:`elm_neuro.data.shd_adding` - validation split, pairs, ``SHDAdding`` splits (each
   digit binned once into a uint8 cache on the training device, pairs built by indexing),
   torch ``Dataset`` / ``DataLoader``, SHD-format writer (``elm-neuro data shd-adding``).
