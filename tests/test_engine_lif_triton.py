@@ -87,7 +87,7 @@ def test_layer_forward_fused_on_triton_equals_per_step_path():
     from elm_neuro.neurons.lif import LIFState
 
     cfg = LIFLayerConfig(neuron="adlif", n_synapses=6, rho=0.5, dt=1.0, tau_mem_min=2.0, tau_mem_max=8.0,
-                         tau_adapt_min=5.0, tau_adapt_max=20.0, adapt_a_min=-0.2, adapt_a_max=0.2, adapt_b_max=0.3,
+                         tau_adapt_min=5.0, tau_adapt_max=20.0, adapt_a_min=0.0, adapt_a_max=0.2, adapt_b_max=0.3,
                          weight_scale=10.0, current_gain="unit", threshold=0.5, refractory=1, reset="zero",
                          detach_reset=False)
     layer = LIFLayer(cfg, 4, 5, cfg.rho, seed=1, dropout_in=0.2, dropout_rec=0.3).double().train()

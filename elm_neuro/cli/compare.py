@@ -7,14 +7,26 @@
 Writes one run directory per (model, seed) under OUT, then OUT/report.md and
 OUT/learning_curves.png. Re-running the same command resumes unfinished cells
 (:mod:`elm_neuro.experiments.compare`).
+
+A cell that fails while it trains (e.g. a run that diverges) does not stop the others: every
+cell is tried, the report is written and printed with a "Failed cells" section (model, seed,
+one-line reason), each failure is also printed on standard error as it happens, and the command
+ends with one error line and exit code 3 (``EXIT_CELLS_FAILED``). The code differs from 1 (the
+command itself failed: nothing reliable was written) because here the comparison is complete
+apart from the failed cells and its report is usable; 2 (bad input, found before anything
+trains), 130 and 1 keep the meaning of :mod:`elm_neuro.cli.main`.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
 from elm_neuro import defaults as D
 from elm_neuro.cli.budget import parse_overrides
 from elm_neuro.cli.train import add_common_train_args, train_config_from_args
+
+#: Exit code of a comparison that finished with failed cells (module docstring).
+EXIT_CELLS_FAILED = 3
 
 
 def parse_model_overrides(items: list[str] | None) -> dict:
@@ -44,11 +56,18 @@ def _run(args: argparse.Namespace) -> int:
     if not models:
         raise ValueError("--models must name at least one model family")
     # Imported when the command runs: the trainers load numba and h5py (data code), the report matplotlib.
-    from elm_neuro.experiments.compare import compare
+    from elm_neuro.experiments.compare import CellsFailed, compare
 
     base = train_config_from_args(args, models[0], {}, args.params, D.SEED)
-    report = compare(args.out, base, models, parse_seeds(args.seeds), parse_model_overrides(args.set),
-                     progress=not args.no_progress, workers=args.workers)
+    try:
+        report = compare(args.out, base, models, parse_seeds(args.seeds), parse_model_overrides(args.set),
+                         progress=not args.no_progress, workers=args.workers)
+    except CellsFailed as exc:
+        print(exc.report.read_text())
+        print(f"report: {exc.report}")
+        sys.stdout.flush()
+        print(f"elm-neuro compare: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_CELLS_FAILED
     print(report.read_text())
     print(f"report: {report}")
     return 0

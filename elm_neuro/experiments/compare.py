@@ -14,11 +14,19 @@ overrides and budget resolved, data files present, device usable, a batch's acti
 within what the device has), so that ``--models elm,foo`` or a budget too small for a later
 model fails before the first cell trains. The comparison folder is locked for the life of the
 command (:func:`elm_neuro.atomic.folder_lock`), each cell's run directory by its training.
+
+A cell that fails while it trains (a run that diverges, any error but an interrupt) does not stop
+the comparison, as in a sweep: the other cells train, ``report.md`` lists every failed cell with
+its model, seed and one-line reason (:func:`failure_reason`) under "Failed cells", and
+:func:`compare` then raises :class:`CellsFailed` (which carries the report and the failures) instead
+of returning. Running the same command again retries the failed cells (a failed new run leaves
+nothing behind; one that failed after a checkpoint resumes from it).
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import statistics
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -32,6 +40,28 @@ from elm_neuro.training.trainer import is_complete, run_training
 
 def cell_dir(out: Path, model: str, seed: int) -> Path:
     return Path(out) / f"{model}-s{seed}"
+
+
+class CellsFailed(RuntimeError):
+    """Some cells of a comparison failed; the others finished and ``report`` lists both.
+    ``failed``: cell name (``<model>-s<seed>``) -> one-line reason."""
+
+    def __init__(self, report: Path, failed: dict, total: int) -> None:
+        self.report, self.failed, self.total = Path(report), dict(failed), int(total)
+        names = ", ".join(sorted(self.failed))
+        super().__init__(f"{len(self.failed)} of {total} cell(s) failed ({names}); the others finished; "
+                         f"{self.report} lists the failures; run the same command again to retry them")
+
+    def __reduce__(self):
+        return type(self), (self.report, self.failed, self.total)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for a failed cell: ``"<exception class>: <message>"`` (lines joined), with the
+    advice of a :class:`~elm_neuro.training.common.TrainingDiverged` in parentheses."""
+    text = " ".join(str(exc).split())
+    hint = getattr(exc, "hint", None)
+    return f"{type(exc).__name__}: {text}" + (f" ({hint})" if hint else "")
 
 
 def run_cell(run_dir: Path, cfg: TrainConfig, progress: bool) -> dict:
@@ -100,8 +130,10 @@ def validation_size(conf: dict) -> str | None:
     return None
 
 
-def write_report(out: Path, models: list[str], seeds: list[int], title: str, chance: float | None = None) -> Path:
-    """``report.md`` and ``learning_curves.png`` from the cells' run directories."""
+def write_report(out: Path, models: list[str], seeds: list[int], title: str, chance: float | None = None,
+                 failed: dict | None = None) -> Path:
+    """``report.md`` and ``learning_curves.png`` from the cells' run directories; ``failed``
+    (cell name -> one-line reason) adds a "Failed cells" section after the table."""
     import matplotlib  # plotting only here: importing this module does not load matplotlib
 
     matplotlib.use("Agg")
@@ -155,11 +187,28 @@ def write_report(out: Path, models: list[str], seeds: list[int], title: str, cha
     finally:
         plt.close(fig)
     chance_note = f" Chance (always the most frequent class): {chance:.2f}." if chance and metric == "acc" else ""
+    lines += _failure_lines(models, seeds, failed or {})
     lines += ["", f"Metric: {'accuracy (higher is better)' if metric == 'acc' else 'bits per character'}; "
               f"mean ± std over seeds.{chance_note}", "", "![learning curves](learning_curves.png)", ""]
     report = out / "report.md"
     save_text("\n".join(lines), report)
     return report
+
+
+def _failure_lines(models: list[str], seeds: list[int], failed: dict) -> list[str]:
+    """The "Failed cells" section: one bullet per failed cell (model, seed, reason), in the
+    order of the table; the table's ``seeds`` column counts only finished cells."""
+    if not failed:
+        return []
+    out = ["", "## Failed cells", "",
+           f"{len(failed)} of {len(models) * len(seeds)} cells failed; the table above averages the finished "
+           f"ones only.", ""]
+    for model in models:
+        for seed in seeds:
+            name = cell_dir(Path("."), model, seed).name
+            if name in failed:
+                out.append(f"- `{name}` (model {model}, seed {seed}): {failed[name]}")
+    return out
 
 
 def _init_worker(threads: int | None = None) -> None:
@@ -173,12 +222,16 @@ def _cell_job(run_dir: str, cfg_dict: dict) -> dict:
 
 def compare(out, base: TrainConfig, models: list[str], seeds: list[int], model_overrides: dict | None = None,
             progress: bool = True, workers: int = 1) -> Path:
-    """Train every (model, seed) cell at ``base.params`` and write the report.
+    """Train every (model, seed) cell at ``base.params`` and write the report; returns its path.
 
     ``workers > 1`` trains cells in that many processes (spawned, one torch thread each unless
     ``base.threads`` is set: the models' many small per-step operations run faster
     single-threaded, side by side; :mod:`elm_neuro.training.runtime`). One process (``workers``
     1) uses ``base.threads``, else one thread per physical core.
+
+    A cell that fails is recorded and the others go on (module docstring); when any failed, the
+    report lists them and :class:`CellsFailed` is raised after it is written. An interrupt stops
+    everything at once.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
@@ -194,21 +247,45 @@ def compare(out, base: TrainConfig, models: list[str], seeds: list[int], model_o
             for model in models for seed in seeds]
     check_cells(jobs)
     with folder_lock(out, "--out folder"):
-        _train_cells(jobs, base, workers, progress)
+        failed = _train_cells(jobs, base, workers, progress)
         title = f"{base.task}: models at P ≈ {base.params}" if base.params else f"{base.task}: model comparison"
-        return write_report(out, models, seeds, title, CHANCE.get(base.task))
+        report = write_report(out, models, seeds, title, CHANCE.get(base.task), failed)
+    if failed:
+        raise CellsFailed(report, failed, len(jobs))
+    return report
 
 
-def _train_cells(jobs: list, base: TrainConfig, workers: int, progress: bool) -> None:
+def _train_cells(jobs: list, base: TrainConfig, workers: int, progress: bool) -> dict:
+    """Train the cells; returns the failed ones (cell name -> :func:`failure_reason`)."""
+    failed: dict = {}
+
+    def done(run_dir: Path, summary, exc) -> None:
+        if exc is not None:
+            failed[Path(run_dir).name] = failure_reason(exc)
+            print(f"compare: cell {Path(run_dir).name} failed: {failed[Path(run_dir).name]}", file=sys.stderr,
+                  flush=True)
+        elif progress and workers > 1:
+            key = "test_acc" if "test_acc" in summary else "test_bpc"
+            print(f"{Path(run_dir).name}: {key} {summary[key]:.4f} (P={summary['p']}, {summary['wall_s']:.0f} s)",
+                  flush=True)
+
     if workers <= 1:
         for run_dir, cfg in jobs:
-            run_cell(run_dir, cfg, progress)
-    else:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(base.threads,)) as ex:
-            futures = {ex.submit(_cell_job, str(d), c.to_dict()): d for d, c in jobs}
-            for fut in as_completed(futures):
-                s = fut.result()
-                if progress:
-                    key = "test_acc" if "test_acc" in s else "test_bpc"
-                    print(f"{futures[fut].name}: {key} {s[key]:.4f} (P={s['p']}, {s['wall_s']:.0f} s)", flush=True)
+            try:
+                summary = run_cell(run_dir, cfg, progress)
+            except Exception as exc:  # one failing cell must not stop the others (interrupts do)
+                done(run_dir, None, exc)
+            else:
+                done(run_dir, summary, None)
+        return failed
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(base.threads,)) as ex:
+        futures = {ex.submit(_cell_job, str(d), c.to_dict()): d for d, c in jobs}
+        for fut in as_completed(futures):
+            try:
+                summary = fut.result()
+            except Exception as exc:
+                done(futures[fut], None, exc)
+            else:
+                done(futures[fut], summary, None)
+    return failed

@@ -10,6 +10,20 @@ like the ELM ones.
   Network uses), with its timescales in the unit of ``dt`` (ms: 2..1000 ms = the ELM Network's
   1..500 steps at 2 ms bins).
 
+Stability of adLIF (docs/design.md §10, :mod:`elm_neuro.neurons.lif`). The layer clamps the
+coupling ``a`` per neuron into ``[0, (1 - m)(1 + kappa_m)(1 + kappa_w) / g]`` (``m`` =
+``LIFLayerConfig.ADAPT_A_MARGIN``) and ``b`` at ``>= 0`` where it uses them, so the linear
+membrane / adaptation dynamics are stable whatever the optimiser does. The configuration checks
+that every *initial* value is stable: for ``neuron = "adlif"``, ``adapt_a_min >= 0``,
+``adapt_b_min >= 0`` and ``adapt_a_max`` at most the bound at the shortest initial timescales
+(``tau_mem_min``, ``tau_adapt_min``: the smallest bound over the initial range), else a
+``ValueError`` names the field and the bound. **Stored configurations** (``from_dict``: the
+config.json of a run, an exported model, a results table) written before this check, with
+Bittar & Garner's initial range ``a`` in [-1, 1], still load: ``from_dict`` moves a stored
+initial range into the stable one (``[-1, 1]`` reads as ``[0, 1]``; ``b`` below 0 reads as 0)
+instead of refusing it; the checkpoint's ``a`` and ``b`` load as saved and are clamped at use.
+The constructor, ``replace``, ``make`` (presets) and ``--set`` refuse such ranges.
+
 Flat names (:mod:`elm_neuro.networks.checks`): every ``LIFLayerConfig`` field addresses
 ``hidden``; ``dt``, ``wiring``, ``dropout_in`` and ``engine`` set the hidden layer and the ELM
 readout together (one clock, one wiring rule, one input dropout, one engine choice);
@@ -24,6 +38,8 @@ besides the synapses: ``tau_m`` (``learn_tau``), plus ``tau_w`` (adLIF, ``learn_
 """
 from __future__ import annotations
 
+import contextvars
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -37,6 +53,19 @@ from elm_neuro.neurons.surrogate import check_surrogate
 from elm_neuro.wiring.connectome import WIRINGS
 
 READOUTS = ("elm", "leaky", "spiking")
+
+# True while ``from_dict`` reads a stored configuration: an adLIF initial range outside the
+# stable interval is then moved into it instead of refused (module docstring).
+_READING_STORED = contextvars.ContextVar("lif_config_reading_stored", default=False)
+
+
+def _stored(read):
+    """``read()`` (a ``from_dict``) with the semantics of a stored configuration."""
+    token = _READING_STORED.set(True)
+    try:
+        return read()
+    finally:
+        _READING_STORED.reset(token)
 
 
 @dataclass
@@ -93,15 +122,21 @@ class LIFLayerConfig(ConfigMixin):
             only; > 0, unit of ``dt``), drawn log-uniformly per neuron. Default 60.0.
         tau_adapt_max (float): upper end of that range (>= ``tau_adapt_min``). Default 240.0.
         adapt_a_min (float): lower end of the initial subthreshold coupling ``a`` (adLIF:
-            ``w_t = kappa_w w_{t-1} + a v_{t-1} + b s_{t-1}``; dimensionless, ``a < 0`` gives
-            resonance), drawn uniformly per neuron. Default -1.0.
-        adapt_a_max (float): upper end of the initial ``a``. Default 1.0 (the range [-1, 1]
-            is Bittar & Garner's).
+            ``w_t = kappa_w w_{t-1} + a v_{t-1} + b s_{t-1}``; dimensionless; ``a > 0`` can give
+            damped resonance), drawn uniformly per neuron. Must be >= 0 for adLIF (the lower end
+            of the stable interval, module docstring). Default 0.0.
+        adapt_a_max (float): upper end of the initial ``a``. Default 1.0 ([0, 1] is the stable
+            half of Bittar & Garner's [-1, 1], and the range of Baronig et al. 2024). For adLIF
+            at most ``(1 - ADAPT_A_MARGIN)(1 + kappa_m)(1 + kappa_w) / g`` at ``tau_mem_min``,
+            ``tau_adapt_min`` (:meth:`adapt_a_bound`: 18.75 at the SHD-Adding defaults, 3.40 with
+            ``current_gain = "unit"``).
         adapt_b_min (float): lower end of the initial spike-triggered jump ``b`` of ``w`` (adLIF;
-            membrane units per spike), drawn uniformly per neuron. Default 0.0.
+            membrane units per spike), drawn uniformly per neuron; >= 0 for adLIF. Default 0.0.
         adapt_b_max (float): upper end of the initial ``b``. Default 2.0 (the range [0, 2] is
-            Bittar & Garner's). ``a`` and ``b`` are not clamped to their initial ranges during
-            training.
+            Bittar & Garner's). During training ``a`` and ``b`` are not held to their initial
+            ranges, only to the stability constraint: where the layer uses them, ``a`` is
+            clamped per neuron into ``[0, (1 - m)(1 + kappa_m)(1 + kappa_w) / g]`` of its current
+            timescales and ``b`` at ``>= 0`` (``LIFLayer.adaptation``).
         learn_tau (bool): make ``tau_m`` (and, for adLIF, ``tau_w``) trainable per neuron,
             through ``tau = lo + (hi - lo) * sigmoid(theta)`` with ``lo = min / 10`` and
             ``hi = max * sqrt(10)`` of the initial range; each adds 1 to ``k_e``. Default True.
@@ -138,7 +173,13 @@ class LIFLayerConfig(ConfigMixin):
             ``auto``) the fused engine wherever it covers the layer, else the per-step path
             (``LIFLayer.engine_reason`` says why). The leaky and the spiking readout follow the
             field of the configuration they are built from.
+
+    ``ADAPT_A_MARGIN`` (a class constant, not a field): the relative margin ``m`` = 0.05 of the
+    upper end of the stable interval of ``a`` (there the alternating mode of the linear step still
+    shrinks by a factor of at least ``1 - m / 2`` per step; :mod:`elm_neuro.neurons.lif`).
     """
+
+    ADAPT_A_MARGIN = 0.05  # a class attribute, not a field (no annotation)
 
     neuron: str = "lif"
     n_synapses: int = 300
@@ -155,7 +196,7 @@ class LIFLayerConfig(ConfigMixin):
     tau_mem_max: float = 50.0
     tau_adapt_min: float = 60.0
     tau_adapt_max: float = 240.0
-    adapt_a_min: float = -1.0
+    adapt_a_min: float = 0.0
     adapt_a_max: float = 1.0
     adapt_b_min: float = 0.0
     adapt_b_max: float = 2.0
@@ -187,6 +228,11 @@ class LIFLayerConfig(ConfigMixin):
         check_range("tau_adapt_min", self.tau_adapt_min, "tau_adapt_max", self.tau_adapt_max, positive=True)
         check_range("adapt_a_min", self.adapt_a_min, "adapt_a_max", self.adapt_a_max, positive=False)
         check_range("adapt_b_min", self.adapt_b_min, "adapt_b_max", self.adapt_b_max, positive=False)
+        if self.adaptive:
+            if _READING_STORED.get():
+                self._move_adaptation_into_stable_range()
+            else:
+                self._check_adaptation_stable()
         check_bool("learn_tau", self.learn_tau)
         check_bool("learn_adapt", self.learn_adapt)
         check_surrogate(self.surrogate, self.surrogate_slope, self.surrogate_scale)
@@ -196,6 +242,51 @@ class LIFLayerConfig(ConfigMixin):
         check_prob("dropout_in", self.dropout_in, hi_open=True)
         check_prob("dropout_rec", self.dropout_rec, hi_open=True)
         check_choice("engine", self.engine, ENGINES)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """A stored configuration (``to_dict`` output, flat names or a mix); an adLIF initial
+        range of ``a`` / ``b`` outside the stable interval is moved into it (module docstring)."""
+        return _stored(lambda: super(LIFLayerConfig, cls).from_dict(d))
+
+    @classmethod
+    def make(cls, **fields):
+        """The default configuration with ``fields`` applied, checked as the constructor does."""
+        return super().from_dict(fields)
+
+    def adapt_a_bound(self) -> float:
+        """Upper end of the stable initial ``a``: ``(1 - m)(1 + kappa_m)(1 + kappa_w) / g`` at the
+        shortest initial timescales ``tau_mem_min``, ``tau_adapt_min`` (the bound grows with both
+        decays, so this is its smallest value over the initial range)."""
+        kappa_m = math.exp(-self.dt / self.tau_mem_min)
+        kappa_w = math.exp(-self.dt / self.tau_adapt_min)
+        gain = 1.0 if self.current_gain == "unit" else 1.0 - kappa_m
+        return L.adaptation_bounds(kappa_m, kappa_w, gain, self.ADAPT_A_MARGIN)[1]
+
+    def _check_adaptation_stable(self) -> None:
+        where = "docs/design.md §10"
+        if self.adapt_a_min < 0:
+            raise ValueError(f"adapt_a_min must be >= 0 for adLIF, the lower end of the stable interval of the "
+                             f"coupling a (a < 0 amplifies the membrane, and below -(1 - kappa_m)(1 - kappa_w) / g "
+                             f"the neuron diverges without input; {where}), got {self.adapt_a_min}")
+        bound = self.adapt_a_bound()
+        if self.adapt_a_max > bound:
+            raise ValueError(f"adapt_a_max must be <= {bound:.4g} for adLIF, the stable bound "
+                             f"(1 - {self.ADAPT_A_MARGIN})(1 + kappa_m)(1 + kappa_w) / g of the coupling a at the "
+                             f"shortest initial timescales (tau_mem_min={self.tau_mem_min:g}, "
+                             f"tau_adapt_min={self.tau_adapt_min:g}, dt={self.dt:g}, "
+                             f"current_gain={self.current_gain!r}; {where}), got {self.adapt_a_max}")
+        if self.adapt_b_min < 0:
+            raise ValueError(f"adapt_b_min must be >= 0 for adLIF (a spike raises the adaptation w; {where}), "
+                             f"got {self.adapt_b_min}")
+
+    def _move_adaptation_into_stable_range(self) -> None:
+        """A stored configuration: its initial ranges clipped into the stable ones."""
+        bound = self.adapt_a_bound()
+        self.adapt_a_min = min(max(self.adapt_a_min, 0.0), bound)
+        self.adapt_a_max = min(max(self.adapt_a_max, self.adapt_a_min), bound)
+        self.adapt_b_min = max(self.adapt_b_min, 0.0)
+        self.adapt_b_max = max(self.adapt_b_max, self.adapt_b_min)
 
     @property
     def adaptive(self) -> bool:
@@ -262,6 +353,18 @@ class LIFNetworkConfig(ConfigMixin):
     FLAT = {**{k: ("hidden." + k,) for k in _LAYER_FIELDS if k not in _SHARED},
             **{k: ("hidden." + k, "elm_readout." + k) for k in _SHARED},
             **{k: ("elm_readout." + v,) for k, v in _READOUT_ALIASES.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        """A stored configuration (nested or flat names); the hidden layer's adLIF initial ranges
+        are read as :meth:`LIFLayerConfig.from_dict` reads them (moved into the stable ones)."""
+        return _stored(lambda: super(LIFNetworkConfig, cls).from_dict(d))
+
+    @classmethod
+    def make(cls, **fields):
+        """The default configuration with ``fields`` applied (own, dotted or flat names), checked
+        as the constructor does (presets and ``--set`` come this way)."""
+        return super().from_dict(fields)
 
     def __post_init__(self) -> None:
         check_io_fields(self)

@@ -131,6 +131,8 @@ class LIFLayer(EngineChoice, nn.Module):
         if cfg.adaptive:
             self._timescale("tau_w", _loguniform(self.n, cfg.tau_adapt_min, cfg.tau_adapt_max, g),
                             cfg.tau_adapt_min, cfg.tau_adapt_max)
+            # [adapt_a_min, adapt_a_max] lies in every initial neuron's stable interval (LIFLayerConfig
+            # checks it), so the drawn values are used as they are; params() clamps what training makes
             a0 = cfg.adapt_a_min + (cfg.adapt_a_max - cfg.adapt_a_min) * torch.rand(self.n, generator=g)
             b0 = cfg.adapt_b_min + (cfg.adapt_b_max - cfg.adapt_b_min) * torch.rand(self.n, generator=g)
             for name, val in (("a", a0), ("b", b0)):
@@ -178,11 +180,26 @@ class LIFLayer(EngineChoice, nn.Module):
             return L.dale_weights(self.w, self.syn_sign)
         return self.w
 
+    def adaptation(self, kappa_m: torch.Tensor, gain: torch.Tensor):
+        """``(kappa_w, a, b)`` as the step uses them (adLIF): the stored ``a`` clamped per neuron
+        into the stable interval ``[0, (1 - m)(1 + kappa_m)(1 + kappa_w) / g]`` of this neuron's
+        current timescales and gain, ``b`` at ``>= 0``
+        (:func:`~elm_neuro.neurons.lif.constrain_adaptation`, ``m`` =
+        ``LIFLayerConfig.ADAPT_A_MARGIN``). The parameters themselves stay as the optimiser (or a
+        checkpoint) left them."""
+        kappa_w = decay(self.tau_w, self.cfg.dt)
+        a, b = L.constrain_adaptation(self.a, self.b, kappa_m, kappa_w, gain, self.cfg.ADAPT_A_MARGIN)
+        return kappa_w, a, b
+
     def params(self) -> L.LIFParams:
+        """The per-neuron constants of a forward pass, for both engines: decays, gain and, for
+        adLIF, the constrained adaptation of :meth:`adaptation` (the constraint lives here, so the
+        fused engine and the per-step path use the same values)."""
         c = self.cfg
         kappa_m, gain = L.membrane_constants(self.tau_m, c.dt, c.current_gain)
         if c.adaptive:
-            return L.LIFParams(kappa_m, gain, float(c.threshold), c.theta_reset, decay(self.tau_w, c.dt), self.a, self.b)
+            kappa_w, a, b = self.adaptation(kappa_m, gain)
+            return L.LIFParams(kappa_m, gain, float(c.threshold), c.theta_reset, kappa_w, a, b)
         return L.LIFParams(kappa_m, gain, float(c.threshold), c.theta_reset)
 
     def initial_state(self, batch: int, device=None) -> L.LIFState:
@@ -296,6 +313,8 @@ class LIFLayer(EngineChoice, nn.Module):
         w_eff = self.effective_weights()
         tau_m = self.tau_m
         tau_w = self.tau_w if c.adaptive else None
+        if c.adaptive:  # the stability constraint of a and b, as params() applies it
+            _, a_used, b_used = self.adaptation(*L.membrane_constants(tau_m, c.dt, c.current_gain))
         v, s, w, ref = state
         spikes = []
         for x_t in x.unbind(1):
@@ -310,7 +329,7 @@ class LIFLayer(EngineChoice, nn.Module):
                 drive = current
                 if c.adaptive:
                     kw = torch.exp(-c.dt / tau_w[n].clamp_min(1e-6))
-                    w_n = kw * w[:, n] + self.a[n] * v[:, n] + self.b[n] * s[:, n]
+                    w_n = kw * w[:, n] + a_used[n] * v[:, n] + b_used[n] * s[:, n]
                     new_w.append(w_n)
                     drive = drive - w_n
                 refr = None

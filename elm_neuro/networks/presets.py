@@ -22,9 +22,10 @@ _ELM_ENWIK8 = dict(_ENWIK8, d_m=20, n=742, d_tree=50, d_brch=15, tau_min=0.1, ta
 
 # Spiking networks on the SHD-Adding wiring of the ELM Network: K 300, rho 0.25, dropout 0.2 /
 # 0.2, the ELM readout; LIF / adLIF in Bittar & Garner's form (the LIFLayerConfig defaults: input
-# gain 1 - kappa_m, learnable tau_m 10..50 ms, adLIF tau_w 60..240 ms, a in [-1, 1], b in [0, 2],
-# weight scale 30 / sqrt(300)), dt = 2 ms bins. N is sized by closest_n to the ELM Network's
-# budget at d_m 9 (P = 76551): 227 LIF / 225 adLIF.
+# gain 1 - kappa_m, learnable tau_m 10..50 ms, adLIF tau_w 60..240 ms, initial a in [0, 1] (the
+# stable half of their [-1, 1]; a is clamped per neuron into its stable interval, docs/design.md
+# §10), b in [0, 2], weight scale 30 / sqrt(300)), dt = 2 ms bins. N is sized by closest_n to the
+# ELM Network's budget at d_m 9 (P = 76551): 227 LIF / 225 adLIF.
 _SPIKING_SHD_ADDING = dict(dropout_in=0.2, dropout_rec=0.2)
 # Enwik8 versions (docs/design.md §8 wiring: K = 750, rho 0.8, no dropout; ELM readout d_tree 50 x d_brch 15
 # with memory taus 0.1..100 steps; dt = 1 step), each sized by closest_n to the ELM Network's

@@ -41,8 +41,47 @@ tests check to the last bit):
 
 Adaptation (adLIF, Bittar & Garner 2022, "A surrogate gradient spiking baseline for speech
 command recognition", in the form of their public code): ``w`` follows the membrane with
-coupling ``a`` (sub-threshold adaptation, resonance for ``a < 0``) and jumps by ``b`` after
-each spike (spike-frequency adaptation); ``v_{t-1}`` is the pre-reset membrane, as there.
+coupling ``a`` (sub-threshold adaptation) and jumps by ``b`` after each spike (spike-frequency
+adaptation); ``v_{t-1}`` is the pre-reset membrane, as there.
+
+Stability of the adaptation (:func:`adaptation_bounds`, :func:`constrain_adaptation`). Without
+input, spikes and refractoriness the step is linear, ``[v_t; w_t] = A [v_{t-1}; w_{t-1}]`` with::
+
+    A = [[kappa_m - g a, -g kappa_w],
+         [a,              kappa_w  ]],   trace = kappa_m + kappa_w - g a,   det = kappa_m kappa_w
+
+(``w_t = kappa_w w_{t-1} + a v_{t-1}``, ``v_t = kappa_m v_{t-1} - g w_t``). By the Jury criterion
+both eigenvalues lie inside the unit circle iff ``det < 1`` (always: both decays are < 1) and
+``|trace| < 1 + det``, that is iff::
+
+    L = -(1 - kappa_m)(1 - kappa_w) / g  <  a  <  U = (1 + kappa_m)(1 + kappa_w) / g
+
+Outside, the membrane grows geometrically even without input (``a`` = -0.9, inside Bittar &
+Garner's initial range [-1, 1], with ``tau_m`` = 10 ms, ``tau_w`` = 60 ms, ``dt`` = 2 ms and
+``g = 1 - kappa_m``: a factor 1.37 per step, beyond float32 after about 280 steps, so the first
+loss or gradient is NaN). ``g a`` inside
+``((sqrt(kappa_m) - sqrt(kappa_w))^2, (sqrt(kappa_m) + sqrt(kappa_w))^2)`` gives complex
+eigenvalues: damped sub-threshold resonance, which needs ``a > 0``; ``a < 0`` amplifies the
+membrane. **(package choice)** The coupling used is ``a`` clamped into ``[0, (1 - m) U]`` per
+neuron, ``m`` the margin (``LIFLayerConfig.ADAPT_A_MARGIN`` = 0.05), from that neuron's current
+``kappa_m``, ``kappa_w`` and ``g``:
+
+- the lower end 0 keeps the margin ``|L|`` from the lower bound, and on ``[0, 2 (kappa_m +
+  kappa_w) / g]`` (``= [0, U + L]``) the spectral radius is at most ``max(kappa_m, kappa_w)``: the
+  coupling never slows the decay of the neuron beyond that of its slower variable. (The
+  negative sliver ``(L, 0)`` only adds a near-integrating mode, ``L`` being -0.008 .. -0.03 at the
+  SHD-Adding defaults.) ``a >= 0`` is also the range of Baronig et al. 2024 ("Advancing
+  spatio-temporal processing in spiking neural networks through adaptation", public code: ``a``
+  in [0, 1] times ``q (1 - kappa_w)``, ``q`` = 120, ``b`` in [0, 2], both clamped after each step);
+- the upper end keeps ``1 + trace + det >= m (1 + kappa_m)(1 + kappa_w)``, so the spectral
+  radius is at most ``1 - m (1 + kappa_m)(1 + kappa_w) / 2`` (<= 0.975) on the alternating mode.
+  ``U >= 1 / g >= 1``: the bound matters only for coarse steps (``dt`` near the timescales).
+
+``b`` is clamped at ``b >= 0`` (a spike raises ``w``, as in both papers; it does not enter
+``A``). The clamp acts where the parameters are used, so both engines see it, learnable
+timescales move the bound with them, and a stored value outside (an old checkpoint, or an
+optimiser step past the bound) is used at the bound; there its gradient is zero, as with the
+forward clamp of Bittar & Garner's code.
 
 Learnable timescales use the sigmoid map of the ELM neuron, ``tau = lo + (hi - lo) sigmoid(theta)``
 with ``lo = tau_min / 10`` and ``hi = tau_max * sqrt(10)`` around the initial range
@@ -122,6 +161,43 @@ def initial_state(batch: int, n: int, adaptive: bool, refractory: int, device=No
         return torch.zeros(batch, n, device=device, dtype=dtype)
 
     return LIFState(v=z(), s=z(), w=z() if adaptive else None, ref=z() if refractory > 0 else None)
+
+
+def adaptation_bounds(kappa_m, kappa_w, gain, margin: float):
+    """``(0, a_max)``: the interval the coupling ``a`` is clamped into (module docstring),
+    ``a_max = (1 - margin)(1 + kappa_m)(1 + kappa_w) / g`` (``gain=None`` means ``g = 1``).
+
+    Works on tensors (per neuron) and on floats (configuration checks); ``a_max`` is ``inf`` where
+    ``g = 0`` (a float ``g <= 0``; a tensor divides by zero).
+    """
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin must lie in [0, 1), got {margin!r}")
+    num = (1.0 - margin) * (1.0 + kappa_m) * (1.0 + kappa_w)
+    if gain is None:
+        return 0.0, num
+    if isinstance(gain, torch.Tensor):
+        return 0.0, num / gain
+    return 0.0, (num / gain if gain > 0 else float("inf"))
+
+
+def constrain_adaptation(a: torch.Tensor, b: torch.Tensor, kappa_m: torch.Tensor, kappa_w: torch.Tensor,
+                         gain: Optional[torch.Tensor], margin: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a, b)`` as the step uses them: ``a`` clamped into ``[0, a_max]`` of
+    :func:`adaptation_bounds` per neuron, ``b`` at ``>= 0``. Inside, both are the parameters
+    themselves (gradient 1); at a bound, the bound (``a_max`` carries the gradient of the
+    timescales)."""
+    _, a_max = adaptation_bounds(kappa_m, kappa_w, gain, margin)
+    return torch.minimum(a.clamp_min(0.0), a_max.to(a.dtype)), b.clamp_min(0.0)
+
+
+def linear_spectral_radius(kappa_m: torch.Tensor, kappa_w: torch.Tensor, gain: Optional[torch.Tensor],
+                           a: torch.Tensor) -> torch.Tensor:
+    """``[N]`` spectral radius of the linear adLIF step ``A`` (module docstring), in float64."""
+    km, kw, a = kappa_m.double(), kappa_w.double(), a.double()
+    g = torch.ones_like(km) if gain is None else gain.double()
+    top = torch.stack([km - g * a, -g * kw], -1)
+    bottom = torch.stack([a, kw], -1)
+    return torch.linalg.eigvals(torch.stack([top, bottom], -2)).abs().amax(-1)
 
 
 # --------------------------------------------------------------------------- step pieces

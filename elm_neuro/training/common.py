@@ -30,8 +30,26 @@ from elm_neuro.training.runtime import runtime_section, timescale_section
 from elm_neuro.training.schedule import warmup_cosine
 
 
+#: What to do about a run that diverged after updates (the CLI appends it to the message).
+LR_HINT = "lower --lr or keep a warmup"
+
+
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint was kept."""
+    """The loss or the gradient became NaN or infinite; the last good checkpoint was kept.
+
+    ``updates``: optimiser updates with a non-zero learning rate made before the failure (0: the
+    model is still at its initialisation, so the model or the data is at fault and the
+    learning rate is not; None: unknown). ``hint``: advice for the user, or None; by default
+    :data:`LR_HINT` unless ``updates == 0`` (the CLI appends it in parentheses).
+    """
+
+    def __init__(self, message: str, updates: Optional[int] = None, hint: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.updates = updates
+        self.hint = hint if hint is not None else (None if updates == 0 else LR_HINT)
+
+    def __reduce__(self):  # keep updates and hint across processes (compare / sweep workers)
+        return type(self), (self.args[0] if self.args else "", self.updates, self.hint)
 
 
 def pick_device(name: str) -> torch.device:
@@ -256,24 +274,67 @@ def clip_grad_norm_exact(parameters, max_norm: float) -> torch.Tensor:
     return total
 
 
+def updates_made(s: Session) -> int:
+    """Optimiser updates made so far with a non-zero learning rate (in this session and, after a
+    resume, before it): the scheduler's step count, less the steps its factor was 0 at (the
+    first step of a warmup from 0) for a ``LambdaLR``."""
+    done = int(getattr(s.scheduler, "last_epoch", 0))
+    lambdas = getattr(s.scheduler, "lr_lambdas", None)
+    if not lambdas:
+        return done
+    bases = getattr(s.scheduler, "base_lrs", [1.0] * len(lambdas))
+    return sum(1 for k in range(done) if any(f(k) * base > 0 for f, base in zip(lambdas, bases)))
+
+
+def _family(s: Session) -> str:
+    conf = getattr(s, "conf", None) or {}
+    return str(conf.get("model", {}).get("family", type(s.model).__name__))
+
+
+def _non_finite_grads(model: torch.nn.Module, limit: int = 3) -> str:
+    """``"hidden.a, hidden.b (+2 more)"``: parameters whose gradient has a NaN / inf entry."""
+    bad = [name for name, p in model.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+    return ", ".join(bad[:limit]) + (f" (+{len(bad) - limit} more)" if len(bad) > limit else "")
+
+
+def diverged(s: Session, what: str, where: str) -> TrainingDiverged:
+    """The :class:`TrainingDiverged` for a non-finite ``what`` (``"loss (nan)"``, ``"gradient norm
+    (inf)"``) at ``where``: before any update it names the model family and says that its
+    initialisation or the data is at fault (and which parameters' gradients are non-finite); after
+    updates it counts them and carries :data:`LR_HINT`."""
+    kept = (f"The last good checkpoint is kept at {s.run.checkpoint}"
+            + ("" if s.run.checkpoint.exists() else " (none written yet: a new run leaves nothing behind)"))
+    n = updates_made(s)
+    grads = what.startswith("gradient")
+    bad = _non_finite_grads(s.model) if grads else ""
+    on = f" of {bad}" if bad else ""
+    if n == 0:
+        gives = f"a finite loss but non-finite gradients{on}" if grads else "a non-finite training loss"
+        return TrainingDiverged(f"non-finite {what} at {where} before any update; stopped: the {_family(s)} model "
+                                f"at its initialisation gives {gives} on this batch, so its initial dynamics (or the "
+                                f"data) are at fault, not the learning rate. {kept}", updates=0)
+    after = f"after {n} update{'s' if n != 1 else ''} of the {_family(s)} model"
+    detail = f" (the loss was finite; non-finite gradients{on})" if grads else ""
+    return TrainingDiverged(f"non-finite {what} at {where} {after}{detail}; stopped before the update. {kept}",
+                            updates=n)
+
+
 def optimizer_step(s: Session, loss: torch.Tensor, where: str) -> float:
     """Check the loss, back-propagate, clip the global gradient norm to exactly ``cfg.clip``
     (:func:`clip_grad_norm_exact`), step optimiser and schedule.
 
     A NaN / infinite loss, or finite loss with NaN / infinite gradients, raises
-    :class:`TrainingDiverged` before any update (``where`` says at which epoch / step); the last
-    good checkpoint stays as it is. Returns the gradient norm before clipping.
+    :class:`TrainingDiverged` before any update (``where`` says at which epoch / step; the
+    message says what is unstable, :func:`diverged`); the last good checkpoint stays as it is.
+    Returns the gradient norm before clipping.
     """
-    kept = (f"The last good checkpoint is kept at {s.run.checkpoint}"
-            + ("" if s.run.checkpoint.exists() else " (none written yet: a new run leaves nothing behind)"))
     if not torch.isfinite(loss):
-        raise TrainingDiverged(f"non-finite loss ({loss.item()}) at {where}; stopped. {kept}")
+        raise diverged(s, f"loss ({loss.item()})", where)
     s.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     gnorm = float(clip_grad_norm_exact(s.model.parameters(), s.cfg.clip))
     if not math.isfinite(gnorm):
-        raise TrainingDiverged(f"non-finite gradient norm ({gnorm}) at {where} (the loss was finite); stopped "
-                               f"before the update. {kept}")
+        raise diverged(s, f"gradient norm ({gnorm})", where)
     s.optimizer.step()
     s.scheduler.step()
     return gnorm
