@@ -57,7 +57,7 @@ def test_inspect_command(shd_dir, tmp_path, capsys):
     bad.write_bytes(b"garbage")
     assert main(["data", "inspect", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "bad.h5" in err and "not a readable HDF5 file" in err
+    assert "bad.h5" in err and "not an HDF5 file" in err
 
 
 def test_shd_adding_command(shd_dir, tmp_path, capsys):

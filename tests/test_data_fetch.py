@@ -10,6 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from elm_neuro.atomic import RefusedPath
 from elm_neuro.cli.main import main
 from elm_neuro.data.fetch import SHD_MD5, ChecksumError, DownloadError, fetch_shd
 from elm_neuro.data.shd import read_shd
@@ -62,6 +63,12 @@ def test_fetch_verifies_and_unzips(server, tmp_path):
     (out / "shd_test.h5").write_bytes(b"sentinel")
     fetch_shd(out, base_url=url, md5=md5, splits=("test",), progress=False)
     assert (out / "shd_test.h5").read_bytes() == b"sentinel"
+    # force replaces only an HDF5 file of that name: a file of another kind is refused, untouched
+    with pytest.raises(RefusedPath, match=r"shd_test\.h5 is not an HDF5 file; --force replaces only"):
+        fetch_shd(out, base_url=url, md5=md5, splits=("test",), force=True, progress=False)
+    assert (out / "shd_test.h5").read_bytes() == b"sentinel"
+    damaged = (src / "shd_test.h5").read_bytes()[:100]  # a truncated copy: HDF5, replaced
+    (out / "shd_test.h5").write_bytes(damaged)
     fetch_shd(out, base_url=url, md5=md5, splits=("test",), force=True, keep_zip=True,
               progress=False)
     assert (out / "shd_test.h5").read_bytes() == (src / "shd_test.h5").read_bytes()
@@ -77,7 +84,7 @@ def test_fetch_refuses_md5_mismatch(server, tmp_path):
     with pytest.raises(ChecksumError, match=rf"shd_train\.h5\.zip: md5 {md5['train']} does "
                                             rf"not match the expected {SHD_MD5['train']}"):
         fetch_shd(out, base_url=url, progress=False)
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the folder it made is removed again
 
 
 def test_fetch_http_error_and_bad_zip(server, tmp_path):
@@ -88,7 +95,7 @@ def test_fetch_http_error_and_bad_zip(server, tmp_path):
     bad_md5 = hashlib.md5(b"not a zip").hexdigest()
     with pytest.raises(DownloadError, match=r"shd_bad\.h5\.zip: not a valid zip"):
         fetch_shd(out, base_url=url, splits=("bad",), md5={"bad": bad_md5}, progress=False)
-    assert list(out.iterdir()) == []
+    assert not out.exists()
     with pytest.raises(ValueError, match="unknown SHD split 'valid'"):
         fetch_shd(out, base_url=url, splits=("valid",))
 

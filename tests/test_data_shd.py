@@ -125,7 +125,10 @@ def test_labels_out_of_range_and_label_range_parameter(tmp_path):
 def test_not_hdf5(tmp_path):
     p = tmp_path / "text.h5"
     p.write_text("this is not an HDF5 file\n")
-    with pytest.raises(SHDFormatError, match=r"text\.h5: not a readable HDF5 file"):
+    with pytest.raises(SHDFormatError, match=r"text\.h5: not an HDF5 file \(it does not start with the HDF5 "):
+        read_shd(p)
+    p.write_bytes(b"")
+    with pytest.raises(SHDFormatError, match=r"text\.h5 is empty \(0 bytes\)"):
         read_shd(p)
 
 
@@ -138,7 +141,7 @@ def test_truncated_hdf5(tmp_path):
     for frac in (0.5, 0.9):
         q = tmp_path / f"trunc{frac}.h5"
         q.write_bytes(data[: int(len(data) * frac)])
-        with pytest.raises(SHDFormatError, match=rf"trunc{frac}\.h5: not a readable HDF5"):
+        with pytest.raises(SHDFormatError, match=rf"trunc{frac}\.h5: a truncated or corrupt HDF5 file"):
             read_shd(q)
 
 

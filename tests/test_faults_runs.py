@@ -195,8 +195,15 @@ def test_export_refuses_an_existing_folder_and_force_replaces_it_whole(done_run,
     assert main(["export", str(done_run), "--out", str(out)]) == EXIT_BAD_INPUT
     assert "--force" in _error(capsys.readouterr().err, "export")
     assert os.listdir(out) == ["other-model.bin"]
-    assert main(["export", str(done_run), "--out", str(out), "--force"]) == 0
-    assert "other-model.bin" not in os.listdir(out) and (out / "model.safetensors").is_file()
+    # --force replaces only an earlier export: a folder with another file is refused, untouched
+    assert main(["export", str(done_run), "--out", str(out), "--force"]) == EXIT_BAD_INPUT
+    assert "did not write (other-model.bin)" in _error(capsys.readouterr().err, "export")
+    assert os.listdir(out) == ["other-model.bin"]
+    (out / "other-model.bin").unlink()
+    assert main(["export", str(done_run), "--out", str(out)]) == 0  # an empty folder is filled
+    before = (out / "MODEL_CARD.md").read_text()
+    assert main(["export", str(done_run), "--out", str(out), "--force", "--name", "again"]) == 0
+    assert (out / "MODEL_CARD.md").read_text() != before and (out / "model.safetensors").is_file()
     assert sorted(os.listdir(tmp_path)) == ["m"]  # no temporary or old folder left beside it
 
 

@@ -15,6 +15,12 @@ Sub-commands:
   the on-the-fly task.
 * ``data inspect FILE [--raster OUT.png --samples 0,1,2]``: summary of any SHD-format file and
   an optional raster plot (:mod:`elm_neuro.data.inspect`).
+
+What these commands may replace (:mod:`elm_neuro.atomic`): ``synth --force`` replaces only files
+that ``data synth`` wrote (their synthetic marker), never the real SHD or another file of those
+names; ``fetch --force`` only HDF5 files of the SHD names (:mod:`elm_neuro.data.fetch`);
+``shd-adding --out`` an existing file only when ``data shd-adding`` wrote it (its ``task``
+attribute), so that it never overwrites its own source or another data file.
 """
 from __future__ import annotations
 
@@ -35,9 +41,58 @@ _RASTER_SAMPLES = "0,1,2"
 _TEST_PAIRS = D.RECIPES["paper-shd-adding"]["test_batches"] * D.RECIPES["paper-shd-adding"]["batch_size"]
 
 
+def _refuse(what: str, reason: str, rule: str) -> None:
+    from elm_neuro.atomic import RefusedPath
+
+    raise RefusedPath(f"{what} {reason}; {rule}: choose another path (nothing was changed)")
+
+
+def _file_marks(path: Path) -> dict | None:
+    """Root attributes of an existing HDF5 file, None when it cannot be read as one."""
+    from elm_neuro.data.shd import file_attrs
+
+    try:
+        return file_attrs(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _check_synth_force(out: Path) -> None:
+    """``synth --force`` replaces only files that ``data synth`` wrote (module docstring)."""
+    from elm_neuro.data.synth import SYNTHETIC_ATTR
+
+    rule = "--force replaces only synthetic files that `elm-neuro data synth` wrote"
+    for name in ("shd_train.h5", "shd_test.h5"):
+        path = out / name
+        if not (path.exists() or path.is_symlink()):
+            continue
+        what = f"--out {out}: {name}"
+        if path.is_symlink() or not path.is_file():
+            _refuse(what, "is not a regular file", rule)
+        marks = _file_marks(path)
+        if marks is None:
+            _refuse(what, "cannot be read as an HDF5 file, so elm-neuro cannot tell that it wrote it", rule)
+        if SYNTHETIC_ATTR not in marks:
+            _refuse(what, "has no synthetic marker (the real SHD, or data from elsewhere)", rule)
+
+
+def _check_adding_out(out: Path) -> None:
+    """``shd-adding --out`` replaces only a file that ``data shd-adding`` wrote (module docstring)."""
+    rule = "an existing --out is replaced only when `elm-neuro data shd-adding` wrote it"
+    if not (out.exists() or out.is_symlink()):
+        return
+    if out.is_symlink() or not out.is_file():
+        _refuse(f"--out {out}", "is not a regular file", rule)
+    marks = _file_marks(out)
+    if marks is None or marks.get("task") != "SHD-Adding":
+        _refuse(f"--out {out}", "was not written by `elm-neuro data shd-adding` (no SHD-Adding marker)", rule)
+
+
 def _synth(args: argparse.Namespace) -> int:
     from elm_neuro.data.synth import write_synthetic_shd
 
+    if args.force:
+        _check_synth_force(Path(args.out))
     train, test = write_synthetic_shd(args.out, args.train, args.test, args.seed, force=args.force)
     print(f"wrote {train} ({args.train} samples) and {test} ({args.test} samples), "
           f"seed {args.seed}")
@@ -63,8 +118,9 @@ def _fetch(args: argparse.Namespace) -> int:
 
 def _shd_adding(args: argparse.Namespace) -> int:
     from elm_neuro.data.shd import read_shd
-    from elm_neuro.data.shd_adding import draw_pairs, validation_split, write_shd_adding
+    from elm_neuro.data.shd_adding import draw_pairs, empty_pool_message, validation_split, write_shd_adding
 
+    _check_adding_out(Path(args.out))
     shd = Path(args.shd)
     if args.split == "test":
         events = read_shd(shd / "shd_test.h5")
@@ -75,6 +131,8 @@ def _shd_adding(args: argparse.Namespace) -> int:
         pool = train_idx if args.split == "train" else valid_idx
     if args.pairs < 1:
         raise ValueError(f"--pairs must be >= 1, got {args.pairs}")
+    if len(pool) == 0:
+        raise ValueError(empty_pool_message(f"--split {args.split}", events, args.split))
     pairs = draw_pairs(np.random.default_rng(args.seed), pool, args.pairs)
     dtype = {"float16": np.float16, "float32": np.float32, "float64": np.float64}[
         args.time_dtype]
@@ -117,7 +175,8 @@ def register(subparsers) -> None:
     s.add_argument("--train", type=int, default=D.SYNTH_N_TRAIN, help="training samples (SHD: 8156)")
     s.add_argument("--test", type=int, default=D.SYNTH_N_TEST, help="test samples (SHD: 2264)")
     s.add_argument("--seed", type=int, default=D.SEED)
-    s.add_argument("--force", action="store_true", help="replace shd_train.h5 / shd_test.h5 already in --out")
+    s.add_argument("--force", action="store_true",
+                   help="replace shd_train.h5 / shd_test.h5 that data synth wrote earlier in --out (nothing else)")
     s.set_defaults(func=_synth)
 
     f = sub.add_parser("fetch", help="download the official SHD files (md5-checked)")
@@ -130,7 +189,8 @@ def register(subparsers) -> None:
                    help="split to fetch (repeatable; default both)")
     f.add_argument("--md5-train", default=None, help="override the expected md5 of the train zip")
     f.add_argument("--md5-test", default=None, help="override the expected md5 of the test zip")
-    f.add_argument("--force", action="store_true", help="download even if the .h5 exists")
+    f.add_argument("--force", action="store_true",
+                   help="download even if the .h5 exists, and replace it (only an HDF5 file of that name)")
     f.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip files")
     f.add_argument("--timeout", type=float, default=D.FETCH_TIMEOUT_S, help="network timeout in seconds")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -147,7 +207,7 @@ def register(subparsers) -> None:
                    default="float32",
                    help="stored spike-time dtype (float16 would move shifted spikes across "
                         "2 ms bin edges)")
-    a.add_argument("--out", required=True, help="output .h5 file")
+    a.add_argument("--out", required=True, help="output .h5 file (an existing one only if data shd-adding wrote it)")
     a.set_defaults(func=_shd_adding)
 
     i = sub.add_parser("inspect", help="summary (and raster plot) of an SHD-format file")

@@ -1,6 +1,7 @@
 """``elm-neuro export RUN_DIR --out models/NAME [--force]``: keep a finished run with a model
 card and its best weights as ``model.safetensors`` (:mod:`elm_neuro.experiments.export`); an
-existing ``--out`` is refused unless ``--force``, which replaces it whole."""
+existing ``--out`` is refused unless ``--force``, which replaces an earlier export whole (and only
+an earlier export: a folder with other files, a plain file or the current directory is refused)."""
 from __future__ import annotations
 
 import argparse
@@ -19,5 +20,5 @@ def register(sub) -> None:
     p.add_argument("run", metavar="RUN_DIR")
     p.add_argument("--out", required=True, help="destination folder, e.g. models/demo-elm")
     p.add_argument("--name", default=None, help="title of the model card (default: folder name)")
-    p.add_argument("--force", action="store_true", help="replace an existing --out folder (atomically)")
+    p.add_argument("--force", action="store_true", help="replace an earlier export at --out (atomically); anything else there is refused")
     p.set_defaults(func=_run)

@@ -8,21 +8,35 @@ Failures end in one line on standard error, ``elm-neuro COMMAND: error: ...``, n
 or setting at fault, and a distinct exit code: 2 for bad input (a wrong value or path, a file
 that is not what it should be, a folder that cannot be written, a run or sweep folder that another
 process holds), 130 when interrupted (Ctrl-C; what was written is kept, a run resumes from its last
-checkpoint), 1 for other failures (a run that diverged, a Ray cluster that does not answer, an
-unexpected error). ``--debug`` (before the command) shows the traceback. The message is always
-one line (an exception's text spread over lines is joined).
+checkpoint), 143 when terminated (``SIGTERM``, handled exactly as Ctrl-C:
+:func:`elm_neuro.training.runtime.terminate_like_interrupt`), 1 for other failures (a run that
+diverged, a Ray cluster that does not answer, an unexpected error). ``--debug`` (before the
+command) shows the traceback. The message is always one line (an exception's text spread over
+lines is joined).
+
+A refused permission is reported as a reading or a writing problem: the package's readers raise
+:class:`elm_neuro.data.shd.UnreadableFile` with their own message; for any other
+``PermissionError`` the file system is asked whether the path exists and cannot be read, sits in a
+folder that cannot be entered, or is to be written (:func:`_permission_message`).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from pathlib import Path
 
+from elm_neuro.data.shd import UnreadableFile
 from elm_neuro.training.common import TrainingDiverged
+from elm_neuro.training.runtime import Terminated, terminate_like_interrupt
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM ended
+_KEPT = ("complete files written so far are kept (a training run continues from its last checkpoint with "
+         "--resume RUN_DIR; a new run that had none is removed)")
 
 # Command-group modules, in the order they appear in ``elm-neuro --help``.
 COMMAND_MODULES = (
@@ -52,14 +66,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _permission_message(exc: PermissionError) -> str:
+    """Whether a refused permission was about reading or writing ``exc.filename`` (module docstring)."""
+    if isinstance(exc, UnreadableFile):
+        return str(exc)
+    name = exc.filename
+    if not name:
+        return f"permission denied ({exc.strerror or exc})"
+    path = Path(os.fsdecode(name))
+    if path.exists() and not os.access(path, os.R_OK):
+        return f"permission denied reading {path}; make it readable (chmod u+r) or use a copy you can read"
+    for folder in reversed(Path(os.path.abspath(path)).parents):  # from the root down, while they exist
+        if not os.path.lexists(folder):
+            break
+        if not os.access(folder, os.X_OK):
+            return (f"permission denied: the folder {folder} cannot be entered, so {path} can be neither read nor "
+                    f"written; make it accessible (chmod u+rx) or choose another path")
+    return f"permission denied writing {path}; choose a folder you can write to"
+
+
 def _describe(exc: BaseException) -> tuple[int, str]:
     """Exit code and one-line message for a failure."""
+    if isinstance(exc, Terminated):
+        return EXIT_TERMINATED, f"terminated ({exc.signal_name}); {_KEPT}"
     if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, ("interrupted; complete files written so far are kept (a training run continues "
-                                  "from its last checkpoint with --resume RUN_DIR; a new run that had none is "
-                                  "removed)")
+        return EXIT_INTERRUPTED, f"interrupted; {_KEPT}"
     if isinstance(exc, PermissionError):
-        return EXIT_BAD_INPUT, f"permission denied: {exc.filename or exc}; choose a folder you can write to"
+        return EXIT_BAD_INPUT, _permission_message(exc)
     if isinstance(exc, IsADirectoryError):
         return EXIT_BAD_INPUT, f"{exc.filename or exc} is a folder; give a file path"
     if isinstance(exc, NotADirectoryError):
@@ -71,7 +104,7 @@ def _describe(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, OSError):
         return EXIT_FAILURE, f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
     if isinstance(exc, TrainingDiverged):
-        return EXIT_FAILURE, f"{exc} (lower --lr or keep a warmup)"
+        return EXIT_FAILURE, f"{exc} ({exc.hint})" if exc.hint else str(exc)
     return EXIT_FAILURE, f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 
@@ -79,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with terminate_like_interrupt():
+            return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:
         if args.debug:
             raise

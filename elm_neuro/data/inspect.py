@@ -10,13 +10,15 @@ Public API
     The human-readable text printed by ``elm-neuro data inspect FILE``.
 ``read_any_shd(path) -> SHDEvents``
     ``read_shd`` with the label range taken from the file's ``extra/keys`` when present (20
-    for SHD, 19 for SHD-Adding files), else 20.
+    for SHD, 19 for SHD-Adding files), else 20. A file this user may not read, one that is not
+    HDF5 and a damaged one each fail with their own message (:mod:`elm_neuro.data.shd`).
 ``plot_raster(events, samples, out_path)``
     Raster plot (time vs unit, one panel per sample) written atomically as an image with the
     matplotlib Agg backend.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -24,7 +26,7 @@ import h5py
 import numpy as np
 
 from ._h5io import atomic_output
-from .shd import N_CLASSES, SHDEvents, SHDFormatError, read_shd
+from .shd import N_CLASSES, SHDEvents, file_attrs, read_shd
 
 __all__ = ["summarize", "format_summary", "read_any_shd", "plot_raster"]
 
@@ -33,13 +35,11 @@ def read_any_shd(path: str | os.PathLike) -> SHDEvents:
     """Read an SHD-format file, label range = number of ``extra/keys`` (default 20)."""
     n_classes = N_CLASSES
     p = Path(path)
-    if p.is_file():
-        try:
-            with h5py.File(p, "r") as f:
-                if "extra/keys" in f and len(f["extra/keys"].shape) == 1:
-                    n_classes = max(1, int(f["extra/keys"].shape[0]))
-        except OSError as exc:
-            raise SHDFormatError(f"{p}: not a readable HDF5 file ({exc})") from exc
+    file_attrs(p)  # exists, readable, HDF5: each with its own message
+    with contextlib.suppress(OSError, KeyError, RuntimeError):  # damage: read_shd names it
+        with h5py.File(p, "r") as f:
+            if "extra/keys" in f and len(f["extra/keys"].shape) == 1:
+                n_classes = max(1, int(f["extra/keys"].shape[0]))
     return read_shd(p, n_classes=n_classes)
 
 

@@ -24,14 +24,23 @@ equal length n, ``labels`` [n]; ``extra/speaker`` [n] optional. Spikes inside a 
 be sorted; empty samples are legal.
 
 Validation (each failure raises :class:`SHDFormatError`, a ``ValueError``, naming the file and,
-where it applies, the first bad sample): not an HDF5 file or a truncated / unreadable one,
-missing datasets, non-ragged spike datasets, lengths that disagree (between datasets or between
-the times and units of one sample), units outside ``0..n_units-1``, times that are NaN,
-infinite or negative, labels outside ``0..n_classes-1`` (SHD-Adding files need
-``n_classes=19``).
+where it applies, the first bad sample): not an HDF5 file (an empty file, or one without the HDF5
+signature), a truncated or corrupt HDF5 file, missing datasets, non-ragged spike datasets,
+lengths that disagree (between datasets or between the times and units of one sample), units
+outside ``0..n_units-1``, times that are NaN, infinite or negative, labels outside
+``0..n_classes-1`` (SHD-Adding files need ``n_classes=19``).
+
+Reading and damage are told apart: a file this user may not read (its permissions, or a folder
+above it that cannot be entered) raises :class:`UnreadableFile` (a ``PermissionError`` whose
+message says that reading was refused and what to do), never "corrupt"; a missing file raises
+``FileNotFoundError``. :func:`check_shd_file` makes these first checks alone,
+:func:`shd_sample_count` adds the layout and returns the number of samples without reading the
+spikes (the checks a run makes before it writes anything), :func:`file_attrs` returns the root
+attributes (provenance markers such as the synthetic one).
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +48,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-__all__ = ["SHDEvents", "SHDFormatError", "read_shd", "N_UNITS", "N_CLASSES", "CLASS_NAMES"]
+__all__ = ["SHDEvents", "SHDFormatError", "UnreadableFile", "read_shd", "check_shd_file", "shd_sample_count",
+           "file_attrs", "N_UNITS", "N_CLASSES", "CLASS_NAMES"]
 
 #: Number of input channels (cochlea model outputs) in SHD.
 N_UNITS = 700
@@ -52,8 +62,114 @@ CLASS_NAMES = (
 )
 
 
+#: The first bytes of an HDF5 file (without a user block, as every SHD file is written).
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: The datasets every SHD-format file holds.
+LAYOUT = ("spikes/times", "spikes/units", "labels")
+
+
 class SHDFormatError(ValueError):
-    """An SHD-format file is missing, unreadable or holds values outside the expected ranges."""
+    """An SHD-format file is not HDF5, truncated or corrupt, or holds values outside the expected
+    ranges."""
+
+
+class UnreadableFile(PermissionError):
+    """This user may not read a file (its permissions, or a folder above it that cannot be
+    entered): a reading problem, not a damaged file. ``str()`` is the whole message."""
+
+    def __init__(self, path, message: str):
+        super().__init__(errno.EACCES, message, str(path))
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _closed_folder(path: Path) -> Path | None:
+    """The first folder above ``path`` that this user cannot enter (None: all can be entered, as
+    far as the permission bits tell)."""
+    for folder in reversed(Path(os.path.abspath(path)).parents):  # from the root down, while they exist
+        if not os.path.lexists(folder):
+            return None
+        if not os.access(folder, os.X_OK):
+            return folder
+    return None
+
+
+def unreadable(path) -> UnreadableFile:
+    """The error for a file whose reading the permissions refused (module docstring)."""
+    path = Path(path)
+    closed = _closed_folder(path)
+    where = (f"the folder {closed} cannot be entered" if closed is not None
+             else "the file's permissions do not allow this user to read it")
+    return UnreadableFile(path, f"permission denied reading {path} ({where}); make it readable (chmod u+r on the "
+                                f"file, u+rx on its folders) or use a copy you can read")
+
+
+def check_shd_file(path: str | os.PathLike) -> Path:
+    """The first checks of reading an SHD-format file, each with its own error: it exists
+    (``FileNotFoundError``), this user may read it (:class:`UnreadableFile`), it is a file and not
+    empty (:class:`SHDFormatError`). Returns the path; whether it is HDF5 is told by the reader."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(len(HDF5_SIGNATURE))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: no such SHD file") from None
+    except IsADirectoryError:
+        raise SHDFormatError(f"{p} is a folder; expected an SHD-format .h5 file") from None
+    except PermissionError:
+        raise unreadable(p) from None
+    if not head:
+        raise SHDFormatError(f"{p} is empty (0 bytes); expected an SHD-format HDF5 file: write it again "
+                             f"(`elm-neuro data fetch` / `data synth`)")
+    return p
+
+
+def _damaged(p: Path, exc: Exception) -> SHDFormatError:
+    """The error for a file that h5py cannot open: not HDF5 at all, or HDF5 that is damaged."""
+    try:
+        with open(p, "rb") as fh:
+            is_hdf5 = fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        is_hdf5 = False
+    if is_hdf5:
+        return SHDFormatError(f"{p}: a truncated or corrupt HDF5 file ({exc}); fetch or write it again")
+    return SHDFormatError(f"{p}: not an HDF5 file (it does not start with the HDF5 signature); expected an "
+                          f"SHD-format .h5 file")
+
+
+def shd_sample_count(path: str | os.PathLike) -> int:
+    """Number of samples of an SHD-format file, after :func:`check_shd_file`, the layout
+    (``spikes/times``, ``spikes/units``, ``labels``) and their lengths; the spikes are not read."""
+    p = check_shd_file(path)
+    try:
+        with h5py.File(p, "r") as f:
+            missing = [k for k in LAYOUT if k not in f]
+            if missing:
+                raise SHDFormatError(f"{p}: missing dataset(s) {', '.join(missing)}; expected the SHD layout "
+                                     f"spikes/times, spikes/units, labels[, extra/speaker]")
+            lengths = {k: (f[k].shape[0] if isinstance(f[k], h5py.Dataset) and f[k].ndim >= 1 else None)
+                       for k in LAYOUT}
+    except SHDFormatError:
+        raise
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise _damaged(p, exc) from exc
+    if len(set(lengths.values())) != 1 or None in lengths.values():
+        shown = ", ".join(f"{k} {v if v is not None else 'not a 1-D dataset'}" for k, v in lengths.items())
+        raise SHDFormatError(f"{p}: lengths disagree ({shown}); expected one entry per sample in each")
+    return int(lengths["labels"])
+
+
+def file_attrs(path: str | os.PathLike) -> dict:
+    """Root attributes of an HDF5 file (after :func:`check_shd_file`); ``SHDFormatError`` when it
+    cannot be opened as HDF5."""
+    p = check_shd_file(path)
+    try:
+        with h5py.File(p, "r") as f:
+            return dict(f.attrs)
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise _damaged(p, exc) from exc
 
 
 @dataclass(frozen=True, eq=False)
@@ -146,12 +262,10 @@ def _ragged(f: h5py.File, name: str, path: str) -> np.ndarray:
 def read_shd(path: str | os.PathLike, n_classes: int = N_CLASSES,
              n_units: int = N_UNITS) -> SHDEvents:
     """Read and validate one SHD-format file; see the module docstring for layout and checks."""
-    path = Path(path)
-    p = str(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{p}: no such SHD file")
     if n_classes < 1:
         raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+    path = check_shd_file(path)
+    p = str(path)
     try:
         with h5py.File(path, "r") as f:
             missing = [k for k in ("spikes/times", "spikes/units", "labels") if k not in f]
@@ -180,7 +294,7 @@ def read_shd(path: str | os.PathLike, n_classes: int = N_CLASSES,
     except SHDFormatError:
         raise
     except (OSError, KeyError, RuntimeError) as exc:
-        raise SHDFormatError(f"{p}: not a readable HDF5 file or truncated/corrupt ({exc})") from exc
+        raise _damaged(path, exc) from exc
 
     n = len(t_obj)
     if labels.ndim != 1:

@@ -31,6 +31,11 @@ digit_window=1.0, channel_factor=1, n_units=700, binary=True, name="", device=No
     (seed, e) only, so training is reproducible and resumable at any (epoch, batch).
     Fixed splits (validation, test) draw their pairs once from ``default_rng(seed)`` (seed 0)
     and return the same pairs for every epoch.
+``check_split_files(data_dir) -> {"train": n, "test": n}``
+    The checks a run makes before it writes anything (for SHD-Adding and plain SHD): both files
+    of the folder readable SHD-format files (:func:`elm_neuro.data.shd.shd_sample_count`), the
+    training file giving a non-empty train and validation split, the test file holding samples;
+    each failure names the file and what was expected.
 ``make_splits(train_events, test_events, ...) -> {"train", "valid", "test"}``
     The three splits of docs/design.md §6: train (6579-sample pool, fresh 2000 batches of 8 per epoch),
     valid (1577-sample pool, fixed 500 batches of 8 = 4000 pairs), test (whole test file,
@@ -90,12 +95,13 @@ from elm_neuro.defaults import BATCH_SIZE, BIN_MS, CHANNEL_FACTOR, DIGIT_WINDOW_
 
 from ._h5io import write_shd_h5
 from .binning import CountOverflowError, bin_events, n_bins
-from .shd import N_UNITS, SHDEvents, read_shd
+from .shd import N_UNITS, SHDEvents, SHDFormatError, read_shd, shd_sample_count
 
 __all__ = [
     "SHDAdding", "SHDAddingBatches", "make_loader", "make_splits", "load_shd_adding",
     "validation_split", "draw_pairs", "pair_labels", "training_rng", "write_shd_adding",
     "split_pool", "DigitCache", "N_SUM_CLASSES", "VALID_SEED", "VALID_FRACTION", "EVAL_SEED",
+    "check_split_files", "empty_pool_message",
 ]
 
 #: Number of SHD-Adding classes (digit sums 0..18).
@@ -236,7 +242,7 @@ class SHDAdding:
                  binary: bool = True, name: str = "", device=None):
         pool = np.asarray(pool, dtype=np.int64)
         if pool.ndim != 1 or len(pool) == 0:
-            raise ValueError(f"SHD-Adding split {name!r}: empty pool of samples")
+            raise ValueError(empty_pool_message(f"SHD-Adding split {name!r}", events, name))
         if pool.min() < 0 or pool.max() >= len(events):
             raise ValueError(f"SHD-Adding split {name!r}: pool indices outside "
                              f"0..{len(events) - 1} of {events.path or 'the events'}")
@@ -356,6 +362,39 @@ def split_pool(split: str, n_train_file: int, n_test_file: int) -> np.ndarray:
     if split == "valid":
         return valid_idx
     raise ValueError(f"split must be 'train', 'valid' or 'test', got {split!r}")
+
+
+def empty_pool_message(what: str, events: SHDEvents, split: str = "") -> str:
+    """The message for a split without samples, naming the file it draws from and what it needs."""
+    source = events.path or "the events given"
+    need = {"test": "at least one sample", "valid": "samples for the validation split (about 20 % of its samples, "
+                                                    "drawn per sample)",
+            "train": "samples for the training split (about 80 % of its samples)"}.get(split, "samples")
+    return f"{what}: no samples of {source} fall in it ({len(events)} samples in the file); the file must hold {need}"
+
+
+def check_split_files(data_dir: str | os.PathLike) -> dict[str, int]:
+    """Sample counts of ``shd_train.h5`` and ``shd_test.h5`` in ``data_dir`` after the checks of
+    the module docstring (``FileNotFoundError`` / :class:`~elm_neuro.data.shd.UnreadableFile` /
+    :class:`~elm_neuro.data.shd.SHDFormatError` naming the file and what was expected)."""
+    folder = Path(data_dir)
+    train, test = folder / "shd_train.h5", folder / "shd_test.h5"
+    n_train, n_test = shd_sample_count(train), shd_sample_count(test)
+    remedy = "write or fetch the data again (`elm-neuro data synth --out DIR`, `elm-neuro data fetch --out DIR`)"
+    if n_train == 0:
+        raise SHDFormatError(f"{train} holds no samples; expected the training file's samples, split into "
+                             f"training (about 80 %) and validation (about 20 %) samples: {remedy}")
+    train_idx, valid_idx = validation_split(n_train)
+    for name, idx in (("validation", valid_idx), ("training", train_idx)):
+        if len(idx) == 0:
+            raise SHDFormatError(f"{train} holds {n_train} samples and none of them falls into the {name} split "
+                                 f"(each sample goes to validation with probability {VALID_FRACTION}, seed "
+                                 f"{VALID_SEED}); expected a training file with more samples (a few dozen at "
+                                 f"least): {remedy}")
+    if n_test == 0:
+        raise SHDFormatError(f"{test} holds no samples; expected at least one test sample for the final "
+                             f"evaluation: {remedy}")
+    return {"train": n_train, "test": n_test}
 
 
 def make_splits(train_events: SHDEvents, test_events: SHDEvents, *, batch_size: int = BATCH_SIZE,

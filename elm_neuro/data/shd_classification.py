@@ -35,7 +35,7 @@ import torch
 
 from .binning import n_bins
 from .shd import N_CLASSES, N_UNITS, SHDEvents
-from .shd_adding import DigitCache, training_rng
+from .shd_adding import DigitCache, empty_pool_message, training_rng
 
 __all__ = ["SHDClassification"]
 
@@ -47,6 +47,8 @@ class SHDClassification:
                  batch_size: int, seed: int, bin_size: float, window: float, channel_factor: int,
                  device=None):
         self.events, self.pool, self.fixed = events, np.asarray(pool, np.int64), fixed
+        if self.pool.ndim != 1 or len(self.pool) == 0:
+            raise ValueError(empty_pool_message("SHD split", events))
         self.batch_size, self.seed = batch_size, seed
         self.bin_size, self.window, self.channel_factor = bin_size, window, channel_factor
         self.n_steps = n_bins(window, bin_size)

@@ -10,6 +10,12 @@ anything is written, ``best.pt`` is loaded and put into the model its ``config.j
 so a truncated or foreign file is never exported. An existing, non-empty destination is refused
 unless ``force``; with ``force`` the new folder is assembled beside it and then replaces it
 (:func:`elm_neuro.atomic.replace_folder`), so the destination never mixes two models' files.
+
+``force`` replaces only an earlier export (:func:`export_folder_problem`): a folder holding
+``MODEL_CARD.md`` and ``config.json`` and nothing but the files an export writes (:data:`EXPORT_NAMES`).
+Anything else (a folder with other files, a plain file, a link, the current directory or a folder
+above it, a git repository) is refused with a message naming what is in the way, and left as it
+is: a user's files are never deleted to make room for a model.
 """
 from __future__ import annotations
 
@@ -18,11 +24,15 @@ import json
 import shutil
 from pathlib import Path
 
-from elm_neuro.atomic import replace_folder, save_bytes, save_text
+from elm_neuro.atomic import (RefusedPath, foreign_entries, list_names, protected_reason, replace_folder,
+                              save_bytes, save_text)
 from elm_neuro.training.run import SAFETENSORS_NAME, RunDir, build_from_config, load_checkpoint, load_weights
 from elm_neuro.training.trainer import is_complete
 
 FILES = ("config.json", "summary.json", "metrics.jsonl", "vocab.json")
+CARD = "MODEL_CARD.md"
+#: Every file an export writes: an earlier export holds these and nothing else.
+EXPORT_NAMES = (*FILES, CARD, SAFETENSORS_NAME, "best.pt")
 
 
 def verified_best(run: RunDir) -> dict:
@@ -81,9 +91,35 @@ def model_card(conf: dict, summary: dict, name: str) -> str:
     return "\n".join(lines)
 
 
+def export_folder_problem(out) -> str | None:
+    """Why ``out`` is not an earlier export that ``--force`` may replace (None when it is one;
+    module docstring)."""
+    out = Path(out)
+    reason = protected_reason(out)
+    if reason is not None:
+        return f"is {reason}"
+    if out.is_symlink():
+        return "is a symbolic link, not an earlier export"
+    if not out.is_dir():
+        return "is a file, not an earlier export (a folder)"
+    foreign = foreign_entries(out, EXPORT_NAMES)
+    if foreign:
+        return f"holds files that elm-neuro export did not write ({list_names(foreign)})"
+    if not ((out / CARD).is_file() and (out / "config.json").is_file()):
+        return f"is not an earlier export (it has no {CARD} and config.json)"
+    return None
+
+
+def _check_replaceable(out: Path) -> None:
+    problem = export_folder_problem(out)
+    if problem is not None:
+        raise RefusedPath(f"--out {out} {problem}; --force replaces only an earlier export, and nothing of it "
+                          f"was changed: choose another folder (or move those files away yourself)")
+
+
 def export_run(run_dir, out_dir, name: str | None = None, force: bool = False) -> Path:
     """Copy a finished run's files into ``out_dir`` with its weights (module docstring) and write
-    ``MODEL_CARD.md``; an existing destination only with ``force``."""
+    ``MODEL_CARD.md``; an existing destination only with ``force``, and only an earlier export."""
     run = RunDir(run_dir)
     summary = run.read_summary()
     if not is_complete(summary):
@@ -92,11 +128,18 @@ def export_run(run_dir, out_dir, name: str | None = None, force: bool = False) -
     out = Path(out_dir)
     if out.resolve() == run.path.resolve():
         raise ValueError(f"--out {out} is the run directory itself; choose another folder")
-    if (out.is_dir() and any(out.iterdir()) or out.exists() and not out.is_dir()) and not force:
-        raise ValueError(f"--out {out} already exists; use --force to replace it, or choose another folder")
+    occupied = out.is_symlink() or out.exists() and not (out.is_dir() and not any(out.iterdir()))
+    if occupied and not force:
+        raise ValueError(f"--out {out} already exists; use --force to replace an earlier export, or choose "
+                         f"another folder")
+    reason = protected_reason(out)
+    if reason is not None:
+        raise RefusedPath(f"--out {out} is {reason}; export writes a folder of its own: choose another folder")
+    if occupied:
+        _check_replaceable(out)
     blob = verified_best(run)
     weights = _safetensors_bytes(blob)
-    with replace_folder(out, replace=force) as tmp:
+    with replace_folder(out, replace=force, check=_check_replaceable) as tmp:
         for fname in FILES:
             src = run.path / fname
             if src.is_file():
@@ -107,5 +150,5 @@ def export_run(run_dir, out_dir, name: str | None = None, force: bool = False) -
             shutil.copyfile(run.best, tmp / "best.pt")
         else:
             shutil.copyfile(run.path / SAFETENSORS_NAME, tmp / SAFETENSORS_NAME)
-        save_text(model_card(run.read_config(), summary, name or out.name), tmp / "MODEL_CARD.md")
+        save_text(model_card(run.read_config(), summary, name or out.name), tmp / CARD)
     return out

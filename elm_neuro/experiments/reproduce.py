@@ -20,6 +20,14 @@ results table, so the committed ``analysis/results/*/README.md`` can be checked 
 
 Before it trains, :func:`estimate_plan` times ``PLAN_TIMING_STEPS`` training steps of every
 distinct model of the plan on the device and prints the expected total (GPU- or CPU-) hours.
+
+Before it writes anything, :func:`run_plan` checks what it can without writing: ``--out`` is a new
+or empty folder, or a folder of this plan and version (``plan.json``; a folder holding only what a
+plan writes, from a start that stopped early, is one too), never a file or a folder with other
+files; a plan on the real data gets the real SHD (a synthetic or missing ``--data`` is refused).
+``plan.json`` is written once the data is there and every model of the plan resolves; when the
+command fails before that, a folder it created is removed again, so a refused or failed start
+leaves nothing behind.
 """
 from __future__ import annotations
 
@@ -36,7 +44,8 @@ import torch
 
 from elm_neuro import defaults as D
 from elm_neuro.analysis import sweep_table as st
-from elm_neuro.atomic import folder_lock, save_json, save_text
+from elm_neuro.atomic import (RefusedPath, folder_lock, foreign_entries, list_names, remove_created_folder, save_json,
+                              save_text)
 from elm_neuro.data.binning import n_bins
 from elm_neuro.data.provenance import shd_provenance
 from elm_neuro.data.synth import write_synthetic_shd
@@ -48,7 +57,8 @@ from elm_neuro.experiments.sweep_results import write_csv
 from elm_neuro.networks.registry import build_model
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import run_model_config
-from elm_neuro.training.run import RunDir
+from elm_neuro.training.run import RunDir, read_json_file
+from elm_neuro.training.trainer import is_complete
 
 PLAN_FILE = "plan.json"
 STAGE_KINDS = ("sweep", "compare")
@@ -173,11 +183,19 @@ def estimate_plan(plan: dict, data_dir, device: str = "cpu", steps: int = D.PLAN
 
 
 # --------------------------------------------------------------------------- running
+def _plan_record(name: str, plan: dict) -> dict:
+    return {"name": name, "version": plan["version"], "plan": plan}
+
+
 def _check_plan_dir(out: Path, name: str, plan: dict) -> None:
+    """Refuse an ``--out`` that is not a new or empty folder or this plan's (module docstring);
+    writes nothing."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(17, "File exists", str(out))
     path = out / PLAN_FILE
-    record = {"name": name, "version": plan["version"], "plan": plan}
     if path.is_file():
-        old = json.loads(path.read_text())
+        old = read_json_file(path, "plan record", "use another --out (or restore it from a copy)")
+        old = old if isinstance(old, dict) else {}
         if (old.get("name"), old.get("version")) != (name, plan["version"]):
             raise ValueError(f"out: {out} holds plan {old.get('name')!r} version {old.get('version')}, not "
                              f"{name!r} version {plan['version']}; use another folder")
@@ -185,16 +203,18 @@ def _check_plan_dir(out: Path, name: str, plan: dict) -> None:
             raise ValueError(f"out: {out} was made by a different definition of plan {name!r} version "
                              f"{plan['version']}; use another folder (or bump the plan's version)")
         return
-    out.mkdir(parents=True, exist_ok=True)
-    save_json(record, path)
+    if out.is_dir():
+        foreign = foreign_entries(out, (PLAN_FILE, "data", "results", *(s["name"] for s in plan["stages"])))
+        if foreign:
+            raise RefusedPath(f"--out {out} holds files that are not a plan folder's ({list_names(foreign)}); reproduce "
+                              f"writes its data, stages and results there: choose a new or empty folder (nothing was "
+                              f"changed)")
 
 
-def _plan_data(out: Path, plan: dict, data_dir) -> Path:
-    if plan["data"] == "synthetic":
-        data = out / "data"
-        if not ((data / "shd_train.h5").is_file() and (data / "shd_test.h5").is_file()):
-            write_synthetic_shd(data, plan["n_train"], plan["n_test"], seed=plan["seed"])
-        return data
+def _check_real_data(plan: dict, data_dir) -> None:
+    """A plan on the real data gets the real SHD (module docstring); writes nothing."""
+    if plan["data"] != "real":
+        return
     if data_dir is None:
         raise ValueError("data: this plan trains on the real SHD; give --data DIR with shd_train.h5 and shd_test.h5 "
                          "(elm-neuro data fetch --out DIR)")
@@ -203,7 +223,16 @@ def _plan_data(out: Path, plan: dict, data_dir) -> Path:
     if prov["source"] != "real":
         raise ValueError(f"data: {data} holds {prov['source']} SHD files ({prov['detail']}); this plan needs the "
                          f"real SHD (elm-neuro data fetch --out DIR)")
-    return data
+
+
+def _plan_data(out: Path, plan: dict, data_dir) -> Path:
+    if plan["data"] == "synthetic":
+        data = out / "data"
+        if not ((data / "shd_train.h5").is_file() and (data / "shd_test.h5").is_file()):
+            write_synthetic_shd(data, plan["n_train"], plan["n_test"], seed=plan["seed"])
+        return data
+    _check_real_data(plan, data_dir)
+    return Path(data_dir)
 
 
 def run_plan(name: str, out, data_dir=None, executor: str = "local", workers: int = D.WORKERS,
@@ -211,19 +240,31 @@ def run_plan(name: str, out, data_dir=None, executor: str = "local", workers: in
              progress: bool = True, estimate: bool = True) -> Path:
     """Run plan ``name`` into ``out`` (module docstring); returns the report's path. The folder is
     locked for the run (:func:`elm_neuro.atomic.folder_lock`): a second ``reproduce`` into it is
-    refused at once."""
+    refused at once. Nothing is written before the checks of the module docstring pass."""
     plan = get_plan(name)
     out = Path(out)
-    with folder_lock(out, what="plan folder (--out)"):
-        _check_plan_dir(out, name, plan)
-        return _run_plan_locked(name, plan, out, data_dir, executor, workers, address, device, threads, progress,
-                                estimate)
+    _check_plan_dir(out, name, plan)
+    _check_real_data(plan, data_dir)
+    created = not out.exists()
+    started = []
+    try:
+        with folder_lock(out, what="plan folder (--out)"):
+            _check_plan_dir(out, name, plan)  # again, now that no other process can start it
+            return _run_plan_locked(name, plan, out, data_dir, executor, workers, address, device, threads, progress,
+                                    estimate, started)
+    except BaseException:
+        if created and not started:
+            remove_created_folder(out)
+        raise
 
 
 def _run_plan_locked(name, plan, out: Path, data_dir, executor, workers, address, device, threads, progress,
-                     estimate) -> Path:
+                     estimate, started: list) -> Path:
     data = _plan_data(out, plan, data_dir)
     jobs = plan_jobs(plan, data, device)  # resolves every model and budget before anything trains
+    if not (out / PLAN_FILE).is_file():
+        save_json(_plan_record(name, plan), out / PLAN_FILE)
+    started.append(True)  # from here on the folder is the plan's: kept, and resumable
     if estimate:
         dev = "cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else (
             "cpu" if device == "auto" else device)
@@ -260,7 +301,7 @@ def _run_plan_locked(name, plan, out: Path, data_dir, executor, workers, address
 # --------------------------------------------------------------------------- results table
 def _summary_row(stage: str, run_dir: Path, extra: dict) -> Optional[dict]:
     summary = RunDir(run_dir).read_summary()
-    if summary is None:
+    if not is_complete(summary):  # unfinished, failed or interrupted: not a result
         return None
     row = {"stage": stage, "run_id": run_dir.name, **extra}
     for k in RESULT_COLUMNS:
@@ -506,7 +547,7 @@ def _comparison_timescales(out: Path, plan: dict, results: Path) -> Optional[Pat
     stage = plan["stages"][0]
     with_taus = ("elm", "lif", "adlif")  # families with timescale parameters (an LSTM has none)
     runs = {m.upper(): cell_dir(out / stage["name"], m, stage["seeds"][0]) for m in stage["models"] if m in with_taus}
-    runs = {k: v for k, v in runs.items() if RunDir(v).read_summary() is not None}
+    runs = {k: v for k, v in runs.items() if is_complete(RunDir(v).read_summary())}
     return compare_runs_timescales(runs, results / "timescales.png") if runs else None
 
 

@@ -131,6 +131,9 @@ def evaluate(model, split, cfg: TrainConfig, device: torch.device) -> dict:
         loss_sum += float(ce) * len(y)
         correct += int((pred == y).sum())
         n += len(y)
+    if n == 0:  # the run's data checks refuse such files before training; this names it for direct callers
+        source = getattr(getattr(split, "events", None), "path", "") or "its data"
+        raise ValueError(f"the evaluation split of {source} has no samples; nothing to evaluate")
     return {"loss": loss_sum / n, "acc": correct / n, "n": n}
 
 

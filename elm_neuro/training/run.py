@@ -16,7 +16,10 @@ A run directory holds
 - ``model.safetensors``: in an exported folder (``elm-neuro export``), the best weights instead of
   ``best.pt``.
 
-Every file is written atomically (:mod:`elm_neuro.atomic`).
+Every file is written atomically (:mod:`elm_neuro.atomic`). A JSON file that cannot be read back
+(edited by hand, damaged, a copy cut short) is refused with a ``ValueError`` naming the file, what
+is wrong with it (the JSON error and its place, or the missing section) and what the user can do
+(restore it, or start a new run), instead of a bare decoder message.
 
 Checkpoints hold tensors and plain data only (dicts, lists, tuples, numbers, strings, None): RNG
 states are tensors (:func:`elm_neuro.training.common.rng_states`), a carried network state (a
@@ -81,9 +84,31 @@ class LoadedRun(NamedTuple):
     path: Path
 
 
+#: Sections config.json must hold, and the entries each must have.
+CONFIG_SECTIONS = {"train": ("task",), "model": ("family", "config")}
+
+
+def read_json_file(path: Path, what: str, remedy: str):
+    """The JSON content of ``path``; ``ValueError`` naming the file, the error and ``remedy``."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not a text file ({exc.reason} at byte {exc.start}); the {what} is damaged: "
+                         f"{remedy}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); the {what} "
+                         f"is damaged or was edited by hand: {remedy}") from None
+
+
 class RunDir:
     def __init__(self, path) -> None:
         self.path = Path(path)
+
+    def _config_remedy(self) -> str:
+        return (f"restore it from a copy (its checkpoint cannot be used without it), or start a new run with "
+                f"--out and another folder")
 
     config = property(lambda self: self.path / "config.json")
     metrics = property(lambda self: self.path / "metrics.jsonl")
@@ -91,15 +116,40 @@ class RunDir:
     best = property(lambda self: self.path / "best.pt")
     summary = property(lambda self: self.path / "summary.json")
 
-    def read_config(self) -> dict:
+    def read_config(self, complete: bool = False) -> dict:
+        """config.json, checked to be an object with a ``train`` section; with ``complete`` (to
+        resume or rebuild the run) every section and entry of :data:`CONFIG_SECTIONS`."""
         if not self.config.is_file():
             raise FileNotFoundError(f"{self.config} not found: {self.path} is not a run directory")
-        return json.loads(self.config.read_text())
+        conf = read_json_file(self.config, "run's configuration", self._config_remedy())
+        if not isinstance(conf, dict):
+            raise ValueError(f"{self.config} holds a JSON {type(conf).__name__}, not the run's configuration (an "
+                             f"object with sections {sorted(CONFIG_SECTIONS)}): {self._config_remedy()}")
+        for section, keys in CONFIG_SECTIONS.items():
+            if section != "train" and not complete:
+                continue
+            part = conf.get(section)
+            missing = [section] if not isinstance(part, dict) else [
+                f"{section}.{k}" for k in keys if complete and k not in part]
+            if missing:
+                raise ValueError(f"{self.config} has no {', '.join(repr(m) for m in missing)}: it is not a complete run "
+                                 f"configuration (damaged or edited by hand): {self._config_remedy()}")
+        return conf
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics.is_file():
             return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+        rows = []
+        for i, line in enumerate(self.metrics.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{self.metrics}: line {i} is not valid JSON ({exc.msg}); the metrics log is damaged "
+                                 f"or was edited by hand: remove that line (a resumed run keeps the lines up to its "
+                                 f"checkpoint), or start a new run") from None
+        return rows
 
     def truncate_metrics(self, n_lines: int) -> None:
         """Keep the first ``n_lines`` metric lines (drop those written after the checkpoint)."""
@@ -113,7 +163,15 @@ class RunDir:
             f.flush()
 
     def read_summary(self) -> dict | None:
-        return json.loads(self.summary.read_text()) if self.summary.is_file() else None
+        if not self.summary.is_file():
+            return None
+        summary = read_json_file(self.summary, "run's summary",
+                                 f"remove it (--resume {self.path} then continues from the last checkpoint; a "
+                                 f"finished run is only evaluated again) or restore it from a copy")
+        if not isinstance(summary, dict):
+            raise ValueError(f"{self.summary} holds a JSON {type(summary).__name__}, not a run summary: remove it or "
+                             f"restore it from a copy")
+        return summary
 
     def write_summary(self, summary: dict) -> None:
         save_json(summary, self.summary)
@@ -246,7 +304,7 @@ def load_run(path, which: str = "best", map_location="cpu") -> LoadedRun:
     returned in eval mode.
     """
     run = RunDir(path)
-    conf = run.read_config()
+    conf = run.read_config(complete=True)
     model, mcfg = build_from_config(conf["model"])
     if which == "best":
         src = run.path / SAFETENSORS_NAME if (run.path / SAFETENSORS_NAME).is_file() else run.best

@@ -25,6 +25,14 @@ Physical cores
     ARM kernels). :func:`physical_cores` reads ``/proc/cpuinfo`` and the CPU affinity and falls
     back to the number of usable logical CPUs (``os.sched_getaffinity``, else ``os.cpu_count()``).
 
+Termination
+    ``SIGTERM`` (``kill PID``, a job scheduler ending a job, a container stopping) ends a command the
+    way Ctrl-C does: :func:`terminate_like_interrupt` installs, in the main thread, a handler that
+    raises :class:`Terminated`, a ``KeyboardInterrupt``, so every clean-up written for Ctrl-C runs
+    for it too (a new run without a checkpoint removes what it wrote, a run with one is kept,
+    marked and resumable, temporary files go, locks are released). A second ``SIGTERM`` while that
+    clean-up runs is ignored, so that it finishes; ``SIGKILL`` still ends the process at once.
+
 Timescales
     ELM timescales are in steps of the model's ``dt`` (``dt = 1``: one time bin), LIF / adLIF
     timescales in ms with ``dt`` = the bin width in ms. In both cases a timescale ``tau`` lasts
@@ -36,9 +44,12 @@ Timescales
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 import torch
 
@@ -168,6 +179,36 @@ def runtime_section(threads: Optional[int], device) -> dict:
     return {"threads": applied["threads"], "threads_setting": threads, "threads_rule": rule,
             "interop_threads": applied["interop_threads"], "interop_set": applied["interop_set"],
             "physical_cores": physical_cores(), "torch": torch.__version__, "device": str(device)}
+
+
+# --------------------------------------------------------------------------- termination
+class Terminated(KeyboardInterrupt):
+    """The process received ``SIGTERM``; handled as an interrupt (module docstring)."""
+
+    signal_name = "SIGTERM"
+
+
+@contextlib.contextmanager
+def terminate_like_interrupt() -> Iterator[None]:
+    """For the life of the block, ``SIGTERM`` raises :class:`Terminated` in the main thread
+    (module docstring); the previous handler is restored afterwards. Outside the main thread
+    (where Python cannot install handlers) the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = []
+
+    def handler(signum, frame):
+        if raised:  # the clean-up of the first one is running: let it finish
+            return
+        raised.append(signum)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --------------------------------------------------------------------------- timescales
