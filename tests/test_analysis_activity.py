@@ -77,10 +77,31 @@ def test_poisson_like_spikes():
     s = (rng.random((20, 5000, 3)) < p).astype(float)
     assert np.allclose(ac.isi_cv(s), np.sqrt(1 - p), atol=0.05)  # geometric ISIs
     assert np.allclose(ac.fano_factor(s, 50), 1 - p, atol=0.08)  # binomial counts
-    summ = ac.activity_summary(s, window=50)
+    summ = ac.activity_summary(s, window=50, bin_ms=2.0)
     assert summ["spikes"] and summ["n_silent"] == 0
-    assert summ["rate"] == pytest.approx(p, rel=0.05)
+    assert summ["spikes_per_bin"] == pytest.approx(p, rel=0.05)
+    assert summ["rate_hz"] == pytest.approx(p * 500.0, rel=0.05)  # 2 ms bins: 500 bins per second
     assert abs(summ["mean_correlation"]) < 0.02
+    # 0/1 spikes: the active fraction and mean activity would repeat spikes_per_bin; not reported
+    assert "active_fraction" not in summ and "mean_activity" not in summ
+    assert ac.activity_summary(s, window=50)["rate_hz"] is None  # no bin width: no rate in Hz
+
+
+def test_summary_of_counts_and_of_graded_activity():
+    counts = np.zeros((1, 10, 2))
+    counts[0, :5, 0] = 2.0  # neuron 0: 2 spikes in half the bins; neuron 1 silent
+    summ = ac.activity_summary(counts, window=5, bin_ms=10.0)
+    assert summ["spikes_per_bin"] == pytest.approx(0.5)  # (2 * 5 / 10 + 0) / 2
+    assert summ["rate_hz"] == pytest.approx(50.0)
+    assert summ["active_fraction"] == pytest.approx(0.25)  # counts: differs from spikes per bin
+    assert summ["n_silent"] == 1 and summ["silent_fraction"] == 0.5
+    graded = np.full((1, 10, 2), 0.3)
+    graded[0, ::2, 1] = 0.0
+    summ = ac.activity_summary(graded)
+    assert not summ["spikes"] and "rate_hz" not in summ
+    assert summ["active_fraction"] == pytest.approx(0.75) and summ["mean_activity"] == pytest.approx(0.225)
+    with pytest.raises(ValueError, match="bin_ms"):
+        ac.activity_summary(counts, bin_ms=0.0)
 
 
 def test_raster_plots(tmp_path):

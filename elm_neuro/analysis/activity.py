@@ -145,22 +145,41 @@ def is_spike_array(x) -> bool:
     return bool(np.all(a >= 0) and np.all(a == np.round(a)))
 
 
-def activity_summary(x, window: int = 10, threshold: float = 0.0, dt: float = 1.0) -> dict:
-    """Scalar summary: mean active fraction, silent count and fraction, mean activity, mean
-    pairwise correlation and, for spike arrays, mean rate, median ISI CV and mean Fano factor
-    (over neurons with finite values)."""
+def activity_summary(x, window: int = 10, threshold: float = 0.0, bin_ms: Optional[float] = None) -> dict:
+    """Scalar summary over neurons (each statistic averaged over the neurons with finite values).
+
+    Every array: ``n_neurons``, ``n_silent`` and ``silent_fraction`` (neurons that never exceed
+    ``threshold``), ``mean_correlation`` (pairwise, per bin), ``spikes`` (whether it is a spike
+    array, :func:`is_spike_array`).
+
+    Graded activity (e.g. ELM outputs): ``active_fraction`` (bins above ``threshold``) and
+    ``mean_activity`` (mean of ``x``, in the activity's own unit).
+
+    Spike arrays: ``spikes_per_bin`` (spikes per neuron and bin; for 0/1 trains this is also the
+    fraction of active bins and the mean activity, so those are not repeated),
+    ``rate_hz`` (spikes per neuron and second, with the bin width ``bin_ms``; None without one,
+    e.g. a character-level task whose steps have no duration), ``isi_cv_median`` and ``fano_mean``
+    (counts in windows of ``window`` bins); ``active_fraction`` only when a bin can hold more than
+    one spike (counts), where it differs."""
     a = _arr3(x)
     window = min(window, a.shape[1])
     f = active_fraction(a, threshold)
     corr = pairwise_correlations(a, window=1)
-    out = {"n_neurons": int(a.shape[2]), "active_fraction": float(f.mean()), "n_silent": int((f == 0).sum()),
-           "silent_fraction": float((f == 0).mean()), "mean_activity": float(a.mean()),
+    out = {"n_neurons": int(a.shape[2]), "n_silent": int((f == 0).sum()), "silent_fraction": float((f == 0).mean()),
            "mean_correlation": corr["mean"], "spikes": is_spike_array(a)}
-    if out["spikes"]:
-        cv, ff = isi_cv(a), fano_factor(a, window)
-        out.update(rate=float(firing_rate(a, dt).mean()),
-                   isi_cv_median=float(np.nanmedian(cv)) if np.isfinite(cv).any() else float("nan"),
-                   fano_mean=float(np.nanmean(ff)) if np.isfinite(ff).any() else float("nan"))
+    if not out["spikes"]:
+        out.update(active_fraction=float(f.mean()), mean_activity=float(a.mean()))
+        return out
+    if bin_ms is not None and not (isinstance(bin_ms, (int, float)) and bin_ms > 0):
+        raise ValueError(f"bin_ms must be a number > 0 or None, got {bin_ms!r}")
+    cv, ff = isi_cv(a), fano_factor(a, window)
+    per_bin = float(firing_rate(a).mean())
+    out.update(spikes_per_bin=per_bin, bin_ms=bin_ms,
+               rate_hz=None if bin_ms is None else per_bin * 1000.0 / float(bin_ms),
+               isi_cv_median=float(np.nanmedian(cv)) if np.isfinite(cv).any() else float("nan"),
+               fano_mean=float(np.nanmean(ff)) if np.isfinite(ff).any() else float("nan"))
+    if float(a.max()) > 1.0:
+        out["active_fraction"] = float(f.mean())
     return out
 
 
@@ -172,10 +191,12 @@ def plot_raster(
     dt: float = 1.0,
     mode: str = "auto",
     title: Optional[str] = None,
+    unit: str = "steps",
 ) -> str:
     """Raster of one sample: spike ticks (``mode="spikes"``) or an activity image
     (``mode="image"``); ``auto`` picks ticks for 0/1 / count arrays. A population-rate trace
-    (mean over the shown neurons) is drawn underneath."""
+    (mean over the shown neurons) is drawn underneath. The time axis is step ``t`` times ``dt``,
+    labelled in ``unit`` (e.g. ``dt`` = the bin width and ``unit="ms"``)."""
     path = check_png_path(path)
     a = _arr3(x)
     if not isinstance(sample, (int, np.integer)) or not 0 <= sample < a.shape[0]:
@@ -205,7 +226,7 @@ def plot_raster(
     ax.set_ylabel("neuron")
     ax.set_title(title or f"sample {sample}: {idx.size} neurons")
     axs[1].plot(t, data.mean(axis=1), "C0-", lw=1)
-    axs[1].set_xlabel("time" + (" (steps)" if dt == 1 else ""))
+    axs[1].set_xlabel(f"time ({unit})")
     axs[1].set_ylabel("population mean")
     axs[1].set_xlim(t[0], t[-1] + dt)
     return save_figure(fig, path)

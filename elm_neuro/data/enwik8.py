@@ -259,8 +259,9 @@ def _resolve_source(src) -> Path:
         raise Enwik8NotFoundError(f"enwik8 source folder {path} holds neither 'enwik8' nor 'enwik8.zip'")
     if not path.is_file():
         raise Enwik8NotFoundError(
-            f"enwik8 source {path} does not exist (get http://mattmahoney.net/dc/enwik8.zip, "
-            "or use src=None for the built-in standard-library text corpus)"
+            f"enwik8 source {path} does not exist (get http://mattmahoney.net/dc/enwik8.zip and give its path, "
+            "or leave the source out for the built-in standard-library text corpus: no --data / --src on the "
+            "command line, src=None in Python)"
         )
     return path
 

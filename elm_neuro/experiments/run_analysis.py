@@ -150,12 +150,15 @@ def finite_or_none(stats: dict) -> dict:
 
 
 def run_activity(run_dir, out_dir=None, n_batches: int = D.ANALYSIS_BATCHES) -> dict:
-    """Activity statistics of a run's hidden layer on held-out data; optional raster plot."""
+    """Activity statistics of a run's hidden layer on held-out data
+    (:func:`elm_neuro.analysis.activity.activity_summary`: spike rates per bin and in Hz with the
+    run's bin width); optional raster plot with its time axis in ms (steps for Enwik8)."""
     run = load_run(run_dir)
     _, act = _hidden_activity(run.model, held_out_inputs(run.train_config, n_batches))
-    stats = A.activity_summary(act)
+    ms_per_step, unit = time_unit(run.train_config)
+    stats = A.activity_summary(act, bin_ms=ms_per_step)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        stats["raster"] = A.plot_raster(act, out_dir / "raster.png")
+        stats["raster"] = A.plot_raster(act, out_dir / "raster.png", dt=ms_per_step or 1.0, unit=unit)
     return stats
