@@ -5,7 +5,12 @@
     elm-neuro budget --preset enwik8 --d-m 20 --n 742 --set learn_tau=true
 
 Any configuration field can be overridden with ``--set FIELD=VALUE`` (VALUE parsed as JSON
-when it can be: numbers, true/false, null; else taken as a string).
+when it can be: numbers, true/false, null; else taken as a string). No setting is dropped
+silently: the same field given twice (``--set d_m=3 --set d_m=4``, or ``--d-m 4 --set d_m=4``,
+also through a flat name and its dotted path) is refused saying which to keep
+(:func:`parse_overrides`, :func:`merge_flags`), and a value of the wrong type for its field is
+refused naming both (:func:`elm_neuro.networks.registry.resolve_model_config`). ``train``,
+``compare`` and ``sweep`` parse their ``--set`` and ``--train-set`` here too.
 """
 from __future__ import annotations
 
@@ -13,32 +18,76 @@ import argparse
 import json
 
 from elm_neuro.networks.presets import PRESETS
-from elm_neuro.networks.registry import resolve_model_config
+from elm_neuro.networks.registry import MODEL_FAMILIES, preset_family, resolve_model_config
 
 
-def parse_overrides(items: list[str] | None) -> dict:
-    """``["a=1", "b=relu"]`` -> ``{"a": 1, "b": "relu"}``."""
+def shown(value) -> str:
+    """A parsed ``--set`` value as it would be typed (strings bare, the rest as JSON)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def parse_overrides(items: list[str] | None, option: str = "--set") -> dict:
+    """``["a=1", "b=relu"]`` -> ``{"a": 1, "b": "relu"}``; a field named twice is refused."""
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
+            raise ValueError(f"{option} expects FIELD=VALUE, got {item!r}")
         key, raw = item.split("=", 1)
+        key = key.strip()
         try:
-            out[key.strip()] = json.loads(raw)
+            value = json.loads(raw)
         except json.JSONDecodeError:
-            out[key.strip()] = raw
+            value = raw
+        if key in out:
+            given = option if option.endswith(":") else option + " "  # "--set d_m=..." / "--set elm:d_m=..."
+            raise ValueError(f"{key} is given twice: {given}{key}={shown(out[key])} and {given}"
+                             f"{key}={shown(value)}; keep one")
+        out[key] = value
     return out
+
+
+def _same_field(cfg_cls, a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if cfg_cls is None:
+        return False
+    try:
+        return cfg_cls.same_field(a, b)
+    except ValueError:  # an unknown name: refused later, where the configuration is resolved
+        return False
+
+
+def merge_flags(overrides: dict, flags: dict, cfg_cls=None, option: str = "--set") -> dict:
+    """``overrides`` with the fields of the flags given added: ``flags`` maps a field to
+    ``(flag, value)`` (None: the flag was not given). A flag and an override of the same field
+    (its name, or a name addressing the same field of ``cfg_cls``) are refused, even with equal
+    values, saying which to keep."""
+    out = dict(overrides)
+    for name, (flag, value) in flags.items():
+        if value is None:
+            continue
+        for key in overrides:
+            if _same_field(cfg_cls, key, name):
+                given = f"{option} {key}={shown(overrides[key])}"
+                raise ValueError(f"{name} is given twice: {flag} {value} and {given}; keep one: drop {given} "
+                                 f"(or {flag} {value})")
+        out[name] = value
+    return out
+
+
+def preset_class(preset: str | None, family: str | None = None):
+    """The configuration class of ``preset`` (or of ``family``); None when neither names one."""
+    try:
+        return MODEL_FAMILIES[preset_family(preset) if preset else family][0]
+    except (ValueError, KeyError):
+        return None
 
 
 def config_from_args(preset: str, d_m: int | None, n: int | None, params: int | None, overrides: dict):
     """The preset's config with overrides, ``d_m`` and ``n`` (or the size solved for ``params``)."""
     if n is not None and params is not None:
         raise ValueError("give either --n or --params, not both")
-    fields = dict(overrides)
-    if d_m is not None:
-        fields["d_m"] = d_m
-    if n is not None:
-        fields["n"] = n
+    fields = merge_flags(overrides, {"d_m": ("--d-m", d_m), "n": ("--n", n)}, preset_class(preset))
     return resolve_model_config(preset=preset, overrides=fields, params=params)
 
 

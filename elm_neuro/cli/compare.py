@@ -31,13 +31,14 @@ EXIT_CELLS_FAILED = 3
 
 def parse_model_overrides(items: list[str] | None) -> dict:
     """``["elm:d_m=4", "lif:tau_mem=20"]`` -> ``{"elm": {"d_m": 4}, "lif": {"tau_mem": 20}}``."""
-    out: dict = {}
+    per_model: dict = {}
     for item in items or []:
         if ":" not in item.split("=", 1)[0]:
             raise ValueError(f"--set expects MODEL:FIELD=VALUE, got {item!r}")
         model, rest = item.split(":", 1)
-        out.setdefault(model, {}).update(parse_overrides([rest]))
-    return out
+        per_model.setdefault(model, []).append(rest)
+    # one parse per model: a field given twice for one model is refused (not the last one kept)
+    return {model: parse_overrides(rest, option=f"--set {model}:") for model, rest in per_model.items()}
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -30,7 +30,7 @@ import argparse
 import sys
 
 from elm_neuro import defaults as D
-from elm_neuro.cli.budget import parse_overrides
+from elm_neuro.cli.budget import merge_flags, parse_overrides, preset_class
 from elm_neuro.cli.compare import parse_seeds
 from elm_neuro.cli.train import add_common_train_args, train_config_from_args
 
@@ -54,6 +54,7 @@ def grid_from_args(args: argparse.Namespace):
     overrides = parse_overrides(args.set)
     d_m = parse_int_list(args.d_m, "--d-m")
     values = parse_int_list(args.values, "--values")
+    fixed_d_m = None
     if args.axis == "d_m":
         if values is not None and d_m is not None:
             raise ValueError("--axis d_m: give the d_m values with --d-m or --values, not both")
@@ -64,9 +65,9 @@ def grid_from_args(args: argparse.Namespace):
         if d_m is not None:
             if len(d_m) != 1:
                 raise ValueError(f"--d-m must be a single value (fixed) when --axis is {args.axis}, got {args.d_m!r}")
-            overrides["d_m"] = d_m[0]
-    if args.n is not None:
-        overrides["n"] = args.n
+            fixed_d_m = d_m[0]
+    overrides = merge_flags(overrides, {"d_m": ("--d-m", fixed_d_m), "n": ("--n", args.n)},
+                            preset_class(args.preset, args.model))
     base = train_config_from_args(args, args.model, overrides, None, D.SEED)
     return SweepGrid(base=base, axis=args.axis, values=values, budgets=parse_int_list(args.params, "--params"),
                      seeds=parse_seeds(args.seeds))

@@ -11,6 +11,14 @@ Defaults are small enough for a CPU (the ``small-<task>`` recipes of :mod:`elm_n
 (70 x 2000 batches, 2 ms bins, 700 channels). Model fields are overridden with
 ``--set FIELD=VALUE``; training fields with ``--train-set``. The configuration is built by
 :func:`elm_neuro.training.config.make_train_config`; this module only maps arguments to fields.
+
+No option is ignored silently (``train``, ``compare`` and ``sweep`` share these checks): a field
+given by a flag and by ``--set`` / ``--train-set`` as well (``--d-m 4 --set d_m=4``,
+``--epochs 3 --train-set epochs=5``) is refused saying which to keep; ``--train-set`` of a field
+that a command sets from its own option (``seed``, ``device``, ``model``...) is refused naming that
+option; a value of the wrong type is refused naming the field, the value and the type; and a
+model field the data decides (``n_in``, ``n_classes``) is refused saying what the data sets it to
+(:func:`elm_neuro.training.model_setup.check_data_fields`). Nothing is written before these checks.
 """
 from __future__ import annotations
 
@@ -18,8 +26,9 @@ import argparse
 import json
 
 from elm_neuro import defaults as D
-from elm_neuro.cli.budget import parse_overrides
+from elm_neuro.cli.budget import merge_flags, parse_overrides, preset_class, shown
 from elm_neuro.training.config import AMP_MODES, TASKS, TrainConfig, make_train_config
+from elm_neuro.training.model_setup import DATA_FIELDS, check_data_fields
 
 
 def add_threads_arg(p: argparse.ArgumentParser) -> None:
@@ -46,17 +55,50 @@ def add_common_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")
 
 
+# TrainConfig fields with a flag that may be left out (the recipe's value then stands).
+_OPTIONAL_FLAGS = {"epochs": "--epochs", "batches_per_epoch": "--batches-per-epoch", "batch_size": "--batch-size",
+                   "lr": "--lr", "corpus_bytes": "--corpus-bytes", "threads": "--threads"}
+
+
+def _owned_fields(args) -> dict:
+    """TrainConfig fields each command sets from its own options (``--train-set`` of them would be
+    overwritten), and the option that sets each."""
+    return {"task": "--task", "model": "--models" if hasattr(args, "models") else "--model",
+            "preset": "--preset", "model_overrides": "--set", "params": "--params", "data_dir": "--data",
+            "seed": "--seeds" if hasattr(args, "seeds") else "--seed", "device": "--device", "amp": "--amp"}
+
+
+def _train_set(args) -> dict:
+    """``--train-set`` as TrainConfig fields, refusing what would be ignored or is ill-typed (module
+    docstring)."""
+    given = parse_overrides(args.train_set, "--train-set")
+    owned = _owned_fields(args)
+    for key, value in given.items():
+        if key in owned:
+            raise ValueError(f"--train-set {key}={shown(value)}: {key} is set by {owned[key]}, which would override "
+                             f"it; use {owned[key]} instead")
+        flag_value = getattr(args, key, None) if key in _OPTIONAL_FLAGS else None
+        if flag_value is not None:
+            flag, given = f"{_OPTIONAL_FLAGS[key]} {flag_value}", f"--train-set {key}={shown(value)}"
+            raise ValueError(f"{key} is given twice: {flag} and {given}; keep one: drop {given} (or {flag})")
+    TrainConfig.check_types(given)
+    return given
+
+
 def train_config_from_args(args, model: str, model_overrides: dict, params, seed: int) -> TrainConfig:
     """The parsed arguments as TrainConfig fields for :func:`make_train_config` (flags left out
-    stay with the recipe; ``--train-set`` fields on top of them)."""
-    fields = {name: val for name, val in (("epochs", args.epochs), ("batches_per_epoch", args.batches_per_epoch),
-                                          ("batch_size", args.batch_size), ("lr", args.lr),
-                                          ("corpus_bytes", args.corpus_bytes), ("threads", args.threads))
-              if val is not None}
-    fields.update(parse_overrides(args.train_set))
+    stay with the recipe; ``--train-set`` fields on top of them, refused where they would be
+    ignored or clash with a flag given); model overrides that the data decides are refused."""
+    fields = {name: getattr(args, name) for name in _OPTIONAL_FLAGS if getattr(args, name) is not None}
+    fields.update(_train_set(args))
     fields.update(model=model, preset=getattr(args, "preset", None), model_overrides=model_overrides,
                   params=params, data_dir=args.data, seed=seed, device=args.device, amp=args.amp)
-    return make_train_config(args.task, args.paper, **fields)
+    cfg = make_train_config(args.task, args.paper, **fields)
+    if set(model_overrides) & set(DATA_FIELDS):
+        from elm_neuro.training.preflight import input_dims
+
+        check_data_fields(cfg, *input_dims(cfg))
+    return cfg
 
 
 # Flags of `train` and the TrainConfig field each sets (compared with the run's on --resume).
@@ -82,7 +124,7 @@ def resume_changes(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
                          f"own model, recipe and directory (only --data, --device and --threads may change); "
                          f"start a new run with --out for other settings")
     changes = {_FIELD_FLAGS[k]: getattr(args, k) for k in given if k in _FIELD_FLAGS}
-    changes.update(parse_overrides(args.train_set))
+    changes.update(parse_overrides(args.train_set, "--train-set"))
     return changes
 
 
@@ -100,10 +142,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise ValueError("--out RUN_DIR is required (or --resume RUN_DIR)")
-    overrides = parse_overrides(args.set)
-    for name in ("d_m", "n"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
+    overrides = merge_flags(parse_overrides(args.set), {"d_m": ("--d-m", args.d_m), "n": ("--n", args.n)},
+                            preset_class(args.preset, args.model))
     cfg = train_config_from_args(args, args.model, overrides, args.params, args.seed)
     summary = run_training(args.out, cfg, resume=False, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))

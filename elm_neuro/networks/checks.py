@@ -17,11 +17,19 @@ instead of re-declaring their fields. Three ways to name a field:
 Reading ``cfg.d_m`` (a flat name that is not a field) reads the first path it maps to.
 ``to_dict`` is nested; ``from_dict`` takes nested dicts and flat names alike, so run directories
 and tables of either form load.
+
+Requests from outside (``--set FIELD=VALUE``, whose VALUE is JSON when it parses and a string
+otherwise) are checked against the fields' declared types by :meth:`ConfigMixin.check_types`
+before they are applied, so that a value of the wrong type (``d_m=abc``, ``learn_tau=yes``) is
+refused naming the field, the value and the type, whether or not the field's own validator would
+have caught it; :meth:`ConfigMixin.same_field` tells whether two names address one field.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import types
+import typing
 from typing import Any, ClassVar
 
 
@@ -82,6 +90,43 @@ def check_io_fields(cfg: Any) -> None:
     check_int("seed", cfg.seed, 0)
 
 
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a JSON object",
+               type(None): "null"}
+
+
+def _accepts(hint, value) -> bool:
+    """Whether ``value`` (as JSON gives it) has the declared type ``hint`` (ints pass for floats;
+    booleans are not numbers)."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return any(_accepts(arg, value) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is dict or origin is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type) and issubclass(hint, ConfigMixin):
+        return isinstance(value, (dict, hint))
+    return True  # Any and other annotations: the field's validator decides
+
+
+def _type_words(hint) -> str:
+    """``an integer``, ``a number or null``... for a declared type."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return " or ".join(_type_words(arg) for arg in typing.get_args(hint))
+    if isinstance(hint, type) and issubclass(hint, ConfigMixin):
+        return f"a {hint.__name__} (a JSON object)"
+    return _TYPE_WORDS.get(hint if origin is None else origin, str(hint))
+
+
 def _nested_type(cls, name: str):
     """The configuration class of field ``name`` when it is a nested configuration, else None."""
     default = cls.__dataclass_fields__[name].default_factory
@@ -131,6 +176,29 @@ class ConfigMixin:
                 return (name,)
         raise ValueError(f"unknown {cls.__name__} field(s) [{name!r}]; allowed: {sorted(cls.flat_names())} "
                          f"or a dotted path into {[n for n in cls.field_names() if _nested_type(cls, n)]}")
+
+    @classmethod
+    def field_type(cls, name: str):
+        """The declared type of the field a name (own, dotted or flat) addresses (its first path)."""
+        head, _, rest = cls._paths(name)[0].partition(".")
+        if rest:
+            return _nested_type(cls, head).field_type(rest)
+        return typing.get_type_hints(cls)[head]
+
+    @classmethod
+    def check_types(cls, values: dict) -> None:
+        """``ValueError`` naming the field, the value and the expected type for the first value of
+        ``values`` (names as :meth:`replace` takes them) whose type is not the field's."""
+        for name, value in values.items():
+            hint = cls.field_type(name)
+            if not _accepts(hint, value):
+                got = f"the string {value!r}" if isinstance(value, str) else repr(value)
+                raise ValueError(f"{name} must be {_type_words(hint)}, got {got}")
+
+    @classmethod
+    def same_field(cls, a: str, b: str) -> bool:
+        """Whether names ``a`` and ``b`` (own, dotted or flat) address a common field."""
+        return bool(set(cls._paths(a)) & set(cls._paths(b)))
 
     def __getattr__(self, name: str):
         # Only called when normal lookup fails: read a flat name through to its first path.

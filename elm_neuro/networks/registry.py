@@ -106,7 +106,9 @@ def resolve_model_config(family: Optional[str] = None, preset: Optional[str] = N
 
     - ``preset`` names the starting configuration; without it, ``family`` and ``task`` give
       :func:`default_preset`; with both, the preset must belong to the family.
-    - ``overrides``: flat field names (``d_m``, ``n``, ``readout_d_tree``...) or dotted paths.
+    - ``overrides``: flat field names (``d_m``, ``n``, ``readout_d_tree``...) or dotted paths;
+      each value must have its field's declared type (``ConfigMixin.check_types``: ``d_m="abc"``
+      is refused naming the field, the value and the type).
     - ``n_in`` / ``n_classes``: the data's dimensions (e.g. after channel pooling), when known.
     - ``dt``: the data's time-bin width in ms; applied to families whose timescales are in ms
       (LIF / adLIF) unless ``overrides`` sets ``dt``. ELM timescales are in steps and stay so.
@@ -124,6 +126,7 @@ def resolve_model_config(family: Optional[str] = None, preset: Optional[str] = N
         check_family(family)
         if pfam != family:
             raise ValueError(f"preset {preset!r} is a {pfam!r} preset, not {family!r}")
+    MODEL_FAMILIES[pfam][0].check_types(overrides)
     fields = dict(overrides)
     if n_in is not None:
         fields["n_in"] = n_in

@@ -6,51 +6,94 @@ writes anything, with a message naming the setting at fault.
 
 - the device: ``cuda`` on a machine without a usable GPU is refused (:func:`check_device`);
 - the data: the files the task reads exist (:func:`elm_neuro.data.provenance.data_paths`); for
-  Enwik8 the tokens load (size rules of :mod:`elm_neuro.data.enwik8`, the built-in corpus's size);
+  the SHD tasks both files are readable and hold samples for every split
+  (:func:`elm_neuro.data.shd_adding.check_split_files`: an empty file is named, so ``compare``
+  and ``sweep`` refuse it before they write their folders); for Enwik8 the tokens load (size rules of :mod:`elm_neuro.data.enwik8`, the built-in corpus's size);
 - the model: its family, preset, overrides and budget resolve to a configuration
-  (:func:`elm_neuro.training.model_setup.run_model_config`, with the data's input and class counts);
-- memory: :func:`activation_bytes` estimates the activations one training step keeps for the
-  backward pass, and a batch whose estimate exceeds the memory available on the device is refused
-  with both figures (:func:`check_memory`).
+  (:func:`elm_neuro.training.model_setup.run_model_config`, with the data's input and class
+  counts), and its overrides set nothing the data decides
+  (:func:`elm_neuro.training.model_setup.check_data_fields`);
+- memory: :func:`estimate_memory` sizes one training step from the configuration and
+  :func:`check_memory` refuses a run whose estimate exceeds the memory available on the device,
+  with every part and a setting that would fit.
 
-The activation estimate comes from the configuration: the model is built on the CPU and run
-forward (no backward) on a batch of 2 sequences of at most :data:`PROBE_STEPS` steps under
-``torch.autograd.graph.saved_tensors_hooks``, which sees every tensor saved for the backward pass
-(custom autograd Functions included). Storages are counted once, parameters not at all; the bytes
-per sequence-step are then scaled to ``batch_size x steps``. Activations grow linearly in batch
-and steps for every family, so this is the training step's activation memory up to the
-constant part (weights, optimiser state, workspace), which it leaves out: the check refuses only
-batches that certainly cannot fit.
+The estimate is arithmetic on the configuration, made before anything is built: the connectome
+is not drawn, no weight is allocated, and the data is read no further than the sample counts in
+its files' headers, so a configuration far beyond the machine (``--d-m 10000``, ``--n 10000000``)
+is refused in milliseconds. Its parts (:class:`MemoryEstimate`, bytes):
+
+- ``parameters``, ``gradients``: ``P`` values each (the budget's exact count);
+- ``optimizer``: the optimiser's state, :data:`OPTIMIZER_STATES` copies of the parameters
+  (Adam, Adamax, AdamW: two; plain SGD: none);
+- ``structure``, ``activations``, ``workspace``: the network's, from
+  :func:`elm_neuro.networks.memory.model_memory` (connectome and synapse maps; what a batch of
+  ``batch_size x steps`` keeps for backward in the per-step path or the fused engines; the CPU
+  engines' reusable arrays);
+- ``data``: the input batch (``batch_size x steps x n_in`` float32) and, for the SHD tasks, the
+  digit caches the splits bin the files into (one uint8 frame of ``digit steps x n_in`` per sample
+  of either file, counted from the files' headers). Enwik8's token arrays are not counted.
+
+On CUDA the model trains in the GPU's memory (``torch.cuda.mem_get_info``) and is built in the
+CPU's first, so the GPU is checked against the whole estimate and the CPU against parameters and
+structure. The estimate is held within a factor (:data:`elm_neuro.networks.memory.ESTIMATE_FACTOR`)
+of a measured training step by ``tests/test_memory.py``.
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 
 from elm_neuro.data.binning import n_bins
 from elm_neuro.data.provenance import data_paths
 from elm_neuro.data.shd import N_CLASSES, N_UNITS
-from elm_neuro.data.shd_adding import N_SUM_CLASSES
+from elm_neuro.data.shd_adding import N_SUM_CLASSES, check_split_files
+from elm_neuro.networks.memory import model_memory
+from elm_neuro.networks.registry import size_field
 from elm_neuro.training.config import TrainConfig
-from elm_neuro.training.model_setup import run_model_config
-from elm_neuro.training.run import build_from_config
+from elm_neuro.training.model_setup import check_data_fields, run_model_config
 
-#: Steps of the probe sequences (fewer when the run's sequences are shorter).
-PROBE_STEPS = 16
-PROBE_BATCH = 2
 MEMINFO = Path("/proc/meminfo")
+#: Copies of the parameters an optimiser keeps as state (``TrainConfig.optimizer``).
+OPTIMIZER_STATES = {"adamax": 2, "adam": 2, "adamw": 2, "sgd": 0}
+_GIB = 2 ** 30
 
 
 class Preflight(NamedTuple):
     device: torch.device
     model_config: object
     steps: int  # time steps of one training sequence
-    activation_bytes: int  # estimated activations of one training step
+    memory: Optional["MemoryEstimate"]  # estimated memory of one training step (None: not checked)
     available_bytes: Optional[int]  # memory available on the device (None: unknown)
+
+
+class MemoryEstimate(NamedTuple):
+    """Bytes of one training step, by part (module docstring)."""
+
+    parameters: int
+    gradients: int
+    optimizer: int
+    structure: int
+    activations: int
+    workspace: int
+    data: int
+
+    @property
+    def total(self) -> int:
+        return sum(self)
+
+    @property
+    def built(self) -> int:
+        """What exists once the model is built, before any step: parameters and structure."""
+        return self.parameters + self.structure
+
+    def describe(self) -> str:
+        """``parameters 0.1, gradients 0.1, ... GiB`` (each part in GiB)."""
+        names = ("parameters", "gradients", "optimizer state", "connectome and synapse maps", "activations",
+                 "engine workspace", "data")
+        return ", ".join(f"{name} {_gib(v)}" for name, v in zip(names, self)) + " GiB"
 
 
 def check_device(name: str) -> torch.device:
@@ -74,12 +117,16 @@ def check_device(name: str) -> torch.device:
         raise ValueError(f"--device must be auto, cpu or cuda[:i], got {name!r}") from None
 
 
+def digit_steps(cfg: TrainConfig) -> int:
+    """Time steps of one binned digit (SHD tasks)."""
+    return n_bins(cfg.digit_window_s, cfg.bin_ms / 1000.0)
+
+
 def sequence_steps(cfg: TrainConfig) -> int:
     """Time steps of one training sequence: SHD-Adding two digit windows, SHD one, Enwik8 a chunk."""
     if cfg.task == "enwik8":
         return cfg.chunk_len
-    per_digit = n_bins(cfg.digit_window_s, cfg.bin_ms / 1000.0)
-    return 2 * per_digit if cfg.task == "shd-adding" else per_digit
+    return 2 * digit_steps(cfg) if cfg.task == "shd-adding" else digit_steps(cfg)
 
 
 def input_dims(cfg: TrainConfig, tokens=None) -> tuple[int, int]:
@@ -113,81 +160,129 @@ def available_memory(device: torch.device) -> Optional[int]:
         return None
 
 
-def _saved_bytes(model, x: torch.Tensor) -> int:
-    """Bytes of the distinct storages (parameters left out) that a forward pass on ``x`` saves for
-    backward."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict = {}
+def _samples_in(path: Path) -> int:
+    """Samples of an SHD file, from its header (the shape of ``labels``); 0 when unreadable."""
+    try:
+        import h5py
 
-    def count(t):
-        if t.layout != torch.strided:  # sparse: its index and value tensors
-            for part in (t._indices(), t._values()) if t.layout == torch.sparse_coo else ():
-                count(part)
-            return
-        if t.device.type == "meta":
-            return
-        st = t.untyped_storage()
-        if st.data_ptr() not in params:
-            seen[st.data_ptr()] = st.nbytes()
-
-    def pack(t):
-        if isinstance(t, torch.Tensor):
-            count(t)
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    return sum(seen.values())
+        with h5py.File(path, "r") as f:
+            return int(f["labels"].shape[0])
+    except (OSError, KeyError, ValueError, TypeError):
+        return 0
 
 
-def activation_bytes(model_config, cfg: TrainConfig, steps: Optional[int] = None) -> int:
-    """Estimated bytes of the activations one training step of ``cfg.batch_size`` sequences of
-    ``steps`` steps keeps for backward (module docstring).
+def data_samples(cfg: TrainConfig) -> int:
+    """Samples of both SHD files of ``cfg.data_dir`` (headers only; 0 for Enwik8 or no data)."""
+    if cfg.task == "enwik8" or cfg.data_dir is None:
+        return 0
+    try:
+        paths = data_paths(cfg.task, cfg.data_dir)
+    except (ValueError, FileNotFoundError):
+        return 0
+    return sum(_samples_in(p) for p in paths)
 
-    Two probes of ``PROBE_BATCH`` and ``2 * PROBE_BATCH`` sequences give the bytes per sequence-step
-    as their difference, so that what is saved once per forward whatever the batch (maps derived
-    from the weights) is not scaled up with the batch."""
+
+def data_bytes(cfg: TrainConfig, n_in: int, steps: int, samples: int) -> int:
+    """The input batch and, for the SHD tasks, the digit caches of ``samples`` samples (module
+    docstring)."""
+    if cfg.task == "enwik8":
+        return cfg.batch_size * steps * 8  # int64 tokens (the model embeds them)
+    return cfg.batch_size * steps * n_in * 4 + samples * digit_steps(cfg) * n_in
+
+
+def estimate_memory(model_config, cfg: TrainConfig, device: torch.device = torch.device("cpu"),
+                    steps: Optional[int] = None, samples: Optional[int] = None) -> MemoryEstimate:
+    """The memory of one training step of ``model_config`` under ``cfg`` on ``device`` (module
+    docstring), from the configurations alone: nothing is built or allocated. ``samples``: the
+    data's sample count (default: read from the files' headers)."""
     steps = sequence_steps(cfg) if steps is None else steps
-    model, _ = build_from_config({"family": _family(model_config), "config": model_config.to_dict()})
-    model.train()
-    t_probe = max(1, min(steps, PROBE_STEPS))
-
-    def probe(b: int) -> torch.Tensor:
-        if cfg.task == "enwik8":
-            return torch.zeros(b, t_probe, dtype=torch.long)
-        x = torch.zeros(b, t_probe, model_config.n_in)
-        x[:, ::3, ::5] = 1.0
-        return x
-
-    small, large = _saved_bytes(model, probe(PROBE_BATCH)), _saved_bytes(model, probe(2 * PROBE_BATCH))
-    per_step = max(large - small, 0) / (PROBE_BATCH * t_probe)
-    return int(math.ceil(per_step * cfg.batch_size * steps))
-
-
-def _family(model_config) -> str:
-    from elm_neuro.networks.registry import family_of
-
-    return family_of(model_config)
+    samples = data_samples(cfg) if samples is None else samples
+    mm = model_memory(model_config, cfg.batch_size, steps, cuda=device.type == "cuda")
+    states = OPTIMIZER_STATES.get(cfg.optimizer, 2)
+    return MemoryEstimate(mm.parameters, mm.parameters, states * mm.parameters, mm.structure, mm.activations,
+                          mm.workspace, data_bytes(cfg, model_config.n_in, steps, samples))
 
 
 def _gib(n: int) -> str:
-    return f"{n / 2 ** 30:.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:.0f} MiB"
+    return f"{n / _GIB:.1f}" if n >= _GIB // 10 or n == 0 else f"{n / _GIB:.3f}"
 
 
-def check_memory(model_config, cfg: TrainConfig, device: torch.device) -> tuple[int, Optional[int]]:
-    """``(estimate, available)``; ``ValueError`` naming ``--batch-size`` with both figures when the
-    activations of one training step cannot fit in the memory available on ``device``."""
-    steps = sequence_steps(cfg)
-    need = activation_bytes(model_config, cfg, steps)
+def _largest(fits: Callable[[int], bool], below: int) -> Optional[int]:
+    """The largest ``v`` in ``1..below-1`` with ``fits(v)`` (``fits`` non-increasing in v), or None."""
+    if below <= 1 or not fits(1):
+        return None
+    lo, hi = 1, below  # fits(lo), not fits(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def fitting_settings(model_config, cfg: TrainConfig, device: torch.device, free: int) -> list[str]:
+    """What would fit in ``free`` bytes with everything else unchanged: a smaller batch, a smaller
+    hidden size (and its budget P), a smaller d_m; each the largest that fits, found by bisection on
+    :func:`estimate_memory` (instant: nothing is built)."""
+    steps, samples = sequence_steps(cfg), data_samples(cfg)
+
+    def fits(mcfg, c=cfg) -> bool:
+        return estimate_memory(mcfg, c, device, steps, samples).total <= free
+
+    out = []
+    b = _largest(lambda v: fits(model_config, cfg.replace(batch_size=v)), cfg.batch_size)
+    if b is not None:
+        out.append(f"--batch-size {b}")
+    size = size_field(model_config)
+    for field in dict.fromkeys((size, "d_m")):
+        current = getattr(model_config, field, None)
+        if isinstance(current, bool) or not isinstance(current, int):
+            continue
+        v = _largest(lambda k: fits(model_config.replace(**{field: k})), current)
+        if v is None:
+            continue
+        flag = f"--{field.replace('_', '-')} {v}"
+        if field == size:
+            p = model_config.replace(**{field: v}).budget().p
+            out.append(f"{'N' if field == 'n' else field} = {v} ({flag}, or --params {p})")
+        else:
+            out.append(f"{field} = {v} ({flag})")
+    return out
+
+
+def check_memory(model_config, cfg: TrainConfig, device: torch.device) -> tuple[MemoryEstimate, Optional[int]]:
+    """``(estimate, available)``; ``ValueError`` with every part of the estimate, the memory
+    available and settings that would fit, when one training step cannot fit on ``device`` (on
+    CUDA also when the model cannot be built in the CPU's memory)."""
+    est = estimate_memory(model_config, cfg, device)
     free = available_memory(device)
-    if free is not None and need > free:
-        per_seq = need / cfg.batch_size
-        fits = int(free // per_seq) if per_seq > 0 else 0
-        raise ValueError(f"--batch-size {cfg.batch_size}: one training step needs about {_gib(need)} of activations "
-                         f"({cfg.batch_size} sequences x {steps} steps, estimated from the model configuration), "
-                         f"more than the {_gib(free)} available on {device}; use --batch-size {max(fits, 1)} or "
-                         f"less, a smaller model or shorter sequences")
-    return need, free
+    if free is not None and est.total > free:
+        _refuse(model_config, cfg, device, est, free)
+    if device.type == "cuda":  # built on the CPU, then moved
+        host = available_memory(torch.device("cpu"))
+        if host is not None and est.built > host:
+            raise ValueError(f"{_model_words(model_config)}: building the model needs about {_gib(est.built)} GiB "
+                             f"(parameters and connectome, made on the CPU before they move to {device}), more than "
+                             f"the {_gib(host)} GiB available on the CPU; use a smaller --n or --d-m")
+    return est, free
+
+
+def _model_words(model_config) -> str:
+    b = model_config.budget()
+    d_m = getattr(model_config, "d_m", None)
+    return f"the model (N={b.n}" + (f", d_m={d_m}" if d_m is not None else "") + f", P={b.p:,})"
+
+
+def _refuse(model_config, cfg: TrainConfig, device: torch.device, est: MemoryEstimate, free: int) -> None:
+    fits = fitting_settings(model_config, cfg, device, free)
+    batch_bound = est.activations + est.workspace >= est.total / 2 and any(f.startswith("--batch-size") for f in fits)
+    lead = f"--batch-size {cfg.batch_size}" if batch_bound else _model_words(model_config)
+    hint = ("it would fit with " + ", or ".join(fits)) if fits else \
+        "even the smallest setting of --batch-size, --n or --d-m does not fit; use a machine with more memory"
+    raise ValueError(f"{lead}: one training step needs about {_gib(est.total)} GiB ({est.describe()}; "
+                     f"{cfg.batch_size} sequences x {sequence_steps(cfg)} steps, estimated from the configuration), "
+                     f"more than the {_gib(free)} GiB available on {device}; {hint}")
 
 
 def preflight(cfg: TrainConfig, tokens=None, memory: bool = True) -> Preflight:
@@ -195,7 +290,10 @@ def preflight(cfg: TrainConfig, tokens=None, memory: bool = True) -> Preflight:
     device = check_device(cfg.device)
     if cfg.task != "enwik8" or cfg.data_dir is not None:
         data_paths(cfg.task, cfg.data_dir)
+    if cfg.task != "enwik8":  # every split non-empty and readable, named (before any folder is written)
+        check_split_files(cfg.data_dir)
     n_in, n_classes = input_dims(cfg, tokens)
+    check_data_fields(cfg, n_in, n_classes)
     mcfg = run_model_config(cfg, n_in, n_classes)
-    need, free = check_memory(mcfg, cfg, device) if memory else (0, None)
-    return Preflight(device, mcfg, sequence_steps(cfg), need, free)
+    est, free = check_memory(mcfg, cfg, device) if memory else (None, None)
+    return Preflight(device, mcfg, sequence_steps(cfg), est, free)
