@@ -48,6 +48,7 @@ LANGUAGE_BATCH_SIZE = 32  # small Enwik8 recipe
 WORKERS = 2  # processes of `make demo` / compare (one torch thread each)
 THREADS = None  # torch threads per training process; None: automatic (elm_neuro.training.runtime)
 WORKER_THREADS = 1  # automatic torch threads of each process when several train side by side
+WORKER_EXIT_S = 60.0  # how long a terminated compare / sweep waits for its workers' clean-up before killing them
 SEED = 0  # run seed (data order, initialisation)
 N_SEEDS = 1  # seeds per cell of `elm-neuro compare` / `elm-neuro sweep`
 LOG_EVERY = 20  # training steps between two metric lines

@@ -244,3 +244,20 @@ def test_a_damaged_summary_is_named(half_run, capsys):
     line = _error(capsys.readouterr().err, "export")
     assert "summary.json is not valid JSON" in line and "remove it" in line
     assert not (half_run.parent / "m").exists()
+
+
+@pytest.mark.parametrize("command", ["compare", "sweep"])
+def test_compare_and_sweep_refuse_an_empty_test_file_before_writing(tmp_path, capsys, command):
+    """The preflight of every cell checks the data's splits: compare and sweep name the empty file
+    and write nothing."""
+    data = tmp_path / "data"
+    write_synthetic_shd(data, 20, 6, seed=0)
+    write_shd_h5(data / "shd_test.h5", np.zeros(0), np.zeros(0, np.uint16), np.zeros(1, np.int64),
+                 np.zeros(0, np.uint8), np.zeros(0, np.uint16), CLASS_NAMES)
+    out = tmp_path / "out"
+    args = ["--task", "shd-adding", "--params", "30000", "--data", str(data), "--out", str(out), "--no-progress"]
+    code = main((["sweep", "--d-m", "2,3"] if command == "sweep" else ["compare", "--models", "elm"]) + args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "shd_test.h5 holds no samples" in err
+    assert not out.exists()

@@ -168,7 +168,8 @@ def test_synth_force_replaces_only_synthetic_files(tmp_path, capsys):
     before = _tree(real)
     assert main(["data", "synth", "--out", str(real), "--train", "4", "--test", "2", "--force"]) == EXIT_BAD_INPUT
     line = _error(capsys.readouterr().err, "data")
-    assert "shd_train.h5 has no synthetic marker" in line and "--force replaces only synthetic files" in line
+    assert "shd_train.h5 has no elm_neuro_synthetic marker" in line
+    assert "--force replaces only files that `elm-neuro data synth` wrote" in line
     assert _tree(real) == before
     syn = tmp_path / "syn"
     assert main(["data", "synth", "--out", str(syn), "--train", "4", "--test", "2", "--seed", "1"]) == 0
@@ -274,3 +275,21 @@ def test_reproduce_refuses_a_folder_that_is_not_a_plan_folder(tmp_path, capsys, 
     assert "not a plan folder's (thesis.tex)" in _error(capsys.readouterr().err, "reproduce")
     assert os.listdir(out) == ["thesis.tex"]
     assert not (out / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("command", ["sweep", "compare"])
+def test_sweep_and_compare_refuse_a_folder_they_did_not_write(shd, tmp_path, capsys, command):
+    """A new sweep or comparison into a folder holding a user's files is refused before anything
+    is written, and the files are left as they were."""
+    out = tmp_path / "mine"
+    (out / "notes").mkdir(parents=True)
+    (out / "report.md").write_text("my report")
+    args = ["--task", "shd-adding", "--params", "30000", "--data", str(shd), "--out", str(out),
+            "--epochs", "1", "--batches-per-epoch", "1", "--no-progress"]
+    args = (["sweep", "--d-m", "2,3"] if command == "sweep" else ["compare", "--models", "elm"]) + args
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "did not write" in err or "not a sweep folder" in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes", "report.md"]
+    assert (out / "report.md").read_text() == "my report"

@@ -106,3 +106,39 @@ def test_reproduce_of_a_real_data_plan_on_synthetic_data_writes_nothing(shd, tmp
     assert main(["reproduce", "paper", "--out", str(out), "--no-estimate"]) == EXIT_BAD_INPUT
     assert "give --data DIR" in _error(capsys.readouterr().err, "reproduce")
     assert os.listdir(out) == []  # no plan.json, no lock file
+
+
+def test_sigterm_to_a_comparison_ends_its_workers_like_ctrl_c(shd, tmp_path):
+    """`kill PARENT` of `compare --workers 2`: the workers get the signal too, clean up their new
+    runs (nothing left), the cells not yet started never start, and the parent exits 143 soon
+    (it does not wait for the running cells to finish their 200 epochs)."""
+    out = tmp_path / "cmp"
+    proc = subprocess.Popen([*CLI, "compare", "--task", "shd", "--models", "elm", "--seeds", "3", "--workers", "2",
+                             "--epochs", "200", "--batches-per-epoch", "2", "--batch-size", "4", "--device", "cpu",
+                             "--params", "3000", "--set", "elm:d_m=2", "--set", "elm:d_tree=2",
+                             "--set", "elm:d_brch=2", "--no-progress", "--train-set", "valid_batches=1",
+                             "--train-set", "test_batches=1", "--train-set", "bin_ms=100.0",
+                             "--train-set", "channel_factor=70", "--data", str(shd), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("*-s*/metrics.jsonl"))) < 2:  # both workers train
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_TERMINATED, err
+    assert time.monotonic() - t0 < 60
+    line = _error(err, "compare")
+    assert "terminated (SIGTERM)" in line
+    # the two running cells were interrupted in their workers: a new run without a checkpoint left
+    # nothing, one with a checkpoint is kept and marked; the third cell never started
+    assert not (out / "elm-s2").exists()
+    for cell in ("elm-s0", "elm-s1"):
+        run = out / cell
+        if (run / "checkpoint.pt").is_file():
+            assert json.loads((run / "summary.json").read_text())["status"] == "interrupted", cell
+        else:
+            assert not run.exists() or not any(run.iterdir()), sorted(p.name for p in run.iterdir())
+    assert not [p for p in out.rglob("*") if p.name == LOCK_NAME or p.name.endswith(".tmp")] if out.exists() else True

@@ -1,4 +1,5 @@
 """Equal-budget comparison, the demo pipeline, export and the analyze CLI on tiny runs."""
+import json
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_compare_cli_errors(shd_dir, tmp_path, capsys):
     assert "MODEL:FIELD=VALUE" in capsys.readouterr().err
 
 
-def test_demo_pipeline_export_and_analyze(tmp_path, capsys):
+def test_demo_pipeline_export_and_analyze(tmp_path, capsys, monkeypatch):
     paths = run_demo(tmp_path / "demo", params=6000, epochs=1, batches_per_epoch=2, n_train=80, n_test=30,
                      workers=1, progress=False, valid_batches=1, test_batches=2)
     text = paths["report"].read_text()
@@ -76,6 +77,10 @@ def test_demo_pipeline_export_and_analyze(tmp_path, capsys):
     out = export_run(elm_run, tmp_path / "models" / "demo-elm")
     card = (out / "MODEL_CARD.md").read_text()
     assert "`elm` network" in card and "elm_neuro.load_run" in card
+    # the load line names the export's folder, not its name alone
+    assert f'elm_neuro.load_run("{out.resolve().as_posix()}")' in card or 'load_run("models/demo-elm")' in card
+    # one seed per model: no "mean ± std" claim
+    assert "one seed per model" in text and "mean ± std" not in text
     run = elm_neuro.load_run(out)
     orig = elm_neuro.load_run(elm_run)
     x = (torch.rand(2, 10, run.model.cfg.n_in) < 0.2).float()
@@ -87,7 +92,17 @@ def test_demo_pipeline_export_and_analyze(tmp_path, capsys):
     assert main(["analyze", "timescales", str(elm_run), str(lif_run), "--labels", "ELM,LIF",
                  "--out", str(tmp_path / "ts.png")]) == 0
     assert (tmp_path / "ts.png").stat().st_size > 1000
+    from elm_neuro.analysis import activity as A
+
+    rasters, real_raster = [], A.plot_raster
+    monkeypatch.setattr(A, "plot_raster", lambda *a, **kw: rasters.append(kw) or real_raster(*a, **kw))
+    capsys.readouterr()
     assert main(["analyze", "activity", str(lif_run), "--out", str(tmp_path / "act")]) == 0
-    assert '"n_neurons"' in capsys.readouterr().out
+    assert rasters == [{"dt": 20.0, "unit": "ms"}]  # the raster's time axis in ms (the demo: 20 ms bins)
+    stats = json.loads(capsys.readouterr().out)
+    # spikes: spikes per bin and in Hz, not three copies of one number
+    assert stats["spikes"] and stats["bin_ms"] == 20.0
+    assert stats["rate_hz"] == pytest.approx(stats["spikes_per_bin"] * 50.0)
+    assert "mean_activity" not in stats and "active_fraction" not in stats
     assert (tmp_path / "act" / "raster.png").stat().st_size > 1000
     assert main(["analyze", "timescales", str(elm_run), "--labels", "A,B", "--out", str(tmp_path / "t.png")]) == 2

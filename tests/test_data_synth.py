@@ -130,3 +130,26 @@ def test_learnable_but_not_trivial(synth_dir):
     d = ((xte[:, None, :] - centroids[None]) ** 2).sum(-1)
     acc = (d.argmin(1) == te.labels).mean()
     assert 0.3 < acc < 0.95, acc  # chance is 0.05
+
+
+def test_force_from_python_replaces_only_synthetic_files(tmp_path):
+    """write_synthetic_shd(force=True) itself (not only the CLI) refuses to replace a file that
+    data synth did not write, and leaves it as it was."""
+    import h5py
+    import pytest
+
+    from elm_neuro.atomic import RefusedPath
+    from elm_neuro.data.synth import write_synthetic_shd
+
+    write_synthetic_shd(tmp_path, 4, 4, seed=0)
+    write_synthetic_shd(tmp_path, 5, 4, seed=1, force=True)  # its own files: replaced
+    with h5py.File(tmp_path / "shd_train.h5", "r") as f:
+        assert f["labels"].shape == (5,)
+    foreign = tmp_path / "other"
+    foreign.mkdir()
+    with h5py.File(foreign / "shd_train.h5", "w") as f:  # e.g. the real SHD
+        f["labels"] = [1, 2]
+    before = (foreign / "shd_train.h5").read_bytes()
+    with pytest.raises(RefusedPath, match="no elm_neuro_synthetic marker"):
+        write_synthetic_shd(foreign, 4, 4, force=True)
+    assert (foreign / "shd_train.h5").read_bytes() == before and not (foreign / "shd_test.h5").exists()

@@ -159,3 +159,28 @@ def _hold_lock(folder, ready, release):
     with folder_lock(folder):
         ready.set()
         release.wait(60)
+
+
+def test_a_comparison_stage_with_a_failed_cell_stops_the_plan_with_one_line(tmp_path, tiny_plans, monkeypatch,
+                                                                            capsys):
+    """A failed cell of a comparison stage is reported like a sweep stage's (the stage, the cell,
+    where the report lists it, what to do), exit 1, no traceback; the other model finished."""
+    from elm_neuro.experiments import compare as C
+
+    real = C.run_training
+
+    def lstm_fails(run_dir, cfg, **kw):
+        if cfg.model == "lstm":
+            raise RuntimeError("simulated crash")
+        return real(run_dir, cfg, **kw)
+
+    monkeypatch.setattr(C, "run_training", lstm_fails)
+    out = tmp_path / "nc"
+    code = main(["reproduce", "neuron-comparison", "--out", str(out), "--workers", "1", "--no-progress",
+                 "--no-estimate", "--threads", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and "Traceback" not in "".join(err)
+    assert err[0] == "compare: cell lstm-s0 failed: RuntimeError: simulated crash"  # as it happened
+    assert "stage shd: 1 cell(s) failed: ['lstm-s0']" in err[-1] and "run the same command again" in err[-1]
+    assert err[-1].startswith("elm-neuro reproduce: error:") and "unexpected" not in err[-1]
+    assert (out / "shd" / "elm-s0" / "summary.json").is_file()

@@ -1,7 +1,5 @@
 """Threads (physical cores, worker initialiser, what config.json records), the timescale section
 of config.json in steps and ms, and the data provenance that runs record."""
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
 
 import h5py
 import numpy as np
@@ -13,7 +11,6 @@ from elm_neuro.data._h5io import write_shd_h5
 from elm_neuro.data.provenance import data_provenance, enwik8_provenance, shd_provenance
 from elm_neuro.data.shd import CLASS_NAMES
 from elm_neuro.data.synth import SYNTHETIC_ATTR, write_synthetic_shd
-from elm_neuro.experiments import compare as C
 from elm_neuro.networks.registry import preset_config
 from elm_neuro.training import runtime as R
 from elm_neuro.training.config import TrainConfig
@@ -108,13 +105,12 @@ def test_runtime_section_applies_and_records(monkeypatch):
 
 def test_worker_initialiser_sets_the_thread_count():
     """The pool initialiser of compare / sweep: one thread per worker, or the given count."""
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=ctx, initializer=C._init_worker, initargs=(None,)) as ex:
+    with R.process_pool(1) as ex:
         assert ex.submit(torch.get_num_threads).result() == 1
         assert ex.submit(R.worker_threads).result() == 1
         assert ex.submit(R.choose_threads, None).result() == (1, "automatic: one process of several workers")
         assert ex.submit(R.choose_threads, 2).result()[0] == 2  # an explicit setting still wins in a worker
-    with ProcessPoolExecutor(1, mp_context=ctx, initializer=C._init_worker, initargs=(2,)) as ex:
+    with R.process_pool(1, 2) as ex:
         assert ex.submit(torch.get_num_threads).result() == 2
         assert ex.submit(R.choose_threads, None).result() == (2, "automatic: one process of several workers")
 

@@ -18,7 +18,7 @@ from elm_neuro.training.language import train_language_model
 from elm_neuro.training.run import RunDir
 
 TINY_MODEL = dict(d_m=2, n=6, d_tree=3, d_brch=2)
-EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+): train loss \d+\.\d{4} acc \d\.\d{3} \| valid loss \d+\.\d{4} "
+EPOCH_LINE = re.compile(r"^run: epoch (\d+)/(\d+): train loss \d+\.\d{4} acc \d\.\d{3} \| valid loss \d+\.\d{4} "
                         r"acc \d\.\d{3} \| data \d+\.\d{2} ms/batch \((\d+\.\d)% of the step\) \| \d+\.\d s$")
 
 
@@ -72,11 +72,12 @@ def test_epoch_and_final_lines_are_printed_with_progress_off(shd_dir, tmp_path, 
     summary = train_classifier(tmp_path / "run", cls_cfg(shd_dir), progress=False)
     out, err = capsys.readouterr()
     lines = out.splitlines()
-    epochs = [EPOCH_LINE.match(line) for line in lines if line.startswith("epoch ")]
+    # every line names its run (several runs print side by side in compare, sweep and the demo)
+    epochs = [EPOCH_LINE.match(line) for line in lines if line.startswith("run: epoch ")]
     assert len(epochs) == 2 and all(epochs), lines
     assert [(m.group(1), m.group(2)) for m in epochs] == [("1", "2"), ("2", "2")]
     assert all(0.0 <= float(m.group(3)) <= 100.0 for m in epochs)
-    final = [line for line in lines if line.startswith("final (best epoch")]
+    final = [line for line in lines if line.startswith("run: final (best epoch")]
     assert len(final) == 1
     assert f"test loss {summary['test_loss']:.4f} acc {summary['test_acc']:.3f}" in final[0]
     assert f"wall {summary['wall_s']:.1f} s" in final[0]
@@ -180,12 +181,12 @@ def test_language_lines_bars_and_wall_s(tokens, tmp_path, capsys, monkeypatch, r
     monkeypatch.setattr(L, "stream_bpc", slow_bpc)
     summary = train_language_model(tmp_path / "lm", lm_cfg(), tokens=tokens, progress=False)
     lines = capsys.readouterr().out.splitlines()
-    epochs = [line for line in lines if line.startswith("epoch ")]
+    epochs = [line for line in lines if line.startswith("lm: epoch ")]
     assert len(epochs) == 2
     for line in epochs:
-        assert re.fullmatch(r"epoch \d/2: train bpc \d+\.\d{4} \| valid-prefix bpc \d+\.\d{4} \| data \d+\.\d{2} "
+        assert re.fullmatch(r"lm: epoch \d/2: train bpc \d+\.\d{4} \| valid-prefix bpc \d+\.\d{4} \| data \d+\.\d{2} "
                             r"ms/batch \(\d+\.\d% of the step\) \| \d+\.\d s", line), line
-    final = [line for line in lines if line.startswith("final (best epoch")]
+    final = [line for line in lines if line.startswith("lm: final (best epoch")]
     assert len(final) == 1 and f"test bpc {summary['test_bpc']:.4f}" in final[0]
     valid = [r for r in RunDir(tmp_path / "lm").read_metrics() if r["kind"] == "valid"]
     assert summary["wall_s"] >= valid[-1]["wall_s"] + 2 * pause

@@ -57,25 +57,6 @@ def _file_marks(path: Path) -> dict | None:
         return None
 
 
-def _check_synth_force(out: Path) -> None:
-    """``synth --force`` replaces only files that ``data synth`` wrote (module docstring)."""
-    from elm_neuro.data.synth import SYNTHETIC_ATTR
-
-    rule = "--force replaces only synthetic files that `elm-neuro data synth` wrote"
-    for name in ("shd_train.h5", "shd_test.h5"):
-        path = out / name
-        if not (path.exists() or path.is_symlink()):
-            continue
-        what = f"--out {out}: {name}"
-        if path.is_symlink() or not path.is_file():
-            _refuse(what, "is not a regular file", rule)
-        marks = _file_marks(path)
-        if marks is None:
-            _refuse(what, "cannot be read as an HDF5 file, so elm-neuro cannot tell that it wrote it", rule)
-        if SYNTHETIC_ATTR not in marks:
-            _refuse(what, "has no synthetic marker (the real SHD, or data from elsewhere)", rule)
-
-
 def _check_adding_out(out: Path) -> None:
     """``shd-adding --out`` replaces only a file that ``data shd-adding`` wrote (module docstring)."""
     rule = "an existing --out is replaced only when `elm-neuro data shd-adding` wrote it"
@@ -91,8 +72,6 @@ def _check_adding_out(out: Path) -> None:
 def _synth(args: argparse.Namespace) -> int:
     from elm_neuro.data.synth import write_synthetic_shd
 
-    if args.force:
-        _check_synth_force(Path(args.out))
     train, test = write_synthetic_shd(args.out, args.train, args.test, args.seed, force=args.force)
     print(f"wrote {train} ({args.train} samples) and {test} ({args.test} samples), "
           f"seed {args.seed}")

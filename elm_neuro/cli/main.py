@@ -27,6 +27,7 @@ import os
 import sys
 from pathlib import Path
 
+from elm_neuro.experiments.failures import StageFailed
 from elm_neuro.data.shd import UnreadableFile
 from elm_neuro.training.common import TrainingDiverged
 from elm_neuro.training.runtime import Terminated, terminate_like_interrupt
@@ -105,6 +106,8 @@ def _describe(exc: BaseException) -> tuple[int, str]:
         return EXIT_FAILURE, f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
     if isinstance(exc, TrainingDiverged):
         return EXIT_FAILURE, f"{exc} ({exc.hint})" if exc.hint else str(exc)
+    if isinstance(exc, StageFailed):
+        return EXIT_FAILURE, str(exc)  # a plan's stage: the message says which cells and what to do
     return EXIT_FAILURE, f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 

@@ -27,8 +27,29 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from elm_neuro.atomic import atomic_output  # re-exported for the data modules
+from elm_neuro.atomic import RefusedPath, atomic_output  # atomic_output: re-exported for the data modules
 
+
+
+def check_generated(paths, attr: str, writer: str) -> None:
+    """Refuse to replace any existing file of ``paths`` that the package's ``writer`` did not write
+    (:class:`~elm_neuro.atomic.RefusedPath`): a link, a folder, a file that is not HDF5, or one
+    without the writer's root attribute ``attr`` (the real SHD, or data from elsewhere). The rule
+    of every ``--force`` that replaces generated SHD-format files."""
+    rule = f"--force replaces only files that `{writer}` wrote: choose another folder (nothing was changed)"
+    for path in map(Path, paths):
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if path.is_symlink() or not path.is_file():
+            raise RefusedPath(f"{path} is not a regular file; {rule}")
+        try:
+            with h5py.File(path, "r") as f:
+                marked = attr in f.attrs
+        except (OSError, ValueError):
+            raise RefusedPath(f"{path} cannot be read as an HDF5 file, so elm-neuro cannot tell that it wrote it; "
+                              f"{rule}") from None
+        if not marked:
+            raise RefusedPath(f"{path} has no {attr} marker (the real SHD, or data from elsewhere); {rule}")
 
 
 def ragged(flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:

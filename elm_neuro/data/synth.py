@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 
 from elm_neuro.defaults import SYNTH_N_TEST, SYNTH_N_TRAIN
 
-from ._h5io import atomic_output, write_shd_h5
+from ._h5io import atomic_output, check_generated, write_shd_h5
 from .shd import CLASS_NAMES, N_CLASSES, N_UNITS, SHDEvents
 
 __all__ = ["write_synthetic_shd", "generate_synthetic_events", "N_SPEAKERS",
@@ -338,6 +338,8 @@ def write_synthetic_shd(out_dir: str | os.PathLike, n_train: int = SYNTH_N_TRAIN
     if present and not force:
         raise ValueError(f"--out {out_dir} already holds {' and '.join(present)} (runs may point to them); use "
                          f"--force to replace them, or choose another folder")
+    if present:
+        check_generated(paths, SYNTHETIC_ATTR, "elm-neuro data synth")  # never the real SHD or a user's file
     created = not out_dir.exists()
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

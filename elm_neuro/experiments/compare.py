@@ -24,17 +24,17 @@ nothing behind; one that failed after a checkpoint resumes from it).
 """
 from __future__ import annotations
 
-import multiprocessing as mp
+import re
 import statistics
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
-from elm_neuro.atomic import atomic_output, folder_lock, save_text
+from elm_neuro.atomic import atomic_output, folder_lock, foreign_entries, list_names, save_text
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.preflight import preflight
 from elm_neuro.training.run import RunDir
-from elm_neuro.training.runtime import init_worker
+from elm_neuro.training.runtime import check_not_terminated, process_pool
 from elm_neuro.training.trainer import is_complete, run_training
 
 
@@ -73,6 +73,27 @@ def run_cell(run_dir: Path, cfg: TrainConfig, progress: bool) -> dict:
     resume = run.checkpoint.is_file()
     changes = {k: getattr(cfg, k) for k in ("data_dir", "device", "threads")} if resume else None
     return run_training(run_dir, None if resume else cfg, resume=resume, progress=progress, changes=changes)
+
+
+REPORT_FILES = ("report.md", "learning_curves.png")
+_CELL_NAME = re.compile(r"[A-Za-z0-9_.-]+-s\d+")
+
+
+def check_compare_dir(out: Path) -> None:
+    """Refuse an ``--out`` folder holding anything a comparison did not write: its files are the
+    cells' run directories (``<model>-s<seed>`` holding a ``config.json``), ``report.md`` and
+    ``learning_curves.png`` (the report is rewritten at the end, so a user's file under one of
+    those names would be lost: a folder that holds no cell yet must not hold them either)."""
+    if not out.is_dir():
+        if out.exists():
+            raise ValueError(f"--out {out} is a file, not a folder; give a folder for the comparison")
+        return
+    cells = [e.name for e in out.iterdir() if e.is_dir() and _CELL_NAME.fullmatch(e.name)
+             and (e / "config.json").is_file()]
+    foreign = foreign_entries(out, cells + (list(REPORT_FILES) if cells else []))
+    if foreign:
+        raise ValueError(f"--out {out} holds {list_names(foreign)}, which a comparison did not write; "
+                         f"use a new or empty folder (nothing there is touched)")
 
 
 def check_cells(jobs: list) -> None:
@@ -189,10 +210,22 @@ def write_report(out: Path, models: list[str], seeds: list[int], title: str, cha
     chance_note = f" Chance (always the most frequent class): {chance:.2f}." if chance and metric == "acc" else ""
     lines += _failure_lines(models, seeds, failed or {})
     lines += ["", f"Metric: {'accuracy (higher is better)' if metric == 'acc' else 'bits per character'}; "
-              f"mean ± std over seeds.{chance_note}", "", "![learning curves](learning_curves.png)", ""]
+              f"{_spread_note(out, models, seeds)}{chance_note}", "", "![learning curves](learning_curves.png)", ""]
     report = out / "report.md"
     save_text("\n".join(lines), report)
     return report
+
+
+def _spread_note(out: Path, models: list[str], seeds: list[int]) -> str:
+    """How to read the table's numbers: "mean ± std over seeds" only where some model has more
+    than one finished seed; with one seed each, say so (a single value has no spread)."""
+    counts = [sum(is_complete(RunDir(cell_dir(out, m, s)).read_summary()) for s in seeds) for m in models]
+    counts = [c for c in counts if c]
+    if counts and max(counts) == 1:
+        return "one seed per model: single runs, no spread (differences between runs of one seed are not significant)."
+    if counts and min(counts) == 1:
+        return "mean ± std over the finished seeds (the `seeds` column); a row of one seed is a single run."
+    return "mean ± std over seeds."
 
 
 def _failure_lines(models: list[str], seeds: list[int], failed: dict) -> list[str]:
@@ -211,12 +244,8 @@ def _failure_lines(models: list[str], seeds: list[int], failed: dict) -> list[st
     return out
 
 
-def _init_worker(threads: int | None = None) -> None:
-    """Initialiser of each worker process: ``threads`` torch threads (None: one per worker)."""
-    init_worker(threads)
-
-
 def _cell_job(run_dir: str, cfg_dict: dict) -> dict:
+    check_not_terminated()  # a cell queued before the parent was terminated does not start
     return run_cell(Path(run_dir), TrainConfig.from_dict(cfg_dict), progress=False)
 
 
@@ -245,6 +274,7 @@ def compare(out, base: TrainConfig, models: list[str], seeds: list[int], model_o
     jobs = [(cell_dir(out, model, seed), base.replace(model=model, seed=seed,
                                                       model_overrides=dict(model_overrides.get(model, {}))))
             for model in models for seed in seeds]
+    check_compare_dir(out)
     check_cells(jobs)
     with folder_lock(out, "--out folder"):
         failed = _train_cells(jobs, base, workers, progress)
@@ -278,8 +308,7 @@ def _train_cells(jobs: list, base: TrainConfig, workers: int, progress: bool) ->
             else:
                 done(run_dir, summary, None)
         return failed
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                             initargs=(base.threads,)) as ex:
+    with process_pool(workers, base.threads) as ex:
         futures = {ex.submit(_cell_job, str(d), c.to_dict()): d for d, c in jobs}
         for fut in as_completed(futures):
             try:

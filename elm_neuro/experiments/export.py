@@ -65,8 +65,18 @@ def _safetensors_bytes(blob: dict) -> bytes | None:
     return save(tensors, metadata=meta)
 
 
-def model_card(conf: dict, summary: dict, name: str) -> str:
-    """A short markdown model card from a run's config.json and summary.json."""
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working folder when it lies under it, else absolute."""
+    path = Path(path).resolve()
+    with contextlib.suppress(ValueError):
+        return path.relative_to(Path.cwd().resolve()).as_posix()
+    return path.as_posix()
+
+
+def model_card(conf: dict, summary: dict, name: str, folder=None) -> str:
+    """A short markdown model card from a run's config.json and summary.json; ``folder`` is where
+    the export lives (its load line names that path, relative to the working folder; default:
+    ``name``)."""
     tr, mo = conf["train"], conf["model"]
     metric = ("accuracy", "valid_acc", "test_acc") if "test_acc" in summary else ("bits per character",
                                                                                     "valid_bpc", "test_bpc")
@@ -85,7 +95,8 @@ def model_card(conf: dict, summary: dict, name: str) -> str:
         f"- **{metric[0]}** (best validation epoch {summary['best_epoch']}): validation "
         f"{summary[metric[1]]:.4f}, test {summary[metric[2]]:.4f}",
         "", "Load it with:", "", "```python", "import elm_neuro", "",
-        f'run = elm_neuro.load_run("{name}")  # model (eval mode, best weights), configs, summary',
+        f'run = elm_neuro.load_run("{_shown_path(folder) if folder is not None else name}")'
+        "  # this folder: model (eval mode, best weights), configs, summary",
         "```", "", "Model configuration:", "", "```json", json.dumps(mo["config"], indent=2, sort_keys=True), "```", "",
     ]
     return "\n".join(lines)
@@ -150,5 +161,5 @@ def export_run(run_dir, out_dir, name: str | None = None, force: bool = False) -
             shutil.copyfile(run.best, tmp / "best.pt")
         else:
             shutil.copyfile(run.path / SAFETENSORS_NAME, tmp / SAFETENSORS_NAME)
-        save_text(model_card(run.read_config(), summary, name or out.name), tmp / CARD)
+        save_text(model_card(run.read_config(), summary, name or out.name, out), tmp / CARD)
     return out

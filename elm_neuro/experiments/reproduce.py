@@ -49,7 +49,8 @@ from elm_neuro.atomic import (RefusedPath, folder_lock, foreign_entries, list_na
 from elm_neuro.data.binning import n_bins
 from elm_neuro.data.provenance import shd_provenance
 from elm_neuro.data.synth import write_synthetic_shd
-from elm_neuro.experiments.compare import CHANCE, cell_dir, compare
+from elm_neuro.experiments.compare import CHANCE, CellsFailed, cell_dir, compare
+from elm_neuro.experiments.failures import StageFailed
 from elm_neuro.experiments.sweep import run_sweep
 from elm_neuro.experiments.sweep_plan import SweepGrid, plan_cells, task_dims
 from elm_neuro.experiments.sweep_report import information_analysis, scaling_analysis, write_sweep_report
@@ -280,14 +281,19 @@ def _run_plan_locked(name, plan, out: Path, data_dir, executor, workers, address
             res = run_sweep(folder, stage_grid(plan, stage, data, device, threads), executor=executor,
                             workers=workers, address=address, progress=progress)
             if getattr(res, "failed", None):
-                raise RuntimeError(f"stage {stage['name']}: {len(res.failed)} cell(s) failed: "
+                raise StageFailed(f"stage {stage['name']}: {len(res.failed)} cell(s) failed: "
                                    f"{sorted(res.failed)[:3]}; fix and run the same command again to continue")
             write_sweep_report(folder)
         else:
             base = stage_config(plan, stage, data, device, threads, model=stage["models"][0])
             overrides = {m: dict(stage.get("fixed", {}).get(m, {})) for m in stage["models"]}
-            compare(folder, base, list(stage["models"]), list(stage["seeds"]), overrides, progress=progress,
-                    workers=workers)
+            try:
+                compare(folder, base, list(stage["models"]), list(stage["seeds"]), overrides, progress=progress,
+                        workers=workers)
+            except CellsFailed as exc:  # reported like a sweep stage's failed cells
+                raise StageFailed(f"stage {stage['name']}: {len(exc.failed)} cell(s) failed: "
+                                   f"{sorted(exc.failed)[:3]} (see {exc.report}); fix and run the same command "
+                                   "again to continue") from exc
     rows = collect_plan_results(out, plan)
     results = out / "results"
     write_results_csv(rows, results / "results.csv")

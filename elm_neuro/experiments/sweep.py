@@ -42,6 +42,7 @@ from typing import Optional, Sequence
 
 from elm_neuro.atomic import folder_lock, save_json
 from elm_neuro.data.provenance import data_paths
+from elm_neuro.data.shd_adding import check_split_files
 from elm_neuro.experiments.sweep_executors import RAY_TIMEOUT_S, connect_ray, import_ray, run_local, run_ray
 from elm_neuro.experiments.sweep_plan import (CELL_FILE, SweepCell, SweepGrid, cell_path, check_sweep_dir,
                                               plan_cells, planned_model_config, task_dims)
@@ -95,7 +96,10 @@ def run_sweep(out, grid: SweepGrid, executor: str = "local", workers: int = 1, a
         raise FileExistsError(17, "File exists", str(out))
     todo = [c for c in cells if not is_complete(RunDir(cell_path(out, c.name)).read_summary())]
     jobs = todo if stop_after is None else todo[:stop_after]
-    _check_memory([c for c in jobs if not RunDir(cell_path(out, c.name)).checkpoint.is_file()], device, dims)
+    starting = [c for c in jobs if not RunDir(cell_path(out, c.name)).checkpoint.is_file()]
+    if starting and grid.base.task != "enwik8":  # the data's splits, named, before anything is written
+        check_split_files(grid.base.data_dir)
+    _check_memory(starting, device, dims)
     ray, started = (None, False)
     if executor == "ray" and jobs:  # before anything is written: a cluster that does not answer stops here
         ray, started = connect_ray(address, workers if workers > 1 else (os.cpu_count() or 1), ray_timeout)

@@ -21,8 +21,7 @@ left unfinished; the others go on.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Optional
 
@@ -32,19 +31,15 @@ from tqdm.auto import tqdm
 from elm_neuro.experiments.compare import run_cell
 from elm_neuro.experiments.sweep_plan import cell_path
 from elm_neuro.training.config import TrainConfig
-from elm_neuro.training.runtime import init_worker
+from elm_neuro.training.runtime import check_not_terminated, init_worker, process_pool
 
 RAY_HINT = "the ray executor needs Ray: pip install elm_neuro[distributed]"
 #: Seconds a Ray cluster given by ``address`` has to answer before the sweep gives up.
 RAY_TIMEOUT_S = 60.0
 
 
-def _init_worker(threads: Optional[int] = None) -> None:
-    """Initialiser of each worker process: ``threads`` torch threads (None: one per worker)."""
-    init_worker(threads)
-
-
 def _cell_job(run_dir: str, cfg_dict: dict) -> dict:
+    check_not_terminated()  # a cell queued before the parent was terminated does not start
     return run_cell(Path(run_dir), TrainConfig.from_dict(cfg_dict), progress=False)
 
 
@@ -81,8 +76,7 @@ def run_local(out, jobs, workers, progress, on_done) -> None:
                 bar.update()
             return
         threads = jobs[0].config.threads if jobs else None
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(threads,)) as ex:
+        with process_pool(workers, threads) as ex:
             futures = {ex.submit(_cell_job, str(cell_path(out, c.name)), c.config.to_dict()): c for c in jobs}
             for fut in as_completed(futures):
                 try:

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from elm_neuro.atomic import save_json
+from elm_neuro.atomic import foreign_entries, list_names, save_json
 from elm_neuro.data.shd import N_CLASSES, N_UNITS
 from elm_neuro.data.shd_adding import N_SUM_CLASSES
 from elm_neuro.networks.registry import MODEL_FAMILIES, preset_config, size_field
@@ -231,6 +231,15 @@ def check_sweep_dir(out, grid: SweepGrid, cells: Sequence[SweepCell], force: boo
     out = Path(out)
     path = out / "sweep.json"
     new = {"format": SWEEP_FORMAT, "grid": grid.to_dict(), "cells": [c.name for c in cells]}
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder; give a folder for the sweep")
+    if not path.is_file() and out.is_dir():
+        # a new sweep: the folder must hold nothing else (its report and figures would be written over a
+        # user's files of the same names, and its results.csv would mix with them)
+        foreign = foreign_entries(out)
+        if foreign:
+            raise ValueError(f"--out {out} holds {list_names(foreign)} but no sweep.json: it is not a sweep "
+                             f"folder; use a new or empty folder (nothing there is touched)")
     if path.is_file():
         old = json.loads(path.read_text())
         a, b = _grid_comparable(old.get("grid", {})), _grid_comparable(new["grid"])

@@ -199,7 +199,7 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
         run.append_metric({"kind": "valid", "epoch": epoch, "step": step, "loss": val["loss"], "acc": val["acc"],
                            "train_loss": run_loss / max(seen, 1), "train_acc": run_acc / max(seen, 1),
                            "wall_s": wall})
-        tqdm.write(f"epoch {epoch}/{cfg.epochs}: train loss {run_loss / max(seen, 1):.4f} "
+        tqdm.write(f"{run.path.name}: epoch {epoch}/{cfg.epochs}: train loss {run_loss / max(seen, 1):.4f} "
                    f"acc {run_acc / max(seen, 1):.3f} | valid loss {val['loss']:.4f} acc {val['acc']:.3f} | "
                    f"{data} | {time.perf_counter() - t0:.1f} s")
         if val["acc"] > best["acc"]:
@@ -214,7 +214,8 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
     final_test = evaluate(model, _WithProgress(splits["test"], "final test", progress), cfg, device)
     final_s = time.perf_counter() - t_final
     wall += final_s  # summary.json's wall_s includes the final evaluation
-    tqdm.write(f"final (best epoch {best['epoch']}): valid loss {final_val['loss']:.4f} acc {final_val['acc']:.3f} | "
+    tqdm.write(f"{run.path.name}: final (best epoch {best['epoch']}): valid loss {final_val['loss']:.4f} "
+               f"acc {final_val['acc']:.3f} | "
                f"test loss {final_test['loss']:.4f} acc {final_test['acc']:.3f} | evaluation {final_s:.1f} s, "
                f"wall {wall:.1f} s")
     summary = {

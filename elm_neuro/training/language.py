@@ -220,7 +220,8 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
         wall += time.perf_counter() - t0
         run.append_metric({"kind": "valid", "epoch": epoch + 1, "step": step, "bpc": val["bpc"], "loss": val["loss"],
                            "train_bpc": run_loss / max(seen, 1) / math.log(2), "wall_s": wall})
-        tqdm.write(f"epoch {epoch + 1}/{periods}: train bpc {run_loss / max(seen, 1) / math.log(2):.4f} | "
+        tqdm.write(f"{run.path.name}: epoch {epoch + 1}/{periods}: "
+                   f"train bpc {run_loss / max(seen, 1) / math.log(2):.4f} | "
                    f"valid-prefix bpc {val['bpc']:.4f} | {data} | {time.perf_counter() - t0:.1f} s")
         if val["bpc"] < best["bpc"]:
             best = {"bpc": val["bpc"], "epoch": epoch + 1}
@@ -236,7 +237,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
                             desc="final test")
     final_s = time.perf_counter() - t_final
     wall += final_s  # summary.json's wall_s includes the final evaluation
-    tqdm.write(f"final (best epoch {best['epoch']}): valid bpc {final_val['bpc']:.4f} | test bpc "
+    tqdm.write(f"{run.path.name}: final (best epoch {best['epoch']}): valid bpc {final_val['bpc']:.4f} | test bpc "
                f"{final_test['bpc']:.4f} | evaluation {final_s:.1f} s, wall {wall:.1f} s")
     budget = mcfg.budget()
     summary = {

@@ -32,6 +32,11 @@ Termination
     for it too (a new run without a checkpoint removes what it wrote, a run with one is kept,
     marked and resumable, temporary files go, locks are released). A second ``SIGTERM`` while that
     clean-up runs is ignored, so that it finishes; ``SIGKILL`` still ends the process at once.
+    Workers of a :func:`process_pool` (compare, sweep) handle ``SIGTERM`` the same way, and a
+    parent that is terminated passes the signal on to them, cancels the cells not yet started and
+    waits for the workers' clean-up (at most ``defaults.WORKER_EXIT_S``, then they are killed), so
+    ``kill PARENT`` leaves the same as Ctrl-C does. (Ctrl-C reaches the workers itself: the
+    terminal signals the whole process group.)
 
 Timescales
     ELM timescales are in steps of the model's ``dt`` (``dt = 1``: one time bin), LIF / adLIF
@@ -45,9 +50,12 @@ Timescales
 from __future__ import annotations
 
 import contextlib
+import multiprocessing as mp
 import os
 import signal
 import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
@@ -134,6 +142,56 @@ def init_worker(threads: Optional[int] = None) -> int:
     _worker_threads = D.WORKER_THREADS if n is None else n
     apply_threads(_worker_threads)
     return _worker_threads
+
+
+_pool_terminated: list = []  # set in a pool worker once it received SIGTERM
+
+
+def _pool_worker(threads: Optional[int]) -> None:
+    """Initialiser of a :func:`process_pool` worker: :func:`init_worker`, and ``SIGTERM`` raising
+    :class:`Terminated` for the rest of the process's life (a second one ignored)."""
+    init_worker(threads)
+
+    def handler(signum, frame):
+        if not _pool_terminated:
+            _pool_terminated.append(signum)
+            raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def check_not_terminated() -> None:
+    """Raise :class:`Terminated` in a pool worker that was terminated: a job queued before the
+    parent cancelled the rest must not start (call it first thing in a pool job)."""
+    if _pool_terminated:
+        raise Terminated()
+
+
+@contextlib.contextmanager
+def process_pool(workers: int, threads: Optional[int] = None) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``workers`` spawned training processes (``threads`` torch threads each, default
+    one; :func:`init_worker`) whose interrupt and termination end every worker the way they end
+    one process (module docstring, "Termination")."""
+    ex = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_pool_worker,
+                             initargs=(threads,))
+    try:
+        yield ex
+    except KeyboardInterrupt as exc:
+        procs = list((getattr(ex, "_processes", None) or {}).values()) or mp.active_children()
+        ex.shutdown(wait=False, cancel_futures=True)
+        if isinstance(exc, Terminated):  # Ctrl-C reached the workers already (the process group)
+            for p in procs:
+                with contextlib.suppress(OSError, ValueError):
+                    if p.is_alive():
+                        os.kill(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + D.WORKER_EXIT_S
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.kill()
+        raise
+    else:
+        ex.shutdown(wait=True)
 
 
 def worker_threads() -> Optional[int]:
