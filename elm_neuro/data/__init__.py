@@ -13,6 +13,10 @@ SHD modules (one idea each; import them directly, this package imports nothing e
 * :mod:`elm_neuro.data.speech` - the twenty digit words (SHD's labels and keys) spoken by
   espeak-ng (through ctypes, the library from the ``espeakng-loader`` wheel), speakers drawn
   from a seed and split by SHD's protocol, per-utterance noise and gain.
+* :mod:`elm_neuro.data.cochlea` - ``wave_to_spikes(samples, sample_rate, n_channels=700)``: the
+  Lauscher cochlea chain that made the SHD (basilar membrane, Meddis hair cells, 40 fibres per
+  bushy cell, LIF bushy cells), exact mode spike-for-spike equal to the ``lauscher`` package and
+  a fast mode equal in distribution (one random number per fibre spike).
 * :mod:`elm_neuro.data.shd_adding` - validation split, pairs, ``SHDAdding`` splits (each
   digit binned once into a uint8 cache on the training device, pairs built by indexing),
   torch ``Dataset`` / ``DataLoader``, SHD-format writer (``elm-neuro data shd-adding``).
