@@ -52,6 +52,8 @@ WORKER_EXIT_S = 60.0  # how long a terminated compare / sweep waits for its work
 SEED = 0  # run seed (data order, initialisation)
 N_SEEDS = 1  # seeds per cell of `elm-neuro compare` / `elm-neuro sweep`
 LOG_EVERY = 20  # training steps between two metric lines
+PACE_ESTIMATE_STEPS = 6  # a run prints its expected training time after this many steps (elm_neuro.training.pace)
+PACE_LINE_S = 120.0  # without progress bars, a run prints where it is at most this often (seconds)
 DEVICE = "auto"  # auto | cpu | cuda[:i]
 AMP = "none"  # none | bf16
 

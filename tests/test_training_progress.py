@@ -79,6 +79,8 @@ def test_epoch_and_final_lines_are_printed_with_progress_off(shd_dir, tmp_path, 
     assert all(0.0 <= float(m.group(3)) <= 100.0 for m in epochs)
     final = [line for line in lines if line.startswith("run: final (best epoch")]
     assert len(final) == 1
+    # how long the run takes, said once after a few steps (elm_neuro.training.pace)
+    assert len([line for line in lines if " s per training step; the remaining " in line]) == 1
     assert f"test loss {summary['test_loss']:.4f} acc {summary['test_acc']:.3f}" in final[0]
     assert f"wall {summary['wall_s']:.1f} s" in final[0]
     assert "it/s" not in err and "%|" not in err  # no bars drawn

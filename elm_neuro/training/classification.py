@@ -37,6 +37,7 @@ from elm_neuro.training.common import (autocast, build_session, open_run, optimi
                                        regularization, save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import run_model_config
+from elm_neuro.training.pace import Pace
 from elm_neuro.training.run import load_checkpoint
 from elm_neuro.training.tasks import build_classification_task
 
@@ -166,6 +167,7 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
     budget = mcfg.budget()
 
     epochs_this_call = 0
+    pace = Pace(run.path.name, cfg.epochs * splits["train"].n_batches, done=step, progress=progress)
     while epoch < cfg.epochs:
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
             return None
@@ -185,6 +187,7 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
             acc = float((pred == y).float().mean())
             run_loss, run_acc, seen = run_loss + loss.item(), run_acc + acc, seen + 1
             bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_acc / seen:.3f}", data=timer.postfix())
+            pace.step(step, epoch + 1, cfg.epochs, run_loss / seen)
             if step % cfg.log_every == 0:
                 row = {"kind": "train", "epoch": epoch + 1, "step": step, "loss": run_loss / seen,
                        "acc": run_acc / seen, "ce": ce.item(), "grad_norm": float(gnorm),

@@ -54,6 +54,7 @@ from elm_neuro.training.common import (autocast, build_session, open_run, optimi
                                        save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import run_model_config
+from elm_neuro.training.pace import Pace
 from elm_neuro.training.run import RunDir, load_checkpoint
 
 
@@ -179,6 +180,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
     total = cfg.steps_total  # total_steps when given, else epochs x batches_per_epoch
     periods = -(-total // cfg.batches_per_epoch)
     epochs_this_call = 0
+    pace = Pace(run.path.name, total, done=step, progress=progress)
     while step < total:
         if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
             return None
@@ -209,6 +211,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
             step += 1
             run_loss, seen = run_loss + ce.item(), seen + 1
             bar.set_postfix(bpc=f"{run_loss / seen / math.log(2):.3f}", data=timer.postfix())
+            pace.step(step, epoch + 1, periods, run_loss / seen / math.log(2), unit="bpc")
             if step % cfg.log_every == 0:
                 run.append_metric({"kind": "train", "epoch": epoch + 1, "step": step, "loss": run_loss / seen,
                                    "bpc": run_loss / seen / math.log(2), "grad_norm": float(gnorm),
