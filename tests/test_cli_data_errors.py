@@ -23,26 +23,13 @@ from elm_neuro.data.shd import CLASS_NAMES, UnreadableFile
 from elm_neuro.data.synth import write_synthetic_shd
 from elm_neuro.training.classification import train_classifier
 from elm_neuro.training.config import make_train_config
+from cli_helpers import error_line, shd, TINY  # noqa: F401 (fixture)
 
-TINY = ["--task", "shd", "--epochs", "1", "--batches-per-epoch", "2", "--batch-size", "4", "--device", "cpu",
-        "--set", "d_m=2", "--set", "n=3", "--set", "d_tree=2", "--set", "d_brch=2", "--no-progress",
-        "--train-set", "valid_batches=1", "--train-set", "test_batches=1", "--train-set", "bin_ms=100.0",
-        "--train-set", "channel_factor=70"]
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-@pytest.fixture(scope="module")
-def shd(tmp_path_factory):
-    d = tmp_path_factory.mktemp("shd")
-    write_synthetic_shd(d, 24, 12, seed=2)
-    return d
-
-
 def _error(err: str, command: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith(f"elm-neuro {command}: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
+    return error_line(err, command)
 
 
 def _samples(path, n: int) -> None:

@@ -7,27 +7,13 @@ import pytest
 
 from elm_neuro.cli import budget as budget_cli
 from elm_neuro.cli.main import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, _describe, main
-from elm_neuro.data.synth import write_synthetic_shd
 from elm_neuro.training.common import TrainingDiverged
+from cli_helpers import error_line, shd, TINY  # noqa: F401 (fixture)
 
-TINY = ["--task", "shd", "--epochs", "1", "--batches-per-epoch", "2", "--batch-size", "4", "--device", "cpu",
-        "--set", "d_m=2", "--set", "n=3", "--set", "d_tree=2", "--set", "d_brch=2", "--no-progress",
-        "--train-set", "valid_batches=1", "--train-set", "test_batches=1", "--train-set", "bin_ms=100.0",
-        "--train-set", "channel_factor=70"]
-
-
-@pytest.fixture(scope="module")
-def shd(tmp_path_factory):
-    d = tmp_path_factory.mktemp("shd")
-    write_synthetic_shd(d, 24, 12, seed=2)
-    return d
 
 
 def _one_line_error(err: str, command: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert lines and lines[-1].startswith(f"elm-neuro {command}: error: "), err
-    assert "Traceback" not in err
-    return lines[-1]
+    return error_line(err, command, only=False)
 
 
 def test_truncated_checkpoint_on_resume(shd, tmp_path, capsys):

@@ -15,19 +15,8 @@ from elm_neuro.atomic import LOCK_NAME, RefusedPath, protected_reason, replace_f
 from elm_neuro.cli.main import EXIT_BAD_INPUT, main
 from elm_neuro.data._h5io import write_shd_h5
 from elm_neuro.data.shd import CLASS_NAMES
-from elm_neuro.data.synth import write_synthetic_shd
+from cli_helpers import error_line, shd, TINY  # noqa: F401 (fixture)
 
-TINY = ["--task", "shd", "--epochs", "1", "--batches-per-epoch", "2", "--batch-size", "4", "--device", "cpu",
-        "--set", "d_m=2", "--set", "n=3", "--set", "d_tree=2", "--set", "d_brch=2", "--no-progress",
-        "--train-set", "valid_batches=1", "--train-set", "test_batches=1", "--train-set", "bin_ms=100.0",
-        "--train-set", "channel_factor=70"]
-
-
-@pytest.fixture(scope="module")
-def shd(tmp_path_factory):
-    d = tmp_path_factory.mktemp("shd")
-    write_synthetic_shd(d, 24, 12, seed=2)
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +27,7 @@ def done_run(shd, tmp_path_factory):
 
 
 def _error(err: str, command: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith(f"elm-neuro {command}: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
+    return error_line(err, command)
 
 
 def _tree(folder: Path) -> dict:

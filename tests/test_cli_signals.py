@@ -14,7 +14,7 @@ import pytest
 
 from elm_neuro.atomic import LOCK_NAME
 from elm_neuro.cli.main import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED, main
-from elm_neuro.data.synth import write_synthetic_shd
+from cli_helpers import error_line, shd  # noqa: F401 (fixture)
 
 TINY = ["--task", "shd", "--batches-per-epoch", "2", "--batch-size", "4", "--device", "cpu",
         "--set", "d_m=2", "--set", "n=3", "--set", "d_tree=2", "--set", "d_brch=2", "--no-progress",
@@ -23,18 +23,8 @@ TINY = ["--task", "shd", "--batches-per-epoch", "2", "--batch-size", "4", "--dev
 CLI = [sys.executable, "-m", "elm_neuro.cli.main"]
 
 
-@pytest.fixture(scope="module")
-def shd(tmp_path_factory):
-    d = tmp_path_factory.mktemp("shd")
-    write_synthetic_shd(d, 24, 12, seed=2)
-    return d
-
-
 def _error(err: str, command: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert lines and lines[-1].startswith(f"elm-neuro {command}: error: "), err
-    assert "Traceback" not in err
-    return lines[-1]
+    return error_line(err, command, only=False)
 
 
 def _signal_when(proc: subprocess.Popen, path, sig, timeout: float = 300.0) -> None:

@@ -10,27 +10,14 @@ import pytest
 import torch
 
 from elm_neuro.cli.main import EXIT_FAILURE, _describe, main
-from elm_neuro.data.synth import write_synthetic_shd
 from elm_neuro.training import classification
 from elm_neuro.training.common import LR_HINT, TrainingDiverged, optimizer_step, updates_made
+from cli_helpers import error_line, shd, TINY  # noqa: F401 (fixture)
 
-TINY = ["--task", "shd", "--epochs", "1", "--batches-per-epoch", "2", "--batch-size", "4", "--device", "cpu",
-        "--set", "d_m=2", "--set", "n=3", "--set", "d_tree=2", "--set", "d_brch=2", "--no-progress",
-        "--train-set", "valid_batches=1", "--train-set", "test_batches=1", "--train-set", "bin_ms=100.0",
-        "--train-set", "channel_factor=70"]
-
-
-@pytest.fixture(scope="module")
-def shd(tmp_path_factory):
-    d = tmp_path_factory.mktemp("shd")
-    write_synthetic_shd(d, 24, 12, seed=2)
-    return d
 
 
 def _one_line(err: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
+    return error_line(err)
 
 
 def test_non_finite_loss_at_step_1_blames_the_initialisation(shd, tmp_path, monkeypatch, capsys):

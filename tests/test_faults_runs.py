@@ -23,6 +23,7 @@ from elm_neuro.data.synth import write_synthetic_shd
 from elm_neuro.training.classification import train_classifier
 from elm_neuro.training.config import make_train_config
 from elm_neuro.training.run import load_checkpoint, load_run
+from cli_helpers import error_line, shd  # noqa: F401 (fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMON = ["--task", "shd", "--batches-per-epoch", "2", "--batch-size", "4", "--device", "cpu", "--no-progress",
@@ -30,13 +31,6 @@ COMMON = ["--task", "shd", "--batches-per-epoch", "2", "--batch-size", "4", "--d
           "--train-set", "channel_factor=70"]
 TINY = COMMON + ["--set", "d_m=2", "--set", "n=3", "--set", "d_tree=2", "--set", "d_brch=2"]
 SWEEP = COMMON + ["--epochs", "1", "--d-m", "2", "--seeds", "1", "--set", "n=3", "--set", "d_tree=2", "--set", "d_brch=2"]
-
-
-@pytest.fixture(scope="module")
-def shd(tmp_path_factory):
-    d = tmp_path_factory.mktemp("shd")
-    write_synthetic_shd(d, 24, 12, seed=2)
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +42,7 @@ def done_run(shd, tmp_path_factory):
 
 
 def _error(err: str, command: str) -> str:
-    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith(f"elm-neuro {command}: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
+    return error_line(err, command)
 
 
 def _no_temps(folder) -> None:
