@@ -820,21 +820,28 @@ def _mt_temper(y):
     return y
 
 
+@numba.njit(cache=True, inline="always")
+def _mt_uniform(key, pos):
+    """One double of numpy's legacy ``random_sample`` from state (key, pos): ``(u, new pos)``
+    (two 32-bit outputs, 27 + 26 bits, as numpy combines them)."""
+    if pos >= 624:
+        _mt_regenerate(key)
+        pos = 0
+    hi = _mt_temper(np.int64(key[pos])) >> 5
+    pos += 1
+    if pos >= 624:
+        _mt_regenerate(key)
+        pos = 0
+    lo = _mt_temper(np.int64(key[pos])) >> 6
+    pos += 1
+    return (hi * 67108864.0 + lo) / 9007199254740992.0, pos
+
+
 @numba.njit(cache=True)
 def _mt_uniforms(key, pos, n, out):
     """n doubles of numpy's legacy ``random_sample`` from state (key, pos); returns the new pos."""
     for i in range(n):
-        if pos >= 624:
-            _mt_regenerate(key)
-            pos = 0
-        hi = _mt_temper(np.int64(key[pos])) >> 5
-        pos += 1
-        if pos >= 624:
-            _mt_regenerate(key)
-            pos = 0
-        lo = _mt_temper(np.int64(key[pos])) >> 6
-        pos += 1
-        out[i] = (hi * 67108864.0 + lo) / 9007199254740992.0
+        out[i], pos = _mt_uniform(key, pos)
     return pos
 
 
@@ -953,17 +960,7 @@ def _exact_rows(prob, key, pos, n_fib, fib_dead, lif_dead, d_mem, d_syn, weight,
                 for f in range(n_fib):
                     isyn[f] = isyn[f] * d_syn
             for f in range(n_fib):
-                if pos >= 624:
-                    _mt_regenerate(key)
-                    pos = 0
-                hi = _mt_temper(np.int64(key[pos])) >> 5
-                pos += 1
-                if pos >= 624:
-                    _mt_regenerate(key)
-                    pos = 0
-                lo = _mt_temper(np.int64(key[pos])) >> 6
-                pos += 1
-                u = (hi * 67108864.0 + lo) / 9007199254740992.0
+                u, pos = _mt_uniform(key, pos)
                 if u < pj and not (j - last[f] < fib_dead):
                     last[f] = j
                     isyn[f] += 1.0
