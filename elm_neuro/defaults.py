@@ -20,6 +20,11 @@ CHANNEL_FACTOR = 1  # 700 SHD units pooled by this factor (1: all 700 channels)
 CPU_CHANNEL_FACTOR = 7  # the small and demo recipes: 700 units pooled into 100 channels
 SYNTH_N_TRAIN = 1000  # samples of the synthetic shd_train.h5 (`elm-neuro data synth`, the demo)
 SYNTH_N_TEST = 300  # samples of the synthetic shd_test.h5
+SPOKEN_N_TRAIN = 8156  # digits of `elm-neuro data spoken`'s shd_train.h5: the real SHD's count
+SPOKEN_N_TEST = 2264  # digits of its shd_test.h5 (the real SHD's count)
+SPOKEN_SPEAKERS = 12  # speakers of `data spoken` (SHD: 12, of which 4 and 5 only in the test split)
+SPOKEN_WORKERS = 2  # processes of `data spoken` (one numba thread each)
+SPOKEN_CHUNK = 32  # utterances per saved chunk of `data spoken`: the most a restart redoes per worker
 FETCH_TIMEOUT_S = 60.0  # network timeout of `elm-neuro data fetch`
 
 # --------------------------------------------------------------------------- model sizes

@@ -93,3 +93,38 @@ def test_shd_adding_command(shd_dir, tmp_path, capsys):
     assert main(["data", "shd-adding", "--shd", str(tmp_path / "none"), "--out",
                  str(tmp_path / "z.h5")]) == 2
     assert "shd_test.h5: no such SHD file" in capsys.readouterr().err
+
+
+def test_spike_statistics_by_hand():
+    from elm_neuro.data.inspect import spike_statistics
+    from elm_neuro.data.shd import SHDEvents
+
+    ev = SHDEvents(times=np.array([0.1, 0.2, 0.5, 0.25, 0.25]), units=np.array([3, 3, 7, 1, 2]),
+                   offsets=np.array([0, 3, 3, 5]), labels=np.array([0, 1, 2]), speakers=np.array([0, 0, 0]))
+    s = spike_statistics(ev)  # the empty sample 1 is left out
+    assert s["first_spike_s"] == pytest.approx((0.1, 0.175, 0.25))
+    assert s["active_channels"] == (2.0, 2.0, 2.0)
+    assert s["rate_hz"] == pytest.approx((6.0, 7.0, 8.0))
+    assert s["channel_rate_hz"] == pytest.approx((3.0, 3.5, 4.0))
+
+
+def test_inspect_folder_statistics_figure_and_baseline(shd_dir, tmp_path, capsys):
+    assert main(["data", "inspect", str(shd_dir), "--baseline"]) == 0
+    out = capsys.readouterr().out
+    assert "(synthetic: synthetic SHD-format files" in out and out.count("file:") == 2
+    assert "active channels:" in out and "rate/channel (Hz):" in out
+    assert "linear baseline:" in out and "chance 0.050" in out
+    png = tmp_path / "per_class.png"
+    assert main(["data", "inspect", str(shd_dir), "--per-class", str(png), "--compare",
+                 str(shd_dir / "shd_test.h5")]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for args, word in ((["--baseline"], "give their folder"), (["--compare", str(shd_dir)], "--per-class"),
+                       (["--per-class", str(tmp_path / "x.png"), "--compare", str(tmp_path / "none")],
+                        "none: no such SHD file")):
+        target = shd_dir / "shd_train.h5" if args == ["--baseline"] else shd_dir
+        assert main(["data", "inspect", str(target), *args]) == 2
+        err = capsys.readouterr().err
+        assert word in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.png").exists()
+    assert main(["data", "inspect", str(tmp_path)]) == 2
+    assert "without shd_train.h5 or shd_test.h5" in capsys.readouterr().err

@@ -67,6 +67,8 @@ REFERENCE_SETTINGS: dict[str, dict] = {
 }
 #: Plain words for the ``data_source`` values of a sweep's results (elm_neuro.data.provenance).
 DATA_WORDS = {"real": "the real data", "synthetic": "synthetic data (`elm-neuro data synth`)",
+              "spoken": "spoken digits made by elm-neuro (`elm-neuro data spoken`: espeak-ng and the package's "
+                        "cochlea, not the SHD recordings)",
               "builtin-corpus": "the built-in text corpus", "unknown": "data not known to be the real data"}
 
 
@@ -92,7 +94,7 @@ def reference_mismatch(task: Optional[str], metric: str, budgets: Sequence[float
         budgets: the sweep's budgets (parameter counts); one of them must lie within ``rel_tol``
             of the paper's ``P``.
         families: model families of the sweep (the paper's points are ELM Networks).
-        data_sources: the cells' data (``real``, ``synthetic``, ``builtin-corpus``, ``unknown``,
+        data_sources: the cells' data (``real``, ``spoken``, ``synthetic``, ``builtin-corpus``, ``unknown``,
             None: not recorded); every one must be ``real``.
     """
     if not (isinstance(rel_tol, (int, float)) and 0 < rel_tol < 1):

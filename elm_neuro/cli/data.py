@@ -5,6 +5,11 @@ Sub-commands:
 * ``data synth --out DIR [--train 1000] [--test 300] [--seed 0]``: synthetic SHD-format
   ``shd_train.h5`` / ``shd_test.h5`` (:mod:`elm_neuro.data.synth`). ``--train 8156 --test
   2264`` gives the real SHD sizes.
+* ``data spoken --out DIR [--train 8156] [--test 2264] [--seed 0] [--workers 2] [--speakers 12]
+  [--voices m1,f4,...] [--force]``: SHD-format files of the twenty digit words spoken by espeak-ng
+  and turned into spikes by the package's cochlea (:mod:`elm_neuro.data.spoken`); prints the
+  projected time of a large set, the silent utterances replaced and the time taken. Resumable: a
+  rerun with the same settings skips the chunks already made.
 * ``data fetch --out DIR [--base-url URL] [--split train --split test] [--force]
   [--keep-zip]``: download the official zips, check their md5 (docs/design.md §5), unzip atomically
   (:mod:`elm_neuro.data.fetch`). ``--md5-train`` / ``--md5-test`` override the expected digests
@@ -13,12 +18,16 @@ Sub-commands:
   an SHD-format file of SHD-Adding pairs (:func:`elm_neuro.data.shd_adding.write_shd_adding`).
   With ``--split test --pairs 16000 --seed 0`` the pairs are exactly the fixed test pairs of
   the on-the-fly task.
-* ``data inspect FILE [--raster OUT.png --samples 0,1,2]``: summary of any SHD-format file and
-  an optional raster plot (:mod:`elm_neuro.data.inspect`).
+* ``data inspect PATH [--raster OUT.png --samples 0,1,2] [--per-class OUT.png [--compare OTHER]]
+  [--baseline]``: summary and statistics of an SHD-format file, or of both files of an SHD folder
+  (:mod:`elm_neuro.data.inspect`); a raster plot of chosen samples; one figure with a sample of
+  every class from two speakers, beside one of another set (``--compare``); a linear baseline on
+  binned counts for a folder (:mod:`elm_neuro.data.baseline`).
 
 What these commands may replace (:mod:`elm_neuro.atomic`): ``synth --force`` replaces only files
-that ``data synth`` wrote (their synthetic marker), never the real SHD or another file of those
-names; ``fetch --force`` only HDF5 files of the SHD names (:mod:`elm_neuro.data.fetch`);
+that ``data synth`` wrote (their synthetic marker), ``spoken --force`` only files that ``data
+spoken`` wrote (their spoken marker), never the real SHD or another file of those names;
+``fetch --force`` only HDF5 files of the SHD names (:mod:`elm_neuro.data.fetch`);
 ``shd-adding --out`` an existing file only when ``data shd-adding`` wrote it (its ``task``
 attribute), so that it never overwrites its own source or another data file.
 """
@@ -78,6 +87,27 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _spoken(args: argparse.Namespace) -> int:
+    from elm_neuro.data.speech import EspeakUnavailable
+    from elm_neuro.data.spoken import write_spoken_shd
+
+    try:
+        r = write_spoken_shd(args.out, args.train, args.test, args.seed, workers=args.workers,
+                             n_speakers=args.speakers, voices=args.voices, force=args.force,
+                             progress=None if not args.quiet else False, log=print)
+    except EspeakUnavailable as exc:
+        raise OSError(str(exc)) from None  # a missing library: exit 1, one line
+    print(f"wrote {r.train} ({args.train} digits) and {r.test} ({args.test} digits), seed {args.seed}, "
+          f"{args.speakers} speakers")
+    print(f"silent utterances replaced: {len(r.silent)}"
+          + (f" ({', '.join(f'{s} sample {i}' for s, i, *_ in r.silent[:5])}"
+             f"{' ...' if len(r.silent) > 5 else ''})" if r.silent else ""))
+    made = (f"made {r.digits_made} digits in {r.wall_s / 60:.1f} min"
+            + (f" ({r.cpu_s_per_digit:.3f} CPU-s per digit, {args.workers} worker(s))" if r.cpu_s_per_digit else ""))
+    print(made + (f"; {r.chunks_reused} chunks reused from an earlier run" if r.chunks_reused else ""))
+    return 0
+
+
 def _fetch(args: argparse.Namespace) -> int:
     from elm_neuro.data.fetch import DEFAULT_BASE_URL, fetch_shd
 
@@ -125,21 +155,72 @@ def _shd_adding(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from elm_neuro.data.inspect import format_summary, plot_raster, read_any_shd, summarize
+    from elm_neuro.data.inspect import format_summary, plot_per_class, plot_raster, read_any_shd, shd_files, summarize
 
     if args.samples is not None and not args.raster:
         raise ValueError("--samples chooses the samples of the raster plot: give --raster OUT.png with it")
-    events = read_any_shd(args.file)
-    print(format_summary(summarize(events)))
+    if args.compare is not None and not args.per_class:
+        raise ValueError("--compare adds another set to the per-class figure: give --per-class OUT.png with it")
+    path = Path(args.file)
+    files = shd_files(path)
+    if args.baseline and not path.is_dir():
+        raise ValueError(f"--baseline trains on shd_train.h5 and tests on shd_test.h5: give their folder, not the "
+                         f"file {path}")
+    if args.compare is not None:
+        other = read_any_shd(_first_file(Path(args.compare), "--compare"))  # checked before anything is drawn
+    if path.is_dir():
+        from elm_neuro.data.provenance import shd_provenance
+
+        prov = shd_provenance(path)
+        print(f"folder:            {path} ({prov['source']}: {prov['detail']})")
+    events = {}
+    for i, f in enumerate(files):
+        events[f.name] = read_any_shd(f)
+        if i:
+            print()
+        print(format_summary(summarize(events[f.name])))
+    first = events[files[0].name]
     if args.raster:
         try:
             samples = [int(s) for s in (args.samples or _RASTER_SAMPLES).split(",") if s.strip()]
         except ValueError as exc:
             raise ValueError(f"--samples must be comma-separated integers, got "
                              f"{args.samples!r}") from exc
-        out = plot_raster(events, samples, args.raster)
-        print(f"raster of samples {samples} saved to {out}")
+        out = plot_raster(first, samples, args.raster)
+        print(f"raster of samples {samples} of {files[0].name} saved to {out}")
+    if args.per_class:
+        out = plot_per_class(first, args.per_class, other if args.compare is not None else None,
+                             name=_set_name(path), other_name=_set_name(Path(args.compare)) if args.compare else "")
+        print(f"one sample per class of {files[0].name} saved to {out}")
+    if args.baseline:
+        from elm_neuro.data.baseline import format_baseline, linear_baseline
+
+        if len(files) < 2:
+            raise ValueError(f"--baseline needs both shd_train.h5 and shd_test.h5 in {path}")
+        print(format_baseline(linear_baseline(events["shd_train.h5"], events["shd_test.h5"])))
     return 0
+
+
+def _first_file(path: Path, flag: str) -> Path:
+    """The file an option names: itself, or the first of shd_train.h5 / shd_test.h5 of a folder."""
+    try:
+        from elm_neuro.data.inspect import shd_files
+
+        return shd_files(path)[0]
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{flag}: {exc}") from None
+
+
+def _set_name(path: Path) -> str:
+    """What a set is, for the per-class figure's titles: its provenance's source, else its name."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        from elm_neuro.data.provenance import shd_provenance
+
+        source = shd_provenance(folder)["source"]
+    except Exception:  # a figure's title is not worth a failure
+        source = "unknown"
+    return source if source != "unknown" else path.name
 
 
 def register(subparsers) -> None:
@@ -157,6 +238,22 @@ def register(subparsers) -> None:
     s.add_argument("--force", action="store_true",
                    help="replace shd_train.h5 / shd_test.h5 that data synth wrote earlier in --out (nothing else)")
     s.set_defaults(func=_synth)
+
+    w = sub.add_parser("spoken", help="write SHD-format files of digits spoken by espeak-ng, through the "
+                                      "package's cochlea")
+    w.add_argument("--out", required=True, help="output folder")
+    w.add_argument("--train", type=int, default=D.SPOKEN_N_TRAIN, help="training digits (default: SHD's 8156)")
+    w.add_argument("--test", type=int, default=D.SPOKEN_N_TEST, help="test digits (default: SHD's 2264)")
+    w.add_argument("--seed", type=int, default=D.SEED, help="seed of speakers, utterances and spikes")
+    w.add_argument("--workers", type=int, default=D.SPOKEN_WORKERS, help="processes (one thread each)")
+    w.add_argument("--speakers", type=int, default=D.SPOKEN_SPEAKERS,
+                   help="speakers (at least 6: speakers 4 and 5 are test-only, as in SHD)")
+    w.add_argument("--voices", default=None,
+                   help="comma-separated espeak-ng voice variants to draw speakers from (default: all)")
+    w.add_argument("--force", action="store_true",
+                   help="replace shd_train.h5 / shd_test.h5 that data spoken wrote earlier in --out (nothing else)")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=_spoken)
 
     f = sub.add_parser("fetch", help="download the official SHD files (md5-checked)")
     f.add_argument("--out", required=True, help="output folder")
@@ -189,11 +286,19 @@ def register(subparsers) -> None:
     a.add_argument("--out", required=True, help="output .h5 file (an existing one only if data shd-adding wrote it)")
     a.set_defaults(func=_shd_adding)
 
-    i = sub.add_parser("inspect", help="summary (and raster plot) of an SHD-format file")
-    i.add_argument("file")
+    i = sub.add_parser("inspect", help="summary, statistics and figures of an SHD-format file or folder")
+    i.add_argument("file", help="an SHD-format .h5 file, or a folder with shd_train.h5 and shd_test.h5")
     i.add_argument("--raster", default=None, help="save a raster plot to this image file")
     i.add_argument("--samples", default=None,
                    help=f"comma-separated sample indices of the raster plot (default {_RASTER_SAMPLES})")
+    i.add_argument("--per-class", default=None, metavar="OUT.png",
+                   help="save one figure with a sample of every class from two speakers (of the training file of "
+                        "a folder)")
+    i.add_argument("--compare", default=None, metavar="OTHER",
+                   help="with --per-class: another SHD-format file or folder, drawn beside (first sample per class)")
+    i.add_argument("--baseline", action="store_true",
+                   help="a folder: print a linear baseline (logistic regression on binned spike counts, trained "
+                        "on shd_train.h5, tested on shd_test.h5)")
     i.set_defaults(func=_inspect)
 
     add_enwik8_parser(sub)

@@ -17,6 +17,12 @@ SHD modules (one idea each; import them directly, this package imports nothing e
   Lauscher cochlea chain that made the SHD (basilar membrane, Meddis hair cells, 40 fibres per
   bushy cell, LIF bushy cells), exact mode spike-for-spike equal to the ``lauscher`` package and
   a fast mode equal in distribution (one random number per fibre spike).
+* :mod:`elm_neuro.data.spoken` - ``write_spoken_shd(out_dir, n_train, n_test, seed, workers=2)``:
+  the speech module's words through the cochlea into SHD-format files (``elm-neuro data
+  spoken``): SHD's speaker protocol, a documented rule for which utterances, deterministic for a
+  seed and any worker count, resumable in chunks, marked so that provenance reports ``spoken``.
+* :mod:`elm_neuro.data.baseline` - ``linear_baseline(train, test)``: logistic regression on
+  binned spike counts, how hard a data set is without a network (``data inspect DIR --baseline``).
 * :mod:`elm_neuro.data.shd_adding` - validation split, pairs, ``SHDAdding`` splits (each
   digit binned once into a uint8 cache on the training device, pairs built by indexing),
   torch ``Dataset`` / ``DataLoader``, SHD-format writer (``elm-neuro data shd-adding``).
@@ -28,11 +34,13 @@ SHD modules (one idea each; import them directly, this package imports nothing e
   ``tonic.transforms`` apply. Needs no tonic itself; tonic's transforms come with
   ``pip install elm_neuro[interop]``.
 * :mod:`elm_neuro.data.provenance` - ``data_provenance(task, data_dir)``: real SHD / enwik8,
-  synthetic files (marked by ``elm-neuro data synth``), the built-in corpus, or unknown; runs
+  spoken or synthetic files (marked by ``elm-neuro data spoken`` / ``data synth``), the built-in
+  corpus, or unknown; runs
   record it and reports check it before showing published results beside a run.
 * :mod:`elm_neuro.data.fetch` - download of the official zips with md5 check
   (``elm-neuro data fetch``).
-* :mod:`elm_neuro.data.inspect` - summary and raster plot of SHD-format files
+* :mod:`elm_neuro.data.inspect` - summary, statistics (duration, spikes, active channels, firing
+  rates), raster plots and a per-class figure of SHD-format files and folders
   (``elm-neuro data inspect``).
 
 Data code never imports model or training code; defaults come from :mod:`elm_neuro.defaults`.

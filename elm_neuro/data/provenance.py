@@ -1,20 +1,25 @@
-"""What data a run was trained on: real SHD / enwik8, synthetic data, or the built-in corpus.
+"""What data a run was trained on: real SHD / enwik8, spoken or synthetic data, or the built-in corpus.
 
 :func:`data_provenance` answers for a task and a data location with a small dict that training
 stores in a run's ``config.json`` (``"data"``) and that reports read before they put a run next to
 published results:
 
-- ``source``: ``real`` (the real SHD, or enwik8), ``synthetic`` (files written by
-  ``elm-neuro data synth``), ``builtin-corpus`` (the standard-library text corpus used for
-  ``enwik8`` without ``--data``) or ``unknown`` (with the reason in ``detail``);
+- ``source``: ``real`` (the real SHD, or enwik8), ``spoken`` (files written by
+  ``elm-neuro data spoken``: espeak-ng's digits through the package's cochlea, made like SHD but
+  not SHD), ``synthetic`` (files written by ``elm-neuro data synth``), ``builtin-corpus`` (the
+  standard-library text corpus used for ``enwik8`` without ``--data``) or ``unknown`` (with the
+  reason in ``detail``); only ``real`` may be put beside published results;
 - ``dataset``: ``SHD`` or ``enwik8``;
 - ``detail``: one line saying how the answer was reached.
 
 SHD (tasks ``shd-adding`` and ``shd``: the folder holds ``shd_train.h5`` and ``shd_test.h5``):
-files carrying the root attribute ``elm_neuro_synthetic`` (:data:`elm_neuro.data.synth.SYNTHETIC_ATTR`)
-are synthetic; files without it are the real SHD only when they hold the real SHD's sample
-counts (8156 training and 2264 test samples); anything else (missing or unreadable files, other
-counts, e.g. synthetic files written before the marker existed) is ``unknown``.
+files carrying the root attribute ``elm_neuro_spoken`` (:data:`elm_neuro.data.spoken.SPOKEN_ATTR`)
+are spoken, files carrying ``elm_neuro_synthetic`` (:data:`elm_neuro.data.synth.SYNTHETIC_ATTR`)
+synthetic (one marked file is enough; a folder mixing the two markers is ``unknown``); files
+without either are the real SHD only when they hold the real SHD's sample counts (8156 training
+and 2264 test samples; a spoken set of that size carries its marker); anything else (missing or
+unreadable files, other counts, e.g. synthetic files written before the marker existed) is
+``unknown``.
 
 Enwik8: no data location means the built-in corpus; a file or folder is enwik8 when its content
 is exactly 10**8 bytes (the loader refuses any other size for training, see
@@ -33,11 +38,18 @@ from typing import Optional
 import h5py
 
 from elm_neuro.data.enwik8 import ENWIK8_SIZE, _content_size, _resolve_source
+from elm_neuro.data.spoken import SEED_ATTR as SPOKEN_SEED_ATTR
+from elm_neuro.data.spoken import SPOKEN_ATTR
 from elm_neuro.data.synth import SYNTHETIC_ATTR
 
 #: Samples of the real SHD files (Cramer et al. 2020).
 SHD_SAMPLES = {"train": 8156, "test": 2264}
-SOURCES = ("real", "synthetic", "builtin-corpus", "unknown")
+SOURCES = ("real", "spoken", "synthetic", "builtin-corpus", "unknown")
+#: The generator of each marked source: (root attribute, seed attribute, command).
+_MARKERS = {"spoken": (SPOKEN_ATTR, SPOKEN_SEED_ATTR, "elm-neuro data spoken"),
+            "synthetic": (SYNTHETIC_ATTR, "synthetic_seed", "elm-neuro data synth")}
+_WORDS = {"spoken": "spoken-digit SHD-format files (espeak-ng through the package's cochlea)",
+          "synthetic": "synthetic SHD-format files"}
 
 
 def _result(source: str, dataset: str, detail: str) -> dict:
@@ -54,15 +66,22 @@ def shd_provenance(data_dir) -> dict:
         try:
             with h5py.File(path, "r") as f:
                 counts[split] = int(f["labels"].shape[0])
-                if SYNTHETIC_ATTR in f.attrs:
-                    marks[split] = int(f.attrs["synthetic_seed"]) if "synthetic_seed" in f.attrs else None
+                for source, (attr, seed_attr, _) in _MARKERS.items():
+                    if attr in f.attrs:
+                        seed = int(f.attrs[seed_attr]) if seed_attr in f.attrs else None
+                        marks[split] = (source, seed)
         except (OSError, KeyError, ValueError) as exc:
             return _result("unknown", "SHD", f"{path} could not be read ({type(exc).__name__}: {exc})")
     sizes = f"{counts['train']} train / {counts['test']} test samples"
+    kinds = sorted({source for source, _ in marks.values()})
+    if len(kinds) > 1:
+        shown = ", ".join(f"shd_{s}.h5: {marks[s][0] if s in marks else 'no marker'}" for s in ("train", "test"))
+        return _result("unknown", "SHD", f"SHD-format files of different origins ({shown}; {sizes})")
     if marks:
-        seeds = sorted({s for s in marks.values() if s is not None})
+        source = kinds[0]
+        seeds = sorted({s for _, s in marks.values() if s is not None})
         seed = f", seed {seeds[0]}" if len(seeds) == 1 else ""
-        return _result("synthetic", "SHD", f"synthetic SHD-format files from `elm-neuro data synth` ({sizes}{seed})")
+        return _result(source, "SHD", f"{_WORDS[source]} from `{_MARKERS[source][2]}` ({sizes}{seed})")
     if counts == SHD_SAMPLES:
         return _result("real", "SHD", f"SHD files without the synthetic marker, with the real SHD's {sizes}")
     return _result("unknown", "SHD", f"SHD-format files without the synthetic marker but with {sizes}, not the "

@@ -5,7 +5,7 @@ cells only) after every cell and at the end, and written atomically; it never ho
 and never loses one. Columns: ``run_id`` (the cell name), ``task``, ``family``, ``seed``,
 ``p_target``, ``p``, ``n``, ``k_e``, ``k_c``, ``d_m``, the metrics of ``summary.json``
 (``valid_acc``, ``test_acc``, ``*_loss``, ``*_bpc``), ``wall_s``, ``epochs``, ``steps``,
-``data_source`` (what the cell trained on, from config.json's ``data``: ``real``, ``synthetic``,
+``data_source`` (what the cell trained on, from config.json's ``data``: ``real``, ``spoken``, ``synthetic``,
 ``builtin-corpus``, ``unknown``; empty for runs that did not record it), then every flat field of
 the resolved model configuration (its ``seed`` field, the wiring seed, as ``model_seed``).
 Rows are in natural order of ``run_id``.
@@ -92,7 +92,7 @@ def collect_results(out) -> list[dict]:
                 row[k] = summary[k]
         for k in _TAIL:
             row[k] = summary.get(k)
-        row["data_source"] = conf.get("data", {}).get("source")  # real / synthetic / ... (None: not recorded)
+        row["data_source"] = conf.get("data", {}).get("source")  # real / spoken / synthetic / ... (None: not recorded)
         model_fields = config_from_dict(conf["model"]["family"], conf["model"]["config"]).flat()
         for k, v in sorted(model_fields.items()):
             key = "model_seed" if k == "seed" else k
