@@ -6,11 +6,10 @@
    channels, binary), an ELM Network (d_m 8) and a recurrent LIF network sized by the budget
    solver to the same ``P`` (25000 by default), no dropout, trained side by side in two processes
    (one torch thread each) by :func:`elm_neuro.experiments.compare.compare`, 60 epochs x 100
-   batches of 16, both on their fused engines. Measured on the default synthetic data (one run,
-   2-core CPU, from a fresh clone): ELM test accuracy 0.531 (valid 0.565, 189 s), LIF 0.134
-   (179 s), against 0.10 for always guessing the most frequent sum; `make demo` took 4 min with
-   the venv (before the SIMD engine: 2000 digits, ELM 0.483 in 321 s; 40 epochs on 1000 digits,
-   ELM 0.29-0.32).
+   batches of 16, both on their fused engines. Measured on the 2-core CPU over seeds 0, 1, 2
+   (data and networks): ELM test accuracy 0.528, 0.342, 0.364 (0.41 +- 0.10), LIF 0.146, 0.146,
+   0.141, against 0.10 for always guessing the most frequent sum; `make demo` took 6 min from a
+   fresh clone with the venv (4.4-4.7 min without).
 3. ``OUT/compare/report.md`` (table + learning curves, and links to the committed results of
    the experiment plans in ``analysis/results/``) and ``OUT/timescales.png`` (the trained
    networks' timescales side by side, in ms).
