@@ -200,3 +200,43 @@ def test_triton_kernels_equal_reference_on_cuda(dtype):
         scale = float(want.abs().max()) + 1.0
         err = float((have - want).abs().max())
         assert err <= tol * scale, f"{name}: {err:.3g} (scale {scale:.3g})"
+
+
+@pytest.mark.parametrize("family", ["elm", "lif"])
+def test_fused_layers_pass_their_first_use_check_and_call_without_host_synchronisation(family):
+    """On the GPU the real Triton kernels pass their first-use check (no EngineFallbackWarning, no
+    failed verdict), the layer runs fused on Triton, and once the configuration is checked a
+    forward and backward make no host synchronisation (torch's sync debug mode raises on one)."""
+    _triton_on_cuda_or_skip()
+    import warnings
+
+    from elm_neuro.networks.elm_config import ELMLayerConfig
+    from elm_neuro.networks.elm_layer import ELMLayer
+    from elm_neuro.networks.engines.backends import EngineFallbackWarning, verdicts
+    from elm_neuro.networks.lif_config import LIFLayerConfig
+    from elm_neuro.networks.lif_layer import LIFLayer
+
+    if family == "elm":
+        layer = ELMLayer(ELMLayerConfig(d_m=4, d_tree=3, d_brch=2, rho=0.5, dropout_rec=0.2), 6, 8, seed=1)
+    else:
+        cfg = LIFLayerConfig(neuron="adlif", n_synapses=6, rho=0.5, dt=1.0, refractory=1)
+        layer = LIFLayer(cfg, 6, 8, cfg.rho, seed=1, dropout_rec=0.2)
+    layer = layer.cuda().train()
+    x = torch.rand(4, 10, 6, device="cuda")
+
+    def call():
+        out = layer(x)
+        out[0].square().sum().backward()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EngineFallbackWarning)
+        call()  # checks the configuration, builds the connectome's tables
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            call()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    assert layer.engine_ran == f"fused {family}_triton"
+    assert verdicts() and all(v is None for v in verdicts().values())

@@ -91,3 +91,27 @@ def test_event_projection_equals_the_product(dtype):
     dense = P.project(torch.ones(2, 3, 40, dtype=dtype), None, M)
     assert "EventProjection" not in type(dense.grad_fn).__name__
     assert "EventProjection" not in type(P.project(x, mask, M, fns=P.REFERENCE).grad_fn).__name__
+
+
+def test_bag_sum_works_around_old_torch_embedding_bag(monkeypatch):
+    """synapses.bag_sum: with the torch < 2.6 work-around on, the table is made to require a gradient
+    where only the per-synapse weights do; values and the weights' gradient are unchanged."""
+    from elm_neuro.networks import synapses as S
+
+    g = torch.Generator().manual_seed(0)
+    idx = torch.randint(0, 7, (5, 3), generator=g)
+    table = torch.randn(7, 4, generator=g, dtype=torch.float64)
+    w = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    want = (table[idx] * w.detach()[..., None]).sum(1)
+    grads = []
+    old_torch = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) < (2, 6)
+    assert S.BAG_NEEDS_TABLE_GRAD == old_torch
+    for flag in (True,) if old_torch else (False, True):  # off, old torch fails its internal assert
+        monkeypatch.setattr(S, "BAG_NEEDS_TABLE_GRAD", flag)
+        out = S.bag_sum(idx, table, w)
+        torch.testing.assert_close(out, want, rtol=0, atol=1e-12)
+        (gw,) = torch.autograd.grad(out.square().sum(), w)
+        grads.append(gw)
+    torch.testing.assert_close(grads[-1], 2 * (table[idx] * want[:, None, :]).sum(-1), rtol=0, atol=1e-12)
+    torch.testing.assert_close(grads[0], grads[-1], rtol=0, atol=0)
+    assert not table.requires_grad  # the caller's table is left alone

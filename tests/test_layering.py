@@ -184,11 +184,14 @@ def test_downward_and_own_package_imports_pass():
 ENGINES = "elm_neuro.networks.engines"
 # the engines' roles: a backend imports, from the engines, only the contracts and the shared
 # helpers; the contracts import only each other and the helpers; nothing below the dispatch layer
-# imports it
+# imports it; nothing imports a tool
 ENGINE_CONTRACTS = {f"{ENGINES}.{m}" for m in ("inputs", "elm_contract", "lif_contract")}
 ENGINE_HELPERS = {f"{ENGINES}.{m}" for m in ("backends", "simd", "numba_threads", "workspace")}
 ENGINE_BACKENDS = {f"{ENGINES}.{m}" for m in ("elm_numba", "elm_triton", "lif_numba", "lif_triton", "inputs_numba")}
 ENGINE_DISPATCH = {f"{ENGINES}.{m}" for m in ("elm_sequence", "lif_sequence", "projection", "leaky_scan")}
+# tools work on the engines from outside (triton_compile: compile the Triton kernels for a GPU
+# without one); they may import any engine module, and no module of the package imports them
+ENGINE_TOOLS = {f"{ENGINES}.{m}" for m in ("triton_compile",)}
 
 
 def _graph(prefix: str) -> dict[str, set[str]]:
@@ -239,7 +242,7 @@ def test_the_cycle_finder_finds_one():
 
 def test_every_engine_module_has_a_role():
     engine_mods = {m for m in _graph(ENGINES) if m != ENGINES}
-    roles = ENGINE_CONTRACTS | ENGINE_HELPERS | ENGINE_BACKENDS | ENGINE_DISPATCH
+    roles = ENGINE_CONTRACTS | ENGINE_HELPERS | ENGINE_BACKENDS | ENGINE_DISPATCH | ENGINE_TOOLS
     assert engine_mods == roles, f"without a role: {engine_mods - roles}; gone: {roles - engine_mods}"
 
 
@@ -260,3 +263,22 @@ def test_backends_import_only_the_contracts():
     direct = [f"{m} imports {t}" for m, ts in outside.items() if not m.startswith(ENGINES) for t in ts
               if t in ENGINE_BACKENDS]
     assert not direct, "\n".join(direct)
+
+
+def test_nothing_imports_an_engine_tool():
+    importers = [f"{m} imports {t}" for m, p in all_modules().items()
+                 for _, t in imported_modules(m, p.read_text(encoding="utf-8"), p.name == "__init__.py")
+                 if t in ENGINE_TOOLS and m != t]
+    assert not importers, "\n".join(importers)
+
+
+def test_triton_kernel_modules_keep_their_annotations_evaluated():
+    """A module defining ``@triton.jit`` kernels must not use ``from __future__ import annotations``:
+    Triton 3.0's interpreter recognises a ``tl.constexpr`` parameter only by its evaluated
+    annotation, and takes the string ``"tl.constexpr"`` for a tensor argument."""
+    kernels = [p for p in ROOT.rglob("*.py") if "@triton.jit" in p.read_text()]
+    assert {p.name for p in kernels} >= {"elm_triton.py", "lif_triton.py"}
+    for p in kernels:
+        future = [n for n in ast.parse(p.read_text()).body if isinstance(n, ast.ImportFrom)
+                  and n.module == "__future__" and any(a.name == "annotations" for a in n.names)]
+        assert not future, f"{p.relative_to(ROOT)}: from __future__ import annotations"

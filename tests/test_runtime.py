@@ -183,9 +183,13 @@ def tiny_cfg(shd_dir, model, **kw):
                        channel_factor=14, warmup=1, device="cpu", **kw)
 
 
-def test_run_config_records_threads_timescales_and_data(shd_dir, tmp_path):
+def test_run_config_records_threads_timescales_and_data(shd_dir, tmp_path, capsys):
     run_training(tmp_path / "elm", tiny_cfg(shd_dir, "elm"), resume=False, progress=False)
     conf = RunDir(tmp_path / "elm").read_config()
+    # the engine and backend each layer ran (the CPU's Numba backend), also on the run's engines line
+    assert conf["runtime"]["engines"] == {"hidden": "fused elm_numba", "readout": "fused elm_numba"}
+    assert conf["runtime"]["engine_fallbacks"] == []
+    assert "elm: engines: hidden fused elm_numba, readout fused elm_numba\n" in capsys.readouterr().out
     # the test process is a worker (conftest): automatic means one thread
     assert conf["runtime"]["threads"] == 1 and conf["runtime"]["threads_setting"] is None
     assert conf["runtime"]["threads_rule"] == "automatic: one process of several workers"
@@ -195,6 +199,7 @@ def test_run_config_records_threads_timescales_and_data(shd_dir, tmp_path):
     assert conf["data"]["source"] == "synthetic" and "elm-neuro data synth" in conf["data"]["detail"]
     run_training(tmp_path / "lif", tiny_cfg(shd_dir, "lif", threads=1), resume=False, progress=False)
     conf = RunDir(tmp_path / "lif").read_config()
+    assert conf["runtime"]["engines"] == {"hidden": "fused lif_numba", "readout": "fused elm_numba"}
     assert conf["runtime"]["threads"] == 1 and conf["runtime"]["threads_setting"] == 1
     assert conf["runtime"]["threads_rule"] == "set by --threads (TrainConfig.threads)"
     assert conf["model"]["config"]["hidden"]["dt"] == 50.0

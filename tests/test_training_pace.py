@@ -44,6 +44,16 @@ def test_with_bars_only_the_estimate_is_printed_and_a_resumed_run_counts_from_it
     assert "remaining 69,997 of 140,000 steps take about 13.6 h" in lines[0]
 
 
+def test_the_engines_line_is_printed_once_and_again_when_it_changes():
+    lines = []
+    pace = Pace("run", total_steps=10, write=lines.append)
+    pace.engines("hidden fused elm_triton, readout fused elm_triton")
+    pace.engines("hidden fused elm_triton, readout fused elm_triton")
+    assert lines == ["run: engines: hidden fused elm_triton, readout fused elm_triton"]
+    pace.engines("hidden step (elm_triton failed), readout fused elm_triton")
+    assert lines[1:] == ["run: engines: hidden step (elm_triton failed), readout fused elm_triton"]
+
+
 @pytest.mark.parametrize("seconds,text", [(30, "30 s"), (600, "10 min"), (9000, "2.5 h"), (97200, "27.0 h"),
                                           (3 * 86400, "3.0 days")])
 def test_durations_read_as_a_person_reads_them(seconds, text):

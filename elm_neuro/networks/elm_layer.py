@@ -22,8 +22,12 @@ Engines (``cfg.engine``): :meth:`ELMLayer.forward_step` steps through time with 
 runs the whole sequence in the fused engine (:mod:`elm_neuro.networks.engines.elm_sequence`),
 its input in the form of the input rule (:mod:`elm_neuro.networks.engines.inputs`: drive, events
 or rows); :meth:`ELMLayer.forward` takes the fused engine wherever it covers the configuration
-(``auto``, :class:`~elm_neuro.networks.engine_choice.EngineChoice`). :meth:`ELMLayer.forward_reference` is the plain path: a loop over time *and neurons* with
-explicit indexing and ``F.linear`` per neuron; tests check that all kernels agree with it in
+(``auto``, :class:`~elm_neuro.networks.engine_choice.EngineChoice`; parameters in float32 /
+float64, and on CUDA a Triton backend that imports and passes its first-use check, else the
+layer steps and ``engine_reason`` says why). What the engine needs of the connectome alone (the
+synapses' CSR, the kernels' table widths) is built once per connectome and kept on the layer, so
+a fused call on CUDA makes no host synchronisation. :meth:`ELMLayer.forward_reference` is the
+plain path: a loop over time *and neurons* with explicit indexing and ``F.linear`` per neuron; tests check that all kernels agree with it in
 outputs and gradients.
 
 Dropout is variational: one Bernoulli keep-mask per sample per call, rescaled by ``1/(1-p)``,
@@ -193,7 +197,7 @@ class ELMLayer(EngineChoice, nn.Module):
 
         def rec_fn(drive, y_prev):
             y_prev = y_prev if mask_t is None else y_prev * mask_t
-            return drive + F.embedding_bag(idx_rec, y_prev, per_sample_weights=w_rec, mode="sum")
+            return drive + S.bag_sum(idx_rec, y_prev, w_rec)
 
         return beta_in, rec_fn
 
@@ -212,30 +216,65 @@ class ELMLayer(EngineChoice, nn.Module):
         drive = S.gather_inputs(x, conn, w_eff, self.n_in, c.d_tree, c.d_brch)  # [N*D, B*T]
         return drive.view(n, c.d_tree, bsz, steps).permute(2, 3, 0, 1)
 
-    def _engine_input(self, x: torch.Tensor, mask_in, w_eff: torch.Tensor, fns, rec_syn):
+    def _synapse_index(self) -> dict:
+        """What the fused engine needs of the connectome alone, made once per connectome and device
+        (it synchronises with the device: boolean selections, the CSR's table widths) and kept on
+        the layer, so that a fused call makes none: ``rec`` / ``inp``, the flat positions in
+        ``[N * K]`` of the recurrent and the input synapses; ``target``, every synapse's target
+        column; ``csr``, per input form (rows or not) the CSR of the synapses from source rows
+        (:func:`~elm_neuro.networks.engines.elm_contract.make_recurrent`) and the positions of its
+        synapses in ``[N * K]`` (apply them to ``w_eff``)."""
+        conn = self.connectome
+        key = (conn.device, conn.data_ptr(), conn._version, tuple(conn.shape))
+        cached = self.__dict__.get("_synapse_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        c, n_in = self.cfg, self.n_in
+        flat = conn.reshape(-1)
+        index = {"rec": torch.nonzero(flat >= n_in).view(-1), "inp": torch.nonzero(flat < n_in).view(-1),
+                 "target": S.group_columns(conn, c.d_tree, c.d_brch).reshape(-1), "csr": {}}
+        self.__dict__["_synapse_cache"] = (key, index)
+        return index
+
+    def _engine_synapses(self, w_eff: torch.Tensor, rows: bool) -> tuple[C.Recurrent, torch.Tensor]:
+        """The synapses from source rows as the engine takes them: ``(Recurrent, weights)``; the
+        recurrent ones (source ``j``: neuron ``j``), plus the input synapses (source ``N + c``:
+        channel ``c``) when the input is read as rows. The CSR is built once per connectome
+        (:meth:`_synapse_index`); a call only gathers the weights."""
+        index = self._synapse_index()
+        if rows not in index["csr"]:
+            flat = self.connectome.reshape(-1)
+            pos = torch.cat([index["rec"], index["inp"]]) if rows else index["rec"]
+            src = torch.where(flat[pos] >= self.n_in, flat[pos] - self.n_in, flat[pos] + self.n)
+            rec, order = C.make_recurrent(src, index["target"][pos], self.cfg.d_tree, self.n)
+            index["csr"][rows] = (rec, pos[order])
+        rec, pos = index["csr"][rows]
+        return rec, w_eff.reshape(-1)[pos]
+
+    def _engine_input(self, x: torch.Tensor, mask_in, w_eff: torch.Tensor, fns):
         """The engine's input in the form of the input rule (:func:`~elm_neuro.networks.engines.
-        inputs.input_form`) for the backend ``fns``, and the synapses from source rows ``(source,
-        target column, weight)``: the recurrent ones ``rec_syn``, plus the input synapses (sources
-        ``N + c``) when the input is read as rows."""
+        inputs.input_form`) for the backend ``fns``, and whether it is read as rows (its synapses
+        then join the recurrent ones, :meth:`_engine_synapses`). A backend that takes a Drive only
+        (Triton) gets one without any host synchronisation."""
         c, n, n_in = self.cfg, self.n, self.n_in
-        syn_in = None
+        fill = 1.0
         if I.Events in fns.takes or I.Rows in fns.takes:
-            syn_in = S.synapse_list(self.connectome, w_eff, 0, c.d_tree, c.d_brch, hi=n_in)
-        fill = syn_in[0].numel() / max(1, n_in * n * c.d_tree) if syn_in is not None else 1.0
+            fill = self._synapse_index()["inp"].numel() / max(1, n_in * n * c.d_tree)
         form, listed = I.input_form(x, mask_in, fns.takes, fill, fns.list_events)
         if form is I.Events:
-            syn_ptr, syn_flat, w_in = I.synapses_by_channel(*syn_in, n_in)
+            index = self._synapse_index()
+            pos = index["inp"]
+            syn_ptr, syn_flat, w_in = I.synapses_by_channel(self.connectome.reshape(-1)[pos], index["target"][pos],
+                                                            w_eff.reshape(-1)[pos], n_in)
             x_in = m_in = None
             if x.requires_grad:  # e.g. spikes of a layer below: its gradient is g_drive @ m_in^T
                 x_in = x if mask_in is None else x * mask_in[:, None, :]
                 m_in = S.dense_map(self.connectome, w_eff.detach(), 0, n_in, c.d_tree, c.d_brch)
-            return I.Events(*listed, syn_ptr, syn_flat, w_in, x_in, m_in), rec_syn
+            return I.Events(*listed, syn_ptr, syn_flat, w_in, x_in, m_in), False
         if form is I.Rows:  # the dense input read through its synapses in the engine (sources N + channel)
-            (src, target, w_rec), (s_in, t_in, w_i) = rec_syn, syn_in
             mask_x = mask_in.t() if mask_in is not None else x.new_ones(n_in, x.shape[0])
-            return I.Rows(x.permute(1, 2, 0), mask_x), (torch.cat([src, s_in + n]), torch.cat([target, t_in]),
-                                                        torch.cat([w_rec, w_i]))
-        return I.Drive(self._input_drive(x, mask_in, w_eff).permute(1, 2, 3, 0)), rec_syn  # [T, N, D, B] view
+            return I.Rows(x.permute(1, 2, 0), mask_x), True
+        return I.Drive(self._input_drive(x, mask_in, w_eff).permute(1, 2, 3, 0)), False  # [T, N, D, B] view
 
     def draw_masks(self, x: torch.Tensor):
         """Variational dropout masks ``(mask_in [B, n_in], mask_rec [B, N])`` (None when off)."""
@@ -243,7 +282,7 @@ class ELMLayer(EngineChoice, nn.Module):
 
     # ------------------------------------------------------------------ engines
     def fused_unsupported(self) -> Optional[str]:
-        return C.unsupported_reason(self.cfg)
+        return C.unsupported_reason(self.cfg, self.w_s.dtype)
 
     def forward_fused(self, x: torch.Tensor, state: Optional[E.ELMState] = None, backend=None) -> LayerOutput:
         """The fused sequence engine (:mod:`elm_neuro.networks.engines.elm_sequence`); ``backend`` (a
@@ -261,21 +300,21 @@ class ELMLayer(EngineChoice, nn.Module):
             state = state_to(state, dtype)
             mask_in, mask_rec = self.draw_masks(x)
             w_eff = self.effective_synapses()
-            fns = backend if backend is not None else Q.backend(x.device)
-            rec_syn = S.synapse_list(self.connectome, w_eff, self.n_in, c.d_tree, c.d_brch)
-            inp, (src, target, w_rec) = self._engine_input(x, mask_in, w_eff, fns, rec_syn)
-            rec, order = C.make_recurrent(src, target, c.d_tree, n)
+            fns = backend if backend is not None else Q.backend(x.device)  # BackendUnusable: EngineChoice
+            inp, rows = self._engine_input(x, mask_in, w_eff, fns)
+            rec, w_rec = self._engine_synapses(w_eff, rows)
             mask = (mask_rec.t() if mask_rec is not None else x.new_ones(n, bsz)).contiguous()
             kappa_m, gain = E.memory_constants(self.tau_m, c.dt, c.memory_mode, c.lambda_value)
             two = len(self.mlp_w) == 2
             spec = C.Spec(C.MLP_ACTS[c.mlp_act], C.OUT_ACTS[c.output_act], two, c.tau_r is not None,
                           E.decay(c.tau_r, c.dt) if c.tau_r is not None else 0.0)
-            w = C.Weights(w_rec[order], self.mlp_w[0], self.mlp_b[0], self.mlp_w[1] if two else None,
+            w = C.Weights(w_rec, self.mlp_w[0], self.mlp_b[0], self.mlp_w[1] if two else None,
                           self.mlp_b[1] if two else None, self.w_y, self.bias, kappa_m.expand(n, c.d_m),
                           (E.UPDATE_SCALE * gain).expand(n, c.d_m))
             s = C.State(state.m.permute(1, 2, 0), state.h.permute(1, 2, 0) if state.h is not None else None,
                         state.y.permute(1, 2, 0))
             y, m_T, h_T, zabs = Q.run(fns, spec, rec, mask, inp, w, s)
+            self._engine_backend = fns.name
         # y [T, N, O, B] -> [B, T, N*O]; states back to batch first
         y_out = y.permute(3, 0, 1, 2).reshape(bsz, steps, n * c.d_o)
         new_state = E.ELMState(m=m_T.permute(2, 0, 1), b=None,

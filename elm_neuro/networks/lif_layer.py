@@ -29,7 +29,9 @@ one :func:`~elm_neuro.neurons.lif.lif_step` per step (the reference);
 :meth:`LIFLayer.forward_fused` runs the whole sequence in the fused engine
 (:mod:`elm_neuro.networks.engines.lif_sequence`: Numba on the CPU, Triton on CUDA);
 :meth:`LIFLayer.forward` takes the fused engine wherever it covers the layer (``auto``; every
-option of the configuration in float32 / float64; ``record=True`` steps). The leaky readout's
+option of the configuration in float32 / float64; ``record=True`` steps; on CUDA a Triton backend
+that cannot be imported or fails its first-use check makes the layer step,
+:class:`~elm_neuro.networks.engine_choice.EngineChoice`). The leaky readout's
 filter runs as one Function (:func:`~elm_neuro.networks.engines.leaky_scan.leaky_scan`) unless
 ``engine = "step"``.
 """
@@ -40,7 +42,6 @@ from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from elm_neuro.networks import synapses as S
 from elm_neuro.networks.common import check_input, dropout_masks, leaky_integrate, state_to
@@ -80,7 +81,7 @@ def _recurrent_fn(connectome: torch.Tensor, w_eff: torch.Tensor, n_in: int, impl
         m_rec = S.dense_map(connectome, w_eff, n_in, n_in + n)
         return lambda s_prev: s_prev @ m_rec
     idx, w = S.bag_tables(connectome, w_eff, n_in, n_in + n)
-    return lambda s_prev: F.embedding_bag(idx, s_prev.t().contiguous(), per_sample_weights=w, mode="sum").t()
+    return lambda s_prev: S.bag_sum(idx, s_prev.t().contiguous(), w).t()
 
 
 def _loguniform(n: int, lo: float, hi: float, g: torch.Generator) -> torch.Tensor:
@@ -235,6 +236,17 @@ class LIFLayer(EngineChoice, nn.Module):
             params = params._replace(gain=None)
         return w_eff, params, folded
 
+    def _has_recurrent(self) -> bool:
+        """Whether the connectome has recurrent synapses, asked of the device once per connectome
+        (a fused call makes no host synchronisation)."""
+        conn = self.connectome
+        key = (conn.device, conn.data_ptr(), conn._version, tuple(conn.shape))
+        cached = self.__dict__.get("_recurrent_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, S.has_recurrent(conn, self.n_in))
+            self.__dict__["_recurrent_cache"] = cached
+        return cached[1]
+
     def forward_fused(self, x: torch.Tensor, state: Optional[L.LIFState] = None, backend=None) -> LIFLayerOutput:
         """The fused sequence engine (:mod:`elm_neuro.networks.engines.lif_sequence`); ``backend`` (a
         :class:`~elm_neuro.networks.engines.backends.Backend`) overrides the device's (tests pass
@@ -253,16 +265,17 @@ class LIFLayer(EngineChoice, nn.Module):
             w_eff, params, _ = self._folded_weights()
             impl = self.resolved_impl()
             cur = _feedforward_currents(x, self.connectome, w_eff, self.n_in, impl, mask_in)  # [B, T, N]
-            recurrent = S.has_recurrent(self.connectome, self.n_in)
+            recurrent = self._has_recurrent()
             # the recurrent synapses as a dense source-major map (the engine's contract)
             m_rec = S.dense_map(self.connectome, w_eff, self.n_in, self.n_in + n) if recurrent \
                 else w_eff.new_zeros(1, 1)
             mask = mask_rec if mask_rec is not None else x.new_ones(bsz, n)
             spec = C.make_spec(c, has_gain=params.gain is not None, recurrent=recurrent)
-            fns = backend if backend is not None else Q.backend(x.device)
+            fns = backend if backend is not None else Q.backend(x.device)  # BackendUnusable: EngineChoice
             s, v_T, w_T, ref_T = Q.run(fns, spec, mask, cur,
                                        C.Weights(m_rec, params.kappa_m, params.gain, params.kappa_w, params.a, params.b),
                                        C.State(state.v, state.s, state.w, state.ref))
+            self._engine_backend = fns.name
         new_state = L.LIFState(v=v_T, s=s[:, -1] if s.shape[1] else state.s, w=w_T if c.adaptive else None,
                                ref=ref_T if c.refractory > 0 else None)
         return LIFLayerOutput(s, new_state, None)

@@ -118,7 +118,7 @@ def elm_layer(c, n_src: int, n: int, batch: int, steps: int, *, cuda: bool, spar
     dense_map = float(fb) * n_src * n * d
     tnb = float(steps) * n * batch
     structure = (CONNECTOME_BYTES + TABLE_BYTES) * syn
-    fused = c.engine != "step" and elm_fused_unsupported(c) is None
+    fused = c.engine != "step" and elm_fused_unsupported(c) is None and fb in (4, 8)  # float16 / bfloat16 step
     if fused:
         if sparse_input and not cuda:
             form = "events"

@@ -52,9 +52,12 @@ def dense_map(connectome: torch.Tensor, w_eff: torch.Tensor, lo: int, hi: int, d
     n, k = connectome.shape
     sel = (connectome >= lo) & (connectome < hi)
     cols = n * d_tree
-    flat_idx = ((connectome - lo) * cols + group_columns(connectome, d_tree, d_brch or k))[sel]
-    flat = torch.zeros((hi - lo) * cols, device=w_eff.device, dtype=w_eff.dtype)
-    return flat.index_add(0, flat_idx, w_eff[sel]).view(hi - lo, cols)
+    size = (hi - lo) * cols
+    # synapses from other sources add into one spare entry past the map, dropped after: no boolean
+    # selection, which would wait for the device (the fused engines' calls make no host synchronisation)
+    flat_idx = torch.where(sel, (connectome - lo) * cols + group_columns(connectome, d_tree, d_brch or k), size)
+    flat = torch.zeros(size + 1, device=w_eff.device, dtype=w_eff.dtype)
+    return flat.index_add(0, flat_idx.reshape(-1), w_eff.reshape(-1))[:size].view(hi - lo, cols)
 
 
 def synapse_list(connectome: torch.Tensor, w_eff: torch.Tensor, lo: int, d_tree: int = 1,
@@ -80,6 +83,20 @@ def bag_tables(connectome: torch.Tensor, w_eff: torch.Tensor, lo: int, hi: int, 
     return idx.reshape(n * d_tree, d_brch), w.reshape(n * d_tree, d_brch)
 
 
+#: torch < 2.6 fails an internal assert in ``embedding_bag`` when ``per_sample_weights`` needs a
+#: gradient and the table does not (pytorch/pytorch#136457, fixed in 2.6): :func:`bag_sum` then
+#: lets the table require one too (same values; the table's unused gradient costs one extra scatter).
+BAG_NEEDS_TABLE_GRAD = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) < (2, 6)
+
+
+def bag_sum(idx: torch.Tensor, table: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``out[r] = sum_j w[r, j] * table[idx[r, j]]``: ``embedding_bag`` in mode sum, on every
+    supported torch (:data:`BAG_NEEDS_TABLE_GRAD`)."""
+    if BAG_NEEDS_TABLE_GRAD and w.requires_grad and not table.requires_grad and torch.is_grad_enabled():
+        table = table.detach().requires_grad_(True)
+    return torch.nn.functional.embedding_bag(idx, table, per_sample_weights=w, mode="sum")
+
+
 def has_recurrent(connectome: torch.Tensor, n_in: int) -> bool:
     return bool((connectome >= n_in).any())
 
@@ -90,4 +107,4 @@ def gather_inputs(x: torch.Tensor, connectome: torch.Tensor, w_eff: torch.Tensor
     bsz, steps, _ = x.shape
     idx, w = bag_tables(connectome, w_eff, 0, n_in, d_tree, d_brch)
     table = x.permute(2, 0, 1).reshape(n_in, bsz * steps)
-    return torch.nn.functional.embedding_bag(idx, table, per_sample_weights=w, mode="sum")
+    return bag_sum(idx, table, w)

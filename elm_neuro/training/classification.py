@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from elm_neuro.atomic import save_torch
 from elm_neuro.training.common import (autocast, build_session, open_run, optimizer_step, pick_device,
-                                       regularization, save_checkpoint, start_run)
+                                       record_engines, regularization, save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import run_model_config
 from elm_neuro.training.pace import Pace
@@ -188,6 +188,7 @@ def train_classifier(run_dir, cfg: TrainConfig | None = None, resume: bool = Fal
             run_loss, run_acc, seen = run_loss + loss.item(), run_acc + acc, seen + 1
             bar.set_postfix(loss=f"{run_loss / seen:.3f}", acc=f"{run_acc / seen:.3f}", data=timer.postfix())
             pace.step(step, epoch + 1, cfg.epochs, run_loss / seen)
+            record_engines(ses, pace)
             if step % cfg.log_every == 0:
                 row = {"kind": "train", "epoch": epoch + 1, "step": step, "loss": run_loss / seen,
                        "acc": run_acc / seen, "ce": ce.item(), "grad_norm": float(gnorm),

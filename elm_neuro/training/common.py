@@ -26,7 +26,7 @@ from elm_neuro.atomic import save_json, save_torch
 from elm_neuro.data.provenance import data_files, data_provenance
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.run import RunDir, build_from_config, load_checkpoint, to_plain
-from elm_neuro.training.runtime import runtime_section, timescale_section
+from elm_neuro.training.runtime import engine_section, engine_text, runtime_section, timescale_section
 from elm_neuro.training.schedule import warmup_cosine
 
 
@@ -207,6 +207,19 @@ def build_session(run: RunDir, cfg: TrainConfig, conf: dict, resume: bool) -> Se
         set_rng_states(ck["rng"])
         run.truncate_metrics(ck["metric_lines"])
     return Session(run, cfg, conf, device, model, mcfg, opt, sched, ck)
+
+
+def record_engines(s: Session, pace) -> None:
+    """After a training step: the engine and backend each layer ran
+    (:func:`~elm_neuro.training.runtime.engine_section`) into config.json's ``runtime`` and onto
+    the pace's engines line (:meth:`~elm_neuro.training.pace.Pace.engines`), when it changed."""
+    section = engine_section(s.model)
+    runtime = s.conf.setdefault("runtime", {})
+    if all(runtime.get(k) == v for k, v in section.items()):
+        return
+    runtime.update(section)
+    save_json(s.conf, s.run.config)
+    pace.engines(engine_text(section))
 
 
 def save_checkpoint(s: Session, **fields) -> None:

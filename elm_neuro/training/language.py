@@ -51,7 +51,7 @@ from elm_neuro.data.text_corpus import DEFAULT_CORPUS_BYTES
 from elm_neuro.atomic import save_torch
 from elm_neuro.training.classification import DataTimer
 from elm_neuro.training.common import (autocast, build_session, open_run, optimizer_step, regularization,
-                                       save_checkpoint, start_run)
+                                       record_engines, save_checkpoint, start_run)
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import run_model_config
 from elm_neuro.training.pace import Pace
@@ -212,6 +212,7 @@ def train_language_model(run_dir, cfg: TrainConfig | None = None, resume: bool =
             run_loss, seen = run_loss + ce.item(), seen + 1
             bar.set_postfix(bpc=f"{run_loss / seen / math.log(2):.3f}", data=timer.postfix())
             pace.step(step, epoch + 1, periods, run_loss / seen / math.log(2), unit="bpc")
+            record_engines(ses, pace)
             if step % cfg.log_every == 0:
                 run.append_metric({"kind": "train", "epoch": epoch + 1, "step": step, "loss": run_loss / seen,
                                    "bpc": run_loss / seen / math.log(2), "grad_norm": float(gnorm),

@@ -11,6 +11,9 @@ A run on the paper's recipe trains 140,000 steps (SHD-Adding: about a day on a C
 - without progress bars, one line every :data:`elm_neuro.defaults.PACE_LINE_S` seconds: epoch,
   step, the running loss and the time left.
 
+- after the first step, and whenever it changes, one line with the engine and backend each layer
+  ran (:meth:`Pace.engines`; a layer whose compiled backend failed shows ``step (<reason>)``).
+
 Lines go through ``tqdm.write`` (they do not break a bar) and name the run, since several runs
 print side by side in ``compare``, ``sweep`` and the demo.
 """
@@ -49,6 +52,14 @@ class Pace:
         self._t1: Optional[float] = None  # time after the first step of this call (the rate starts there)
         self._estimated = False
         self._last_line = clock()
+        self._engines: Optional[str] = None
+
+    def engines(self, text: str) -> None:
+        """Print ``text``, the engines the layers ran (:func:`elm_neuro.training.runtime.engine_text`),
+        unless it is what was printed last."""
+        if text != self._engines:
+            self._engines = text
+            self.write(f"{self.name}: engines: {text}")
 
     def seconds_per_step(self, step: int) -> Optional[float]:
         """Measured seconds per step since the first step of this call (None before two steps)."""

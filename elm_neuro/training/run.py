@@ -33,6 +33,8 @@ exactly those extra types allowed (:data:`LEGACY_SAFE_GLOBALS`).
 """
 from __future__ import annotations
 
+import codecs
+import contextlib
 import importlib
 import json
 import pickle
@@ -62,11 +64,16 @@ _STATE_TYPES = (NetworkState, LIFNetworkState, SpikingReadoutState, LSTMState, E
 
 def _numpy_globals() -> list:
     """What a pickled numpy array needs (numpy 1 and 2 name the module differently)."""
-    core = getattr(np, "_core", None) or np.core
-    out = [core.multiarray._reconstruct, np.ndarray, np.dtype]
+    try:  # numpy 2 (numpy 1.26 has a numpy._core without multiarray)
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct
+    out = [_reconstruct, np.ndarray, np.dtype]
     dtypes = getattr(np, "dtypes", None)
     if dtypes is not None:
         out += [dtypes.UInt32DType, dtypes.Float64DType, dtypes.Int64DType]
+    # an array's bytes pickle as _codecs.encode(text, "latin1"); torch 2.5+ allows it by default
+    out.append(codecs.encode)
     return out
 
 
@@ -74,6 +81,28 @@ def _numpy_globals() -> list:
 #: arrays (their numpy RNG state) and the package's network-state named tuples (a language
 #: model's carried state). Constructing them runs no code from the file.
 LEGACY_SAFE_GLOBALS = _numpy_globals() + list(_STATE_TYPES)
+
+
+def _safe_globals(extra: list):
+    """``torch.serialization.safe_globals(extra)`` (torch 2.5+); on torch 2.4, which has only the
+    process-wide ``add_safe_globals``, the same list is added for the block and the previous list
+    restored after it."""
+    ser = torch.serialization
+    if hasattr(ser, "safe_globals"):
+        return ser.safe_globals(extra)
+    return _added_safe_globals(extra)
+
+
+@contextlib.contextmanager
+def _added_safe_globals(extra: list):
+    ser = torch.serialization
+    before = list(ser.get_safe_globals())
+    ser.add_safe_globals(extra)
+    try:
+        yield
+    finally:
+        ser.clear_safe_globals()
+        ser.add_safe_globals(before)
 
 
 class LoadedRun(NamedTuple):
@@ -250,7 +279,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     """
     path = Path(path)
     try:
-        with torch.serialization.safe_globals(LEGACY_SAFE_GLOBALS):
+        with _safe_globals(LEGACY_SAFE_GLOBALS):
             blob = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise

@@ -18,6 +18,16 @@ Threads
     a refusal is recorded, not raised. :func:`runtime_section` is what config.json records: the
     thread count actually in use, the rule that chose it, the physical cores, torch's version.
 
+Engines
+    Which path and backend each layer with a fused engine actually ran
+    (:attr:`~elm_neuro.networks.engine_choice.EngineChoice.engine_ran`: ``fused elm_triton``,
+    ``fused elm_numba``, ``step (<reason>)``) is known only once the model has run: a compiled
+    backend that fails to import, its first-use check or a call makes the layer step from then
+    on (:mod:`elm_neuro.networks.engines.backends`). :func:`engine_section` collects it (with the
+    process's failed backend configurations, ``engine_fallbacks``); the training loops record it
+    in config.json's ``runtime`` and print it (:meth:`~elm_neuro.training.pace.Pace.engines`)
+    after the first training step and whenever it changes.
+
 Physical cores
     :func:`count_physical_cores` counts the distinct ``(physical id, core id)`` pairs of the
     processors listed in a ``/proc/cpuinfo`` text (restricted to the processors this process may
@@ -62,6 +72,8 @@ from typing import Iterable, Iterator, Optional
 import torch
 
 from elm_neuro import defaults as D
+from elm_neuro.networks.engine_choice import EngineChoice
+from elm_neuro.networks.engines.backends import verdicts
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -237,6 +249,21 @@ def runtime_section(threads: Optional[int], device) -> dict:
     return {"threads": applied["threads"], "threads_setting": threads, "threads_rule": rule,
             "interop_threads": applied["interop_threads"], "interop_set": applied["interop_set"],
             "physical_cores": physical_cores(), "torch": torch.__version__, "device": str(device)}
+
+
+# --------------------------------------------------------------------------- engines
+def engine_section(model: torch.nn.Module) -> dict:
+    """``{"engines": {layer name: path and backend of its last call}, "engine_fallbacks": [...]}``
+    (module docstring): layers not run yet are left out; ``engine_fallbacks`` lists the reasons of
+    this process's backend configurations that failed (empty when none)."""
+    ran = {(name or type(model).__name__): m.engine_ran for name, m in model.named_modules()
+           if isinstance(m, EngineChoice) and m.engine_ran is not None}
+    return {"engines": ran, "engine_fallbacks": sorted(r for r in verdicts().values() if r is not None)}
+
+
+def engine_text(section: dict) -> str:
+    """``hidden fused elm_triton, readout step (...)``: :func:`engine_section`'s engines in one line."""
+    return ", ".join(f"{name} {ran}" for name, ran in section["engines"].items()) or "none ran"
 
 
 # --------------------------------------------------------------------------- termination

@@ -47,7 +47,11 @@ Supported configurations (:func:`unsupported_reason`): an MLP of one affine map 
 hidden layer (L = 1) with relu^2 / relu / silu, ratio or legacy memory, high-pass on or off,
 identity or relu output, any synapse rectification, fixed or learnable tau, any d_o (a layer with
 d_o > 1 has no recurrent synapses), dropout masks, a carried state. The branch trace, spike
-outputs and deeper MLPs run on the per-step path.
+outputs and deeper MLPs run on the per-step path, and so do parameters other than float32 /
+float64: float16 / bfloat16 layers are refused rather than computed in float32 inside the engine
+(which would give results other than the per-step path's in the parameters' dtype, and hold every
+saved tensor at twice the parameters' size); mixed precision keeps float32 parameters under
+autocast, where the engine computes in float32.
 """
 from __future__ import annotations
 
@@ -57,7 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from elm_neuro.networks.engines.backends import Backend
-from elm_neuro.networks.engines.inputs import Drive, list_events_torch
+from elm_neuro.networks.engines.inputs import DTYPES, Drive, list_events_torch
 from elm_neuro.neurons import elm as E
 
 MLP_ACTS = {"relu2": 0, "relu": 1, "silu": 2}
@@ -76,12 +80,19 @@ class Spec(NamedTuple):
 
 
 class Recurrent(NamedTuple):
-    """Synapses from source rows sorted by target neuron (CSR); ``flat`` = target * D + branch."""
+    """Synapses from source rows sorted by target neuron (CSR); ``flat`` = target * D + branch.
+
+    ``in_width`` / ``out_width``: the most synapses on one target column / from one source row
+    (the widths of a backend's padded gather tables), counted once where the CSR is built
+    (:func:`make_recurrent`) so that a backend needs no host synchronisation per call to learn
+    them; None when unknown (a backend then counts them itself)."""
 
     ptr: torch.Tensor  # [N + 1] int64
     branch: torch.Tensor  # [S] int64
     src: torch.Tensor  # [S] int64
     flat: torch.Tensor  # [S] int64
+    in_width: Optional[int] = None
+    out_width: Optional[int] = None
 
     @property
     def count(self) -> int:
@@ -162,8 +173,11 @@ class Grads(NamedTuple):
     g_x_rows: Optional[torch.Tensor] = None
 
 
-def unsupported_reason(cfg) -> Optional[str]:
-    """Why the fused engine cannot run an ``ELMLayerConfig`` (None when it can)."""
+def unsupported_reason(cfg, dtype: Optional[torch.dtype] = None) -> Optional[str]:
+    """Why the fused engine cannot run an ``ELMLayerConfig`` with parameters of ``dtype`` (None when
+    it can; ``dtype`` None: the configuration alone)."""
+    if dtype is not None and dtype not in DTYPES:
+        return f"parameters in {dtype} run on the per-step path (fused: float32, float64)"
     if cfg.branch_trace:
         return "the branch trace runs on the per-step path"
     if cfg.output_act not in OUT_ACTS:
@@ -177,14 +191,18 @@ def unsupported_reason(cfg) -> Optional[str]:
 
 def make_recurrent(src: torch.Tensor, target_flat: torch.Tensor, d_tree: int, n: int) -> tuple[Recurrent, torch.Tensor]:
     """CSR of the synapses from source rows given as ``(source row, target column n * D + branch)``
-    pairs; returns it and the permutation that sorts the synapses (apply it to their weights)."""
+    pairs; returns it and the permutation that sorts the synapses (apply it to their weights).
+    Counts the table widths (one host synchronisation: build it once per connectome)."""
     order = torch.argsort(target_flat, stable=True)
     flat = target_flat[order]
     target = torch.div(flat, d_tree, rounding_mode="floor")
     counts = torch.bincount(target, minlength=n)
     ptr = torch.zeros(n + 1, dtype=torch.int64, device=src.device)
     ptr[1:] = torch.cumsum(counts, 0)
-    return Recurrent(ptr, flat - target * d_tree, src[order], flat), order
+    widths = (0, 0)
+    if flat.numel():
+        widths = (int(torch.bincount(flat).max()), int(torch.bincount(src).max()))
+    return Recurrent(ptr, flat - target * d_tree, src[order], flat, *widths), order
 
 
 # --------------------------------------------------------------------------- activations

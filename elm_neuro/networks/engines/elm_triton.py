@@ -30,7 +30,11 @@ Design
     backward, the transposed table ``[N, S_out]`` of each source neuron's outgoing synapses
     (target column ``n * D + branch`` and weight), so the recurrence's gradient into ``y_t`` is a
     gather of ``g_beta_all[t + 1]`` (already written, the step before in reverse time) instead
-    of a scatter with atomics: deterministic, and again only a CTA barrier per step.
+    of a scatter with atomics: deterministic, and again only a CTA barrier per step. The tables'
+    widths depend on the connectome only, so the CSR carries them (``Recurrent.in_width`` /
+    ``out_width``, counted once where the layer builds it, per connectome); the tables themselves
+    are built per call with device operations only (the weights change every step of training),
+    so a call never waits for the device (neither do the constants, made once per value).
 
     *Per step* everything is a masked tile of power-of-2 block sizes (``BD``, ``BM``, ``BH``,
     ``BO``, padded with zeros, which every stage maps to zeros): the MLP per neuron as a broadcast
@@ -43,9 +47,15 @@ Design
     ``g_bias``, ``g_gain``, ``g_kappa``) are summed by each program over its samples and time into
     a per-program partial buffer, which the wrapper sums over programs.
 
-    Everything runs in the dtype of the inputs (float32 or float64). Scalars that must keep full
-    precision (``kr``, ``1 - kr``, ``2/3``) come in a small tensor: a Python float argument would
-    reach the kernel as float32.
+    Everything runs in the dtype of the inputs (float32 or float64; another dtype is a clear
+    error, and the contract sends float16 / bfloat16 layers to the per-step path). Scalars that
+    must keep full precision (``kr``, ``1 - kr``, ``2/3``) come in a small tensor: a Python float
+    argument would reach the kernel as float32.
+
+    *Compile key.* :func:`compile_key` gives a call's constexprs (forward and backward) and
+    ``num_warps``: with the dtype and the device, what a kernel is compiled for. The dispatch
+    checks each such configuration once before its first use against the reference
+    (:func:`elm_neuro.networks.engines.backends.first_use`).
 
 Limits and tuning
     A recurrent layer runs on ``ceil(B / BB)`` programs, so at small batches most of a large GPU
@@ -57,7 +67,11 @@ Limits and tuning
 
 The tests run these kernels on the CPU under ``TRITON_INTERPRET=1`` (tests/test_engine_elm_triton.py; tests/conftest.py sets it up).
 """
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: Triton 3.0's interpreter recognises a constexpr
+# parameter only by its evaluated annotation (a string "tl.constexpr" is taken for a tensor).
+
+
+import functools
 
 import torch
 import triton
@@ -386,6 +400,15 @@ def _out_gather(gbeta_ptr, tgt_tab_ptr, wo_tab_ptr, mask_ptr, t_src, T, n1, n_ok
 
 
 # --------------------------------------------------------------------------- host side
+def _elem(dtype: torch.dtype) -> int:
+    """The element size of ``dtype`` (the kernels compute in float32 or float64; another dtype is an
+    error here, and the contract sends those layers to the per-step path before they get here)."""
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"elm_triton computes in float32 or float64, not {dtype} "
+                        "(elm_contract.unsupported_reason sends such layers to the per-step path)")
+    return torch.finfo(dtype).bits // 8
+
+
 def _layout(n: int, d: int, m: int, h1: int, h: int, o: int, s_in: int, s_out: int, bsz: int, elem: int,
             two: bool, batch_block: int):
     bd, bm, bh1, bo = _p2(d), _p2(m), _p2(h1), _p2(o)
@@ -400,52 +423,102 @@ def _layout(n: int, d: int, m: int, h1: int, h: int, o: int, s_in: int, s_out: i
     return dict(BN=bn, BD=bd, BM=bm, BH1=bh1, BH=bh, BO=bo, BB=bb), bs, bso
 
 
-def _in_table(rec: Recurrent, rec_w: torch.Tensor, n: int, d: int):
+def _widths(rec: Recurrent, n: int, d: int) -> tuple[int, int]:
+    """``(S_in, S_out)``, the gather tables' widths: the CSR's own (counted once per connectome,
+    :func:`~elm_neuro.networks.engines.elm_contract.make_recurrent`), else counted here, which
+    synchronises with the device (hand-built CSRs only); at least 1."""
+    if not rec.count:
+        return 1, 1
+    s_in = rec.in_width if rec.in_width is not None else int(torch.bincount(rec.flat, minlength=n * d).max())
+    s_out = rec.out_width if rec.out_width is not None else int(torch.bincount(rec.src, minlength=n).max())
+    return max(s_in, 1), max(s_out, 1)
+
+
+def _slots(keys: torch.Tensor, rows: int) -> torch.Tensor:
+    """Each entry's rank among the entries with the same key, in their order: its column in a padded
+    table of ``rows`` rows. Device operations only (no host synchronisation)."""
+    order = torch.argsort(keys, stable=True)
+    counts = torch.zeros(rows, dtype=torch.int64, device=keys.device).index_add_(0, keys, torch.ones_like(keys))
+    start = torch.cumsum(counts, 0) - counts
+    pos = torch.empty_like(keys)
+    pos[order] = torch.arange(keys.numel(), device=keys.device) - start[keys[order]]
+    return pos
+
+
+def _in_table(rec: Recurrent, rec_w: torch.Tensor, n: int, d: int, s_in: int):
     """Padded per-(neuron, branch) table of source neurons and weights ``[N * D, S_in]``."""
-    flat = rec.flat
-    counts = torch.bincount(flat, minlength=n * d)
-    s_in = int(counts.max())
-    start = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(flat.numel(), device=flat.device) - start[flat]
-    src = torch.zeros(n * d, s_in, dtype=torch.int32, device=flat.device)
-    w = torch.zeros(n * d, s_in, dtype=rec_w.dtype, device=flat.device)
-    src[flat, pos] = rec.src.to(torch.int32)
-    w[flat, pos] = rec_w
-    return src, w, s_in
+    pos = _slots(rec.flat, n * d)
+    src = torch.zeros(n * d, s_in, dtype=torch.int32, device=rec.flat.device)
+    w = torch.zeros(n * d, s_in, dtype=rec_w.dtype, device=rec.flat.device)
+    src[rec.flat, pos] = rec.src.to(torch.int32)
+    w[rec.flat, pos] = rec_w
+    return src, w
 
 
-def _out_table(rec: Recurrent, rec_w: torch.Tensor, n: int):
-    """Padded per-source-neuron table of target columns (``n * D + branch``) and weights."""
-    order = torch.argsort(rec.src, stable=True)
-    src = rec.src[order]
-    counts = torch.bincount(src, minlength=n)
-    s_out = int(counts.max())
-    start = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(src.numel(), device=src.device) - start[src]
-    tgt = torch.zeros(n, s_out, dtype=torch.int32, device=src.device)
-    w = torch.zeros(n, s_out, dtype=rec_w.dtype, device=src.device)
-    tgt[src, pos] = rec.flat[order].to(torch.int32)
-    w[src, pos] = rec_w[order]
-    return tgt, w, s_out
+def _out_table(rec: Recurrent, rec_w: torch.Tensor, n: int, s_out: int):
+    """Padded per-source-neuron table of target columns (``n * D + branch``) and weights ``[N, S_out]``."""
+    pos = _slots(rec.src, n)
+    tgt = torch.zeros(n, s_out, dtype=torch.int32, device=rec.src.device)
+    w = torch.zeros(n, s_out, dtype=rec_w.dtype, device=rec.src.device)
+    tgt[rec.src, pos] = rec.flat.to(torch.int32)
+    w[rec.src, pos] = rec_w
+    return tgt, w
+
+
+@functools.lru_cache(maxsize=64)
+def _consts_on(kr: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor([kr, 1.0 - kr, TANH_GAIN], dtype=dtype, device=device)
 
 
 def _consts(spec: Spec, like: torch.Tensor) -> torch.Tensor:
-    kr = float(spec.kr)
-    return torch.tensor([kr, 1.0 - kr, TANH_GAIN], dtype=like.dtype, device=like.device)
+    """``kr, 1 - kr, 2/3`` on ``like``'s device, made once per value (a new tensor from host values
+    per call would synchronise with the device)."""
+    return _consts_on(float(spec.kr), like.dtype, like.device)
 
 
 def _grid(bsz: int, bb: int, nblk: int, has_rec: bool):
     return (triton.cdiv(bsz, bb), 1 if has_rec else nblk)
 
 
+def _flags(spec: Spec, has_rec: bool) -> dict:
+    return dict(MLP_ACT=spec.mlp_act, OUT_ACT=spec.out_act, TWO=bool(spec.two_layers), HP=bool(spec.high_pass),
+                HAS_REC=has_rec)
+
+
+def _options(n, d, m, h1, h, o, s_in, s_out, bsz, elem, spec: Spec, has_rec: bool) -> tuple[dict, dict]:
+    """The constexprs of the forward and of the backward kernel (block sizes and options)."""
+    fwd, bs, _ = _layout(n, d, m, h1, h, o, s_in, 1, bsz, elem, spec.two_layers, BATCH_BLOCK)
+    bwd, _, bso = _layout(n, d, m, h1, h, o, 1, s_out, bsz, elem, spec.two_layers, BATCH_BLOCK)
+    flags = _flags(spec, has_rec)
+    return dict(fwd, BS=bs, **flags), dict(bwd, BSO=bso, **flags)
+
+
+def _sizes(rec: Recurrent, w: Weights, m: int, o: int, n: int, d: int, spec: Spec):
+    h1 = w.W1.shape[1]
+    h = w.W2.shape[2] if spec.two_layers else 1
+    s_in, s_out = _widths(rec, n, d)
+    return m, h1, h, o, s_in, s_out
+
+
+def compile_key(inp: Drive, rec: Recurrent, mask_rec, w: Weights, s: State, spec: Spec) -> tuple:
+    """What the kernels of a forward call (and its backward) are compiled for, besides the dtype
+    and the device: ``(name, value)`` pairs of the forward kernel's constexprs, the backward's where
+    they differ (``bwd_``), and ``num_warps``. The first-use check's cache key
+    (:func:`elm_neuro.networks.engines.backends.first_use`)."""
+    _, n, d, bsz = inp.drive.shape
+    m, h1, h, o, s_in, s_out = _sizes(rec, w, s.m.shape[1], s.y.shape[1], n, d, spec)
+    fwd, bwd = _options(n, d, m, h1, h, o, s_in, s_out, bsz, _elem(w.W1.dtype), spec, rec.count > 0)
+    return tuple(sorted(fwd.items())) + tuple((f"bwd_{k}", v) for k, v in sorted(bwd.items()) if fwd.get(k) != v) \
+        + (("num_warps", NUM_WARPS),)
+
+
 def forward(inp: Drive, rec: Recurrent, mask_rec, w: Weights, s: State, spec: Spec) -> Saved:
     """The kernel contract's forward (``elm_contract.forward_torch``) as one persistent kernel."""
     drive_in = inp.drive.contiguous()
     steps, n, d, bsz = drive_in.shape
-    m, o, h1 = s.m.shape[1], s.y.shape[1], w.W1.shape[1]
-    two = spec.two_layers
-    h = w.W2.shape[2] if two else 1
     dev, dtype = drive_in.device, drive_in.dtype
+    m, h1, h, o, s_in, s_out = _sizes(rec, w, s.m.shape[1], s.y.shape[1], n, d, spec)
+    two = spec.two_layers
     y_all = drive_in.new_empty((steps + 1, n, o, bsz))
     m_all = drive_in.new_empty((steps + 1, n, m, bsz))
     y_all[0], m_all[0] = s.y, s.m
@@ -457,23 +530,21 @@ def forward(inp: Drive, rec: Recurrent, mask_rec, w: Weights, s: State, spec: Sp
     h_T = s.h.clone().contiguous() if spec.high_pass else None
     has_rec = rec.count > 0
     if has_rec:
-        src_tab, w_tab, s_in = _in_table(rec, w.rec_w.to(dtype), n, d)
+        src_tab, w_tab = _in_table(rec, w.rec_w.to(dtype), n, d, s_in)
     else:
         src_tab = torch.zeros(1, dtype=torch.int32, device=dev)
-        w_tab, s_in = drive_in.new_zeros(1), 1
-    blocks, bs, _ = _layout(n, d, m, h1, h, o, s_in, 1, bsz, drive_in.element_size(), two, BATCH_BLOCK)
-    nblk = triton.cdiv(n, blocks["BN"])
+        w_tab = drive_in.new_zeros(1)
+    opts, _ = _options(n, d, m, h1, h, o, s_in, s_out, bsz, _elem(dtype), spec, has_rec)
+    nblk = triton.cdiv(n, opts["BN"])
     dummy = drive_in.new_zeros(1)
-    _elm_fwd_kernel[_grid(bsz, blocks["BB"], nblk, has_rec)](
+    _elm_fwd_kernel[_grid(bsz, opts["BB"], nblk, has_rec)](
         drive_ptr=drive_in, beta_ptr=beta_all, y_ptr=y_all, m_ptr=m_all,
         a1_ptr=a1_all if two else dummy, z_ptr=z_all, pre_ptr=pre_all,
         h_ptr=h_T if h_T is not None else dummy, zabs_ptr=zabs, src_tab_ptr=src_tab, w_tab_ptr=w_tab,
         mask_ptr=mask_rec.to(dtype).contiguous(), w1_ptr=w.W1, b1_ptr=w.b1, w2_ptr=w.W2 if two else dummy,
         b2_ptr=w.b2 if two else dummy, wy_ptr=w.wy, bias_ptr=w.bias, kappa_ptr=w.kappa, gain_ptr=w.gain,
         cst_ptr=_consts(spec, drive_in),
-        T=steps, N=n, D=d, M=m, H1=h1, H=h, O=o, B=bsz, S_IN=s_in, NBLK=nblk,
-        BS=bs, MLP_ACT=spec.mlp_act, OUT_ACT=spec.out_act, TWO=bool(two), HP=bool(spec.high_pass),
-        HAS_REC=has_rec, num_warps=NUM_WARPS, **blocks)
+        T=steps, N=n, D=d, M=m, H1=h1, H=h, O=o, B=bsz, S_IN=s_in, NBLK=nblk, num_warps=NUM_WARPS, **opts)
     return Saved(y_all, m_all, beta_all, a1_all, z_all, pre_all, h_T, zabs)
 
 
@@ -481,10 +552,9 @@ def backward(saved: Saved, inp: Drive, rec: Recurrent, mask_rec, w: Weights, g: 
              want_input_grad: bool = True) -> Grads:
     """The kernel contract's backward (``elm_contract.backward_torch``) as one persistent kernel."""
     steps, n, d, bsz = saved.beta_all.shape
-    m, o, h1 = saved.m_all.shape[2], saved.y_all.shape[2], w.W1.shape[1]
-    two = spec.two_layers
-    h = w.W2.shape[2] if two else 1
     dtype, dev = saved.z_all.dtype, saved.z_all.device
+    m, h1, h, o, s_in, s_out = _sizes(rec, w, saved.m_all.shape[2], saved.y_all.shape[2], n, d, spec)
+    two = spec.two_layers
     g_beta_all = torch.empty_like(saved.beta_all)
     ga_all = torch.empty(steps, n, h1, bsz, dtype=dtype, device=dev)
     gz_all = torch.empty_like(saved.z_all) if two else None
@@ -493,13 +563,13 @@ def backward(saved: Saved, inp: Drive, rec: Recurrent, mask_rec, w: Weights, g: 
     g_y0 = torch.zeros_like(saved.y_all[0])
     has_rec = rec.count > 0
     if has_rec:
-        tgt_tab, wo_tab, s_out = _out_table(rec, w.rec_w.to(dtype), n)
+        tgt_tab, wo_tab = _out_table(rec, w.rec_w.to(dtype), n, s_out)
     else:
         tgt_tab = torch.zeros(1, dtype=torch.int32, device=dev)
-        wo_tab, s_out = torch.zeros(1, dtype=dtype, device=dev), 1
-    blocks, _, bso = _layout(n, d, m, h1, h, o, 1, s_out, bsz, saved.z_all.element_size(), two, BATCH_BLOCK)
-    nblk = triton.cdiv(n, blocks["BN"])
-    grid = _grid(bsz, blocks["BB"], nblk, has_rec)
+        wo_tab = torch.zeros(1, dtype=dtype, device=dev)
+    _, opts = _options(n, d, m, h1, h, o, s_in, s_out, bsz, _elem(dtype), spec, has_rec)
+    nblk = triton.cdiv(n, opts["BN"])
+    grid = _grid(bsz, opts["BB"], nblk, has_rec)
     parts = grid[0]
     g_wy = torch.zeros(parts, n, o, m, dtype=dtype, device=dev)
     g_bias = torch.zeros(parts, n, o, dtype=dtype, device=dev)
@@ -515,8 +585,6 @@ def backward(saved: Saved, inp: Drive, rec: Recurrent, mask_rec, w: Weights, g: 
         tgt_tab_ptr=tgt_tab, wo_tab_ptr=wo_tab, mask_ptr=mask_rec.to(dtype).contiguous(),
         w1_ptr=w.W1, w2_ptr=w.W2 if two else dummy, wy_ptr=w.wy, kappa_ptr=w.kappa, gain_ptr=w.gain,
         cst_ptr=_consts(spec, saved.z_all),
-        T=steps, N=n, D=d, M=m, H1=h1, H=h, O=o, B=bsz, S_OUT=s_out, NBLK=nblk,
-        BSO=bso, MLP_ACT=spec.mlp_act, OUT_ACT=spec.out_act, TWO=bool(two), HP=bool(spec.high_pass),
-        HAS_REC=has_rec, num_warps=NUM_WARPS, **blocks)
+        T=steps, N=n, D=d, M=m, H1=h1, H=h, O=o, B=bsz, S_OUT=s_out, NBLK=nblk, num_warps=NUM_WARPS, **opts)
     return Grads(g_beta_all, ga_all, gz_all, g_wy.sum(0), g_bias.sum(0), g_gain.sum(0), g_kappa.sum(0), g_m,
                  g_h, g_y0)

@@ -29,16 +29,26 @@ Design
     into a per-program partial buffer, which the wrapper sums; the recurrent map's gradient is
     formed by the autograd Function as one GEMM over ``B * T``.
 
-    Everything runs in the dtype of the inputs (float32 or float64). Scalars that must keep full
-    precision (threshold, reset amount, surrogate slope and scale) come in a small tensor: a
-    Python float argument would reach the kernel as float32.
+    Everything runs in the dtype of the inputs (float32 or float64; another dtype is a clear
+    error, and the contract sends other layers to the per-step path). Scalars that must keep full
+    precision (threshold, reset amount, surrogate slope and scale) come in a small tensor, made
+    once per value and device (a Python float argument would reach the kernel as float32; a new
+    tensor per call would wait for the device).
+
+    *Compile keys.* :func:`compile_key` / :func:`scan_compile_key` give a call's constexprs and
+    ``num_warps``: with the dtype and the device, what a kernel is compiled for. The dispatch
+    checks each such configuration once before its first use against the reference
+    (:func:`elm_neuro.networks.engines.backends.first_use`).
 
 The tests run these kernels on the CPU under ``TRITON_INTERPRET=1`` (tests/test_engine_lif_triton.py);
 ``TILE_BUDGET``, ``RESIDENT_BUDGET``, ``NUM_WARPS`` and ``BATCH_BLOCK`` are first guesses, to be tuned
 on a GPU (``benchmarks/gpu_check.sh``).
 """
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: Triton 3.0's interpreter recognises a constexpr
+# parameter only by its evaluated annotation (a string "tl.constexpr" is taken for a tensor).
 
+
+import functools
 import math
 
 import torch
@@ -306,6 +316,15 @@ def _scan_bwd_kernel(go_ptr, gd_ptr, go0_ptr, cst_ptr, T, C, BC: tl.constexpr, U
 
 
 # --------------------------------------------------------------------------- host side
+def _elem(dtype: torch.dtype) -> int:
+    """The element size of ``dtype`` (the kernels compute in float32 or float64; another dtype is an
+    error here, and the contract sends those layers to the per-step path before they get here)."""
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"lif_triton computes in float32 or float64, not {dtype} "
+                        "(lif_contract.unsupported_reason sends such layers to the per-step path)")
+    return torch.finfo(dtype).bits // 8
+
+
 def _layout(n: int, bsz: int, elem: int):
     """``(BB, BN, BK, NBLK, RESIDENT)``: the neuron block, the source chunk of the recurrent tiles,
     and whether the map stays in registers."""
@@ -316,31 +335,53 @@ def _layout(n: int, bsz: int, elem: int):
     return bb, bn, bk, triton.cdiv(n, bn), resident
 
 
+def _options(n: int, bsz: int, dtype: torch.dtype, spec: Spec) -> tuple[dict, dict]:
+    """The constexprs of the forward and of the backward kernel."""
+    bb, bn, bk, _, resident = _layout(max(n, 1), max(bsz, 1), _elem(dtype))
+    fwd = dict(BB=bb, BN=bn, BK=bk, REC=bool(spec.recurrent), RESIDENT=bool(resident and spec.recurrent),
+               ADAPT=bool(spec.adaptive), ZERO=spec.reset == 1, REFR=spec.refractory > 0, GAIN=bool(spec.has_gain))
+    return fwd, dict(fwd, DETACH=bool(spec.detach_reset), SUR=int(spec.surrogate))
+
+
+def compile_key(cur_in, mask, w: Weights, s: State, spec: Spec) -> tuple:
+    """What the kernels of a forward call (and its backward) are compiled for, besides the dtype
+    and the device: ``(name, value)`` pairs of the backward kernel's constexprs (the forward's
+    and two more) and ``num_warps``; the first-use check's cache key
+    (:func:`elm_neuro.networks.engines.backends.first_use`)."""
+    bsz, _, n = cur_in.shape
+    _, bwd = _options(n, bsz, cur_in.dtype, spec)
+    return tuple(sorted(bwd.items())) + (("num_warps", NUM_WARPS),)
+
+
+@functools.lru_cache(maxsize=64)
+def _consts_on(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
 def _consts(spec: Spec, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor([spec.threshold, spec.reset_value, float(spec.refractory), 1.0, 0.0, spec.slope, spec.scale,
-                         spec.slope / 2.0, math.pi / 2.0 * spec.slope], dtype=like.dtype, device=like.device)
+    """The spec's scalars on ``like``'s device, made once per value (a new tensor from host values
+    per call would synchronise with the device)."""
+    return _consts_on((spec.threshold, spec.reset_value, float(spec.refractory), 1.0, 0.0, spec.slope, spec.scale,
+                       spec.slope / 2.0, math.pi / 2.0 * spec.slope), like.dtype, like.device)
 
 
 def forward(cur_in, mask, w: Weights, s: State, spec: Spec) -> Saved:
     """The kernel contract's forward (``lif_contract.forward_torch``) as one persistent kernel."""
     bsz, steps, n = cur_in.shape
     v_all, s_all, w_all, q_all, d_all, ref = saved_buffers(cur_in, s, spec)
-    refr = ref is not None
     if bsz and steps and n:
-        bb, bn, bk, nblk, resident = _layout(n, bsz, cur_in.element_size())
+        opts, _ = _options(n, bsz, cur_in.dtype, spec)
+        nblk = triton.cdiv(n, opts["BN"])
         dummy = cur_in.new_zeros(1)
 
         def opt(t):
             return t if t is not None else dummy
 
-        _lif_fwd_kernel[(triton.cdiv(bsz, bb),)](
+        _lif_fwd_kernel[(triton.cdiv(bsz, opts["BB"]),)](
             cur_ptr=cur_in, m_ptr=w.M if spec.recurrent else dummy, mask_ptr=mask.to(cur_in.dtype).contiguous(),
             km_ptr=w.kappa_m, gn_ptr=opt(w.gain), kw_ptr=opt(w.kappa_w), a_ptr=opt(w.a), b_ptr=opt(w.b),
             cst_ptr=_consts(spec, cur_in), v_ptr=v_all, s_ptr=s_all, w_ptr=opt(w_all), q_ptr=opt(q_all),
-            d_ptr=opt(d_all), ref_ptr=opt(ref),
-            B=bsz, T=steps, N=n, NBLK=nblk, BB=bb, BN=bn, BK=bk, REC=bool(spec.recurrent),
-            RESIDENT=bool(resident and spec.recurrent), ADAPT=bool(spec.adaptive), ZERO=spec.reset == 1, REFR=refr,
-            GAIN=bool(spec.has_gain), num_warps=NUM_WARPS)
+            d_ptr=opt(d_all), ref_ptr=opt(ref), B=bsz, T=steps, N=n, NBLK=nblk, num_warps=NUM_WARPS, **opts)
     return Saved(v_all, s_all, w_all, q_all, d_all, ref)
 
 
@@ -352,8 +393,9 @@ def backward(saved: Saved, mask, w: Weights, g: OutGrads, spec: Spec) -> Grads:
     g_v = g.g_vT.to(dtype).clone().contiguous()
     g_w = g.g_wT.to(dtype).clone().contiguous() if spec.adaptive else None
     g_s = torch.zeros_like(g_v)
-    bb, bn, bk, nblk, resident = _layout(max(n, 1), max(bsz, 1), saved.v_all.element_size())
-    parts = triton.cdiv(bsz, bb) if bsz else 1
+    _, opts = _options(n, bsz, dtype, spec)
+    nblk = triton.cdiv(max(n, 1), opts["BN"])
+    parts = triton.cdiv(bsz, opts["BB"]) if bsz else 1
     sums = {k: torch.zeros(parts, n, dtype=dtype, device=dev) for k in ("km", "gn", "kw", "a", "b")}
     if bsz and steps and n:
         own = torch.empty_like(g_v)
@@ -368,19 +410,31 @@ def backward(saved: Saved, mask, w: Weights, g: OutGrads, spec: Spec) -> Grads:
             km_ptr=w.kappa_m, gn_ptr=opt(w.gain), kw_ptr=opt(w.kappa_w), a_ptr=opt(w.a), b_ptr=opt(w.b),
             cst_ptr=_consts(spec, saved.v_all), gcur_ptr=g_cur, gv_ptr=g_v, gw_ptr=opt(g_w), gsn_ptr=g_s,
             own_ptr=own, pkm_ptr=sums["km"], pgn_ptr=sums["gn"], pkw_ptr=sums["kw"], pa_ptr=sums["a"],
-            pb_ptr=sums["b"],
-            B=bsz, T=steps, N=n, NBLK=nblk, BB=bb, BN=bn, BK=bk, REC=bool(spec.recurrent),
-            RESIDENT=bool(resident and spec.recurrent), ADAPT=bool(spec.adaptive), ZERO=spec.reset == 1,
-            REFR=spec.refractory > 0, GAIN=bool(spec.has_gain), DETACH=bool(spec.detach_reset),
-            SUR=int(spec.surrogate), num_warps=NUM_WARPS)
+            pb_ptr=sums["b"], B=bsz, T=steps, N=n, NBLK=nblk, num_warps=NUM_WARPS, **opts)
     tot = {k: v.sum(0) for k, v in sums.items()}
     ad = spec.adaptive
     return Grads(g_cur, tot["km"], tot["gn"] if spec.has_gain else None, tot["kw"] if ad else None,
                  tot["a"] if ad else None, tot["b"] if ad else None, g_v, g_s, g_w)
 
 
+@functools.lru_cache(maxsize=64)
+def _scan_consts_on(kappa: float, gain: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor([kappa, gain], dtype=dtype, device=device)
+
+
 def _scan_consts(kappa: float, gain: float, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor([kappa, gain], dtype=like.dtype, device=like.device)
+    return _scan_consts_on(float(kappa), float(gain), like.dtype, like.device)
+
+
+def _scan_options(c: int, dtype: torch.dtype, gain: float) -> dict:
+    _elem(dtype)
+    return dict(BC=min(SCAN_BLOCK, _p2(c)), UNIT=gain == 1.0)
+
+
+def scan_compile_key(drive, o0, kappa: float, gain: float) -> tuple:
+    """The scan kernels' constexprs for a call (the first-use check's cache key, with the dtype and
+    the device; :func:`compile_key`)."""
+    return tuple(sorted(_scan_options(drive.shape[2], drive.dtype, gain).items()))
 
 
 def scan_forward(drive, o0, kappa: float, gain: float):
@@ -389,10 +443,10 @@ def scan_forward(drive, o0, kappa: float, gain: float):
     bsz, steps, c = drive.shape
     out = torch.empty_like(drive)
     if out.numel():
-        bc = min(SCAN_BLOCK, _p2(c))
-        _scan_fwd_kernel[(bsz, triton.cdiv(c, bc))](d_ptr=drive, o0_ptr=o0.contiguous(), o_ptr=out,
-                                                   cst_ptr=_scan_consts(kappa, gain, drive), T=steps, C=c, BC=bc,
-                                                   UNIT=gain == 1.0)
+        opts = _scan_options(c, drive.dtype, gain)
+        _scan_fwd_kernel[(bsz, triton.cdiv(c, opts["BC"]))](d_ptr=drive, o0_ptr=o0.contiguous(), o_ptr=out,
+                                                           cst_ptr=_scan_consts(kappa, gain, drive), T=steps, C=c,
+                                                           **opts)
     return out
 
 
@@ -402,8 +456,8 @@ def scan_backward(g_o, kappa: float, gain: float):
     g_d = torch.empty_like(g_o)
     g_o0 = g_o.new_zeros(bsz, c)
     if g_o.numel():
-        bc = min(SCAN_BLOCK, _p2(c))
-        _scan_bwd_kernel[(bsz, triton.cdiv(c, bc))](go_ptr=g_o, gd_ptr=g_d, go0_ptr=g_o0,
-                                                   cst_ptr=_scan_consts(kappa, gain, g_o), T=steps, C=c, BC=bc,
-                                                   UNIT=gain == 1.0)
+        opts = _scan_options(c, g_o.dtype, gain)
+        _scan_bwd_kernel[(bsz, triton.cdiv(c, opts["BC"]))](go_ptr=g_o, gd_ptr=g_d, go0_ptr=g_o0,
+                                                           cst_ptr=_scan_consts(kappa, gain, g_o), T=steps, C=c,
+                                                           **opts)
     return g_d, g_o0
