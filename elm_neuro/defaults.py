@@ -33,6 +33,19 @@ ELM_N = 57  # hidden ELM neurons at d_m 9 (docs/design.md §4: P = 76,551)
 READOUT_D_M = 3  # memory units of a readout ELM neuron (docs/design.md §3)
 NEURON_D_M = 100  # the single ICLR 2024 ELM neuron (docs/design.md §9)
 
+# --------------------------------------------------------------------------- spiking timescales for a bin width
+# LIFLayerConfig.bin_width_taus / LIFNetworkConfig.bin_width_taus (docs/design.md §10): the initial
+# ranges of Bittar & Garner 2022, which their public code (idiap/sparch, the adLIF layer) fixes in
+# time steps, not ms (membrane decay in [exp(-1/5), exp(-1/25)], adaptation decay in
+# [exp(-1/30), exp(-1/120)]), times the bin width; bins finer than BIN_TAU_MIN_DT_MS keep the
+# ranges of that width (in ms). At 2 ms bins this gives the LIFLayerConfig defaults (10..50 ms,
+# 60..240 ms); at 20 ms bins 100..500 ms and 0.6..2.4 s. The spiking networks' ELM readout gets the
+# ELM Network's memory range in steps (docs/design.md §7: 1..500 steps).
+BIN_TAU_MEM_STEPS = (5.0, 25.0)  # membrane tau_m, time steps
+BIN_TAU_ADAPT_STEPS = (30.0, 120.0)  # adLIF adaptation tau_w, time steps
+BIN_TAU_READOUT_STEPS = (1.0, 500.0)  # the ELM readout's memory taus, time steps
+BIN_TAU_MIN_DT_MS = 1.0  # finer bins than this keep the ranges of a 1 ms bin (in ms)
+
 # --------------------------------------------------------------------------- fused engines (CPU)
 # The CPU engines keep their large per-sequence arrays (saved for backward, gradients of the
 # sequence) for reuse, up to this many bytes per process: a fresh array of 100+ MB costs more in
@@ -65,6 +78,9 @@ AMP = "none"  # none | bf16
 # --------------------------------------------------------------------------- optimisation (docs/design.md §7)
 OPTIMIZER = "adamax"
 LR = 5e-3
+# Learning rates tried per (model, seed) cell by a comparison with an lr search (compare(lr_grid=...),
+# a plan's compare stage key "lr_grid"): the one with the best validation metric is the cell's result.
+LR_GRID = [1e-3, 3e-3, 1e-2, 3e-2]
 WARMUP = 400  # linear warm-up steps before the cosine decay
 CLIP = 1.0  # gradient-norm clipping
 LOSS_LAST_K = 1  # classification loss on the last k time steps
@@ -182,6 +198,15 @@ PLANS: dict[str, dict] = {
                 dict(name="comparison", kind="compare", task="shd-adding", models=["elm", "lif", "adlif", "lstm"],
                      params=77000, seeds=PLAN_SEEDS, fixed=dict(elm=dict(d_m=ELM_D_M)))]),
 }
+# "neuron-comparison" made fair (issue 23 §2): each (model, seed) cell picks its learning rate from
+# LR_GRID on the validation split (elm_neuro.experiments.compare), and the LIF / adLIF timescales
+# start at the 20 ms bin width's ranges (BIN_TAU_*: membrane 5..25 steps, adaptation 30..120 steps,
+# ELM readout 1..500 steps like the ELM's), learnable. len(LR_GRID) times the runs of
+# "neuron-comparison" (hours on a CPU).
+PLANS["neuron-comparison-fair"] = dict(
+    copy.deepcopy(PLANS["neuron-comparison"]),
+    stages=[dict(copy.deepcopy(stage), lr_grid=list(LR_GRID), bin_width_taus=True)
+            for stage in PLANS["neuron-comparison"]["stages"]])
 PLAN_TIMING_STEPS = 3  # training steps timed per model to estimate a plan's run time
 
 

@@ -15,9 +15,9 @@ P_FIXED = 8094  # SHD-Adding readout + linear map: 19 (300 + 90 + 16) + 19 * 20
 DMS = (2, 3, 4, 5, 7, 9, 11, 15, 20, 25)
 
 
-def _sweep(kind="loss", noise=0.01, seed=0, q=1.5):
-    rng = np.random.default_rng(seed)
-    n, ke = [], []
+def _grid():
+    """(N, k_e, budget) of a d_m sweep at five budgets (N from the affine budget)."""
+    n, ke, b = [], [], []
     for p in (2e4, 5e4, 1e5, 2e5, 5e5):
         for d_m in DMS:
             k_e = ELMLayerConfig(d_m=d_m).internal_params()
@@ -25,7 +25,13 @@ def _sweep(kind="loss", noise=0.01, seed=0, q=1.5):
             if nn >= 1:
                 n.append(nn)
                 ke.append(k_e)
-    n, ke = np.array(n, float), np.array(ke, float)
+                b.append(p)
+    return np.array(n, float), np.array(ke, float), np.array(b)
+
+
+def _sweep(kind="loss", noise=0.01, seed=0, q=1.5):
+    rng = np.random.default_rng(seed)
+    n, ke, _ = _grid()
     kc = np.full_like(n, 300.0)
     if kind == "loss":
         y = im.predicted_loss(n, ke, kc, TRUE, H)
@@ -190,3 +196,34 @@ def test_errors(tmp_path):
         im.optimal_allocation(TRUE, 10.0, 300.0, p_fixed=100.0)
     with pytest.raises(ValueError, match="k_c"):
         im.plot_model_surface(TRUE, 1e5, tmp_path / "s.png")
+
+
+def _sweep_with_budgets(noise, seed=0):
+    rng = np.random.default_rng(seed)
+    n, ke, b = _grid()
+    kc = np.full_like(n, 300.0)
+    y = im.predicted_loss(n, ke, kc, TRUE, H)
+    return n, ke, kc, y + rng.normal(0, noise, y.size), b
+
+
+def test_leave_one_budget_out_on_a_known_model():
+    """Noise-free data of a known model: every held-out budget is predicted exactly and every
+    fold finds the true parameters; with noise the held-out RMSE is of the noise's size."""
+    n, ke, kc, y, b = _sweep_with_budgets(noise=0.0)
+    lobo = im.leave_one_budget_out(n, ke, kc, y, b, H, fix={"g_e": 1.0})
+    assert lobo.budgets.tolist() == [2e4, 5e4, 1e5, 2e5, 5e5]
+    assert lobo.n_points.sum() == y.size and lobo.free == ("s", "a_e", "c")
+    assert np.all(lobo.rmse < 1e-4) and lobo.rmse_pooled < 1e-4
+    rng_ = lobo.param_range()
+    assert rng_["c"][0] == pytest.approx(0.02, rel=1e-3) and rng_["c"][1] == pytest.approx(0.02, rel=1e-3)
+    assert rng_["a_e"][0] == pytest.approx(200.0, rel=1e-3) and rng_["a_e"][1] == pytest.approx(200.0, rel=1e-3)
+    n, ke, kc, y, b = _sweep_with_budgets(noise=0.01, seed=2)
+    lobo = im.leave_one_budget_out(n, ke, kc, y, b, H)
+    assert np.all(lobo.rmse < 0.03) and 0.005 < lobo.rmse_pooled < 0.02
+    lo, hi = lobo.param_range()["c"]
+    assert 0.01 < lo <= hi < 0.04
+    s = lobo.summary()
+    assert [f["budget"] for f in s["folds"]] == lobo.budgets.tolist() and s["kind"] == "loss"
+    assert s["folds"][0]["rmse"] == lobo.rmse[0] and "c" in s["param_range"]
+    with pytest.raises(ValueError, match="at least 3 budgets"):
+        im.leave_one_budget_out(n[b < 1e5], ke[b < 1e5], kc[b < 1e5], y[b < 1e5], b[b < 1e5], H)

@@ -1,10 +1,13 @@
 """Scaling law L*(P) = L_inf + A P^-alpha and growth laws N* = a P^b: recovery from synthetic data."""
+import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from elm_neuro.analysis import scaling as sc
+from elm_neuro.analysis import sweep_table as st
 
 
 def test_exact_recovery_without_noise():
@@ -93,3 +96,77 @@ def test_errors():
         sc.fit_scaling_law([1, 2, 3], [1, 2, 3], cell=[0, 1])
     with pytest.raises(ValueError, match="fit"):
         sc.plot_scaling("nope", "x.png")
+
+
+# --------------------------------------------------------------------------- frontier by planned budget
+COMMITTED = Path(__file__).resolve().parents[1] / "analysis" / "results" / "budget-tradeoff" / "results.csv"
+
+
+def _d_m_rows():
+    return [r for r in st.read_table(COMMITTED) if r["stage"] == "d_m"]
+
+
+def test_committed_budget_tradeoff_is_not_identified():
+    """Three planned budgets (2,000, 20,000, 200,000): the d_m 8 cell at P 1,789 belongs to 2,000
+    and is no budget of its own, and three budgets do not identify the law: no parameter."""
+    fs = sc.frontier_scaling(_d_m_rows(), "test_acc", n_boot=0)
+    assert fs.grouping == "planned budget (p_target)"
+    assert fs.budgets.tolist() == [2000.0, 20000.0, 200000.0]
+    assert [(c["n"], c["d_m"], c["p"]) for c in fs.frontier] == [(3, 4, 2023), (72, 4, 20032), (362, 8, 199978)]
+    assert fs.loss == pytest.approx([1 - 0.65333333, 1 - 0.83888889, 1 - 0.88111111], abs=1e-6)
+    assert fs.n_falling == 3 and not fs.identified and fs.law is None
+    assert fs.reason.startswith("not identified: 3 budget(s), 3 of them")
+    assert set(fs.growth) == {"n", "k_e", "d_m"}
+    assert fs.growth["n"].ci == {}  # no bootstrap over 3 frontier points
+    assert fs.growth["n"].b == pytest.approx(math.log(362 / 3) / math.log(100), abs=0.05)  # through 3, 72, 362
+
+
+def _law_rows(budgets, l_inf=0.1, a=10.0, alpha=0.5, seeds=4, noise=0.004, flat_from=None, seed=0):
+    """Per-seed rows of a sweep: three d_m cells per planned budget, the best one on the law; a
+    fourth cell (d_m 8) far below its planned budget (its solver's N = 1), with a poor accuracy."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for j, b in enumerate(budgets):
+        err = sc.power_law(b if flat_from is None or j < flat_from else budgets[flat_from - 1], l_inf, a, alpha)
+        for d_m, extra, p in ((1, 0.06, b * 1.01), (2, 0.0, b * 0.99), (4, 0.03, b * 1.02), (8, 0.3, b * 0.85)):
+            for s in range(seeds):
+                rows.append(dict(p_target=b, p=int(p), n=int(b / (40 * d_m)), d_m=d_m, k_e=40 * d_m, k_c=100,
+                                 seed=s, test_acc=1 - err - extra + rng.normal(0, noise)))
+    return rows
+
+
+def test_five_falling_budgets_recover_the_law_within_its_interval():
+    budgets = [1000.0, 4000.0, 16000.0, 64000.0, 256000.0]
+    fs = sc.frontier_scaling(_law_rows(budgets), "test_acc", n_boot=300, seed=1)
+    assert fs.budgets.tolist() == budgets  # the P = 0.85 budget cells joined their planned budget
+    assert [c["d_m"] for c in fs.frontier] == [2] * 5
+    assert fs.n_falling == 5 and fs.identified and fs.reason == ""
+    law = fs.law
+    assert law.bootstrap_mode == "seeds" and law.bootstrap.shape[0] >= 290
+    assert law.ci["alpha"][0] <= 0.5 <= law.ci["alpha"][1]
+    assert law.ci["l_inf"][0] <= 0.1 <= law.ci["l_inf"][1]
+    assert law.alpha == pytest.approx(0.5, abs=0.1) and law.l_inf == pytest.approx(0.1, abs=0.02)
+    assert law.ci["alpha"][1] - law.ci["alpha"][0] < 0.5
+
+
+def test_a_flat_top_does_not_identify_the_law():
+    """Five budgets whose error stops falling after the third: 3 falling budgets, no fit."""
+    budgets = [1000.0, 4000.0, 16000.0, 64000.0, 256000.0]
+    rows = _law_rows(budgets, flat_from=3, noise=0.0)
+    for r in rows:  # the top budgets a little worse than the third: the error no longer falls
+        if r["p_target"] > 16000:
+            r["test_acc"] -= 0.001 * budgets.index(r["p_target"])
+    fs = sc.frontier_scaling(rows, "test_acc", n_boot=0)
+    assert sc.falling_budgets(fs.loss) == fs.n_falling == 3
+    assert fs.law is None and "3 of them" in fs.reason
+    with pytest.raises(ValueError, match="min_budgets"):
+        sc.frontier_scaling(rows, "test_acc", min_budgets=3)
+
+
+def test_falling_budgets_and_bounded_error_axis(tmp_path):
+    assert sc.falling_budgets([0.5, 0.4, 0.45, 0.3, 0.3]) == 3
+    assert sc.falling_budgets([0.2, 0.3]) == 1
+    assert sc._loss_axis_limits([0.12, 0.35], bounded=True) == (0.0, pytest.approx(0.42))
+    assert sc._loss_axis_limits([0.5, 0.95], bounded=True) == (0.0, 1.0)  # never past an error of 1
+    fs = sc.frontier_scaling(_d_m_rows(), "test_acc", n_boot=0)
+    assert os.path.getsize(sc.plot_scaling(fs, tmp_path / "s.png", ylabel="1 - test_acc")) > 1000

@@ -169,3 +169,64 @@ def test_spiking_stats_and_errors(tmp_path):
         ts.elm_memory_timescales(object())
     with pytest.raises(ValueError, match="results"):
         ts.plot_timescale_comparison({}, tmp_path / "x.png")
+
+
+def _ar1_phi(phi, b, t, seed):
+    rng = np.random.default_rng(seed)
+    x, e = np.zeros((b, t)), rng.standard_normal((b, t))
+    for i in range(1, t):
+        x[:, i] = phi * x[:, i - 1] + e[:, i]
+    return x
+
+
+def test_intrinsic_fits_outside_one_bin_to_the_sample_are_unresolved():
+    """issue 23: a tau below the bin width or beyond the sample's duration is a fit artefact: NaN in
+    ``tau`` (kept in ``tau_fit``), counted as unresolved. Hand-built traces at 20 ms bins, T = 100:
+    AR(1) with tau 5 bins (resolved), tau 0.4 bins (below one bin), a ramp over the whole sample and
+    AR(1) with tau 1000 bins (beyond the 2 s sample), and a silent neuron (NaN, not counted)."""
+    b, t = 60, 100
+    cols = [_ar1_phi(math.exp(-1 / 5), b, t, 0), _ar1_phi(math.exp(-1 / 0.4), b, t, 1),
+            np.tile(np.arange(t, dtype=float), (b, 1)), _ar1_phi(math.exp(-1 / 1000), b, t, 2), np.zeros((b, t))]
+    res = ts.intrinsic_timescales(np.stack(cols, -1), dt=20.0)
+    assert res.bounds == (20.0, 2000.0)
+    assert res.resolved.tolist() == [True, False, False, False, False]
+    assert res.tau[0] == res.tau_fit[0] and abs(res.tau[0] - 100.0) < 20.0  # 5 bins of 20 ms
+    assert res.tau_fit[1] < 20.0 and res.tau_fit[2] > 2000.0 and res.tau_fit[3] > 2000.0
+    assert np.isnan(res.tau[1:]).all() and np.isnan(res.tau_fit[4])
+    assert (res.n_unresolved, res.n_below, res.n_above) == (3, 1, 2)
+    # the bounds are inclusive, NaN stays NaN
+    got = ts.resolvable([0.5, 1.0, 20.0, 100.0, 101.0, float("nan")], 1.0, 100.0)
+    assert np.array_equal(got, [np.nan, 1.0, 20.0, 100.0, np.nan, np.nan], equal_nan=True)
+
+
+def test_timescale_figure_has_no_empty_panel_and_counts_unresolved(tmp_path, monkeypatch):
+    """One panel per kind of timescale that some network has, networks overlaid: no empty panel
+    (the committed figure had 5 of 12); a network without a kind is named in that panel's legend;
+    the intrinsic panel counts each network's unresolved fits and draws only resolved ones."""
+    figs = []
+    original = ts.save_figure
+    monkeypatch.setattr(ts, "save_figure", lambda fig, path: figs.append(fig) or original(fig, path))
+    fit = np.array([0.5, 2.0, 10.0, 40.0, 80.0])  # steps; T = 50: 0.5 and 80 unresolved
+    intr = ts.IntrinsicTimescales(ts.resolvable(fit, 1.0, 50.0), fit, fit, np.zeros((2, 5)), np.arange(2.0), 1.0,
+                                  tau_fit=fit, bounds=(1.0, 50.0))
+    elm = {"family": "elm", "intrinsic": intr, "intrinsic_tau": intr.tau, "impulse_tau": np.array([1.0, 3.0]),
+           "param_tau": np.geomspace(1, 500, 8)}
+    adlif = {"family": "adlif", "param_tau": np.array([1.0, 2.0]), "adapt_tau": np.array([5.0, 7.0, 9.0])}
+    ts.plot_timescale_comparison({"ELM": elm, "ADLIF": adlif}, tmp_path / "t.png", unit="ms", scale=20.0)
+    fig = figs[-1]
+    assert [ax.get_title() for ax in fig.axes] == ["intrinsic (autocorrelation)", "impulse response",
+                                                   "parameter tau (memory / membrane)", "adaptation tau"]
+    for ax in fig.axes:
+        assert sum(p.get_height() if hasattr(p, "get_height") else 0 for p in ax.patches) >= 0
+        assert len(ax.patches) >= 1  # a histogram in every panel
+    legend = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    assert legend[0][0] == "ELM: 3 neurons, median 200 ms; 2 unresolved"
+    assert legend[0][1] == "ADLIF: not measured (no activity recorded)"
+    assert legend[0][2].startswith("resolvable: one bin to the sample (20 to 1k ms)")
+    assert legend[1][1] == "ADLIF: not measured (spiking: its pulse response is tau_mem)"
+    assert legend[3] == ["ELM: none (no adaptation current)", "ADLIF: 3 neurons, median 140 ms"]
+    # the drawn intrinsic histogram holds the 3 resolved neurons only, the range marked at 20 and 1000 ms
+    counts, _ = np.histogram(intr.tau[np.isfinite(intr.tau)] * 20.0, bins=10)
+    assert counts.sum() == 3
+    dotted = sorted(float(l.get_xdata()[0]) for l in fig.axes[0].lines if l.get_linestyle() == ":")
+    assert dotted == [20.0, 1000.0]

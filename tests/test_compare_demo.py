@@ -106,3 +106,26 @@ def test_demo_pipeline_export_and_analyze(tmp_path, capsys, monkeypatch):
     assert "mean_activity" not in stats and "active_fraction" not in stats
     assert (tmp_path / "act" / "raster.png").stat().st_size > 1000
     assert main(["analyze", "timescales", str(elm_run), "--labels", "A,B", "--out", str(tmp_path / "t.png")]) == 2
+
+
+def test_compare_cli_passes_the_learning_rate_search(shd_dir, tmp_path, capsys, monkeypatch):
+    from elm_neuro import defaults as D
+    from elm_neuro.experiments import compare as C
+
+    seen = {}
+
+    def fake(out, base, models, seeds, overrides, **kw):
+        seen.update(kw, models=models, seeds=seeds)
+        (tmp_path / "report.md").write_text("report")
+        return tmp_path / "report.md"
+
+    monkeypatch.setattr(C, "compare", fake)
+    args = ["compare", "--params", "3000", "--models", "elm,lif", "--seeds", "2", "--data", str(shd_dir),
+            "--out", str(tmp_path / "o")]
+    assert main(args + ["--lr-grid", "0.01,1e-3", "--bin-width-taus"]) == 0
+    assert seen["lr_grid"] == [0.01, 1e-3] and seen["bin_width_taus"] is True and seen["seeds"] == [0, 1]
+    assert main(args + ["--lr-grid", "default"]) == 0
+    assert seen["lr_grid"] == [float(v) for v in D.LR_GRID] and seen["bin_width_taus"] is False
+    assert main(args) == 0 and seen["lr_grid"] is None
+    assert main(args + ["--lr-grid", "fast"]) == 2
+    assert "--lr-grid expects" in capsys.readouterr().err

@@ -79,16 +79,17 @@ def test_timescale_figure_explains_itself(figures, tmp_path):
     lif = {"family": "lif", "param_tau": np.linspace(5, 30, 20), "intrinsic_tau": np.geomspace(2, 80, 20)}
     TS.plot_timescale_comparison({"ELM": elm, "LIF": lif}, tmp_path / "ts.png", title="t", unit="ms", scale=20.0)
     fig = figures[-1]
-    rows = [ax.get_ylabel() for ax in fig.axes[::2]]
-    assert rows == ["intrinsic (autocorrelation)", "impulse response", "parameter tau (memory / membrane)"]
-    assert fig._supylabel.get_text().startswith("count per bin")
-    assert fig.legends[0].get_texts()[0].get_text() == "dashed line: median of the panel's timescales"
-    lif_impulse = fig.axes[3]
-    note = " ".join(t.get_text() for t in lif_impulse.texts)
-    assert "n/a" not in note and "membrane decay, tau_mem" in note
-    elm_param = fig.axes[4]
-    assert elm_param.get_title() == "40 taus, median 449 ms"  # the count in the title, not over the bars
-    assert elm_param.title.get_window_extent().y0 >= elm_param.get_window_extent().y1 - 1
+    # one panel per kind of timescale, the networks overlaid: no empty panel
+    assert [ax.get_title() for ax in fig.axes] == ["intrinsic (autocorrelation)", "impulse response",
+                                                   "parameter tau (memory / membrane)"]
+    assert all(len(ax.patches) >= 1 for ax in fig.axes)
+    assert fig.texts[0].get_text().startswith("dashed line: a network's median")
+    impulse = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert impulse[1] == "LIF: not measured (spiking: its pulse response is tau_mem)"
+    param = [t.get_text() for t in fig.axes[2].get_legend().get_texts()]
+    assert param[0] == "ELM: 40 taus, median 449 ms"  # the count in the legend, beside the axes, not over the bars
+    legend = fig.axes[2].get_legend().get_window_extent()
+    assert legend.x0 >= fig.axes[2].get_window_extent().x1
     for ax in fig.axes:
         _assert_apart(ax)
 

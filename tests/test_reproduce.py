@@ -45,6 +45,14 @@ def test_budget_plan_runs_resumes_and_its_report_comes_from_the_table(tmp_path, 
     assert sorted(r["run_id"] for r in rows) == sorted(
         c.name for c in R.plan_cells_of(tiny_plans["budget-tradeoff"], out / "data"))
     assert len(rows) == 4 and {r["stage"] for r in rows} == {"d_m"}
+    # every configuration field the analysis needs is a column: the plan's fixed fields, lr, data
+    for r in rows:
+        assert (r["d_tree"], r["d_brch"], r["readout.d_tree"], r["readout.d_brch"]) == (3, 3, 3, 2)
+        assert r["lr"] == D.LR
+        assert r["data_source"] == "synthetic" and r["bin_ms"] == 50.0 and r["budget_scope"] == "network"
+        assert 0 < r["readout_coverage"] <= 1
+    for p in ("d_m_sweep.png", "heatmap_n_dm.png"):
+        assert (out / "results" / p).is_file()
     readme = (out / "results" / "README.md").read_text()
     # the report is recomputed from the table alone
     assert readme == R.render_report("budget-tradeoff", tiny_plans["budget-tradeoff"], rows)
@@ -69,6 +77,9 @@ def test_comparison_plan_table_and_report(tmp_path, tiny_plans):
     rows = R.read_results_csv(out / "results" / "results.csv")
     assert [(r["stage"], r["family"], r["seed"]) for r in rows] == [("shd", "elm", 0), ("shd", "lstm", 0)]
     assert all(abs(r["p"] - 2500) <= 0.1 * 2500 for r in rows)
+    elm = rows[0]
+    assert (elm["d_m"], elm["d_tree"], elm["d_brch"], elm["readout.d_brch"]) == (2, 3, 3, 2)
+    assert all(r["data_source"] == "synthetic" and r["lr"] > 0 for r in rows)
     text = report.read_text()
     assert text == R.render_report("neuron-comparison", tiny_plans["neuron-comparison"], rows)
     for r in rows:
@@ -184,3 +195,31 @@ def test_a_comparison_stage_with_a_failed_cell_stops_the_plan_with_one_line(tmp_
     assert "stage shd: 1 cell(s) failed: ['lstm-s0']" in err[-1] and "run the same command again" in err[-1]
     assert err[-1].startswith("elm-neuro reproduce: error:") and "unexpected" not in err[-1]
     assert (out / "shd" / "elm-s0" / "summary.json").is_file()
+
+
+def test_a_comparison_stage_searches_its_learning_rates(tmp_path, monkeypatch):
+    """A compare stage with ``lr_grid`` and ``bin_width_taus``: reproduce passes them to compare (one
+    run per rate, the cell keeps the best on the validation split), counts one job per rate, and
+    the table records the chosen rate and the spiking family's bin-width time constants."""
+    plan = dict(_tiny_plans()["neuron-comparison"])
+    small_lif = {"n_synapses": 3, "readout_d_tree": 3, "readout_d_brch": 2}
+    fixed = dict(plan["stages"][0]["fixed"], lif=small_lif)
+    plan["stages"] = [dict(plan["stages"][0], models=["elm", "lif"], fixed=fixed, lr_grid=[1e-3, 1e-2],
+                           bin_width_taus=True)]
+    monkeypatch.setattr(D, "PLANS", {"fair": plan})
+    out = tmp_path / "fair"
+    assert len(R.plan_jobs(plan, out / "data")) == 2 * 1 * 2  # models x seeds x rates
+    R.run_plan("fair", out, workers=1, threads=1, progress=False, estimate=False)
+    rows = R.read_results_csv(out / "results" / "results.csv")
+    assert [(r["family"], r["seed"]) for r in rows] == [("elm", 0), ("lif", 0)]
+    for r in rows:
+        search = json.loads((out / "shd" / f"{r['family']}-s0" / "lr_search.json").read_text())
+        scores = {x["lr"]: x["valid_acc"] for x in search["runs"]}
+        assert sorted(scores) == [1e-3, 1e-2] and search["metric"] == "valid_acc"
+        best = max(sorted(scores), key=lambda lr: scores[lr])  # ties: the smaller rate
+        assert r["lr"] == search["lr"] == best and r["valid_acc"] == scores[best]
+    lif = rows[1]
+    from elm_neuro.networks.lif_config import LIFNetworkConfig
+
+    want = LIFNetworkConfig.bin_width_taus(TINY_TRAIN["bin_ms"])
+    assert lif["tau_mem_min"] == want["tau_mem_min"] and lif["tau_mem_max"] == want["tau_mem_max"]

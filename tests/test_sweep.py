@@ -2,6 +2,7 @@
 sweep interrupted and resumed, results.csv rebuilt from the run directories, grid-mismatch refusal, the
 CLI, the Ray executor."""
 import json
+import math
 import runpy
 import sys
 from pathlib import Path
@@ -86,13 +87,138 @@ def test_axis_n_and_k_c_grids():
     kc = SP.plan_cells(SP.SweepGrid(base.replace(model_overrides={"d_m": 4, "n": 32}), axis="k_c",
                                   values=[60, 300], seeds=[0]))
     assert [c.name for c in kc] == ["dm4-kc60-n32-s0", "dm4-kc300-n32-s0"]
-    assert [c.config.model_overrides["d_brch"] for c in kc] == [2, 10] and [c.k_c for c in kc] == [60, 300]
+    assert [c.config.model_overrides["hidden.d_brch"] for c in kc] == [2, 10] and [c.k_c for c in kc] == [60, 300]
     # k_c axis at a budget: N re-sized for each k_c
     kcp = SP.plan_cells(SP.SweepGrid(base, axis="k_c", values=[60, 300], budgets=[20000], seeds=[0]))
     assert kcp[0].n > kcp[1].n and {c.p_target for c in kcp} == {20000}
     # a family without d_m: the cells differ by budget only
     lif = SP.plan_cells(SP.SweepGrid(TrainConfig(task="shd-adding", model="lif"), budgets=[20000, 77000], seeds=[0]))
     assert [c.name for c in lif] == [f"p20000-n{lif[0].n}-s0", f"p77000-n{lif[1].n}-s0"]
+
+
+COMMITTED_PLAN = Path(__file__).resolve().parents[1] / "analysis" / "results" / "budget-tradeoff" / "plan.json"
+
+
+def _plan_stage_cells(name):
+    plan = json.loads(COMMITTED_PLAN.read_text())["plan"]
+    stage = next(s for s in plan["stages"] if s["name"] == name)
+    return SP.plan_cells(R.stage_grid(plan, stage, "."))
+
+
+def _resolved(cell):
+    """The model configuration the trainer builds for a cell (model seed included)."""
+    from elm_neuro.training.model_setup import run_model_config
+    n_in, n_classes = SP.task_dims(cell.config)
+    return run_model_config(cell.config, n_in, n_classes)
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, prefix + k + ".") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
+@pytest.mark.parametrize("stage, own", [("d_m", {"hidden.d_m", "n"}), ("n", {"n"}), ("k_c", {"hidden.d_brch", "n"})])
+def test_every_axis_changes_only_its_own_field(stage, own):
+    """issue 23: the committed plan's cells, resolved as the trainer resolves them, compared field by
+    field within a budget and seed: only the axis's field and the budget-solved N differ (the k_c axis
+    used to set the readout's d_brch too, overriding the plan's readout.d_brch 2)."""
+    cells = [c for c in _plan_stage_cells(stage) if c.seed == 0]
+    for budget in {c.p_target for c in cells}:
+        flats = [_flat(_resolved(c).to_dict()) for c in cells if c.p_target == budget]
+        assert len(flats) == 5 if stage != "d_m" else len(flats) == 4
+        differ = {k for k in flats[0] if len({json.dumps(f[k]) for f in flats}) > 1}
+        assert differ == own
+        assert {(f["readout.d_tree"], f["readout.d_brch"], f["readout.d_m"]) for f in flats} == {(5, 2, 3)}
+    if stage == "k_c":
+        assert [_resolved(c).hidden.d_brch for c in cells] == [2, 5, 10, 20, 40]
+        assert [c.k_c for c in cells] == [20, 50, 100, 200, 400]
+        assert [c.n for c in cells] == [104, 89, 72, 52, 33]  # N falls as k_c grows at P 20,000
+        assert {c.readout_k for c in cells} == {10}  # 5 x 2 synapses per class neuron along the whole axis
+
+
+def test_plan_refuses_an_axis_that_changes_another_field(monkeypatch):
+    """The planner's own check: an axis value that also changes the readout is refused, naming the field."""
+    def confounded(grid, value, dims):
+        return {} if value is None else {"d_brch": value // 10}  # the flat name: hidden and readout
+    monkeypatch.setattr(SP, "_axis_overrides", confounded)
+    base = TrainConfig(task="shd", model_overrides={"d_m": 4, "d_tree": 10, "readout.d_brch": 2})
+    with pytest.raises(ValueError, match=r"differ in \['readout.d_brch'\]"):
+        SP.plan_cells(SP.SweepGrid(base, axis="k_c", values=[20, 50], budgets=[20000], seeds=[0]), dims=(100, 20))
+    diff = SP.config_differences([preset_config("shd", d_brch=2), preset_config("shd", d_brch=5)])
+    assert diff == {"hidden.d_brch": [2, 5], "readout.d_brch": [2, 5]}
+
+
+def test_readout_reach_counts_the_connectome_the_network_builds():
+    """readout_reach: distinct hidden neurons among the readout's synapses, the built network's own
+    connectome; at the committed plan's P 200,000 the 20 x 10-synapse readout reaches 12-42 %."""
+    from elm_neuro.networks.registry import build_model
+    for n, seed in ((7, 0), (40, 3)):
+        cfg = preset_config("shd", n_in=30, n_classes=4, n=n, d_tree=2, d_brch=3, seed=seed, d_m=2)
+        conn = build_model(cfg).readout.connectome
+        assert conn.shape == (4, 6) and int(conn.max()) < n
+        assert SP.readout_reach(cfg.replace(seed=0), seed) == len(set(conn.flatten().tolist()))
+    one = preset_config("shd", n_in=30, n_classes=4, n=1, d_tree=2, d_brch=3)
+    assert SP.readout_reach(one, 0) == 1  # every synapse reads the one hidden neuron
+    cells = {c.name: c for c in _plan_stage_cells("d_m")}
+    got = {k: (cells[k].readout_reach, cells[k].n) for k in
+           ("p200000-dm1-n1541-s0", "p200000-dm8-n362-s0", "p20000-dm1-n145-s0", "p2000-dm4-n3-s0")}
+    assert got == {"p200000-dm1-n1541-s0": (185, 1541), "p200000-dm8-n362-s0": (153, 362),
+                   "p20000-dm1-n145-s0": (108, 145), "p2000-dm4-n3-s0": (3, 3)}
+    assert round(cells["p200000-dm1-n1541-s0"].readout_coverage, 3) == 0.12
+    meta = cells["p200000-dm8-n362-s0"].meta("d_m")
+    assert meta["planned"]["readout_reach"] == 153 and meta["planned"]["readout_k"] == 10
+    assert meta["planned"]["readout_coverage"] == 153 / 362 and meta["budget_scope"] == "network"
+
+
+def test_cover_readout_reaches_every_hidden_neuron_outside_the_hidden_budget():
+    """readout 'cover' with budget_scope 'hidden': N sized to N (k_c + k_e) alone, the readout's d_brch
+    the smallest from ceil(N ln(20 N) / (C d_tree)) up that reaches every hidden neuron for every seed;
+    the readout's cost C (K + 3 d_tree + 16) + C (C + 1) lies outside the compared split."""
+    base = TrainConfig(task="shd", bin_ms=20.0, channel_factor=7,
+                       model_overrides={"d_tree": 10, "d_brch": 10, "readout.d_tree": 5})
+    grid = SP.SweepGrid(base, values=[1, 4, 8], budgets=[2000, 20000], seeds=[0, 1, 2], budget_scope="hidden",
+                        readout="cover")
+    cells = SP.plan_cells(grid)
+    assert len(cells) == 18 and all(c.readout_reach == c.n and c.readout_coverage == 1.0 for c in cells)
+    by = {(c.p_target, c.d_m): c for c in cells if c.seed == 0}
+    assert {k: c.n for k, c in by.items()} == {(2000, 1): 16, (2000, 4): 8, (2000, 8): 4,
+                                               (20000, 1): 155, (20000, 4): 77, (20000, 8): 36}
+    for (budget, d_m), c in by.items():
+        assert c.p_hidden == c.n * (c.k_c + c.k_e)
+        k_e = preset_config("shd", d_m=d_m, d_tree=10, d_brch=10).budget().k_e
+        per = 100 + k_e
+        assert abs(c.p_hidden - budget) <= min(abs((c.n - 1) * per - budget), abs((c.n + 1) * per - budget))
+        assert c.p - c.p_hidden == 20 * (c.readout_k + 3 * 5 + 16) + 20 * 21
+        d_brch = c.config.model_overrides["readout.d_brch"]
+        assert c.readout_k == 5 * d_brch
+        start = max(1, math.ceil(c.n * math.log(20 * c.n) / (20 * 5)))
+        assert d_brch >= start
+        if d_brch > start:  # one synapse per branch fewer misses a hidden neuron for some seed
+            cfg = _resolved(c).replace(**{"readout.d_brch": d_brch - 1})
+            assert min(SP.readout_reach(cfg, s) for s in (0, 1, 2)) < c.n
+    assert by[(20000, 4)].readout_k == 30 and by[(20000, 1)].readout_k == 70
+    assert SP.SweepGrid.from_dict(grid.to_dict()) == grid and grid.to_dict()["readout"] == "cover"
+    plain = SP.SweepGrid(base, values=[1], budgets=[2000])
+    assert "readout" not in plain.to_dict() and "budget_scope" not in plain.to_dict()
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(readout="cover"), "budget_scope 'hidden'"),
+    (dict(budget_scope="all"), "budget_scope must be one of"),
+    (dict(readout="all", budget_scope="hidden"), "readout must be one of"),
+    (dict(readout="cover", budget_scope="hidden", fixed={"readout.d_brch": 2}), "do not also fix it"),
+    (dict(axis="k_c", fixed={"d_brch": 2}), "axis k_c varies hidden.d_brch"),
+])
+def test_readout_and_budget_scope_errors(kw, match):
+    fixed = kw.pop("fixed", {})
+    values = [20] if kw.get("axis") == "k_c" else [2]
+    with pytest.raises(ValueError, match=match):
+        SP.SweepGrid(TrainConfig(task="shd", model_overrides=fixed), values=values, budgets=[20000], **kw)
+    # the readout's own d_brch may be fixed along the k_c axis
+    SP.SweepGrid(TrainConfig(task="shd", model_overrides={"readout.d_brch": 2}), axis="k_c", values=[20],
+                 budgets=[20000])
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -129,9 +255,11 @@ def test_one_csv_writer_for_sweep_and_plan_tables(tmp_path):
     assert path.read_bytes() == text.encode()
     assert [r["test_acc"] for r in read_table(path)] == [0.1, 1e-20, 2 / 3]  # floats read back exactly
     assert not [p for p in path.parent.iterdir() if p != path]  # no temporary file left
-    R.write_results_csv(rows, tmp_path / "plan.csv")  # a plan's table: its fixed columns, the same format
+    # a plan's table: its fixed columns, then the rows' configuration columns in first-seen order
+    R.write_results_csv(rows, tmp_path / "plan.csv")
     lines = (tmp_path / "plan.csv").read_bytes().decode().split("\n")
-    assert lines[0] == ",".join(R.RESULT_COLUMNS) and lines[3] == ",,,,,,,-3,,,,,0.6666666666666666,,"
+    assert lines[0] == ",".join(R.RESULT_COLUMNS) + ",note,other"
+    assert lines[3] == ",,,,,,,-3,,,,,0.6666666666666666,,,True,"
     assert lines[4:] == [""]
 
 
@@ -224,9 +352,16 @@ def test_cli_sweep_workers_and_report(shd_dir, tmp_path, capsys, monkeypatch):
     assert main(args + ["--workers", "2"]) == 0
     text = capsys.readouterr().out
     assert "2 trained now" in text and "# Sweep report: shd, elm" in text
-    assert [r["run_id"] for r in read_table(out / "results.csv")] == ["p1500-dm2-n5-s0", "p1500-dm3-n3-s0"]
+    table = read_table(out / "results.csv")
+    assert [r["run_id"] for r in table] == ["p1500-dm2-n5-s0", "p1500-dm3-n3-s0"]
+    # what the plan sized and how much of the hidden layer the readout sees, per cell
+    for r in table:
+        assert r["budget_scope"] == "network" and r["d_tree"] == 4 and r["d_brch"] == 3
+        assert r["readout_k"] > 0 and 1 <= r["readout_reach"] <= r["n"]
+        assert r["readout_coverage"] == pytest.approx(r["readout_reach"] / r["n"])
+        assert r["p_hidden"] == r["n"] * (r["k_c"] + r["k_e"])
     report = (out / "report.md").read_text()
-    assert "Finished cells: 2 of 2 planned" in report and "Skipped: needs at least 3 budgets" in report
+    assert "Finished cells: 2 of 2 planned" in report and "Skipped: needs at least 2 budgets for a frontier, the sweep has 1" in report
     assert main(args) == 0  # nothing left to do
     assert "2 already finished, 0 trained now" in capsys.readouterr().out
     assert main(["sweep-report", str(out), "--metric", "valid_acc"]) == 0

@@ -34,13 +34,13 @@ def medians(ax):
 def test_comparison_plot_scales_each_network(tmp_path, figures):
     res = {"ELM": {"param_tau": np.array([1.0, 10.0, 500.0])}, "LIF": {"param_tau": np.array([1.0, 2.0, 5.0])}}
     TS.plot_timescale_comparison(res, tmp_path / "a.png", title="t", unit="ms", scale={"ELM": 10.0, "LIF": 20.0})
-    ax_elm, ax_lif = figures[-1].axes[:2]
-    assert medians(ax_elm) == [100.0] and medians(ax_lif) == [40.0]  # medians 10 and 2 steps
-    assert ax_elm.get_xlabel() == "tau (ms)" and figures[-1]._suptitle.get_text() == "t"
+    (ax,) = figures[-1].axes  # one panel per kind of timescale, the networks overlaid
+    assert medians(ax) == [100.0, 40.0]  # medians 10 and 2 steps, times each network's scale
+    assert ax.get_xlabel() == "tau (ms)" and figures[-1]._suptitle.get_text() == "t"
     TS.plot_timescale_comparison(res, tmp_path / "b.png", unit="ms", scale=2.0)
-    assert medians(figures[-1].axes[0]) == [20.0]
+    assert medians(figures[-1].axes[0]) == [20.0, 4.0]
     TS.plot_timescale_comparison(res, tmp_path / "c.png")  # default: steps, unscaled
-    assert medians(figures[-1].axes[0]) == [10.0] and figures[-1].axes[0].get_xlabel() == "tau (steps)"
+    assert medians(figures[-1].axes[0]) == [10.0, 2.0] and figures[-1].axes[0].get_xlabel() == "tau (steps)"
     with pytest.raises(ValueError, match="one scale per network"):
         TS.plot_timescale_comparison(res, tmp_path / "d.png", unit="ms", scale={"ELM": 10.0})
     with pytest.raises(ValueError, match="scale must be a finite number > 0"):
@@ -92,20 +92,18 @@ def test_compare_figure_in_ms_with_bin_widths(runs, tmp_path, figures):
     RA.compare_runs_timescales({"ELM": runs["elm10"], "LIF": runs["lif10"]}, tmp_path / "ts.png")
     fig = figures[-1]
     assert fig._suptitle.get_text() == "timescales of the trained networks (ms; 10 ms time bins)"
-    kinds = [ax.get_ylabel() for ax in fig.axes[::2]]
-    row = kinds.index("parameter tau (memory / membrane)")
-    ax_elm, ax_lif = fig.axes[2 * row], fig.axes[2 * row + 1]
+    ax = next(ax for ax in fig.axes if ax.get_title() == "parameter tau (memory / membrane)")
     elm = RA.run_timescales(runs["elm10"])
-    assert medians(ax_elm) == pytest.approx([float(np.median(elm["param_tau"])) * 10.0])
     tau_ms = load_run(runs["lif10"]).model.hidden.tau_m.detach().double().numpy()
-    assert medians(ax_lif) == pytest.approx([float(np.median(tau_ms))], rel=1e-6)
+    assert medians(ax) == pytest.approx([float(np.median(elm["param_tau"])) * 10.0, float(np.median(tau_ms))],
+                                        rel=1e-6)  # ELM first, then LIF, in one panel
     assert fig.axes[-1].get_xlabel() == "tau (ms)"
     # runs at different bin widths: each converted with its own, both named
     RA.compare_runs_timescales({"ELM10": runs["elm10"], "ELM50": runs["elm50"]}, tmp_path / "ts2.png")
     fig = figures[-1]
     assert fig._suptitle.get_text() == "timescales of the trained networks (ms; time bins: ELM10 10 ms, ELM50 50 ms)"
-    row = [ax.get_ylabel() for ax in fig.axes[::2]].index("parameter tau (memory / membrane)")
-    m10, m50 = medians(fig.axes[2 * row])[0], medians(fig.axes[2 * row + 1])[0]
+    ax = next(ax for ax in fig.axes if ax.get_title() == "parameter tau (memory / membrane)")
+    m10, m50 = medians(ax)
     assert m50 == pytest.approx(5 * m10)  # the same taus in steps, 5x longer bins
 
 

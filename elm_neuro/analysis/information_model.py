@@ -71,6 +71,13 @@ Fitting
     method (``se(x) = x se(theta)`` for log-parameters, ``c (1 - c) se(theta_c)`` for ``c``),
     and optionally bootstrap percentile intervals from refits on rows resampled with
     replacement (seeded).
+
+Validation out of sample
+    An in-sample R^2 says little when a handful of configurations meet five or more free
+    parameters. :func:`leave_one_budget_out` fits the model on every budget but one and predicts
+    the held-out budget's runs: the RMSE per held-out budget (in the fitted quantity: accuracy,
+    or bits for a loss) and the range of every fitted parameter over the folds tell whether the
+    model predicts a budget it has not seen and whether its parameters mean anything.
 """
 from __future__ import annotations
 
@@ -471,6 +478,89 @@ def fit_information_model_rows(
                                  chance=chance, fix=fix, n_boot=n_boot, seed=seed)
 
 
+# --------------------------------------------------------------------------- out-of-sample check
+@dataclass
+class BudgetHoldout:
+    """Leave-one-budget-out validation (:func:`leave_one_budget_out`): one fold per budget."""
+
+    budgets: np.ndarray  # the held-out budget of each fold
+    rmse: np.ndarray  # RMSE of the held-out budget's points, in the fitted quantity
+    bias: np.ndarray  # mean (prediction - observation) over the held-out points
+    n_points: np.ndarray  # held-out points per fold
+    params: list  # per fold: the fitted parameters (PARAM_NAMES, and q for accuracies)
+    predicted: list  # per fold: predictions at the held-out points
+    observed: list  # per fold: the held-out observations
+    kind: str  # "loss" (bits) or "accuracy"
+    free: tuple  # the parameters fitted in every fold
+
+    @property
+    def rmse_pooled(self) -> float:
+        """RMSE over every held-out point of every fold."""
+        err = np.concatenate([p - o for p, o in zip(self.predicted, self.observed)])
+        return float(np.sqrt(np.mean(err ** 2)))
+
+    def param_range(self) -> dict:
+        """``name -> (min, max)`` of each free parameter over the folds (the fit's stability)."""
+        return {k: (float(min(p[k] for p in self.params)), float(max(p[k] for p in self.params)))
+                for k in self.free}
+
+    def summary(self) -> dict:
+        return {"folds": [{"budget": float(b), "rmse": float(r), "bias": float(m), "n_points": int(k),
+                           "params": dict(p)}
+                          for b, r, m, k, p in zip(self.budgets, self.rmse, self.bias, self.n_points, self.params)],
+                "rmse_pooled": self.rmse_pooled, "param_range": self.param_range(), "kind": self.kind}
+
+
+def leave_one_budget_out(
+    n,
+    k_e,
+    k_c,
+    target,
+    budget,
+    h_y: float,
+    kind: str = "loss",
+    chance: Optional[float] = None,
+    fix: Optional[dict] = None,
+) -> BudgetHoldout:
+    """Out-of-sample check of the model: for each budget, fit on the points of every other budget
+    and predict the held-out budget's points.
+
+    ``budget`` labels each point with its (planned) budget; at least 3 budgets are needed so that
+    every fit sees 2. ``fix`` is passed to each :func:`fit_information_model` (give the full fit's
+    ``fixed`` so that every fold fits the same parameters; a constant ``k_c`` fixes ``a_c, g_c``
+    anyway). Reports per held-out budget the RMSE and mean bias of the predictions (in the fitted
+    quantity: accuracy, or bits for a loss) and the fitted parameters, whose spread over the folds
+    says whether they mean anything.
+    """
+    n, k_e, k_c, target, budget = (np.asarray(v, dtype=float) for v in (n, k_e, k_c, target, budget))
+    if budget.shape != target.shape:
+        raise ValueError(f"budget must label every point ({target.size}), got shape {budget.shape}")
+    if not np.all(np.isfinite(budget)):
+        raise ValueError("budget must be finite")
+    labels = np.unique(budget)
+    if labels.size < 3:
+        raise ValueError(f"budget: need at least 3 budgets to hold one out and fit on 2, got {labels.size}")
+    folds = []
+    for b in labels:
+        train, test = budget != b, budget == b
+        fit = fit_information_model(n[train], k_e[train], k_c[train], target[train], h_y, kind=kind, chance=chance,
+                                    fix=fix)
+        pred = fit.predict(n[test], k_e[test], k_c[test])
+        vals = fit.params.as_dict()
+        if fit.q is not None:
+            vals["q"] = float(fit.q)
+        folds.append((b, pred, target[test], vals, fit.free))
+    frees = {f[4] for f in folds}
+    if len(frees) != 1:
+        raise ValueError(f"the folds fitted different parameters {sorted(frees)}; give fix explicitly")
+    err = [f[1] - f[2] for f in folds]
+    return BudgetHoldout(
+        budgets=labels, rmse=np.array([float(np.sqrt(np.mean(e ** 2))) for e in err]),
+        bias=np.array([float(np.mean(e)) for e in err]), n_points=np.array([f[2].size for f in folds]),
+        params=[f[3] for f in folds], predicted=[f[1] for f in folds], observed=[f[2] for f in folds],
+        kind=kind, free=frees.pop())
+
+
 # --------------------------------------------------------------------------- optimum at a budget
 def affine_budget(p_fixed: float = 0.0) -> Callable:
     """``p_of(n, k_e, k_c) = n (k_c + k_e) + p_fixed`` (docs/design.md §3 form)."""
@@ -634,26 +724,33 @@ def frontier_loss_limit(params: InfoModelParams, k_c: float, h_y: float) -> floa
 
 # --------------------------------------------------------------------------- plots
 def plot_residuals(fit: InfoModelFit, path, title: Optional[str] = None) -> str:
-    """Observed vs predicted (identity line) and residuals vs ``N``, coloured by ``log10 k_e``."""
+    """Observed vs predicted (identity line) and residuals vs ``N``; both panels coloured by
+    ``log10 k_e`` on one shared scale, with one colour bar that spans both panels."""
     path = check_png_path(path)
     if not isinstance(fit, InfoModelFit):
         raise ValueError(f"fit must be an InfoModelFit, got {type(fit).__name__}")
-    fig, axs = new_figure(ncols=2, width=4.6)
+    fig, axs = new_figure(ncols=2, width=4.4, height=3.9)
+    fig.set_layout_engine("constrained")
     col = np.log10(fit.k_e)
-    sc = axs[0].scatter(fit.fitted, fit.target, c=col, cmap="viridis", s=18)
+    vmax = float(col.max()) if col.max() > col.min() else float(col.min()) + 1.0
+    norm = dict(cmap="viridis", vmin=float(col.min()), vmax=vmax)
+    sc = axs[0].scatter(fit.fitted, fit.target, c=col, s=18, **norm)
     lo = min(fit.fitted.min(), fit.target.min())
     hi = max(fit.fitted.max(), fit.target.max())
-    axs[0].plot([lo, hi], [lo, hi], "k--", lw=1)
+    axs[0].plot([lo, hi], [lo, hi], "k--", lw=1, label="observed = predicted")
     unit = "loss (bits)" if fit.kind == "loss" else "accuracy"
     axs[0].set_xlabel(f"predicted {unit}")
     axs[0].set_ylabel(f"observed {unit}")
-    axs[0].set_title(title or f"information model, R2 = {fit.r2:.3f}, c = {fit.params.c:.3g}")
-    axs[1].scatter(fit.n, fit.residuals, c=col, cmap="viridis", s=18)
+    axs[0].legend(fontsize=7, loc="upper left")
+    res_unit = "bits" if fit.kind == "loss" else "accuracy"
+    axs[0].set_title(title or f"R² = {fit.r2:.3f}, RMSE = {fit.rmse:.3g} ({res_unit})", fontsize=9)
+    axs[1].scatter(fit.n, fit.residuals, c=col, s=18, **norm)
     axs[1].axhline(0, color="k", lw=1)
     set_log_axis(axs[1], fit.n)
     axs[1].set_xlabel("N")
-    axs[1].set_ylabel("residual (predicted - observed)")
-    fig.colorbar(sc, ax=axs[1], label="log10 k_e")
+    axs[1].set_ylabel(f"predicted - observed ({res_unit})")
+    axs[1].set_title("residuals (one point per run)", fontsize=9)
+    fig.colorbar(sc, ax=axs, label="log10 k_e (both panels)", shrink=0.9)
     for a in axs:
         a.grid(alpha=0.3)
     return save_figure(fig, path)
@@ -713,16 +810,18 @@ def plot_model_surface(
     if pts is not None and pts["value"].size:
         vmin, vmax = min(vmin, pts["value"].min()), max(vmax, pts["value"].max())
     fig, axs = new_figure(ncols=2, width=5.0)
+    fig.set_layout_engine("constrained")  # before the colour bar: it takes its room from the left panel only
     ax = axs[0]
     cs = ax.contourf(nn, kk, zz, levels=20, cmap="viridis", vmin=vmin, vmax=vmax)
     ks = np.geomspace(ke_lo, ke_hi, 300)
     nb = np.array([neurons_for_budget(budget, k, kc, pf) for k in ks])
     ok = np.isfinite(nb) & (nb >= n_lo) & (nb <= n_hi)
-    ax.plot(nb[ok], ks[ok], "w-", lw=1.5, label=f"P = {budget:,.0f}")
-    ax.plot(opt["n"], opt["k_e"], "r*", ms=14, label=f"optimum N={opt['n']:.0f}, k_e={opt['k_e']:.0f}")
+    ax.plot(nb[ok], ks[ok], "k--", lw=1.5, label=f"networks with P = {budget:,.0f}")
+    ax.plot(opt["n"], opt["k_e"], "r*", ms=14,
+            label=f"model optimum (continuous) N {opt['n']:.0f}, k_e {opt['k_e']:.0f}")
     if pts is not None:
         ax.scatter(pts["n"], pts["k_e"], c=pts["value"], cmap="viridis", vmin=vmin, vmax=vmax,
-                   edgecolors="k", s=40, zorder=3, label="measured")
+                   edgecolors="k", s=40, zorder=3, label="measured (mean over seeds)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(n_lo, n_hi)
@@ -731,38 +830,48 @@ def plot_model_surface(
     ax.set_ylabel("k_e")
     ax.legend(fontsize=7, loc="upper right")
     fig.colorbar(cs, ax=ax, label=zlabel)
-    ax.set_title(title or f"model at k_c = {kc:g}")
+    ax.set_title(title or f"model over (N, k_e) at k_c = {kc:g}", fontsize=9)
     ax = axs[1]
-    ax.plot(nb[np.isfinite(nb)], f(nb[np.isfinite(nb)], ks[np.isfinite(nb)], kc), "C0-", label="model on P = budget")
-    ax.axvline(opt["n"], color="r", ls=":", lw=1)
+    fin = np.isfinite(nb)
+    ax.plot(nb[fin], f(nb[fin], ks[fin], kc), "C0-", label=f"model along P = {budget:,.0f}")
+    ax.axvline(opt["n"], color="r", ls=":", lw=1, label=f"model optimum N* = {opt['n']:.0f}")
     if pts is not None:
-        ax.plot(pts["n"], pts["value"], "ko", ms=4, label="measured")
+        ax.plot(pts["n"], pts["value"], "ko", ms=4, label="measured (mean over seeds)")
     ax.set_xscale("log")
     ax.set_xlabel("N")
     ax.set_ylabel(zlabel)
+    ax.set_title(f"along the budget P = {budget:,.0f}", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.subplots_adjust(wspace=0.45)
     return save_figure(fig, path)
 
 
-def plot_optimum_path(path_rows: Sequence[dict], path, title: Optional[str] = None) -> str:
-    """``N*``, ``k_e*`` and the predicted loss / information against budget (log axes)."""
+def plot_optimum_path(path_rows: Sequence[dict], path, title: Optional[str] = None,
+                      value_key: Optional[str] = None, value_label: Optional[str] = None) -> str:
+    """``N*`` and ``k_e*`` against budget (log axes, left) and the model's value at the optimum
+    (right): ``path_rows[value_key]`` (e.g. a predicted accuracy, labelled ``value_label``), by
+    default the predicted loss, else the information, in bits."""
     path = check_png_path(path)
     st._check_rows(path_rows)
     if not path_rows:
         raise ValueError("path_rows must not be empty")
     b = np.array([r["budget"] for r in path_rows], float)
     fig, axs = new_figure(ncols=2, width=4.6)
-    axs[0].loglog(b, [r["n"] for r in path_rows], "o-", label="N*")
-    axs[0].loglog(b, [r["k_e"] for r in path_rows], "s-", label="k_e*")
-    axs[0].set_xlabel("P")
+    axs[0].loglog(b, [r["n"] for r in path_rows], "o-", label="N* (neurons)")
+    axs[0].loglog(b, [r["k_e"] for r in path_rows], "s-", label="k_e* (parameters per neuron)")
+    axs[0].set_xlabel("P (budget)")
+    axs[0].set_ylabel("predicted optimum")
     axs[0].legend(fontsize=8)
-    key = "loss" if "loss" in path_rows[0] else "information"
-    axs[1].semilogx(b, [r[key] for r in path_rows], "o-")
-    axs[1].set_xlabel("P")
-    axs[1].set_ylabel(f"predicted {key} (bits)")
-    axs[0].set_title(title or "model optimum vs budget")
+    if value_key is None:
+        value_key = "loss" if "loss" in path_rows[0] else "information"
+        value_label = value_label or f"predicted {value_key} (bits)"
+    if not all(value_key in r for r in path_rows):
+        raise ValueError(f"value_key {value_key!r} is missing from path_rows")
+    axs[1].semilogx(b, [r[value_key] for r in path_rows], "o-")
+    axs[1].set_xlabel("P (budget)")
+    axs[1].set_ylabel(value_label or value_key)
+    axs[1].set_title("model value at its optimum", fontsize=9)
+    axs[0].set_title(title or "model optimum vs budget", fontsize=9)
     for a in axs:
         set_log_axis(a, b)
         a.grid(alpha=0.3, which="major")

@@ -22,6 +22,13 @@ Bootstrap ("over seeds / cells", seeded)
     (the configuration set is fixed, the seed noise is resampled); otherwise it resamples whole
     cells with replacement. Percentile intervals of the replicate fits are reported.
 
+Frontier of a sweep table (:func:`frontier_scaling`)
+    The frontier point of a budget is its best cell, the budgets being the *planned* ones
+    (``p_target``): a cell whose achieved P fell far below its budget stays in that budget. The
+    law is fitted only with at least :data:`MIN_FALLING_BUDGETS` (4) budgets whose frontier error
+    still falls (:func:`falling_budgets`); with fewer it is "not identified" and no parameter is
+    given.
+
 Optimal allocation growth
     N*(P) = a P^b (and k_e*(P) likewise) is a straight line in log-log coordinates,
     ``log N* = log a + b log P``; it is fitted by ordinary least squares
@@ -265,15 +272,43 @@ def fit_power_law(x, y, n_boot: int = D.FIT_N_BOOT, seed: int = 0, ci_level: flo
 
 
 # --------------------------------------------------------------------------- from sweep tables
+#: A scaling law is fitted only with at least this many budgets whose frontier error still falls.
+MIN_FALLING_BUDGETS = 4
+
+
+def falling_budgets(loss) -> int:
+    """How many budgets, taken in increasing order, have a frontier loss below that of every
+    smaller budget (the first budget counts): the budgets over which the error still falls."""
+    best, count = math.inf, 0
+    for v in np.asarray(loss, dtype=float):
+        if math.isfinite(v) and v < best:
+            best, count = v, count + 1
+    return count
+
+
 @dataclass
 class FrontierScaling:
-    """Scaling analysis of a sweep table: the frontier cells, the law, and N*(P), k_e*(P)."""
+    """Scaling analysis of a sweep table (:func:`frontier_scaling`).
 
-    frontier: list  # best cell per budget bucket (aggregated rows)
-    law: ScalingFit
-    growth: dict  # "n" / "k_e" -> PowerLawFit (only axes that were fittable)
+    ``law`` is None when the law is not identified (``reason`` says why); the frontier, its
+    per-budget losses and the growth fits are there either way.
+    """
+
+    frontier: list  # best cell per budget (aggregated rows, with "p_bucket": its budget)
+    budgets: np.ndarray  # the budget of each frontier cell (the planned budget when the table has it)
+    loss: np.ndarray  # mean loss of each frontier cell (1 - metric for accuracies)
+    loss_std: np.ndarray  # its sd over seeds
+    law: Optional[ScalingFit]
+    growth: dict  # "n" / "k_e" / "d_m" -> PowerLawFit of the optimum against the budget
     metric: str
     transformed: str  # how the metric became a loss: "loss", or "1 - metric"
+    grouping: str  # "planned budget (p_target)" or "achieved P within 10 %"
+    n_falling: int  # budgets whose frontier loss still falls (falling_budgets)
+    reason: str = ""  # why the law is not identified ("" when it is)
+
+    @property
+    def identified(self) -> bool:
+        return self.law is not None
 
 
 def frontier_scaling(
@@ -281,94 +316,190 @@ def frontier_scaling(
     metric: str,
     maximize: Optional[bool] = None,
     p_key: str = "p",
+    budget_key: str = "p_target",
     rel_tol: float = 0.1,
     keys: Optional[Sequence[str]] = None,
-    growth_axes: Sequence[str] = ("n", "k_e"),
+    growth_axes: Sequence[str] = ("n", "k_e", "d_m"),
     n_boot: int = D.FIT_N_BOOT,
     seed: int = 0,
+    min_budgets: int = MIN_FALLING_BUDGETS,
 ) -> FrontierScaling:
-    """Best cell per budget bucket, the law ``L*(P)`` fitted to its seeds, and ``N*``, ``k_e*`` vs ``P``.
+    """Best cell per budget, the law ``L*(P)`` fitted to its seeds when it is identified, and
+    ``N*``, ``k_e*``, ``d_m*`` against ``P``.
 
-    An accuracy-like metric (``maximize``) is turned into an error ``1 - metric`` before the fit.
-    ``rows`` are per-seed rows; each frontier cell contributes its seed values as replicates.
-    Growth laws are fitted for each axis in ``growth_axes`` present with positive values.
+    Budgets: the cells are grouped by their *planned* budget, the ``budget_key`` column
+    (``p_target``) that sweeps record, and the frontier point of a budget sits at that budget: a
+    cell the budget solver could not bring close to its budget (d_m 8 at P 1,789 for a planned
+    2,000) competes within its planned budget and never becomes a budget of its own. Only a
+    table without that column falls back on buckets of the achieved ``p_key`` (relative width
+    ``rel_tol``, :func:`~elm_neuro.analysis.sweep_table.budget_buckets`).
+
+    Identification rule: the law ``L_inf + A P^-alpha`` has 3 parameters, so it is fitted only
+    when the frontier has at least ``min_budgets`` (4) budgets *whose frontier loss still falls*
+    (:func:`falling_budgets`: each one's mean loss below that of every smaller budget), which
+    leaves at least one degree of freedom on the falling part of the curve. Otherwise ``law`` is
+    None and ``reason`` says "not identified" and why; no parameter is estimated. When it is
+    fitted, its uncertainty is the Jacobian standard error and the bootstrap interval of
+    :func:`fit_scaling_law` (seeds resampled within each frontier cell).
+
+    An accuracy-like metric (``maximize``) becomes the error ``1 - metric``. ``rows`` are per-seed
+    rows. Growth laws ``y = a P^b`` are fitted for each axis of ``growth_axes`` with positive
+    values at every frontier cell, when there are at least 3 budgets (bootstrap intervals from 5).
     """
     st._check_rows(rows)
     if not rows:
         raise ValueError("rows must not be empty")
+    if not (isinstance(min_budgets, int) and min_budgets >= 4):
+        raise ValueError(f"min_budgets must be an integer >= 4 (3 parameters + 1), got {min_budgets!r}")
     maximize = st.higher_is_better(metric) if maximize is None else bool(maximize)
     keys = list(st.config_keys(rows) if keys is None else keys)
     cells = st.aggregate(rows, keys=keys, metrics=[metric])
-    front = st.best_per_budget(cells, metric, maximize=maximize, p_key=p_key, rel_tol=rel_tol)
-    ps, ls, labels = [], [], []
+    planned = all(st._is_number(r.get(budget_key)) and r[budget_key] > 0 for r in rows)
+    if planned:
+        if budget_key not in keys:
+            raise ValueError(f"keys must include the budget column {budget_key!r}")
+        front = st.best_per_budget(cells, metric, maximize=maximize, bucket_key=budget_key)
+        grouping = f"planned budget ({budget_key})"
+    else:
+        front = st.best_per_budget(cells, metric, maximize=maximize, p_key=p_key, rel_tol=rel_tol)
+        grouping = f"achieved {p_key} within {rel_tol:.0%} (the table has no {budget_key} column)"
+    budgets = np.array([float(c["p_bucket"]) for c in front])
+    ps, ls, labels, means, sds = [], [], [], [], []
     for k, cell in enumerate(front):
         v = st.cell_values(rows, cell, keys, metric)
         v = 1.0 - v if maximize else v
-        ps += [float(cell[p_key])] * v.size
+        ps += [budgets[k]] * v.size
         ls += v.tolist()
         labels += [k] * v.size
-    law = fit_scaling_law(ps, ls, cell=labels, n_boot=n_boot, seed=seed)
+        means.append(float(v.mean()) if v.size else math.nan)
+        sds.append(float(v.std(ddof=1)) if v.size > 1 else 0.0)
+    means = np.array(means)
+    n_falling = falling_budgets(means)
+    law, reason = None, ""
+    if n_falling >= min_budgets:
+        law = fit_scaling_law(ps, ls, cell=labels, n_boot=n_boot, seed=seed)
+    else:
+        reason = (f"not identified: {len(front)} budget(s), {n_falling} of them with a frontier error that still "
+                  f"falls; a scaling law L_inf + A P^-alpha is fitted only with at least {min_budgets}")
     growth = {}
-    pf = np.array([c[p_key] for c in front], float)
-    for ax in growth_axes:
-        if all(isinstance(c.get(ax), (int, float)) and c.get(ax) > 0 for c in front) and np.unique(pf).size >= 2:
-            growth[ax] = fit_power_law(pf, [float(c[ax]) for c in front], n_boot=n_boot, seed=seed)
-    return FrontierScaling(front, law, growth, metric, "1 - metric" if maximize else "loss")
+    if budgets.size >= 3:
+        # resampling fewer than 5 frontier points gives degenerate replicates: the slope's s.e. only
+        g_boot = n_boot if budgets.size >= 5 else 0
+        for ax in growth_axes:
+            if all(st._is_number(c.get(ax)) and c.get(ax) > 0 for c in front):
+                growth[ax] = fit_power_law(budgets, [float(c[ax]) for c in front], n_boot=g_boot, seed=seed)
+    return FrontierScaling(front, budgets, means, np.array(sds), law, growth, metric,
+                           "1 - metric" if maximize else "loss", grouping, n_falling, reason)
+
+
+def _loss_axis_limits(values, bounded: bool) -> tuple[float, float]:
+    """Linear y range covering ``values``: ``[0, <= 1]`` for an error of an accuracy (``bounded``)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    hi = float(v.max()) if v.size else 1.0
+    lo = float(v.min()) if v.size else 0.0
+    if bounded:
+        return 0.0, min(1.0, max(1.2 * hi, 0.05))
+    pad = 0.1 * max(hi - lo, abs(hi) * 0.05, 1e-12)
+    return lo - pad, hi + pad
 
 
 def plot_scaling(
-    fit: ScalingFit,
+    fit,
     path,
     growth: Optional[dict] = None,
     ylabel: str = "loss",
     title: Optional[str] = None,
+    bounded: Optional[bool] = None,
 ) -> str:
-    """Log-log plot of the frontier cells (mean +- std) and the fitted law with its bootstrap
-    band; the excess ``L - L_inf`` on the right axis panel. With ``growth`` (axis name ->
-    :class:`PowerLawFit`) a further panel shows ``N*(P)``, ``k_e*(P)`` and their fits."""
+    """The frontier and its scaling law.
+
+    ``fit`` is a :class:`FrontierScaling` (the frontier cells, labelled with their ``N`` and
+    ``d_m``, and the law only when it is identified; ``growth`` defaults to its growth fits) or a
+    bare :class:`ScalingFit`. Left: loss (mean ± sd over seeds) against ``P``, the fitted law and
+    its bootstrap band; the y axis is linear and, for an error ``1 - accuracy`` (``bounded``,
+    default for a :class:`FrontierScaling` of an accuracy), never leaves ``[0, 1]``. With a law:
+    the excess ``L - L_inf`` on log axes. With ``growth``: ``N*``, ``k_e*``, ``d_m*`` and their
+    fits ``a P^b`` against ``P``.
+    """
     path = check_png_path(path)
-    if not isinstance(fit, ScalingFit):
-        raise ValueError(f"fit must be a ScalingFit, got {type(fit).__name__}")
-    ncols = 3 if growth else 2
-    fig, axs = new_figure(ncols=ncols, width=4.5)
-    pg = np.geomspace(fit.p.min() / 1.5, fit.p.max() * 1.5, 200)
+    if isinstance(fit, FrontierScaling):
+        fs, law = fit, fit.law
+        p, loss, sd = fs.budgets, fs.loss, fs.loss_std
+        growth = fs.growth if growth is None else growth
+        bounded = (fs.transformed != "loss") if bounded is None else bool(bounded)
+    elif isinstance(fit, ScalingFit):
+        fs, law = None, fit
+        p, loss, sd = fit.p, fit.loss, fit.loss_std
+        bounded = bool(bounded)
+    else:
+        raise ValueError(f"fit must be a FrontierScaling or a ScalingFit, got {type(fit).__name__}")
+    panels = 1 + (law is not None) + bool(growth)
+    fig, axs = new_figure(ncols=panels, width=4.6)
     ax = axs[0]
-    ax.errorbar(fit.p, fit.loss, yerr=fit.loss_std, fmt="o", capsize=3, label="frontier")
-    ax.plot(pg, fit.predict(pg), "C3-",
-            label=f"{fit.l_inf:.3g} + {fit.a:.3g} P^-{fit.alpha:.3g}  (R2 {fit.r2:.3f})")
-    if fit.bootstrap.shape[0] >= 10:
-        curves = np.array([power_law(pg, *b) for b in fit.bootstrap])
-        lo, hi = np.percentile(curves, [2.5, 97.5], axis=0)
-        ax.fill_between(pg, lo, hi, color="C3", alpha=0.2, lw=0)
-    ax.axhline(fit.l_inf, color="0.5", ls=":", lw=1)
+    label = "frontier (mean ± sd over seeds)"
+    ax.errorbar(p, loss, yerr=sd, fmt="o", color="C0", capsize=3, label=label, zorder=3)
+    lo, hi = _loss_axis_limits(np.concatenate([loss + sd, loss - sd]), bounded)
+    if fs is not None:
+        for c, x, y in zip(fs.frontier, p, loss):
+            txt = ", ".join(f"{k} {c[k]:g}" for k in ("n", "d_m") if st._is_number(c.get(k)))
+            if txt:
+                ax.annotate(txt.replace("n ", "N "), (x, y), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    pg = np.geomspace(p.min() / 1.5, p.max() * 1.5, 200)
+    if law is not None:
+        ax.plot(pg, law.predict(pg), "C3-",
+                label=f"{law.l_inf:.3g} + {law.a:.3g} P^-{law.alpha:.3g} (R² {law.r2:.3f})")
+        if law.bootstrap.shape[0] >= 10:
+            curves = np.array([power_law(pg, *b) for b in law.bootstrap])
+            q = (100 * (1 - law.ci_level) / 2, 100 * (1 + law.ci_level) / 2)
+            blo, bhi = np.percentile(curves, q, axis=0)
+            ax.fill_between(pg, blo, bhi, color="C3", alpha=0.2, lw=0,
+                            label=f"{law.ci_level:.0%} bootstrap band ({law.bootstrap_mode})")
+        ax.axhline(law.l_inf, color="0.5", ls=":", lw=1, label=f"L_inf = {law.l_inf:.3g}")
+        if not bounded:
+            lo, hi = _loss_axis_limits(np.concatenate([loss + sd, loss - sd, [law.l_inf]]), False)
+        else:
+            lo = 0.0
+    ax.set_ylim(lo, hi)
     ax.set_xscale("log")
-    ax.set_xlabel("P")
+    ax.set_xlabel("P (budget)" if fs is None or fs.grouping.startswith("planned") else "P")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=7)
-    ax.set_title(title or "scaling along the frontier")
-    ax = axs[1]
-    excess = fit.loss - fit.l_inf
-    ok = excess > 0
-    ax.loglog(fit.p[ok], excess[ok], "o", label="data - L_inf")
-    ax.loglog(pg, fit.a * pg ** (-fit.alpha), "C3-", label=f"A P^-alpha, alpha={fit.alpha:.3g}")
-    ax.set_xlabel("P")
-    ax.set_ylabel(f"{ylabel} - L_inf")
-    ax.legend(fontsize=7)
-    if growth:
-        ax = axs[2]
-        for k, (name, g) in enumerate(growth.items()):
-            ax.loglog(g.x, g.y, "o", color=f"C{k}", label=f"{name}*")
-            xg = np.geomspace(g.x.min(), g.x.max(), 50)
-            ax.loglog(xg, g.predict(xg), "-", color=f"C{k}", label=f"{g.a:.3g} P^{g.b:.3g}")
+    if title:
+        ax.set_title(title)
+    elif law is None and fs is not None:
+        ax.set_title(f"scaling law not identified: {fs.n_falling} budget(s) with a falling error, "
+                     f"needs {MIN_FALLING_BUDGETS}", fontsize=8)
+    else:
+        ax.set_title("scaling along the frontier", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    k = 1
+    if law is not None:
+        ax = axs[k]
+        k += 1
+        excess = loss - law.l_inf
+        ok = excess > 0
+        ax.loglog(p[ok], excess[ok], "o", label="frontier - L_inf")
+        ax.loglog(pg, law.a * pg ** (-law.alpha), "C3-", label=f"A P^-alpha, alpha = {law.alpha:.3g}")
         ax.set_xlabel("P")
-        ax.set_ylabel("optimal allocation")
+        ax.set_ylabel(f"{ylabel} - L_inf")
         ax.legend(fontsize=7)
-    for a in axs:  # ticks at the budgets, labels that never overprint
-        set_log_axis(a, fit.p)
+        if ok.any():
+            set_log_axis(ax, np.concatenate([excess[ok], law.a * p[ok] ** (-law.alpha)]), which="y")
     if growth:
-        set_log_axis(axs[2], np.concatenate([np.concatenate([g.y, g.predict(g.x)]) for g in growth.values()]),
+        ax = axs[k]
+        for j, (name, g) in enumerate(growth.items()):
+            ax.loglog(g.x, g.y, "o", color=f"C{j}", label=f"{'N' if name == 'n' else name}*")
+            xg = np.geomspace(g.x.min(), g.x.max(), 50)
+            ax.loglog(xg, g.predict(xg), "-", color=f"C{j}", label=f"{g.a:.3g} P^{g.b:.3g}")
+        ax.set_xlabel("P")
+        ax.set_ylabel("optimum (best frontier cell)")
+        ax.legend(fontsize=7)
+        set_log_axis(ax, np.concatenate([np.concatenate([g.y, g.predict(g.x)]) for g in growth.values()]),
                      which="y")
-    for a in axs:
+        ax.set_title("N*, k_e*, d_m* against P", fontsize=9)
+    for a in axs:  # ticks at the budgets, labels that never overprint
+        set_log_axis(a, p)
+        a.set_xlim(p.min() / 1.8, p.max() * 1.8)  # room for the point labels
         a.grid(alpha=0.3, which="major")
     fig.tight_layout()
     return save_figure(fig, path)

@@ -14,7 +14,11 @@ Intrinsic timescale (autocorrelation)
     lag on (lag 0 carries the white-noise part of the variance and is skipped) up to
     ``max_lag``. For an AR(1) / discretised Ornstein-Uhlenbeck process
     ``x_t = phi x_{t-1} + eps_t`` the autocorrelation is ``phi^k = exp(-k / tau)`` with
-    ``tau = -1 / ln(phi)``. Neurons with zero variance (silent or constant) get ``NaN``.
+    ``tau = -1 / ln(phi)``. Neurons with zero variance (silent or constant) get ``NaN``. A fit
+    below one time bin (``dt``) or beyond the sample's duration (``T dt``) cannot be measured
+    from these samples (e.g. 0.02 ms at 20 ms bins, 500 s for 1 s samples): it is *unresolved*,
+    NaN in ``tau``, kept in ``tau_fit`` and counted (``n_unresolved``); figures count it, never
+    draw it.
 
 Impulse-response timescale
     A model callable maps an input ``[1, T, n_in]`` to activity ``[1, T, N]``. The response to
@@ -62,7 +66,7 @@ import numpy as np
 from matplotlib.lines import Line2D
 from scipy import optimize
 
-from elm_neuro.analysis._plotting import check_png_path, new_figure, save_figure, set_log_axis
+from elm_neuro.analysis._plotting import check_png_path, compact_number, new_figure, save_figure, set_log_axis
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -153,14 +157,50 @@ def fit_exponential_decay(lags, acf, offset: bool = True) -> tuple[float, float,
 
 @dataclass
 class IntrinsicTimescales:
-    """Result of :func:`intrinsic_timescales`; ``tau``, ``amplitude``, ``offset`` are ``[N]``."""
+    """Result of :func:`intrinsic_timescales`; ``tau``, ``amplitude``, ``offset`` are ``[N]``.
 
-    tau: np.ndarray  # in units of dt (NaN: silent neuron or failed fit)
+    ``tau`` holds the resolved timescales only: a fit outside ``bounds`` = ``[dt, T dt]`` (one
+    time bin to the sample's duration) is a fit artefact, not a measurement, and is NaN in ``tau``;
+    ``tau_fit`` keeps every fitted value and ``resolved`` marks the ones inside ``bounds``.
+    """
+
+    tau: np.ndarray  # in units of dt (NaN: silent neuron, failed fit, or unresolved)
     amplitude: np.ndarray
     offset: np.ndarray
     acf: np.ndarray  # [max_lag + 1, N]
     lags: np.ndarray  # [max_lag + 1] in units of dt
     dt: float
+    tau_fit: Optional[np.ndarray] = None  # every fitted tau (NaN: silent neuron or failed fit)
+    bounds: tuple = (float("nan"), float("nan"))  # (one bin, sample duration) in units of dt
+
+    @property
+    def resolved(self) -> np.ndarray:
+        """``[N]`` bool: a fit inside ``bounds`` (inclusive)."""
+        return np.isfinite(self.tau)
+
+    @property
+    def n_unresolved(self) -> int:
+        """Neurons whose fit lies outside ``bounds`` (below one bin or beyond the sample)."""
+        fit = self.tau if self.tau_fit is None else self.tau_fit
+        return int(np.sum(np.isfinite(fit) & ~np.isfinite(self.tau)))
+
+    @property
+    def n_below(self) -> int:
+        fit = self.tau if self.tau_fit is None else self.tau_fit
+        return int(np.sum(np.isfinite(fit) & (fit < self.bounds[0])))
+
+    @property
+    def n_above(self) -> int:
+        fit = self.tau if self.tau_fit is None else self.tau_fit
+        return int(np.sum(np.isfinite(fit) & (fit > self.bounds[1])))
+
+
+def resolvable(tau, lo: float, hi: float) -> np.ndarray:
+    """``tau`` with the values outside ``[lo, hi]`` (e.g. one time bin to the sample's duration) as NaN."""
+    t = _to_numpy(tau).astype(float).copy()
+    with np.errstate(invalid="ignore"):
+        t[~((t >= lo) & (t <= hi))] = np.nan
+    return t
 
 
 def intrinsic_timescales(
@@ -177,6 +217,9 @@ def intrinsic_timescales(
         start_lag: first lag of the fit (1 = skip lag 0, as in Murray et al. 2014).
         offset: fit a constant offset ``c`` as well.
         dt: time step; taus and lags are returned in these units.
+
+    A fitted tau below one step (``dt``: the bin width) or beyond the sample (``T dt``) cannot be
+    measured from these samples; it is kept in ``tau_fit`` and NaN in ``tau`` (unresolved).
     """
     a = _activity3(activity)
     steps = a.shape[1]
@@ -193,7 +236,9 @@ def intrinsic_timescales(
     for i in range(n):
         if np.all(np.isfinite(r[:, i])):
             amp[i], tau[i], off[i] = fit_exponential_decay(lags[start_lag:], r[start_lag:, i], offset)
-    return IntrinsicTimescales(tau * dt, amp, off, r, lags * dt, float(dt))
+    bounds = (float(dt), float(steps * dt))
+    return IntrinsicTimescales(resolvable(tau * dt, *bounds), amp, off, r, lags * dt, float(dt), tau_fit=tau * dt,
+                               bounds=bounds)
 
 
 # --------------------------------------------------------------------------- (b) impulse response
@@ -408,7 +453,7 @@ def elm_timescale_report(
     """All timescale analyses of an ``ELMNetwork`` on input ``x`` ``[B, T, n_in]``.
 
     Returns a dict with ``intrinsic`` (:class:`IntrinsicTimescales` of the hidden outputs),
-    ``intrinsic_tau`` ``[N]``, ``impulse`` (:class:`ImpulseResponse`, probe of ``impulse_steps``
+    ``intrinsic_tau`` ``[N]`` (resolved fits only: NaN outside one step .. ``T`` steps), ``impulse`` (:class:`ImpulseResponse`, probe of ``impulse_steps``
     steps, default ``T``), ``impulse_tau`` ``[N]``, ``memory`` (:func:`elm_memory_timescales`),
     ``readout`` (:func:`readout_timescale_weights` with the recorded memory), ``param_tau`` (the
     memory taus, flattened), ``effective_tau`` ``[N]`` and ``activity`` ``[B, T, N]``.
@@ -568,16 +613,41 @@ def missing_note(key: str, result: dict) -> str:
     return "not measured for this network"
 
 
+_ABSENT = {"impulse_tau": "not measured (spiking: its pulse response is tau_mem)",
+           "adapt_tau": "none (no adaptation current)", "intrinsic_tau": "not measured (no activity recorded)",
+           "param_tau": "no timescale parameters"}
+
+
+def _absent_note(key: str, result: dict) -> str:
+    """One line: why a network has no ``key`` timescales (its legend entry in that panel)."""
+    if key == "impulse_tau" and "spiking" not in missing_note(key, result):
+        return "not measured"
+    return _ABSENT.get(key, "not measured")
+
+
+def _unresolved(result: dict) -> tuple[int, Optional[tuple]]:
+    """``(count, (lo, hi))`` of a network's intrinsic fits outside one bin .. the sample's duration
+    (from its :class:`IntrinsicTimescales` under ``intrinsic``; ``(0, None)`` without one)."""
+    intr = result.get("intrinsic")
+    if isinstance(intr, IntrinsicTimescales):
+        return intr.n_unresolved, tuple(float(b) / intr.dt for b in intr.bounds)  # in steps (the arrays' unit)
+    return 0, None
+
+
 def plot_timescale_comparison(results: dict, path, title: Optional[str] = None, unit: str = "steps",
                               scale=1.0) -> str:
-    """Side-by-side timescale distributions of several networks, e.g. ``{"ELM": r1, "LIF": r2}``.
+    """Timescale distributions of several networks, e.g. ``{"ELM": r1, "LIF": r2}``: one panel per
+    kind of timescale that some network has, the networks overlaid in it (step histograms on shared
+    log bins, each network's median a dashed line of its colour), so no panel is empty; a network
+    without that kind is named in the panel's legend with the reason.
 
     Each result is a dict with any of ``intrinsic_tau``, ``impulse_tau``, ``param_tau``,
     ``adapt_tau`` (arrays; e.g. from :func:`elm_timescale_report`, :func:`spiking_timescales`
-    merged with :func:`intrinsic_timescales`). One row per kind present in any network, one
-    column per network, shared log bins per row, the median marked. Values are shown times
-    ``scale`` in ``unit``; ``scale`` is one number, or one per network (``{name: scale}``, e.g.
-    each run's bin width in ms when the runs' taus are in steps).
+    merged with :func:`intrinsic_timescales`). Intrinsic timescales outside one time bin .. the
+    sample's duration are unresolved (:class:`IntrinsicTimescales`): not drawn, counted in the
+    legend, the range marked by dotted lines. Values are shown times ``scale`` in ``unit``;
+    ``scale`` is one number, or one per network (``{name: scale}``, e.g. each run's bin width in
+    ms when the runs' taus are in steps).
     """
     path = check_png_path(path)
     if not isinstance(results, dict) or not results or not all(isinstance(v, dict) for v in results.values()):
@@ -592,40 +662,50 @@ def plot_timescale_comparison(results: dict, path, title: Optional[str] = None, 
     if not kinds:
         raise ValueError(f"results: no result has any of {[k for k, _ in COMPARISON_KEYS]}")
     names = list(results)
-    fig, axs = new_figure(ncols=len(names), nrows=len(kinds), width=4.2, height=2.9)
-    for i, (key, lab) in enumerate(kinds):
+    fig, axs = new_figure(nrows=len(kinds), width=9.5, height=2.5)
+    for ax, (key, lab) in zip(axs, kinds):
         arrs = {nm: _to_numpy(results[nm][key]).ravel() * scales[nm] for nm in names if key in results[nm]}
-        bins = _log_bins(list(arrs.values()))
+        ranges = set()
+        if key == "intrinsic_tau":
+            for nm in arrs:
+                rng = _unresolved(results[nm])[1]
+                if rng is not None:
+                    ranges.add((rng[0] * scales[nm], rng[1] * scales[nm]))
+        bins = _log_bins(list(arrs.values()) + [np.array(r) for r in ranges])
+        handles, labels = [], []
         for j, nm in enumerate(names):
-            ax = axs[i * len(names) + j]
-            head = f"{nm}\n" if i == 0 else ""
             if nm not in arrs:
-                ax.text(0.5, 0.5, missing_note(key, results[nm]), ha="center", va="center", transform=ax.transAxes,
-                        fontsize=8, color="0.3")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_title(f"{head}no {lab}", fontsize=8)
-            else:
-                a = arrs[nm]
-                a = a[np.isfinite(a) & (a > 0)]
-                ax.hist(a, bins=bins, color=f"C{j}", alpha=0.8)
-                med = f", median {np.median(a):.3g} {unit}" if a.size else ""
-                if a.size:
-                    ax.axvline(np.median(a), color="k", ls="--", lw=1)
-                set_log_axis(ax, np.geomspace(bins[0], bins[-1], 25))
-                ax.set_xlim(bins[0], bins[-1])  # one x range per row: the networks side by side
-                # the count and median in the panel's title: never over the bars
-                ax.set_title(f"{head}{a.size} {_COUNTED[key]}{med}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(lab, fontsize=8)  # the row's kind of timescale; y counts, see supylabel
-            if i == len(kinds) - 1:
-                ax.set_xlabel(f"tau ({unit})")
-    median = Line2D([], [], color="k", ls="--", lw=1)
-    fig.legend([median], ["dashed line: median of the panel's timescales"], loc="lower center", fontsize=8,
-               frameon=False)
-    # the figure's y label in a margin of its own, left of the rows' labels (tight_layout ignores it)
-    fig.supylabel("count per bin (neurons; parameter row: taus, one per memory unit / neuron)", fontsize=9, x=0.008)
-    fig.tight_layout(rect=(0.025, 0.03, 1, 0.95 if title else 0.99))
+                handles.append(Line2D([], [], color="none"))
+                labels.append(f"{nm}: {_absent_note(key, results[nm])}")
+                continue
+            a = arrs[nm][np.isfinite(arrs[nm]) & (arrs[nm] > 0)]
+            ax.hist(a, bins=bins, histtype="step", lw=1.6, color=f"C{j}")
+            text = f"{nm}: {a.size} {_COUNTED[key]}"
+            if a.size:
+                ax.axvline(np.median(a), color=f"C{j}", ls="--", lw=1)
+                text += f", median {np.median(a):.3g} {unit}"
+            if key == "intrinsic_tau":
+                n_out, rng = _unresolved(results[nm])
+                if rng is not None:
+                    text += f"; {n_out} unresolved"
+            handles.append(Line2D([], [], color=f"C{j}", lw=1.6))
+            labels.append(text)
+        for lo, hi in sorted(ranges):
+            for b in (lo, hi):
+                ax.axvline(b, color="0.4", ls=":", lw=1)
+        if ranges:
+            span = "; ".join(f"{compact_number(lo)} to {compact_number(hi)} {unit}" for lo, hi in sorted(ranges))
+            handles.append(Line2D([], [], color="0.4", ls=":", lw=1))
+            labels.append(f"resolvable: one bin to the sample ({span});\nfits outside are unresolved, not drawn")
+        set_log_axis(ax, np.geomspace(bins[0], bins[-1], 25))
+        ax.set_xlim(bins[0] / 1.2, bins[-1] * 1.2)  # the range's dotted lines inside the frame
+        ax.set_title(lab, fontsize=9)
+        ax.set_ylabel(f"{_COUNTED[key]} per bin", fontsize=8)
+        ax.set_xlabel(f"tau ({unit})")
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    fig.text(0.01, 0.005, "dashed line: a network's median; one panel per kind of timescale, networks overlaid",
+             fontsize=8)
+    fig.tight_layout(rect=(0, 0.02, 1, 0.96 if title else 1))
     if title:
         fig.suptitle(title)
     return save_figure(fig, path)

@@ -60,9 +60,18 @@ def _run(args: argparse.Namespace) -> int:
     from elm_neuro.experiments.compare import CellsFailed, compare
 
     base = train_config_from_args(args, models[0], {}, args.params, D.SEED)
+    grid = None
+    if args.lr_grid is not None:
+        text = D.LR_GRID if args.lr_grid == "default" else args.lr_grid.split(",")
+        try:
+            grid = [float(v) for v in text if str(v).strip()]
+        except ValueError:
+            raise ValueError(f"--lr-grid expects comma-separated learning rates or 'default', got {args.lr_grid!r}") \
+                from None
     try:
         report = compare(args.out, base, models, parse_seeds(args.seeds), parse_model_overrides(args.set),
-                         progress=not args.no_progress, workers=args.workers)
+                         progress=not args.no_progress, workers=args.workers, lr_grid=grid,
+                         bin_width_taus=args.bin_width_taus)
     except CellsFailed as exc:
         print(exc.report.read_text())
         print(f"report: {exc.report}")
@@ -83,5 +92,10 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", metavar="MODEL:FIELD=VALUE", help="override a model field")
     p.add_argument("--workers", type=int, default=1, help="processes training cells side by side "
                                                           "(each with one torch thread unless --threads)")
+    p.add_argument("--lr-grid", metavar="LR,LR,...|default",
+                   help="choose each cell's learning rate on the validation split from these (one run per rate; "
+                        f"'default': {','.join(f'{v:g}' for v in D.LR_GRID)})")
+    p.add_argument("--bin-width-taus", action="store_true",
+                   help="initialise the LIF / adLIF time constants for the bin width (several steps to seconds)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_run)

@@ -43,18 +43,20 @@ from typing import Optional, Sequence
 import torch
 
 from elm_neuro import defaults as D
+from elm_neuro.analysis import study_figures as SF
 from elm_neuro.analysis import sweep_table as st
+from elm_neuro.analysis.welch import welch
 from elm_neuro.atomic import (RefusedPath, folder_lock, foreign_entries, list_names, remove_created_folder, save_json,
                               save_text)
 from elm_neuro.data.binning import n_bins
 from elm_neuro.data.provenance import shd_provenance
 from elm_neuro.data.synth import write_synthetic_shd
-from elm_neuro.experiments.compare import CHANCE, CellsFailed, cell_dir, compare
+from elm_neuro.experiments.compare import CHANCE, CellsFailed, cell_dir, compare, stage_options
 from elm_neuro.experiments.failures import StageFailed
 from elm_neuro.experiments.sweep import run_sweep
 from elm_neuro.experiments.sweep_plan import SweepGrid, plan_cells, task_dims
-from elm_neuro.experiments.sweep_report import information_analysis, scaling_analysis, write_sweep_report
-from elm_neuro.experiments.sweep_results import write_csv
+from elm_neuro.experiments.sweep_report import fit_sections, write_sweep_report
+from elm_neuro.experiments.sweep_results import config_columns, run_config_columns, write_csv
 from elm_neuro.networks.registry import build_model
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import run_model_config
@@ -108,8 +110,11 @@ def stage_config(plan: dict, stage: dict, data_dir, device: str = D.DEVICE, thre
 
 
 def stage_grid(plan: dict, stage: dict, data_dir, device: str = D.DEVICE, threads: Optional[int] = None) -> SweepGrid:
+    """The sweep grid of a plan's sweep stage (``budget_scope`` and ``readout``: the stage's own, else
+    :class:`~elm_neuro.experiments.sweep_plan.SweepGrid`'s defaults)."""
     return SweepGrid(base=stage_config(plan, stage, data_dir, device, threads), axis=stage["axis"],
-                     values=stage.get("values"), budgets=stage.get("budgets"), seeds=list(stage["seeds"]))
+                     values=stage.get("values"), budgets=stage.get("budgets"), seeds=list(stage["seeds"]),
+                     **{k: stage[k] for k in ("budget_scope", "readout") if k in stage})
 
 
 def plan_cells_of(plan: dict, data_dir, device: str = D.DEVICE) -> list:
@@ -127,7 +132,8 @@ def plan_jobs(plan: dict, data_dir, device: str = D.DEVICE) -> list[tuple[str, T
         else:
             for model in stage["models"]:
                 cfg = stage_config(plan, stage, data_dir, device, model=model)
-                jobs += [(stage["name"], cfg.replace(seed=s)) for s in stage["seeds"]]
+                lrs = stage.get("lr_grid") or [cfg.lr]  # a learning-rate search trains one run per rate
+                jobs += [(stage["name"], cfg.replace(seed=s, lr=float(lr))) for s in stage["seeds"] for lr in lrs]
     return jobs
 
 
@@ -289,7 +295,7 @@ def _run_plan_locked(name, plan, out: Path, data_dir, executor, workers, address
             overrides = {m: dict(stage.get("fixed", {}).get(m, {})) for m in stage["models"]}
             try:
                 compare(folder, base, list(stage["models"]), list(stage["seeds"]), overrides, progress=progress,
-                        workers=workers)
+                        workers=workers, **stage_options(stage))
             except CellsFailed as exc:  # reported like a sweep stage's failed cells
                 raise StageFailed(f"stage {stage['name']}: {len(exc.failed)} cell(s) failed: "
                                    f"{sorted(exc.failed)[:3]} (see {exc.report}); fix and run the same command "
@@ -313,6 +319,10 @@ def _summary_row(stage: str, run_dir: Path, extra: dict) -> Optional[dict]:
     for k in RESULT_COLUMNS:
         if k not in row and k in summary:
             row[k] = summary[k]
+    run = RunDir(run_dir)
+    if run.config.is_file():
+        for k, v in run_config_columns(run.read_config()).items():
+            row.setdefault(k, v)
     return row
 
 
@@ -324,8 +334,10 @@ def collect_plan_results(out, plan: dict) -> list[dict]:
         folder = out / stage["name"]
         if stage["kind"] == "sweep":
             if (folder / "results.csv").is_file():
-                for r in st.read_table(folder / "results.csv"):
-                    rows.append({"stage": stage["name"], **{k: r.get(k) for k in RESULT_COLUMNS if k != "stage"}})
+                for r in st.read_table(folder / "results.csv"):  # the leading columns, then the configuration
+                    lead = {k: r.get(k) for k in RESULT_COLUMNS if k != "stage"}
+                    rows.append({"stage": stage["name"], **lead,
+                                 **{k: r[k] for k in config_columns([r]) if k not in lead and r.get(k) is not None}})
         else:
             for model in stage["models"]:
                 for seed in stage["seeds"]:
@@ -338,9 +350,12 @@ def collect_plan_results(out, plan: dict) -> list[dict]:
 
 
 def write_results_csv(rows: Sequence[dict], path) -> None:
-    """The plan's ``results.csv``: :data:`RESULT_COLUMNS`, in the sweeps' format
+    """The plan's ``results.csv``: :data:`RESULT_COLUMNS`, then every configuration and provenance
+    column the rows have (:func:`~elm_neuro.experiments.sweep_results.config_columns`: data,
+    training fields such as ``lr``, the model's flat fields such as ``d_tree`` and ``d_brch``,
+    ``readout.*``, the readout's coverage), in the sweeps' format
     (:func:`elm_neuro.experiments.sweep_results.write_csv`)."""
-    write_csv(rows, RESULT_COLUMNS, path)
+    write_csv(rows, list(RESULT_COLUMNS) + [c for c in config_columns(rows) if c not in RESULT_COLUMNS], path)
 
 
 def read_results_csv(path) -> list[dict]:
@@ -383,14 +398,16 @@ def tradeoff_numbers(rows: Sequence[dict], metric: str) -> dict:
         for dm in dms:
             sel = [r for r in at if int(r["d_m"]) == dm]
             m, sd, k = _mean_sd([r[metric] for r in sel])
-            cells.append({"d_m": dm, "n": int(sel[0]["n"]), "p": int(sel[0]["p"]), "mean": m, "sd": sd, "seeds": k})
+            cells.append({"d_m": dm, "n": int(sel[0]["n"]), "p": int(sel[0]["p"]), "mean": m, "sd": sd, "seeds": k,
+                          "values": [float(r[metric]) for r in sel]})
         best = max(cells, key=lambda c: c["mean"])
         ends = [cells[0], cells[-1]]
         end = max(ends, key=lambda c: c["mean"])
         spread = math.sqrt((best["sd"] ** 2 + end["sd"] ** 2) / 2) or math.nan
         out.append({"budget": b, "cells": cells, "best_d_m": best["d_m"], "best_n": best["n"], "best": best["mean"],
                     "interior": best is not cells[0] and best is not cells[-1] and len(cells) >= 3,
-                    "margin_sd": (best["mean"] - end["mean"]) / spread if best is not end else 0.0})
+                    "margin_sd": (best["mean"] - end["mean"]) / spread if best is not end else 0.0,
+                    "end_d_m": end["d_m"], "vs_end": welch(best["values"], end["values"]) if best is not end else None})
     return {"metric": metric, "budgets": out}
 
 
@@ -421,6 +438,7 @@ def budget_tradeoff_report(rows: Sequence[dict], plan: dict, fig_dir=None) -> st
     task = plan.get("train", {}).get("task", D.TASK)
     num = tradeoff_numbers(rows, metric)
     dm_rows = [dict(r) for r in rows if r.get("stage") == "d_m"]
+    fixed = next((dict(s.get("fixed", {})) for s in plan.get("stages", []) if s.get("name") == "d_m"), {})
     lines = [f"# Budget trade-off: ELM networks on {plan['data']} {TASK_NAMES.get(task, task)}", "",
              f"Plan `budget-tradeoff` version {plan['version']}; metric `{metric}` (mean ± sd over seeds; "
              f"chance {CHANCE.get(task, math.nan):.2f}). {len(rows)} finished runs; {_time_line(rows)}.", "",
@@ -429,8 +447,10 @@ def budget_tradeoff_report(rows: Sequence[dict], plan: dict, fig_dir=None) -> st
         lines += [f"### P ≈ {b['budget']:,}", "", "| d_m | N | P | " + metric + " |", "|---|---|---|---|"]
         lines += [f"| {c['d_m']} | {c['n']} | {c['p']:,} | {_pm(c['mean'], c['sd'], c['seeds'])} |" for c in b["cells"]]
         where = "an interior optimum" if b["interior"] else "its best at an end of the swept range"
+        test = (f"; against the better end point d_m {b['end_d_m']}: {b['vs_end'].text()}" if b["vs_end"] is not None
+                else "")
         lines += ["", f"Best: d_m = {b['best_d_m']} (N = {b['best_n']}), {metric} {b['best']:.3f}: {where}; "
-                  f"margin over the better end point {b['margin_sd']:.1f} seed-sd.", ""]
+                  f"margin over the better end point {b['margin_sd']:.1f} seed-sd{test}.", ""]
     moves = ", ".join(f"P {b['budget']:,}: d_m* {b['best_d_m']}, N* {b['best_n']}" for b in num["budgets"])
     lines += ["## How the optimum moves with P", "", moves + ".", ""]
     for stage, key, title in (("n", "n", "N axis (d_m fixed; P grows with N)"),
@@ -441,68 +461,33 @@ def budget_tradeoff_report(rows: Sequence[dict], plan: dict, fig_dir=None) -> st
             lines += [f"| {a[key]} | {a['p']:,} | {_pm(a['mean'], a['sd'], a['seeds'])} |" for a in ax] + [""]
     if fig_dir is None:  # the fits draw their figures: into a scratch folder that is then removed
         with tempfile.TemporaryDirectory(prefix="elm-neuro-report-") as work:
-            return "\n".join(lines + _fit_lines(dm_rows, Path(work), metric, task))
+            return "\n".join(lines + _fit_lines(dm_rows, Path(work), metric, task, fixed))
     Path(fig_dir).mkdir(parents=True, exist_ok=True)
-    return "\n".join(lines + _fit_lines(dm_rows, Path(fig_dir), metric, task))
+    _study_figures(rows, Path(fig_dir), metric, CHANCE.get(task))
+    return "\n".join(lines + _fit_lines(dm_rows, Path(fig_dir), metric, task, fixed))
 
 
-def _fit_lines(dm_rows: list, work: Path, metric: str, task: str) -> list[str]:
-    """The scaling-law and information-model sections (figures into ``work``)."""
-    lines = []
-    sc = scaling_analysis(dm_rows, work, metric, n_boot=D.REPORT_N_BOOT, seed=D.REPORT_SEED) if dm_rows else \
-        {"skipped": "no d_m stage rows"}
-    lines += ["## Scaling law along the frontier", ""]
-    if "skipped" in sc:
-        lines += [f"Not fitted: {sc['skipped']}.", ""]
-    else:
-        lo, hi = sc["ci"]["alpha"] if isinstance(sc.get("ci"), dict) and "alpha" in sc["ci"] else (math.nan, math.nan)
-        lines += [f"{sc['loss']}*(P) = L_inf + A P^-alpha: alpha = {sc['alpha']:.3f} "
-                  f"({int(100 * sc['ci_level'])} % bootstrap interval {lo:.3f} to {hi:.3f}, {sc['n_boot']} replicates), "
-                  f"L_inf = {sc['l_inf']:.3f}, A = {sc['a']:.3g}, R^2 = {sc['r2']:.3f}.", ""]
-    info = information_analysis(dm_rows, work, metric, task=task) if dm_rows else {"skipped": "no rows"}
-    lines += ["## Information model (docs/design.md §11)", ""]
-    if "skipped" in info:
-        lines += [f"Not fitted: {info['skipped']}.", ""]
-    else:
-        params = _param_text(info["params"])
-        lines += [f"Fitted on {info['n_points']} runs ({info['n_cells']} configurations): {params}; "
-                  f"R^2 = {info['r2']:.3f}, RMSE = {info['rmse']:.3f} (in bits of information).", ""]
-        for o in info["optima"]:
-            if "error" in o:
-                continue
-            tag = " (next budget, a prediction)" if o.get("next") else ""
-            lines.append(f"- P {o['budget']:,.0f}{tag}: predicted optimum N* {o['n']:.0f}, d_m* {o.get('d_m')}, "
-                         f"{metric} {o['predicted']:.3f}")
-        lines.append("")
-    return lines
+def _study_figures(rows: Sequence[dict], fig_dir: Path, metric: str, chance: Optional[float]) -> list[str]:
+    """The study's own figures (:mod:`elm_neuro.analysis.study_figures`) for the stages it has:
+    ``d_m_sweep.png`` and ``heatmap_n_dm.png`` (d_m stage), ``n_axis.png``, ``k_c_axis.png``."""
+    stages = {r.get("stage") for r in rows}
+    made = []
+    if "d_m" in stages:
+        made += [SF.plot_d_m_sweep(rows, metric, fig_dir / "d_m_sweep.png", chance),
+                 SF.plot_budget_heatmap(rows, metric, fig_dir / "heatmap_n_dm.png")]
+    if "n" in stages:
+        made.append(SF.plot_n_axis(rows, metric, fig_dir / "n_axis.png", chance))
+    if "k_c" in stages:
+        made.append(SF.plot_k_c_axis(rows, metric, fig_dir / "k_c_axis.png", chance))
+    return made
 
 
-def _param_values(summary) -> list[tuple[str, float]]:
-    """``(name, value)`` pairs of an information-model fit summary (a dict of values or of
-    ``{"value": ...}`` entries)."""
-    pairs = []
-    for k, v in (summary.items() if isinstance(summary, dict) else []):
-        if isinstance(v, dict):
-            v = v.get("value", v.get("estimate"))
-        if isinstance(v, (int, float)):
-            pairs.append((k, float(v)))
-    return pairs
-
-
-def _param_text(summary) -> str:
-    """The fitted parameters as ``name = value ± s.e.`` (``(fixed)`` for a parameter held fixed,
-    s.e. 0); the fit's R^2, RMSE and size are reported separately."""
-    vals = dict(_param_values(summary))
-    parts = []
-    for k, v in vals.items():
-        if k.endswith("_se") or k in ("r2", "rmse", "n_points"):
-            continue
-        se = vals.get(k + "_se")
-        text = f"{k} = {v:.3g}" if _finite(v) else f"{k} = {v}"
-        if se is not None and _finite(se):
-            text += " (fixed)" if se == 0 else f" ± {se:.2g}"
-        parts.append(text)
-    return ", ".join(parts)
+def _fit_lines(dm_rows: list, work: Path, metric: str, task: str, config_fields: Optional[dict] = None) -> list[str]:
+    """The scaling-law and information-model sections (figures into ``work``):
+    :func:`~elm_neuro.experiments.sweep_report.fit_sections`, the d_m stage's fixed fields
+    completing a table without d_tree / d_brch columns."""
+    return fit_sections(dm_rows, work, metric, task=task, config_fields=config_fields,
+                        n_boot=D.REPORT_N_BOOT, seed=D.REPORT_SEED)
 
 
 def comparison_numbers(rows: Sequence[dict], metric: str) -> list[dict]:
@@ -516,7 +501,8 @@ def comparison_numbers(rows: Sequence[dict], metric: str) -> list[dict]:
             m, sd, k = _mean_sd([r.get(metric) for r in sel])
             out.append({"stage": stage, "model": model, "n": int(sel[0]["n"]) if _finite(sel[0].get("n")) else None,
                         "p": int(sel[0]["p"]) if _finite(sel[0].get("p")) else None, "mean": m, "sd": sd, "seeds": k,
-                        "wall_s": _mean_sd([r.get("wall_s") for r in sel])[0]})
+                        "wall_s": _mean_sd([r.get("wall_s") for r in sel])[0],
+                        "values": [float(r[metric]) for r in sel if _finite(r.get(metric))]})
     return out
 
 
@@ -534,6 +520,11 @@ def comparison_report(rows: Sequence[dict], plan: dict) -> str:
         for c in (c for c in nums if c["stage"] == stage):
             lines.append(f"| {c['model']} | {c['n']} | {c['p']:,} | {_pm(c['mean'], c['sd'], c['seeds'])} | "
                          f"{c['wall_s']:.0f} |")
+        at = [c for c in nums if c["stage"] == stage]
+        best = max(at, key=lambda c: c["mean"])
+        if len(at) > 1:
+            lines += ["", f"Highest mean: {best['model']}. Against each other model ({best['model']} minus it):", ""]
+            lines += [f"- {c['model']}: {welch(best['values'], c['values']).text()}" for c in at if c is not best]
         lines.append("")
     lines += ["The timescales of the trained ELM, LIF and adLIF networks of the first stage (seed 0, in ms): "
               "`timescales.png`.", ""]

@@ -5,10 +5,13 @@ From ``results.csv`` alone: metric vs N at fixed P (the paper's points (docs/des
 the sweep matches them: same task and family, a budget within 10 % of the paper's, the real data,
 the paper's metric; otherwise report.md says why they are left out, see :func:`reference_overlay`),
 metric vs each axis, the (N, d_m) heatmap, the Pareto frontier across budgets,
-the scaling law along the frontier (>= 3 budgets), the information model of docs/design.md §11 (>= free
-parameters + 2 cells) with its predicted optimum for the next budget; ``report.md`` lists every
+the frontier per planned budget with the scaling law along it (fitted only with >= 4 budgets whose
+error still falls, else "not identified" without numbers), the information model of docs/design.md
+§11 (>= free parameters + 2 cells) with its leave-one-budget-out validation and its predicted optimum
+for the next budget (k_e* mapped to d_m* with the table's own d_tree); ``report.md`` lists every
 figure and number, ``report.json`` the numbers. Fits that lack data are skipped with a line
-saying why.
+saying why. :func:`scaling_lines`, :func:`information_lines` and :func:`fit_sections` write the
+same results as Markdown for a study's README.
 """
 from __future__ import annotations
 
@@ -94,6 +97,10 @@ def _distinct(rows, key) -> list:
 
 
 def _budget_labels(rows) -> list[float]:
+    """The sweep's budgets: the planned ones (``p_target``) when every row has one, else buckets of
+    the achieved ``p`` (a cell far below its planned budget never becomes a budget of its own)."""
+    if rows and all(_num(r.get("p_target")) for r in rows):
+        return sorted({float(r["p_target"]) for r in rows})
     p = [float(r["p"]) for r in rows if _num(r.get("p"))]
     return sorted(set(st.budget_buckets(p).tolist())) if p else []
 
@@ -180,29 +187,50 @@ def tradeoff_figures(rows: Sequence[dict], out_dir, metric: str, task: Optional[
 
 def scaling_analysis(rows: Sequence[dict], out_dir, metric: str, n_boot: int = D.REPORT_N_BOOT,
                      seed: int = D.REPORT_SEED) -> dict:
-    """``L*(P) = L_inf + A P^-alpha`` along the frontier (>= 3 budgets), its plot and numbers;
-    ``{"skipped": reason}`` when the sweep has fewer budgets."""
+    """The frontier (best cell per planned budget), ``L*(P) = L_inf + A P^-alpha`` along it when
+    the law is identified, the growth of ``N*``, ``k_e*``, ``d_m*`` with ``P``, and ``scaling.png``
+    (:func:`elm_neuro.analysis.scaling.frontier_scaling` states the grouping and the rule: at least
+    4 budgets whose frontier error still falls).
+
+    Returns ``{"skipped": reason}`` for fewer than 2 budgets. Otherwise the frontier, the growth
+    fits and the figure, with ``identified``; when the law is not identified ``skipped`` holds
+    the reason ("not identified: ...") and no law parameter is given, else the law's
+    parameters, standard errors and bootstrap intervals.
+    """
     rows = [r for r in rows if _num(r.get(metric))]
     n_budgets = len(_budget_labels(rows))
-    if n_budgets < 3:
-        return {"skipped": f"needs at least 3 budgets, the sweep has {n_budgets}"}
+    if n_budgets < 2:
+        return {"skipped": f"needs at least 2 budgets for a frontier, the sweep has {n_budgets}"}
     fs = scaling.frontier_scaling(rows, metric, n_boot=n_boot, seed=seed)
     ylabel = f"1 - {metric}" if fs.transformed != "loss" else metric
-    path = scaling.plot_scaling(fs.law, Path(out_dir) / "scaling.png", growth=fs.growth, ylabel=ylabel)
-    law = fs.law
-    return {
-        "loss": ylabel, "l_inf": law.l_inf, "a": law.a, "alpha": law.alpha, "stderr": law.stderr, "ci": law.ci,
-        "ci_level": law.ci_level, "r2": law.r2, "bootstrap": law.bootstrap_mode, "n_boot": int(law.bootstrap.shape[0]),
-        "frontier": [{k: c.get(k) for k in ("p", "n", "d_m", "k_e", "k_c", f"{metric}_mean", f"{metric}_std",
-                                             "n_seeds")} for c in fs.frontier],
+    path = scaling.plot_scaling(fs, Path(out_dir) / "scaling.png", ylabel=ylabel)
+    out = {
+        "identified": fs.identified, "loss": ylabel, "grouping": fs.grouping, "n_falling": fs.n_falling,
+        "min_budgets": scaling.MIN_FALLING_BUDGETS,
+        "frontier": [{"budget": float(b), **{k: c.get(k) for k in ("p", "n", "d_m", "k_e", "k_c", f"{metric}_mean",
+                                                                   f"{metric}_std", "n_seeds")}, "loss": float(v)}
+                     for b, c, v in zip(fs.budgets, fs.frontier, fs.loss)],
         "growth": {k: {"a": g.a, "b": g.b, "b_stderr": g.b_stderr, "ci": g.ci, "r2": g.r2}
                    for k, g in fs.growth.items()},
         "figure": Path(path).name,
     }
+    if not fs.identified:
+        out["skipped"] = fs.reason
+        return out
+    law = fs.law
+    out.update({"l_inf": law.l_inf, "a": law.a, "alpha": law.alpha, "stderr": law.stderr, "ci": law.ci,
+                "ci_level": law.ci_level, "r2": law.r2, "bootstrap": law.bootstrap_mode,
+                "n_boot": int(law.bootstrap.shape[0])})
+    return out
 
 
-def _config_from_row(row: dict):
-    """The model configuration of a results row (every flat model field is a column), or None."""
+
+def _config_from_row(row: dict, extra: Optional[dict] = None):
+    """The model configuration of a results row (every flat model field is a column), or None.
+
+    ``extra`` (e.g. a plan's fixed fields) gives the fields the row has no value for; a field
+    neither gives keeps the family's default.
+    """
     fam = row.get("family")
     if fam not in MODEL_FAMILIES:
         return None
@@ -211,17 +239,105 @@ def _config_from_row(row: dict):
     fields = {}
     for f in cls.flat_names():
         key = "model_seed" if f == "seed" else f
-        if key in row:
-            v = row[key]
-            if isinstance(v, str) and v[:1] in "[{":
-                v = json.loads(v)
-            if isinstance(v, float) and v.is_integer() and isinstance(defaults.get(f), int):
-                v = int(v)
-            fields[f] = v
+        v = row.get(key)
+        if v is None and extra and key in extra:
+            v = extra[key]
+        if v is None:
+            continue
+        if isinstance(v, str) and v[:1] in "[{":
+            v = json.loads(v)
+        if isinstance(v, float) and v.is_integer() and isinstance(defaults.get(f), int):
+            v = int(v)
+        fields[f] = v
+    dotted = {}  # the readout's own fields (``readout.d_brch`` ...), row first, then ``extra``
+    for src in (extra or {}, row):
+        for k, v in src.items():
+            if "." in k and v is not None and k.split(".", 1)[1] != "seed":
+                dotted[k] = json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v
     try:
-        return cls.from_dict(fields)
+        cfg = cls.from_dict(fields)
+        for k, v in dotted.items():
+            cur = cfg
+            for part in k.split("."):
+                cur = getattr(cur, part, None)
+            if cur is None:
+                continue  # a field this family does not have
+            if isinstance(v, float) and v.is_integer() and isinstance(cur, int):
+                v = int(v)
+            cfg = cfg.replace(**{k: v})
+        return cfg
     except (TypeError, ValueError):
         return None
+
+
+#: Configuration fields that decide an ELM neuron's k_e and k_c (docs/design.md §3).
+SHAPE_FIELDS = ("d_tree", "d_brch")
+
+
+def config_fields_of(folder, stage: Optional[str] = None) -> dict:
+    """The fixed model fields a results folder was made with, for tables that lack their columns:
+    the stage's ``fixed`` fields of ``plan.json`` (``stage`` names it; default the ``d_m`` stage,
+    else the first sweep stage), or the grid's ``model_overrides`` of ``sweep.json``; ``{}`` when
+    neither file is there."""
+    folder = Path(folder)
+    if (folder / "plan.json").is_file():
+        plan = json.loads((folder / "plan.json").read_text())
+        plan = plan.get("plan", plan)
+        stages = [s for s in plan.get("stages", []) if s.get("kind") == "sweep"]
+        pick = [s for s in stages if s.get("name") == (stage or "d_m")] or ([] if stage else stages[:1])
+        if stage and not pick:
+            raise ValueError(f"stage: plan.json of {folder} has no sweep stage {stage!r}")
+        return dict(pick[0].get("fixed", {})) if pick else {}
+    if (folder / "sweep.json").is_file():
+        base = json.loads((folder / "sweep.json").read_text())["grid"]["base"]
+        return dict(base.get("model_overrides") or {})
+    return {}
+
+
+def d_m_mapping(rows: Sequence[dict], config_fields: Optional[dict] = None) -> dict:
+    """``k_e -> d_m`` of the table's family (``d_m`` 1..256), from the configuration the table
+    records (its d_tree, d_brch ... columns; ``config_fields`` fills the columns it lacks, e.g.
+    :func:`config_fields_of` a plan folder).
+
+    The configuration is checked against the table: rebuilt for each row's ``d_m``, it must give
+    that row's ``k_e`` and ``k_c``; otherwise (a table without its d_tree column, read with the
+    default d_tree) the mapping is refused. Returns ``{"map": {k_e: d_m}, "fields": {name: value},
+    "source"}`` or ``{"map": {}, "refused": reason}``.
+    """
+    config_fields = dict(config_fields or {})
+    fams = sorted({str(r.get("family")) for r in rows})
+    if len(fams) != 1 or fams[0] not in MODEL_FAMILIES:
+        return {"map": {}, "refused": f"the table's family ({', '.join(fams)}) is not one known model family"}
+    cls = MODEL_FAMILIES[fams[0]][0]
+    if "d_m" not in cls.flat_names() or not all(_num(r.get("d_m")) for r in rows):
+        return {"map": {}, "refused": f"family {fams[0]} has no d_m column to map k_e to"}
+    shape = [f for f in SHAPE_FIELDS if f in cls.flat_names()]
+    lacking = [f for f in shape if any(r.get(f) is None for r in rows)]
+    unknown = [f for f in lacking if f not in config_fields]
+    if unknown:
+        return {"map": {}, "refused": f"results.csv has no {', '.join(unknown)} column (and no plan field gives "
+                                      f"it): the family's default would be a guess; give the plan's fixed fields "
+                                      f"(plan.json) or re-run with a writer that records them"}
+    cfg = _config_from_row(rows[0], config_fields)
+    if cfg is None:
+        return {"map": {}, "refused": "the model configuration cannot be rebuilt from results.csv"}
+    for r in rows:
+        try:
+            b = cfg.replace(d_m=int(r["d_m"])).budget()
+        except ValueError as exc:
+            return {"map": {}, "refused": f"d_m {r['d_m']}: {exc}"}
+        if b.k_e != r["k_e"] or b.k_c != r["k_c"]:
+            got = ", ".join(f"{f} {getattr(cfg, f)}" for f in shape)
+            return {"map": {}, "refused": f"the configuration ({got}) gives k_e {b.k_e}, k_c {b.k_c} at d_m "
+                                          f"{r['d_m']}, the table has k_e {r['k_e']}, k_c {r['k_c']}"}
+    ke_to_dm = {}
+    for d in range(1, 257):
+        try:
+            ke_to_dm.setdefault(float(cfg.replace(d_m=d).budget().k_e), d)
+        except ValueError:
+            continue
+    return {"map": ke_to_dm, "fields": {f: getattr(cfg, f) for f in shape},
+            "source": "plan fields" if lacking else "results.csv", "config": cfg}
 
 
 def _next_budget(budgets: list[float]) -> int:
@@ -231,17 +347,38 @@ def _next_budget(budgets: list[float]) -> int:
     return int(round(b[-1] * ratio))
 
 
+def _row_budgets(rows: Sequence[dict]) -> np.ndarray:
+    """Each row's budget: its planned ``p_target`` when every row has one, else its bucket of ``p``."""
+    if all(_num(r.get("p_target")) for r in rows):
+        return np.array([float(r["p_target"]) for r in rows])
+    return st.budget_buckets(np.array([float(r["p"]) for r in rows]))
+
+
+def rmse_unit(kind: str) -> str:
+    """The unit of the information model's residuals: ``accuracy`` (a fraction of the test samples)
+    for an accuracy fit, ``bits`` for a loss fit (the loss converted to bits)."""
+    return "accuracy" if kind == "accuracy" else "bits"
+
+
 def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optional[str] = None,
                          h_y: Optional[float] = None, chance: Optional[float] = None, n_boot: int = 0,
-                         seed: int = 0) -> dict:
-    """Fit the docs/design.md §11 information model to a sweep table; predicted optimum at each budget and
-    at the next one; residual, surface and optimum-path figures. ``{"skipped": reason}`` when the
-    table has fewer configuration cells than free parameters + 2.
+                         seed: int = 0, config_fields: Optional[dict] = None) -> dict:
+    """Fit the docs/design.md §11 information model to a sweep table; its leave-one-budget-out
+    validation; predicted optimum at each budget and at the next one; residual, surface and
+    optimum-path figures. ``{"skipped": reason}`` when the table has fewer configuration cells
+    than free parameters + 2.
 
-    The optimum is searched over the ``k_e`` values reachable by the family (``d_m = 1..256`` for
-    the ELM, from the model configuration in the table) with integer ``N`` under the affine budget
-    ``P = N (k_c + k_e) + P_fixed`` (``P_fixed`` estimated from the table); without a
-    reconstructible configuration ``k_e`` is continuous.
+    Budgets are the planned ones (``p_target``) when the table has them. Out of sample: each
+    budget in turn is held out, the model fitted on the others predicts its runs
+    (:func:`elm_neuro.analysis.information_model.leave_one_budget_out`; needs 3 budgets): RMSE per
+    held-out budget and the range of each parameter over the folds. RMSEs are in the fitted
+    quantity's unit (:func:`rmse_unit`: accuracy, or bits for a loss).
+
+    The optimum is searched over the ``k_e`` values reachable by the family (``d_m = 1..256``)
+    with integer ``N`` under the affine budget ``P = N (k_c + k_e) + P_fixed`` (``P_fixed``
+    estimated from the table); ``k_e*`` maps back to ``d_m*`` with the table's own d_tree
+    (:func:`d_m_mapping`; ``config_fields`` for tables without the column). When the mapping
+    is refused, ``k_e`` is continuous, ``d_m*`` is None and ``d_m_refused`` says why.
     """
     rows = [r for r in rows if all(_num(r.get(k)) for k in ("n", "k_e", "k_c", metric))]
     if not rows:
@@ -255,21 +392,25 @@ def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optio
     h, ch = task_information(task, rows, h_y, chance)
     low = metric.lower()
     to_bits = 1.0 if ("bpc" in low or "bits" in low) else 1.0 / math.log(2)
+    scale = to_bits if kind == "loss" else 1.0
     fit = im.fit_information_model_rows(rows, metric, h, kind=kind, chance=ch if kind == "accuracy" else None,
                                         to_bits=to_bits, n_boot=n_boot, seed=seed)
+    row_b = _row_budgets(rows)
+    budgets = sorted(set(row_b.tolist()))
+    try:
+        cols = {k: st.column(rows, k) for k in ("n", "k_e", "k_c", metric)}
+        lobo = im.leave_one_budget_out(cols["n"], cols["k_e"], cols["k_c"], cols[metric] * scale, row_b, h,
+                                       kind=kind, chance=ch if kind == "accuracy" else None,
+                                       fix=fit.fixed).summary()
+    except (ValueError, RuntimeError) as exc:
+        lobo = {"skipped": str(exc)}
     pf = im.estimate_p_fixed(rows)
     kcs = _distinct(rows, "k_c")
-    cfg = _config_from_row(rows[0])
-    ke_to_dm = {}
-    if cfg is not None and hasattr(cfg, "d_m"):
-        for d in range(1, 257):
-            try:
-                ke_to_dm.setdefault(float(cfg.replace(d_m=d).budget().k_e), d)
-            except ValueError:
-                continue
-    budgets = sorted({float(r["p_target"]) for r in rows if _num(r.get("p_target"))}) or _budget_labels(rows)
+    mapping = d_m_mapping(rows, config_fields)
+    ke_to_dm, cfg = mapping["map"], mapping.get("config")
     nxt = _next_budget(budgets)
-    best_cells = {round(c["p_bucket"]): c for c in st.best_per_budget(cells, metric)}
+    planned = all(_num(r.get("p_target")) for r in rows)
+    best = st.best_per_budget(cells, metric, bucket_key="p_target") if planned else st.best_per_budget(cells, metric)
     path_rows, optima = [], []
     for b in budgets + [float(nxt)]:
         kw = dict(k_e_values=sorted(ke_to_dm), integer_n=True) if ke_to_dm else {}
@@ -278,19 +419,21 @@ def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optio
         except ValueError as exc:
             optima.append({"budget": b, "error": str(exc)})
             continue
-        path_rows.append(opt)
+        pred = float(fit.predict(opt["n"], opt["k_e"], opt["k_c"])) / scale
+        path_rows.append({**opt, "predicted": pred})
         row = {"budget": b, "next": b == float(nxt) and b not in budgets, "n": opt["n"], "k_e": opt["k_e"],
-               "k_c": opt["k_c"], "d_m": ke_to_dm.get(float(opt["k_e"])),
-               "predicted": float(fit.predict(opt["n"], opt["k_e"], opt["k_c"])) / (to_bits if kind == "loss" else 1.0)}
+               "k_c": opt["k_c"], "d_m": ke_to_dm.get(float(opt["k_e"])), "predicted": pred}
         if row["d_m"] is not None and cfg is not None and getattr(cfg, "SIZE_FIELD", "n") == "n":
             sized = cfg.replace(d_m=row["d_m"])
             if hasattr(sized, "d_brch") and hasattr(sized, "d_tree") and opt["k_c"] % sized.d_tree == 0:
-                sized = sized.replace(d_brch=int(opt["k_c"] // sized.d_tree))
+                # the hidden layer's own d_brch (the flat name would resize the readout too)
+                path = type(sized)._paths("d_brch")[0] if hasattr(type(sized), "_paths") else "d_brch"
+                sized = sized.replace(**{path: int(opt["k_c"] // sized.d_tree)})
             try:
                 row["n_solver"] = closest_n(lambda k: sized.replace(n=k).budget().p, int(b))
             except ValueError:
                 row["n_solver"] = None
-        near = [c for k, c in best_cells.items() if abs(k - b) <= 0.1 * b]
+        near = [c for c in best if abs(c["p_bucket"] - b) <= 0.1 * b]
         if near:
             c = near[0]
             row["observed_best"] = {"n": c.get("n"), "d_m": c.get("d_m"), "k_e": c.get("k_e"),
@@ -300,20 +443,27 @@ def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optio
     figs = [("information model: observed vs predicted, residuals vs N",
              Path(im.plot_residuals(fit, out_dir / "info_residuals.png")).name)]
     top = max(budgets)
-    members = [c for c in cells if _num(c.get("p")) and abs(c["p"] - top) <= 0.1 * top]
-    scale = to_bits if kind == "loss" else 1.0
+    cell_b = _row_budgets(cells)
+    members = [c for c, cb in zip(cells, cell_b) if cb == cell_b.max()]
     pts = {"n": [c["n"] for c in members], "k_e": [c["k_e"] for c in members],
            "value": [c[f"{metric}_mean"] * scale for c in members]}
     figs.append((f"information model over (N, k_e) at P = {top:,.0f}, measured cells overlaid",
                  Path(im.plot_model_surface(fit, top, out_dir / "info_surface.png", k_c=float(np.median(fit.k_c)),
                                             p_fixed=pf, points=pts)).name))
     if path_rows:
+        ylab = metric.replace("_", " ")
         figs.append(("information model: optimal N*, k_e* vs budget",
-                     Path(im.plot_optimum_path(path_rows, out_dir / "info_optimum.png")).name))
-    return {"kind": kind, "h_y": h, "chance": ch if kind == "accuracy" else None, "to_bits": to_bits,
-            "n_free": n_free, "n_cells": len(cells), "n_points": int(fit.target.size), "params": fit.summary(),
-            "fixed": fit.fixed, "r2": fit.r2, "rmse": fit.rmse, "p_fixed": pf, "next_budget": nxt,
-            "optima": optima, "figures": figs}
+                     Path(im.plot_optimum_path(path_rows, out_dir / "info_optimum.png",
+                                               value_key="predicted", value_label=f"predicted {ylab}")).name))
+    out = {"kind": kind, "h_y": h, "chance": ch if kind == "accuracy" else None, "to_bits": to_bits,
+           "n_free": n_free, "n_cells": len(cells), "n_points": int(fit.target.size), "params": fit.summary(),
+           "fixed": fit.fixed, "r2": fit.r2, "rmse": fit.rmse, "rmse_unit": rmse_unit(kind), "lobo": lobo,
+           "p_fixed": pf, "next_budget": nxt, "optima": optima, "figures": figs}
+    if ke_to_dm:
+        out["d_m_mapping"] = {"fields": mapping["fields"], "source": mapping["source"]}
+    else:
+        out["d_m_refused"] = mapping["refused"]
+    return out
 
 
 def read_results(sweep_dir) -> list[dict]:
@@ -349,7 +499,8 @@ def sweep_fits(sweep_dir, out_dir=None, metric: Optional[str] = None, n_boot: in
     out = out_dir or sweep_dir
     res = {"metric": metric,
            "scaling": scaling_analysis(rows, out, metric, n_boot=n_boot),
-           "information_model": information_analysis(rows, out, metric, _table_task(rows), h_y=h_y, chance=chance)}
+           "information_model": information_analysis(rows, out, metric, _table_task(rows), h_y=h_y, chance=chance,
+                                                     config_fields=config_fields_of(sweep_dir))}
     return json_safe(res)
 
 
@@ -361,6 +512,134 @@ def _cells_table(rows: Sequence[dict], metric: str) -> list[str]:
     for c in cells:
         val = f"{_fmt(c[metric + '_mean'])} ± {_fmt(c[metric + '_std'], 2)}"
         lines.append("| " + " | ".join([_fmt(c.get(k)) for k in cols] + [val, str(c["n_seeds"])]) + " |")
+    return lines
+
+
+def _grouped(v) -> str:
+    """A count with thousands separators (``199,978``), ``-`` when missing."""
+    return f"{v:,.0f}" if _num(v) else "-"
+
+
+def _fmt_se(v, se) -> str:
+    """A fitted value to the precision its standard error supports (two significant digits of the
+    s.e.: 0.03834 ± 0.083 -> 0.038), so that digits below the uncertainty, which differ from one
+    CPU and library version to another, are not shown; :func:`_fmt` where the s.e. is 0 or unknown."""
+    if not (_num(v) and _num(se)) or se <= 0 or not math.isfinite(se):
+        return _fmt(v)
+    decimals = 1 - math.floor(math.log10(se))
+    return f"{round(v, decimals):.{max(decimals, 0)}f}"
+
+
+def _rng(lo: float, hi: float) -> str:
+    return f"{_fmt(lo, 3)} to {_fmt(hi, 3)}"
+
+
+def scaling_lines(sc: dict, metric: str) -> list[str]:
+    """Markdown lines of a :func:`scaling_analysis` result: how the frontier is picked and the
+    rule for a fit, the frontier table, then the law with its uncertainty, or "not identified"
+    without any parameter; the growth of the optimum with ``P``; the figure."""
+    if "frontier" not in sc:
+        return [f"Skipped: {sc['skipped']}."]
+    lines = [f"Frontier: the best cell of each {sc['grouping']}; its error `{sc['loss']}` is plotted at that "
+             f"budget. A scaling law L_inf + A P^-alpha (3 parameters) is fitted only with at least "
+             f"{sc['min_budgets']} budgets whose frontier error still falls (each below that of every smaller "
+             f"budget); here {sc['n_falling']} of {len(sc['frontier'])} do.", "",
+             f"| budget | N | d_m | k_e | P | {metric} (mean ± sd) | seeds |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {c['budget']:,.0f} | {_fmt(c['n'])} | {_fmt(c['d_m'])} | {_fmt(c['k_e'])} | "
+              f"{_grouped(c['p'])} | "
+              f"{_fmt(c[metric + '_mean'], 3)} ± {_fmt(c[metric + '_std'], 2)} | {_fmt(c['n_seeds'])} |"
+              for c in sc["frontier"]]
+    lines.append("")
+    if not sc["identified"]:
+        lines.append(f"Scaling law {sc['skipped']}: no exponent or limit is estimated.")
+    else:
+        se, ci = sc["stderr"], sc["ci"]
+        level = f"{sc['ci_level']:.0%}"
+
+        def term(k):
+            txt = f"{k} = {_fmt(sc[k], 3)} ± {_fmt(se[k], 2)} (s.e.)"
+            return txt + (f", {level} bootstrap interval {_rng(*ci[k])}" if k in ci else "")
+        lines.append(f"Scaling law {sc['loss']}*(P) = L_inf + A P^-alpha over {len(sc['frontier'])} budgets: "
+                     + "; ".join(term(k) for k in ("alpha", "l_inf", "a"))
+                     + f"; R^2 = {_fmt(sc['r2'], 3)}; bootstrap: {sc['n_boot']} replicates over {sc['bootstrap']}.")
+    for k, g in sc["growth"].items():
+        ci = g["ci"].get("b")
+        lines.append(f"- {'N' if k == 'n' else k}*(P) = {_fmt(g['a'], 3)} P^{_fmt(g['b'], 3)}: "
+                     f"slope s.e. {_fmt(g['b_stderr'], 2)}"
+                     + (f", bootstrap interval over the frontier points {_rng(*ci)}" if ci else "")
+                     + f", log-log R^2 {_fmt(g['r2'], 3)}")
+    lines += ["", f"![frontier and scaling law]({sc['figure']})"]
+    return lines
+
+
+def information_lines(res: dict, metric: str) -> list[str]:
+    """Markdown lines of an :func:`information_analysis` result: the parameters, the in-sample
+    fit (RMSE in its unit), the leave-one-budget-out validation (RMSE per held-out budget, the
+    range of every parameter over the folds), how k_e* maps to d_m*, and the predicted optimum."""
+    ps, unit = res["params"], res["rmse_unit"]
+    lines = [f"Fitted to {res['n_points']} runs in {res['n_cells']} cells as {res['kind']} "
+             f"(H(Y) = {_fmt(res['h_y'])} bits" + (f", chance {_fmt(res['chance'])}" if res["chance"] is not None
+                                                    else "")
+             + f"); fixed: {res['fixed'] or 'none'}.", "",
+             "| parameter | value | s.e. |", "|---|---|---|"]
+    for k in ("s", "a_e", "a_c", "g_e", "g_c", "c", "q"):
+        if k in ps:
+            lines.append(f"| {k} | {_fmt_se(ps[k], ps[k + '_se'])} | {_fmt(ps[k + '_se'], 2)} |")
+    lines += ["", f"In sample: R^2 = {_fmt(res['r2'], 3)}, RMSE = {_fmt(res['rmse'], 3)} ({unit}); "
+              f"P_fixed = {_fmt(res['p_fixed'])} (parameters outside the hidden neurons).", ""]
+    lobo = res["lobo"]
+    if "skipped" in lobo:
+        lines += [f"Out of sample (leave one budget out): not run, {lobo['skipped']}.", ""]
+    else:
+        lines += ["Out of sample (leave one budget out: fitted on the other budgets, predicting the held-out "
+                  "one's runs):", "", f"| held-out budget | runs | RMSE ({unit}) | mean bias |", "|---|---|---|---|"]
+        lines += [f"| {f['budget']:,.0f} | {f['n_points']} | {_fmt(f['rmse'], 3)} | {_fmt(f['bias'], 2)} |"
+                  for f in lobo["folds"]]
+        # one significant digit: the message is the orders of magnitude the parameters span over the
+        # folds, and the ends of an ill-determined fit's range differ in their second digit from one
+        # numpy / scipy version to another
+        spread = ", ".join(f"{k} {lo:.1g} to {hi:.1g}" for k, (lo, hi) in lobo["param_range"].items())
+        lines += ["", f"Pooled out-of-sample RMSE {_fmt(lobo['rmse_pooled'], 3)} ({unit}) against "
+                  f"{_fmt(res['rmse'], 3)} in sample. Fitted parameters over the folds (one significant digit): "
+                  f"{spread}.", ""]
+    if "d_m_mapping" in res:
+        m = res["d_m_mapping"]
+        lines.append("k_e* maps to d_m* with " + ", ".join(f"{k} {v}" for k, v in m["fields"].items())
+                     + f" (from {m['source']}).")
+    else:
+        lines.append(f"k_e* is not mapped to d_m*: {res['d_m_refused']}.")
+    lines += ["", "Predicted optimum (integer N, the family's k_e values) per budget:", "",
+              f"| budget | N* | d_m* | k_e* | k_c | predicted {metric} | N (budget solver) | "
+              "observed best (N, d_m: value) |", "|---|---|---|---|---|---|---|---|"]
+    for o in res["optima"]:
+        if "error" in o:
+            lines.append(f"| {o['budget']:,.0f} | {o['error']} | | | | | | |")
+            continue
+        ob = o.get("observed_best")
+        obs = f"{_fmt(ob['n'])}, {_fmt(ob['d_m'])}: {_fmt(ob['value'], 3)}" if ob else "-"
+        tag = " (next, a prediction)" if o["next"] else ""
+        lines.append(f"| {o['budget']:,.0f}{tag} | {_fmt(o['n'])} | {_fmt(o['d_m'])} | {_fmt(o['k_e'])} | "
+                     f"{_fmt(o['k_c'])} | {_fmt(o['predicted'], 3)} | {_fmt(o.get('n_solver'))} | {obs} |")
+    return lines
+
+
+def fit_sections(rows: Sequence[dict], out_dir, metric: str, task: Optional[str] = None,
+                 config_fields: Optional[dict] = None, n_boot: int = D.REPORT_N_BOOT,
+                 seed: int = D.REPORT_SEED) -> list[str]:
+    """The README sections "Scaling law along the frontier" and "Information model" of a study's
+    d_m rows (figures into ``out_dir``): :func:`scaling_lines` and :func:`information_lines`.
+    ``config_fields`` completes tables without d_tree / d_brch columns (:func:`config_fields_of`
+    the study's folder)."""
+    out_dir = Path(out_dir)
+    lines = ["## Scaling law along the frontier", ""]
+    sc = scaling_analysis(rows, out_dir, metric, n_boot=n_boot, seed=seed) if rows else {"skipped": "no rows"}
+    lines += scaling_lines(sc, metric) + ["", "## Information model (docs/design.md §11)", ""]
+    info = information_analysis(rows, out_dir, metric, task=task, config_fields=config_fields) if rows else \
+        {"skipped": "no rows"}
+    if "skipped" in info:
+        lines += [f"Not fitted: {info['skipped']}.", ""]
+    else:
+        lines += information_lines(info, metric) + [""]
     return lines
 
 
@@ -435,58 +714,25 @@ def write_sweep_report(out, metric: Optional[str] = None, h_y: Optional[float] =
     info["figures"] = [f for _, f in trade["figures"]]
     info["skipped"] = list(trade["skipped"])
 
-    lines += ["", "## Scaling law along the Pareto frontier", "",
-              "L*(P) = L_inf + A P^-alpha fitted to the best cell of each budget (seeds as replicates)."]
-    sc = info["scaling"] = _run_fit(lambda: scaling_analysis(rows, out, metric, n_boot=n_boot, seed=seed),
-                                    "scaling law", lines, info)
-    if "skipped" not in sc:
-        ci = sc["ci"].get("alpha")
-        se = sc["stderr"]
-        no_se = not all(_num(se.get(k)) for k in ("alpha", "l_inf", "a"))
-        lines += ["", f"- loss: `{sc['loss']}`",
-                  f"- alpha = {_fmt(sc['alpha'])} ± {_fmt(se['alpha'], 2)} (Jacobian s.e."
-                  + ("; undefined with as many budgets as the law's 3 parameters" if no_se else "") + ")"
-                  + (f", {sc['ci_level']:.0%} bootstrap interval [{_fmt(ci[0])}, {_fmt(ci[1])}] "
-                     f"({sc['n_boot']} replicates over {sc['bootstrap']})" if ci else ""),
-                  f"- L_inf = {_fmt(sc['l_inf'])} ± {_fmt(sc['stderr']['l_inf'], 2)}, "
-                  f"A = {_fmt(sc['a'])} ± {_fmt(sc['stderr']['a'], 2)}, R^2 = {_fmt(sc['r2'])}"]
-        for k, g in sc["growth"].items():
-            lines.append(f"- {k}*(P) = {_fmt(g['a'])} P^{_fmt(g['b'], 3)} (slope s.e. {_fmt(g['b_stderr'], 2)}, "
-                         f"log-log R^2 {_fmt(g['r2'], 3)})")
-        lines += ["", "| P | N | d_m | k_e | " + metric + " |", "|---|---|---|---|---|"]
-        lines += [f"| {c['p']:,.0f} | {_fmt(c['n'])} | {_fmt(c['d_m'])} | {_fmt(c['k_e'])} | "
-                  f"{_fmt(c[metric + '_mean'])} ± {_fmt(c[metric + '_std'], 2)} |" for c in sc["frontier"]]
-        lines += ["", f"![scaling law]({sc['figure']})"]
+    lines += ["", "## Scaling law along the Pareto frontier", ""]
+    try:
+        sc = scaling_analysis(rows, out, metric, n_boot=n_boot, seed=seed)
+    except (ValueError, RuntimeError) as exc:
+        sc = {"skipped": f"the fit failed: {exc}"}
+    info["scaling"] = sc
+    lines += scaling_lines(sc, metric)
+    if "skipped" in sc:
+        info["skipped"].append(f"scaling law: {sc['skipped']}")
+    if "figure" in sc:
         info["figures"].append(sc["figure"])
 
     lines += ["", "## Information model (docs/design.md §11)", ""]
+    fields = config_fields_of(out)
     im_res = info["information_model"] = _run_fit(
-        lambda: information_analysis(rows, out, metric, task, h_y=h_y, chance=chance, seed=seed),
-        "information model", lines, info)
+        lambda: information_analysis(rows, out, metric, task, h_y=h_y, chance=chance, seed=seed,
+                                     config_fields=fields), "information model", lines, info)
     if "skipped" not in im_res:
-        ps = im_res["params"]
-        lines += [f"Fitted to {im_res['n_points']} runs in {im_res['n_cells']} cells as {im_res['kind']} "
-                  f"(H(Y) = {_fmt(im_res['h_y'])} bits" + (f", chance {_fmt(im_res['chance'])}" if im_res['chance']
-                                                              is not None else "")
-                  + f"); fixed: {im_res['fixed'] or 'none'}.", "",
-                  "| parameter | value | s.e. |", "|---|---|---|"]
-        for k in ("s", "a_e", "a_c", "g_e", "g_c", "c", "q"):
-            if k in ps:
-                lines.append(f"| {k} | {_fmt(ps[k])} | {_fmt(ps[k + '_se'], 2)} |")
-        lines += ["", f"R^2 = {_fmt(im_res['r2'])}, RMSE = {_fmt(im_res['rmse'])}; "
-                  f"P_fixed = {_fmt(im_res['p_fixed'])} (parameters outside the hidden neurons).", "",
-                  "Predicted optimum (integer N, the family's k_e values) per budget:", "",
-                  "| budget | N* | d_m* | k_e* | k_c | predicted | N (budget solver) | observed best (N, d_m: value) |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for o in im_res["optima"]:
-            if "error" in o:
-                lines.append(f"| {o['budget']:,.0f} | {o['error']} | | | | | | |")
-                continue
-            ob = o.get("observed_best")
-            obs = f"{_fmt(ob['n'])}, {_fmt(ob['d_m'])}: {_fmt(ob['value'])}" if ob else "-"
-            tag = " (next)" if o["next"] else ""
-            lines.append(f"| {o['budget']:,.0f}{tag} | {_fmt(o['n'])} | {_fmt(o['d_m'])} | {_fmt(o['k_e'])} | "
-                         f"{_fmt(o['k_c'])} | {_fmt(o['predicted'])} | {_fmt(o.get('n_solver'))} | {obs} |")
+        lines += information_lines(im_res, metric)
         lines.append("")
         for cap, f in im_res["figures"]:
             lines += [f"- {cap}: `{f}`", "", f"![{cap}]({f})", ""]

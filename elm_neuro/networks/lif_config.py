@@ -254,6 +254,40 @@ class LIFLayerConfig(ConfigMixin):
         """The default configuration with ``fields`` applied, checked as the constructor does."""
         return super().from_dict(fields)
 
+    @staticmethod
+    def bin_width_taus(dt: float) -> dict:
+        """Initial timescale fields for time steps of ``dt`` ms (the data's bin width): ``dt`` and
+        the ranges ``tau_mem_*``, ``tau_adapt_*`` in ms, with ``learn_tau`` on.
+
+        **(package choice)** Bittar & Garner 2022 give their initial ranges per time step (their
+        public code draws the membrane decay in ``[exp(-1/5), exp(-1/25)]`` and the adaptation
+        decay in ``[exp(-1/30), exp(-1/120)]``: ``tau_u`` 5..25 steps, ``tau_w`` 30..120 steps).
+        This keeps those step counts at any bin width, ``tau = steps * max(dt,
+        defaults.BIN_TAU_MIN_DT_MS)``: at 2 ms bins the class defaults (10..50 ms, 60..240 ms), at
+        20 ms bins 100..500 ms and 600..2400 ms, so that coarse bins keep a memory of several
+        steps to seconds instead of decaying within a step or two (25 ms at 20 ms bins is 1.25
+        steps). Bins finer than 1 ms keep the 1 ms ranges in ms (a membrane of a fraction of a
+        millisecond is not a neuron's). Every initial decay ``kappa = exp(-dt / tau)`` then lies
+        in Bittar & Garner's interval for ``dt >= 1`` ms (closer to 1 below). Taus stay
+        log-uniform per neuron (:mod:`elm_neuro.networks.lif_layer`; Bittar & Garner draw the
+        decay uniformly) and learnable. The adLIF stability bound on ``a`` (:meth:`adapt_a_bound`)
+        depends on the decays only, so it is the same at every ``dt >= 1`` ms (18.75 with the
+        ``leak`` gain, 3.40 with ``unit``) and only grows below: the default ``a`` range [0, 1]
+        stays stable.
+        """
+        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0:
+            raise ValueError(f"dt (the bin width in ms) must be a finite number > 0, got {dt!r}")
+        step = max(float(dt), D.BIN_TAU_MIN_DT_MS)
+        (m_lo, m_hi), (w_lo, w_hi) = D.BIN_TAU_MEM_STEPS, D.BIN_TAU_ADAPT_STEPS
+        return dict(dt=float(dt), tau_mem_min=m_lo * step, tau_mem_max=m_hi * step, tau_adapt_min=w_lo * step,
+                    tau_adapt_max=w_hi * step, learn_tau=True)
+
+    @classmethod
+    def for_bin_width(cls, dt: float, **fields):
+        """The configuration with :meth:`bin_width_taus` of ``dt`` ms, then ``fields`` applied
+        (checked as :meth:`make` checks them)."""
+        return cls.make(**{**cls.bin_width_taus(dt), **fields})
+
     def adapt_a_bound(self) -> float:
         """Upper end of the stable initial ``a``: ``(1 - m)(1 + kappa_m)(1 + kappa_w) / g`` at the
         shortest initial timescales ``tau_mem_min``, ``tau_adapt_min`` (the bound grows with both
@@ -365,6 +399,26 @@ class LIFNetworkConfig(ConfigMixin):
         """The default configuration with ``fields`` applied (own, dotted or flat names), checked
         as the constructor does (presets and ``--set`` come this way)."""
         return super().from_dict(fields)
+
+    @staticmethod
+    def bin_width_taus(dt: float) -> dict:
+        """Flat fields that initialise every timescale of the network for bins of ``dt`` ms: the
+        hidden layer's :meth:`LIFLayerConfig.bin_width_taus` (``dt``, ``tau_mem_*``,
+        ``tau_adapt_*``, ``learn_tau``) and the ELM readout's memory range
+        ``readout_tau_min`` / ``readout_tau_max`` = ``defaults.BIN_TAU_READOUT_STEPS`` (1..500,
+        the ELM Network's range in steps, docs/design.md §7) times ``dt``, so that the readout of a
+        spiking network remembers as long as the ELM Network's own readout at that bin width (the
+        default 2..1000 ms is 1..500 steps only at 2 ms bins). ``tau_out`` (leaky and spiking
+        readouts) is left as it is. Used by ``compare(..., bin_width_taus=True)``."""
+        fields = LIFLayerConfig.bin_width_taus(dt)
+        lo, hi = D.BIN_TAU_READOUT_STEPS
+        return dict(fields, readout_tau_min=lo * fields["dt"], readout_tau_max=hi * fields["dt"])
+
+    @classmethod
+    def for_bin_width(cls, dt: float, **fields):
+        """The configuration with :meth:`bin_width_taus` of ``dt`` ms, then ``fields`` (own,
+        dotted or flat names) applied, checked as :meth:`make` checks them."""
+        return cls.make(**{**cls.bin_width_taus(dt), **fields})
 
     def __post_init__(self) -> None:
         check_io_fields(self)
