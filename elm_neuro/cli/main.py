@@ -10,9 +10,11 @@ that is not what it should be, a folder that cannot be written, a run or sweep f
 process holds), 130 when interrupted (Ctrl-C; what was written is kept, a run resumes from its last
 checkpoint), 143 when terminated (``SIGTERM``, handled exactly as Ctrl-C:
 :func:`elm_neuro.training.runtime.terminate_like_interrupt`), 1 for other failures (a run that
-diverged, a Ray cluster that does not answer, an unexpected error). ``--debug`` (before the
-command) shows the traceback. The message is always one line (an exception's text spread over
-lines is joined).
+diverged, a Ray cluster that does not answer, a missing required dependency, an unexpected error).
+A missing optional dependency (Ray for ``--executor ray``) is bad input: the line names the package
+and the ``pip install`` command that brings it (:func:`_missing_module`), as it does for a missing
+required one. ``--debug`` (before the command) shows the traceback. The message is always one line
+(an exception's text spread over lines is joined).
 
 A refused permission is reported as a reading or a writing problem: the package's readers raise
 :class:`elm_neuro.data.shd.UnreadableFile` with their own message; for any other
@@ -54,12 +56,20 @@ COMMAND_MODULES = (
 )
 
 
+def package_version() -> str:
+    """``elm_neuro.__version__``: the version, written once in ``elm_neuro/__init__.py`` (pyproject.toml
+    reads it from there). Looked up on the loaded package, not imported: the façade sits above the CLI in
+    the layering, and importing any ``elm_neuro.*`` module has already run its ``__init__``."""
+    return sys.modules["elm_neuro"].__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="elm-neuro",
         description="Recurrent networks of expressive (ELM) neurons and spiking baselines.",
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
+    parser.add_argument("--version", action="version", version=f"elm-neuro {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -86,6 +96,29 @@ def _permission_message(exc: PermissionError) -> str:
     return f"permission denied writing {path}; choose a folder you can write to"
 
 
+# Optional dependencies: the module a feature imports -> (what needs it, the extra that installs it).
+# (The package imports no other optional module: tonic, snntorch and lauscher serve tests and benchmarks.)
+OPTIONAL_MODULES = {
+    "ray": ("the ray executor (--executor ray)", "distributed"),
+}
+
+
+def _missing_module(exc: ImportError) -> tuple[int, str] | None:
+    """Exit code and one line for a missing dependency, naming it and the ``pip install`` that
+    brings it; None for another import failure (a broken install or a bug: reported as unexpected)."""
+    if "pip install" in str(exc):  # raised by the package with its own install hint (an optional one)
+        return EXIT_BAD_INPUT, str(exc)
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or not name:
+        return None
+    if name in OPTIONAL_MODULES:
+        what, extra = OPTIONAL_MODULES[name]
+        return EXIT_BAD_INPUT, (f"{what} needs the Python package {name!r}, which is not installed: "
+                                f"pip install 'elm_neuro[{extra}]'")
+    return EXIT_FAILURE, (f"the Python package {name!r}, a dependency of elm_neuro, is not installed: "
+                          f"pip install {name} (or reinstall elm_neuro)")
+
+
 def _describe(exc: BaseException) -> tuple[int, str]:
     """Exit code and one-line message for a failure."""
     if isinstance(exc, Terminated):
@@ -108,6 +141,8 @@ def _describe(exc: BaseException) -> tuple[int, str]:
         return EXIT_FAILURE, f"{exc} ({exc.hint})" if exc.hint else str(exc)
     if isinstance(exc, StageFailed):
         return EXIT_FAILURE, str(exc)  # a plan's stage: the message says which cells and what to do
+    if isinstance(exc, ImportError) and _missing_module(exc) is not None:
+        return _missing_module(exc)
     return EXIT_FAILURE, f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 
