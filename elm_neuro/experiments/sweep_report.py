@@ -225,8 +225,19 @@ def scaling_analysis(rows: Sequence[dict], out_dir, metric: str, n_boot: int = D
 
 
 
+def _cell_value(v, like):
+    """A CSV cell as a configuration value: JSON lists / dicts parsed, a whole float made an int
+    where the field (``like``, its current value) is one."""
+    if isinstance(v, str) and v[:1] in "[{":
+        v = json.loads(v)
+    if isinstance(v, float) and v.is_integer() and isinstance(like, int):
+        v = int(v)
+    return v
+
+
 def _config_from_row(row: dict, extra: Optional[dict] = None):
-    """The model configuration of a results row (every flat model field is a column), or None.
+    """The model configuration of a results row (every flat model field is a column, the
+    readout's own fields ``readout.<field>``), or None.
 
     ``extra`` (e.g. a plan's fixed fields) gives the fields the row has no value for; a field
     neither gives keeps the family's default.
@@ -242,29 +253,19 @@ def _config_from_row(row: dict, extra: Optional[dict] = None):
         v = row.get(key)
         if v is None and extra and key in extra:
             v = extra[key]
-        if v is None:
-            continue
-        if isinstance(v, str) and v[:1] in "[{":
-            v = json.loads(v)
-        if isinstance(v, float) and v.is_integer() and isinstance(defaults.get(f), int):
-            v = int(v)
-        fields[f] = v
-    dotted = {}  # the readout's own fields (``readout.d_brch`` ...), row first, then ``extra``
-    for src in (extra or {}, row):
-        for k, v in src.items():
-            if "." in k and v is not None and k.split(".", 1)[1] != "seed":
-                dotted[k] = json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v
+        if v is not None:
+            fields[f] = _cell_value(v, defaults.get(f))
+    # dotted fields (the readout's): the row's own column wins over ``extra``
+    dotted = {k: v for src in (extra or {}, row) for k, v in src.items()
+              if "." in k and v is not None and k.split(".", 1)[1] != "seed"}
     try:
         cfg = cls.from_dict(fields)
         for k, v in dotted.items():
             cur = cfg
             for part in k.split("."):
                 cur = getattr(cur, part, None)
-            if cur is None:
-                continue  # a field this family does not have
-            if isinstance(v, float) and v.is_integer() and isinstance(cur, int):
-                v = int(v)
-            cfg = cfg.replace(**{k: v})
+            if cur is not None:  # else a field this family does not have
+                cfg = cfg.replace(**{k: _cell_value(v, cur)})
         return cfg
     except (TypeError, ValueError):
         return None

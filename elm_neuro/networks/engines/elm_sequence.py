@@ -180,11 +180,12 @@ class Problem(NamedTuple):
     s: State
     g: OutGrads
 
-    def to(self, dtype: torch.dtype) -> "Problem":
+    def to(self, **kw) -> "Problem":
+        """Every tensor ``.to(**kw)`` (dtype, device)."""
         def cast(nt):
-            return type(nt)(*(None if t is None else t.to(dtype) for t in nt))
+            return type(nt)(*(None if t is None else t.to(**kw) for t in nt))
 
-        return Problem(cast(self.inp), self.mask_rec.to(dtype), cast(self.w), cast(self.s), cast(self.g))
+        return Problem(cast(self.inp), self.mask_rec.to(**kw), cast(self.w), cast(self.s), cast(self.g))
 
 
 def check_problem(rec: Recurrent, n: int, d: int, m: int, o: int, h1: int, h: int, spec: Spec, bsz: int,
@@ -216,12 +217,7 @@ def check_problem(rec: Recurrent, n: int, d: int, m: int, o: int, h1: int, h: in
     s = State(u(n, m, bsz), u(n, o, bsz) * 0.2 if spec.high_pass else None, u(n, o, bsz))
     gr = OutGrads(u(steps, n, o, bsz), u(n, m, bsz), u(n, o, bsz) if spec.high_pass else None, u(n, bsz))
     mask = 1.25 * torch.randint(0, 2, (n, bsz), generator=g, dtype=torch.float64)
-    prob = Problem(Drive(u(steps, n, d, bsz)), mask, w, s, gr)
-
-    def move(nt):
-        return type(nt)(*(None if t is None else t.to(device=device, dtype=dtype) for t in nt))
-
-    return Problem(move(prob.inp), mask.to(device=device, dtype=dtype), move(prob.w), move(prob.s), move(prob.g))
+    return Problem(Drive(u(steps, n, d, bsz)), mask, w, s, gr).to(device=device, dtype=dtype)
 
 
 def check(fns: Backend, inp: Drive, rec: Recurrent, mask_rec, w: Weights, s: State, spec: Spec) -> None:
@@ -239,7 +235,7 @@ def check(fns: Backend, inp: Drive, rec: Recurrent, mask_rec, w: Weights, s: Sta
             break
     got = fns.forward(p.inp, rec, p.mask_rec, p.w, p.s, spec)
     got_g = fns.backward(got, p.inp, rec, p.mask_rec, p.w, p.g, spec, True)
-    r = p.to(torch.float64)
+    r = p.to(dtype=torch.float64)
     want = forward_torch(r.inp, rec, r.mask_rec, r.w, r.s, spec)
     want_g = backward_torch(want, r.inp, rec, r.mask_rec, r.w, r.g, spec, True)
     assert_matches(got, want, "forward")
