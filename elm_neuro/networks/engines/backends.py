@@ -84,10 +84,15 @@ class Backend(NamedTuple):
 
 
 class Guard(NamedTuple):
-    """A checked configuration: its verdict key and the words that name it in messages."""
+    """A checked configuration: its verdict key ``(backend, device, dtype, compile key)``."""
 
     key: tuple
-    label: str
+
+    @property
+    def label(self) -> str:
+        """The words that name it in messages (built only for a message, not on every call)."""
+        name, device, dtype, stat = self.key
+        return f"{name} on {device} for {describe(dtype, stat)}"
 
 
 # verdict of every configuration checked in this process: key -> None (passed) or the reason it failed
@@ -164,7 +169,7 @@ def first_use(fns: Backend, device: torch.device, dtype: torch.dtype, static: Ca
         return None
     stat = static()
     key = (fns.name, str(device), dtype, stat)
-    guard = Guard(key, f"{fns.name} on {device} for {describe(dtype, stat)}")
+    guard = Guard(key)
     if key not in _verdicts:
         try:
             with torch.no_grad():
