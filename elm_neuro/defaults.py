@@ -207,6 +207,42 @@ PLANS["neuron-comparison-fair"] = dict(
     copy.deepcopy(PLANS["neuron-comparison"]),
     stages=[dict(copy.deepcopy(stage), lr_grid=list(LR_GRID), bin_width_taus=True)
             for stage in PLANS["neuron-comparison"]["stages"]])
+# The spoken-digit plans (issue 23 §4-5): `elm-neuro data spoken` digits (espeak-ng through the
+# package's cochlea, made like SHD; 4,000 training digits of which ~20 % validate, 2,000 test
+# digits: binomial standard error <= 0.011 per run), 20 classes. Not SHD-Adding: at P 13,000
+# (d_m 4, N 38) SHD-Adding on these digits stays at chance after 2,000 steps (test 0.106, chance
+# 0.10; valid 0.125) while the 20-class task reaches test 0.58 (valid 0.76) in the same 2,000
+# steps (41 s on one core). 2,000 steps of batch 16 in 10 epochs of 200 (the validation split is
+# evaluated whole at every epoch end, the test split whole at the end).
+SPOKEN_PLAN_DATA = dict(data="spoken", n_train=4000, n_test=2000, seed=SEED)
+PLAN_RECIPE_SPOKEN = dict(PLAN_RECIPE_CPU, task="shd", epochs=10, batches_per_epoch=200)
+# The hidden layer's K = 100 synapses (10 branches of 10), no dropout; the readout outside the
+# compared budget, sized per cell to read every hidden neuron (sweep readout "cover").
+PLAN_ELM_SPOKEN = {"d_tree": 10, "d_brch": 10, "readout.d_tree": 5, "dropout_in": 0.0, "dropout_rec": 0.0}
+PLANS["budget-tradeoff-spoken"] = dict(
+    version=1, **SPOKEN_PLAN_DATA, recipe="demo", train=PLAN_RECIPE_SPOKEN, metric="test_acc",
+    stages=[
+        # five budgets over two decades of the hidden layer's N (k_c + k_e); each budget's d_m range
+        # (budget_values: JSON's string keys, plans are stored as JSON) holds only networks of N >= 2
+        # and reaches d_m 32 where N allows (P 30,000 and 100,000).
+        dict(name="d_m", kind="sweep", model="elm", axis="d_m", values=[1, 2, 4, 8, 16],
+             budgets=[1000, 3000, 10000, 30000, 100000], seeds=PLAN_SEEDS, budget_scope="hidden", readout="cover",
+             budget_values={"1000": [1, 2, 4, 8], "30000": [1, 2, 4, 8, 16, 32], "100000": [2, 4, 8, 16, 32]},
+             fixed=PLAN_ELM_SPOKEN),
+        dict(name="k_c", kind="sweep", model="elm", axis="k_c", values=[20, 50, 100, 200, 400], budgets=[10000],
+             seeds=PLAN_SEEDS, budget_scope="hidden", readout="cover",
+             fixed={**{k: v for k, v in PLAN_ELM_SPOKEN.items() if k != "d_brch"}, "d_m": 4})])
+# ELM, LIF, adLIF and LSTM at the same whole-network P 10,000 on the spoken digits, fair as in
+# "neuron-comparison-fair" (learning rate per cell from LR_GRID on the validation split, spiking
+# timescales for the bin width), 5 seeds; ELM and spiking networks with K = 100 synapses per hidden
+# neuron and the same ELM readout of 5 x 10 synapses per class (1,000 draws: every hidden neuron
+# of these N is read).
+PLANS["neuron-comparison-spoken"] = dict(
+    version=1, **SPOKEN_PLAN_DATA, recipe="demo", train=PLAN_RECIPE_SPOKEN, metric="test_acc",
+    stages=[dict(name="shd", kind="compare", task="shd", models=["elm", "lif", "adlif", "lstm"], params=10000,
+                 seeds=[0, 1, 2, 3, 4], lr_grid=list(LR_GRID), bin_width_taus=True,
+                 fixed=dict(elm=dict(PLAN_ELM_SPOKEN, d_m=4, **{"readout.d_brch": 10}),
+                            lif=dict(PLAN_SPIKING, readout_d_brch=10), adlif=dict(PLAN_SPIKING, readout_d_brch=10)))])
 PLAN_TIMING_STEPS = 3  # training steps timed per model to estimate a plan's run time
 
 

@@ -8,7 +8,9 @@ import pytest
 
 from elm_neuro import defaults as D
 from elm_neuro.cli.main import main
+from elm_neuro.data.provenance import shd_provenance
 from elm_neuro.experiments import reproduce as R
+from elm_neuro.experiments.sweep_plan import plan_cells
 
 SMALL_ELM = {"d_tree": 3, "d_brch": 3, "readout.d_tree": 3, "readout.d_brch": 2}
 TINY_TRAIN = dict(bin_ms=50.0, channel_factor=7, batch_size=4, warmup=1, epochs=1, batches_per_epoch=2,
@@ -130,7 +132,9 @@ def test_plans_are_well_formed_and_resolve(tmp_path):
     for name in R.plan_names():
         plan = R.get_plan(name)
         jobs = R.plan_jobs(plan, tmp_path)  # resolves every model and budget (no data needed to plan)
-        assert jobs and all(cfg.seed in D.PLAN_SEEDS for _, cfg in jobs)
+        seeds = {s for stage in plan["stages"] for s in stage["seeds"]}
+        assert jobs and {cfg.seed for _, cfg in jobs} == seeds and len(seeds) >= 3
+        assert json.loads(json.dumps(plan)) == plan  # plans are plain JSON (stored in plan.json)
     bt = R.get_plan("budget-tradeoff")
     budgets = bt["stages"][0]["budgets"]
     assert [b / budgets[0] for b in budgets] == [1, 10, 100]  # three budgets a decade apart
@@ -141,7 +145,6 @@ def test_plans_are_well_formed_and_resolve(tmp_path):
     bad["stages"].append(dict(bad["stages"][0]))
     with pytest.raises(ValueError, match="stage names must be unique"):
         R.check_plan("x", bad)
-    assert json.loads(json.dumps(bt)) == bt  # plans are plain JSON (stored in plan.json)
 
 
 def test_a_second_reproduce_into_a_busy_folder_is_refused(tmp_path, tiny_plans):
@@ -223,3 +226,91 @@ def test_a_comparison_stage_searches_its_learning_rates(tmp_path, monkeypatch):
 
     want = LIFNetworkConfig.bin_width_taus(TINY_TRAIN["bin_ms"])
     assert lif["tau_mem_min"] == want["tau_mem_min"] and lif["tau_mem_max"] == want["tau_mem_max"]
+
+
+def test_spoken_plans_answer_the_design_questions(tmp_path):
+    """budget-tradeoff-spoken: at least 5 budgets over at least two decades, every cell a network of
+    N >= 2 with its hidden layer within 10 % of its budget and a readout reading every hidden neuron,
+    d_m up to 32 at the top budgets; neuron-comparison-spoken: 5 seeds, the learning-rate grid and
+    bin-width timescales; both on 2,000 spoken test digits."""
+    bt = R.get_plan("budget-tradeoff-spoken")
+    budgets = bt["stages"][0]["budgets"]
+    assert len(budgets) >= 5 and budgets[-1] / budgets[0] >= 100
+    cells = plan_cells(R.stage_grid(bt, bt["stages"][0], tmp_path))
+    assert len(cells) == (4 + 5 + 5 + 6 + 5) * 3
+    assert all(c.n >= 2 and abs(c.p_hidden - c.p_target) <= 0.1 * c.p_target for c in cells)
+    assert all(c.readout_coverage == 1.0 and c.budget_scope == "hidden" for c in cells)
+    top = {b: max(c.d_m for c in cells if c.p_target == b) for b in budgets}
+    assert top == {1000: 8, 3000: 16, 10000: 16, 30000: 32, 100000: 32}
+    nc = R.get_plan("neuron-comparison-spoken")
+    stage = nc["stages"][0]
+    assert stage["seeds"] == [0, 1, 2, 3, 4] and stage["lr_grid"] == D.LR_GRID and stage["bin_width_taus"]
+    assert len(R.plan_jobs(nc, tmp_path)) == 4 * 5 * len(D.LR_GRID)
+    for plan in (bt, nc):
+        assert (plan["data"], plan["n_test"], plan["train"]["task"]) == ("spoken", 2000, "shd")
+
+
+TINY_SPOKEN = dict(version=1, data="spoken", n_train=40, n_test=12, seed=0, recipe="demo",
+                   train=dict(TINY_TRAIN, task="shd"), metric="test_acc",
+                   stages=[dict(name="d_m", kind="sweep", model="elm", axis="d_m", values=[1], budgets=[1500],
+                                seeds=[0], fixed=SMALL_ELM)])
+
+
+def test_a_spoken_plan_makes_its_digits_or_takes_matching_ones(tmp_path, monkeypatch, capsys):
+    """data "spoken": without --data the digits are made under OUT/data (n_train / n_test / seed of the
+    plan; the runs record source "spoken"); --data must hold spoken digits of the plan's counts and
+    seed, anything else is refused before anything is written, naming the command that makes them."""
+    pytest.importorskip("espeakng_loader", reason="espeakng-loader (espeak-ng) is not installed: "
+                        "pip install espeakng-loader")
+    from elm_neuro.data.synth import write_synthetic_shd
+
+    monkeypatch.setattr(D, "PLANS", {"tiny-spoken": copy.deepcopy(TINY_SPOKEN),
+                                     "tiny-spoken-s1": dict(copy.deepcopy(TINY_SPOKEN), seed=1)})
+    out = tmp_path / "made"
+    R.run_plan("tiny-spoken", out, workers=1, threads=1, progress=False, estimate=False)
+    rows = R.read_results_csv(out / "results" / "results.csv")
+    assert len(rows) == 1 and rows[0]["data_source"] == "spoken"
+    assert shd_provenance(out / "data")["source"] == "spoken"
+    # the same digits given with --data are taken; a plan of another seed refuses them
+    taken = tmp_path / "taken"
+    R.run_plan("tiny-spoken", taken, data_dir=out / "data", workers=1, threads=1, progress=False, estimate=False)
+    assert not (taken / "data").exists() and len(R.read_results_csv(taken / "results" / "results.csv")) == 1
+    with pytest.raises(ValueError, match=r"holds 40 spoken digits of seed 0; this plan needs 40 of seed 1 "
+                                         r"\(elm-neuro data spoken --train 40 --test 12 --seed 1\)"):
+        R.run_plan("tiny-spoken-s1", tmp_path / "s1", data_dir=out / "data", estimate=False)
+    write_synthetic_shd(tmp_path / "syn", 20, 10, seed=0)
+    with pytest.raises(ValueError, match="synthetic SHD files .*this plan trains on spoken digits"):
+        R.run_plan("tiny-spoken", tmp_path / "s2", data_dir=tmp_path / "syn", estimate=False)
+    assert not (tmp_path / "s1").exists() and not (tmp_path / "s2").exists()
+
+
+def test_optimum_shares_resample_the_seeds():
+    """A cell whose every seed beats every seed of the others wins every replicate; two cells of equal
+    seed values split by the tie rule (the smaller d_m); shares sum to 1 and are reproducible."""
+    cells = [{"d_m": 1, "values": [0.1, 0.2]}, {"d_m": 2, "values": [0.5, 0.6]}, {"d_m": 4, "values": [0.3, 0.4]}]
+    assert R.optimum_shares(cells, n_boot=200) == {2: 1.0}
+    tie = [{"d_m": 2, "values": [0.5]}, {"d_m": 8, "values": [0.5]}, {"d_m": 16, "values": []}]
+    assert R.optimum_shares(tie, n_boot=50) == {2: 1.0}
+    mixed = [{"d_m": 1, "values": [0.2, 0.6]}, {"d_m": 2, "values": [0.4, 0.4]}]
+    shares = R.optimum_shares(mixed, n_boot=400, seed=3)
+    # d_m 1 wins when its resample has mean 0.6 (both 0.6: 1/4) and ties at 0.4 (1/2) go to d_m 1
+    assert set(shares) == {1, 2} and abs(sum(shares.values()) - 1) < 1e-12
+    assert abs(shares[1] - 0.75) < 0.08 and shares == R.optimum_shares(mixed, n_boot=400, seed=3)
+    assert R._shares_text({4: 0.3, 8: 0.62, 16: 0.08}) == "8 (62 %), 4 (30 %), 16 (8 %)"
+
+
+def test_comparison_report_says_what_each_family_got():
+    rows = [{"stage": "shd", "task": "shd", "family": f, "seed": s, "n": 10, "p": 1000, "test_acc": a, "lr": lr}
+            for f, s, a, lr in (("elm", 0, 0.5, 3e-3), ("elm", 1, 0.6, 3e-3), ("elm", 2, 0.55, 1e-2),
+                                ("lif", 0, 0.3, 1e-2), ("lif", 1, 0.2, 3e-2), ("lif", 2, 0.25, 1e-2))]
+    plan = dict(version=1, data="spoken", metric="test_acc", train=dict(lr=5e-3),
+                stages=[dict(name="shd", kind="compare", lr_grid=[1e-3, 3e-3, 1e-2, 3e-2], bin_width_taus=True)])
+    text = R.comparison_report(rows, plan)
+    assert text.startswith("# Neuron comparison at equal parameter budget (spoken digits)")
+    assert ("Learning rate chosen per (model, seed) on the validation split from {0.001, 0.003, 0.01, 0.03}: "
+            "elm 0.003 x2, 0.01; lif 0.01 x2, 0.03.") in text
+    assert "Spiking timescales (lif) initialised for the time bin and learnable: membrane 5-25 steps" in text
+    plain = dict(plan, data="synthetic", stages=[dict(name="shd", kind="compare")])
+    text = R.comparison_report([{k: v for k, v in r.items() if k != "lr"} for r in rows], plain)
+    assert "(synthetic data)" in text and "not adapted to the time bin" in text
+    assert "Learning rate (one for every family, not tuned): 0.005 for every family (the plan's recipe" in text

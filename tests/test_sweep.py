@@ -1,6 +1,7 @@
 """Budget sweeps: the grid (budget solver, axes, names), the CSV format of results tables, a tiny real
 sweep interrupted and resumed, results.csv rebuilt from the run directories, grid-mismatch refusal, the
 CLI, the Ray executor."""
+import dataclasses
 import json
 import math
 import runpy
@@ -414,3 +415,58 @@ def test_ray_executor_runs_cells(shd_dir, tmp_path):
     for r in rows:
         s = RunDir(SP.cell_path(out, r["run_id"])).read_summary()
         assert s["status"] == "completed" and r["test_acc"] == s["test_acc"] and s["device"] == "cpu"
+
+
+def test_budget_values_give_each_budget_its_own_range():
+    """budget_values: a budget listed there sweeps its own values (here no d_m 16 at P 1,000, where a
+    d_m 16 neuron alone costs 1,509 parameters), the others ``values``; JSON round trip with the
+    budgets as string keys; the cells of a budget still differ in the axis and N only."""
+    base = TrainConfig(task="shd", bin_ms=20.0, channel_factor=7,
+                       model_overrides={"d_tree": 10, "d_brch": 10, "readout.d_tree": 5})
+    grid = SP.SweepGrid(base, values=[2, 8, 16], budgets=[1000, 30000], seeds=[0], budget_scope="hidden",
+                        readout="cover", budget_values={"1000": [1, 2, 4]})
+    assert grid.budget_values == {1000: [1, 2, 4]}
+    assert grid.values_at(1000) == [1, 2, 4] and grid.values_at(30000) == [2, 8, 16]
+    cells = SP.plan_cells(grid)
+    assert [(c.p_target, c.d_m, c.n) for c in cells] == [(1000, 1, 8), (1000, 2, 6), (1000, 4, 4),
+                                                         (30000, 2, 182), (30000, 8, 55), (30000, 16, 20)]
+    d = json.loads(json.dumps(grid.to_dict()))
+    assert d["budget_values"] == {"1000": [1, 2, 4]} and SP.SweepGrid.from_dict(d) == grid
+    assert "budget_values" not in SP.SweepGrid(base, values=[2], budgets=[1000]).to_dict()
+    # only values: a budget-values-only grid is a d_m sweep too (the axis field may not also be fixed)
+    only = SP.SweepGrid(base, budgets=[1000], budget_values={1000: [1, 2]}, budget_scope="hidden")
+    assert [c.d_m for c in SP.plan_cells(only)] == [1, 2]
+    with pytest.raises(ValueError, match="d_m is the swept axis"):
+        SP.SweepGrid(base.replace(model_overrides={"d_m": 2}), budgets=[1000], budget_values={1000: [1]})
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(budget_values={3000: [1]}), r"key 3000 is not one of the budgets \[1000\]"),
+    (dict(budget_values={"1e3": [1]}), "key '1e3' is not a budget"),
+    (dict(budget_values={1000: []}), r"budget_values\[1000\] must not be empty"),
+    (dict(budget_values={1000: [2, 2]}), "duplicate"),
+    (dict(budget_values={}), "non-empty mapping"),
+    (dict(budget_values=[1, 2]), "non-empty mapping"),
+    (dict(budget_values={1000: [1]}, budgets=None, model_overrides={"n": 4}), "needs budgets"),
+])
+def test_budget_values_errors_name_the_argument(kw, match):
+    overrides = kw.pop("model_overrides", {})
+    kw.setdefault("budgets", [1000])
+    with pytest.raises(ValueError, match=match):
+        SP.SweepGrid(TrainConfig(task="shd", model_overrides=overrides), values=[2], **kw)
+
+
+def test_run_sweep_keeps_every_grid_field_when_it_resolves_the_data_folder(shd_dir, tmp_path, monkeypatch):
+    """run_sweep makes the data folder absolute; the grid it plans and records keeps its budget split,
+    readout rule and per-budget values (a relative --data once dropped them, sweeping another grid)."""
+    monkeypatch.chdir(shd_dir.parent)
+    base = tiny_base(shd_dir.name)
+    grid = SP.SweepGrid(base, values=[2], budgets=[1500], seeds=[0], budget_scope="hidden", readout="cover",
+                        budget_values={1500: [1, 2]})
+    res = S.run_sweep(tmp_path / "sw", grid, progress=False, stop_after=0)
+    recorded = json.loads((tmp_path / "sw" / "sweep.json").read_text())["grid"]
+    assert (recorded["budget_scope"], recorded["readout"], recorded["budget_values"]) == ("hidden", "cover",
+                                                                                        {"1500": [1, 2]})
+    assert recorded["base"]["data_dir"] == str(shd_dir.resolve())
+    assert res.pending == [c.name for c in SP.plan_cells(dataclasses.replace(grid, base=base.replace(
+        data_dir=str(shd_dir.resolve()))))] and len(res.pending) == 2

@@ -4,7 +4,9 @@ A plan (:data:`elm_neuro.defaults.PLANS`) names its data, a training recipe and 
 :func:`run_plan` runs them in order into one folder and writes the plan's report::
 
     OUT/plan.json            the plan as run (name, version, stages); another plan or version is refused
-    OUT/data/                synthetic SHD-format files (synthetic plans; made once, then reused)
+    OUT/data/                synthetic SHD-format files (synthetic plans) or spoken digits (spoken plans
+                             without --data: ``elm-neuro data spoken``'s files, n_train / n_test / seed of
+                             the plan); made once (resumably), then reused
     OUT/<stage>/             one sweep folder (elm_neuro.experiments.sweep) or comparison folder
                              (elm_neuro.experiments.compare) per stage, each with its own report
     OUT/results/results.csv  every finished cell of every stage, with a ``stage`` column
@@ -24,7 +26,9 @@ distinct model of the plan on the device and prints the expected total (GPU- or 
 Before it writes anything, :func:`run_plan` checks what it can without writing: ``--out`` is a new
 or empty folder, or a folder of this plan and version (``plan.json``; a folder holding only what a
 plan writes, from a start that stopped early, is one too), never a file or a folder with other
-files; a plan on the real data gets the real SHD (a synthetic or missing ``--data`` is refused).
+files; a plan on the real data gets the real SHD (a synthetic or missing ``--data`` is refused); a
+spoken plan given ``--data`` gets spoken digits with the plan's counts and seed (any other folder
+is refused, naming the ``data spoken`` command that makes the right one).
 ``plan.json`` is written once the data is there and every model of the plan resolves; when the
 command fails before that, a folder it created is removed again, so a refused or failed start
 leaves nothing behind.
@@ -34,12 +38,14 @@ from __future__ import annotations
 import copy
 import json
 import math
+import random
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+import h5py
 import torch
 
 from elm_neuro import defaults as D
@@ -50,6 +56,8 @@ from elm_neuro.atomic import (RefusedPath, folder_lock, foreign_entries, list_na
                               save_text)
 from elm_neuro.data.binning import n_bins
 from elm_neuro.data.provenance import shd_provenance
+from elm_neuro.data.spoken import SEED_ATTR as SPOKEN_SEED_ATTR
+from elm_neuro.data.spoken import write_spoken_shd
 from elm_neuro.data.synth import write_synthetic_shd
 from elm_neuro.experiments.compare import CHANCE, CellsFailed, cell_dir, compare, stage_options
 from elm_neuro.experiments.failures import StageFailed
@@ -65,7 +73,10 @@ from elm_neuro.training.trainer import is_complete
 
 PLAN_FILE = "plan.json"
 STAGE_KINDS = ("sweep", "compare")
+DATA_KINDS = ("synthetic", "spoken", "real")
 TASK_NAMES = {"shd-adding": "SHD-Adding", "shd": "SHD (20 classes)"}
+DATA_WORDS = {"synthetic": "synthetic data", "spoken": "spoken digits", "real": "the real SHD"}
+OPTIMUM_N_BOOT = 1000  # bootstrap resamples of the seeds behind the reported share of each best d_m
 RESULT_COLUMNS = ("stage", "run_id", "task", "family", "seed", "p_target", "p", "n", "k_e", "k_c", "d_m",
                   "valid_acc", "test_acc", "wall_s", "steps")
 
@@ -91,8 +102,8 @@ def check_plan(name: str, plan: dict) -> None:
     for s in plan["stages"]:
         if s["kind"] not in STAGE_KINDS:
             raise ValueError(f"plan {name!r}: stage {s['name']!r} has kind {s['kind']!r}, expected one of {STAGE_KINDS}")
-    if plan["data"] not in ("synthetic", "real"):
-        raise ValueError(f"plan {name!r}: data must be 'synthetic' or 'real', got {plan['data']!r}")
+    if plan["data"] not in DATA_KINDS:
+        raise ValueError(f"plan {name!r}: data must be one of {DATA_KINDS}, got {plan['data']!r}")
 
 
 def stage_config(plan: dict, stage: dict, data_dir, device: str = D.DEVICE, threads: Optional[int] = None,
@@ -114,7 +125,7 @@ def stage_grid(plan: dict, stage: dict, data_dir, device: str = D.DEVICE, thread
     :class:`~elm_neuro.experiments.sweep_plan.SweepGrid`'s defaults)."""
     return SweepGrid(base=stage_config(plan, stage, data_dir, device, threads), axis=stage["axis"],
                      values=stage.get("values"), budgets=stage.get("budgets"), seeds=list(stage["seeds"]),
-                     **{k: stage[k] for k in ("budget_scope", "readout") if k in stage})
+                     **{k: stage[k] for k in ("budget_scope", "readout", "budget_values") if k in stage})
 
 
 def plan_cells_of(plan: dict, data_dir, device: str = D.DEVICE) -> list:
@@ -218,8 +229,29 @@ def _check_plan_dir(out: Path, name: str, plan: dict) -> None:
                               f"changed)")
 
 
+def _check_spoken_data(plan: dict, data_dir) -> None:
+    """A spoken plan given ``--data`` gets the spoken digits it names: files of ``elm-neuro data
+    spoken`` with the plan's training / test counts and seed (module docstring); writes nothing."""
+    data = Path(data_dir)
+    prov = shd_provenance(data)
+    if prov["source"] != "spoken":
+        raise ValueError(f"data: {data} holds {prov['source']} SHD files ({prov['detail']}); this plan trains on "
+                         f"spoken digits (elm-neuro data spoken, or leave out --data to make them under --out)")
+    want = {"train": plan["n_train"], "test": plan["n_test"]}
+    for split, n in want.items():
+        with h5py.File(data / f"shd_{split}.h5", "r") as f:
+            got, seed = int(f["labels"].shape[0]), f.attrs.get(SPOKEN_SEED_ATTR)
+        if got != n or seed is None or int(seed) != plan["seed"]:
+            raise ValueError(f"data: {data / f'shd_{split}.h5'} holds {got} spoken digits of seed {seed}; this plan "
+                             f"needs {n} of seed {plan['seed']} (elm-neuro data spoken --train {want['train']} "
+                             f"--test {want['test']} --seed {plan['seed']})")
+
+
 def _check_real_data(plan: dict, data_dir) -> None:
-    """A plan on the real data gets the real SHD (module docstring); writes nothing."""
+    """A plan on the real data gets the real SHD, a spoken plan given ``--data`` its spoken digits
+    (module docstring); writes nothing."""
+    if plan["data"] == "spoken" and data_dir is not None:
+        _check_spoken_data(plan, data_dir)
     if plan["data"] != "real":
         return
     if data_dir is None:
@@ -232,11 +264,15 @@ def _check_real_data(plan: dict, data_dir) -> None:
                          f"real SHD (elm-neuro data fetch --out DIR)")
 
 
-def _plan_data(out: Path, plan: dict, data_dir) -> Path:
-    if plan["data"] == "synthetic":
+def _plan_data(out: Path, plan: dict, data_dir, workers: int = D.SPOKEN_WORKERS, progress: bool = True) -> Path:
+    if plan["data"] in ("synthetic", "spoken") and not (plan["data"] == "spoken" and data_dir is not None):
         data = out / "data"
         if not ((data / "shd_train.h5").is_file() and (data / "shd_test.h5").is_file()):
-            write_synthetic_shd(data, plan["n_train"], plan["n_test"], seed=plan["seed"])
+            if plan["data"] == "synthetic":
+                write_synthetic_shd(data, plan["n_train"], plan["n_test"], seed=plan["seed"])
+            else:  # resumable: a stopped start keeps its finished chunks
+                write_spoken_shd(data, plan["n_train"], plan["n_test"], seed=plan["seed"], workers=workers,
+                                 progress=progress, log=print)
         return data
     _check_real_data(plan, data_dir)
     return Path(data_dir)
@@ -267,7 +303,7 @@ def run_plan(name: str, out, data_dir=None, executor: str = "local", workers: in
 
 def _run_plan_locked(name, plan, out: Path, data_dir, executor, workers, address, device, threads, progress,
                      estimate, started: list) -> Path:
-    data = _plan_data(out, plan, data_dir)
+    data = _plan_data(out, plan, data_dir, workers, progress)
     jobs = plan_jobs(plan, data, device)  # resolves every model and budget before anything trains
     if not (out / PLAN_FILE).is_file():
         save_json(_plan_record(name, plan), out / PLAN_FILE)
@@ -384,10 +420,25 @@ def _pm(mean: float, sd: float, n: int, digits: int = 3) -> str:
     return f"{mean:.{digits}f} ± {sd:.{digits}f}" + (f" (n={n})" if n != 3 else "")
 
 
+def optimum_shares(cells: Sequence[dict], n_boot: int = OPTIMUM_N_BOOT, seed: int = D.REPORT_SEED) -> dict:
+    """How certain the best d_m of one budget is: ``{d_m: share}`` of ``n_boot`` bootstrap replicates
+    in which that d_m has the highest mean, each replicate resampling every cell's seed values with
+    replacement (cells without values never win; ties go to the smaller d_m, as ``max`` does)."""
+    rng = random.Random(seed)
+    wins: dict[int, int] = {}
+    for _ in range(n_boot):
+        means = [(statistics.fmean(rng.choices(c["values"], k=len(c["values"]))), c["d_m"])
+                 for c in cells if c["values"]]
+        best = max(means, key=lambda m: m[0])[1]
+        wins[best] = wins.get(best, 0) + 1
+    return {d: wins[d] / n_boot for d in sorted(wins)}
+
+
 def tradeoff_numbers(rows: Sequence[dict], metric: str) -> dict:
     """Per budget of the d_m stage: mean ± sd over seeds for each d_m, the best d_m and N, whether
-    the best is interior (neither the smallest nor the largest d_m swept), and its margin over the
-    better end point in units of the pooled seed spread."""
+    the best is interior (neither the smallest nor the largest d_m swept), its margin over the
+    better end point in units of the pooled seed spread, and the bootstrap share of each d_m
+    being the best (:func:`optimum_shares`)."""
     dm_rows = [r for r in rows if r.get("stage") == "d_m" and _finite(r.get(metric))]
     budgets = sorted({int(r["p_target"]) for r in dm_rows if _finite(r.get("p_target"))})
     out = []
@@ -407,7 +458,8 @@ def tradeoff_numbers(rows: Sequence[dict], metric: str) -> dict:
         out.append({"budget": b, "cells": cells, "best_d_m": best["d_m"], "best_n": best["n"], "best": best["mean"],
                     "interior": best is not cells[0] and best is not cells[-1] and len(cells) >= 3,
                     "margin_sd": (best["mean"] - end["mean"]) / spread if best is not end else 0.0,
-                    "end_d_m": end["d_m"], "vs_end": welch(best["values"], end["values"]) if best is not end else None})
+                    "end_d_m": end["d_m"], "vs_end": welch(best["values"], end["values"]) if best is not end else None,
+                    "shares": optimum_shares(cells)})
     return {"metric": metric, "budgets": out}
 
 
@@ -450,7 +502,9 @@ def budget_tradeoff_report(rows: Sequence[dict], plan: dict, fig_dir=None) -> st
         test = (f"; against the better end point d_m {b['end_d_m']}: {b['vs_end'].text()}" if b["vs_end"] is not None
                 else "")
         lines += ["", f"Best: d_m = {b['best_d_m']} (N = {b['best_n']}), {metric} {b['best']:.3f}: {where}; "
-                  f"margin over the better end point {b['margin_sd']:.1f} seed-sd{test}.", ""]
+                  f"margin over the better end point {b['margin_sd']:.1f} seed-sd{test}. Best d_m in "
+                  f"{OPTIMUM_N_BOOT:,} bootstrap resamples of the seeds (a resampling share over few seeds, not a "
+                  f"probability): {_shares_text(b['shares'])}.", ""]
     moves = ", ".join(f"P {b['budget']:,}: d_m* {b['best_d_m']}, N* {b['best_n']}" for b in num["budgets"])
     lines += ["## How the optimum moves with P", "", moves + ".", ""]
     for stage, key, title in (("n", "n", "N axis (d_m fixed; P grows with N)"),
@@ -465,6 +519,11 @@ def budget_tradeoff_report(rows: Sequence[dict], plan: dict, fig_dir=None) -> st
     Path(fig_dir).mkdir(parents=True, exist_ok=True)
     _study_figures(rows, Path(fig_dir), metric, CHANCE.get(task))
     return "\n".join(lines + _fit_lines(dm_rows, Path(fig_dir), metric, task, fixed))
+
+
+def _shares_text(shares: dict) -> str:
+    """``8 (62 %), 4 (30 %), 16 (8 %)``: each d_m with its bootstrap share, most frequent first."""
+    return ", ".join(f"{d} ({100 * v:.0f} %)" for d, v in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _study_figures(rows: Sequence[dict], fig_dir: Path, metric: str, chance: Optional[float]) -> list[str]:
@@ -509,7 +568,8 @@ def comparison_numbers(rows: Sequence[dict], metric: str) -> list[dict]:
 def comparison_report(rows: Sequence[dict], plan: dict) -> str:
     """The neuron-comparison plan's README from its results rows."""
     metric = plan["metric"]
-    lines = ["# Neuron comparison at equal parameter budget (synthetic data)", "",
+    lines = [f"# Neuron comparison at equal parameter budget ({DATA_WORDS.get(plan.get('data'), plan.get('data'))})",
+             "",
              f"Plan `{plan.get('name', 'neuron-comparison')}` version {plan['version']}; metric `{metric}` "
              f"(mean ± sd over seeds). {len(rows)} finished runs; {_time_line(rows)}.", ""]
     nums = comparison_numbers(rows, metric)
@@ -521,6 +581,7 @@ def comparison_report(rows: Sequence[dict], plan: dict) -> str:
             lines.append(f"| {c['model']} | {c['n']} | {c['p']:,} | {_pm(c['mean'], c['sd'], c['seeds'])} | "
                          f"{c['wall_s']:.0f} |")
         at = [c for c in nums if c["stage"] == stage]
+        lines += ["", *_training_lines(rows, plan, stage)]
         best = max(at, key=lambda c: c["mean"])
         if len(at) > 1:
             lines += ["", f"Highest mean: {best['model']}. Against each other model ({best['model']} minus it):", ""]
@@ -529,6 +590,42 @@ def comparison_report(rows: Sequence[dict], plan: dict) -> str:
     lines += ["The timescales of the trained ELM, LIF and adLIF networks of the first stage (seed 0, in ms): "
               "`timescales.png`.", ""]
     return "\n".join(lines)
+
+
+def _lr_text(lrs: Sequence) -> str:
+    counts: dict[float, int] = {}
+    for v in lrs:
+        if _finite(v):
+            counts[float(v)] = counts.get(float(v), 0) + 1
+    return ", ".join(f"{lr:g}" + (f" x{k}" if k > 1 else "") for lr, k in sorted(counts.items())) or "n/a"
+
+
+def _training_lines(rows: Sequence[dict], plan: dict, stage: str) -> list[str]:
+    """What each family of a comparison stage got: its learning rate(s) (per seed, chosen on the
+    validation split when the stage searched a grid) and the spiking families' initial timescales."""
+    spec = next((s for s in plan.get("stages", []) if s.get("name") == stage), {})
+    sel = [r for r in rows if r["stage"] == stage]
+    models = list(dict.fromkeys(r["family"] for r in sel))
+    per = "; ".join(f"{m} {_lr_text([r.get('lr') for r in sel if r['family'] == m])}" for m in models)
+    recipe_lr = plan.get("train", {}).get("lr")
+    if not any(_finite(r.get("lr")) for r in sel) and _finite(recipe_lr):  # a table from before the lr column
+        per = f"{recipe_lr:g} for every family (the plan's recipe; results.csv has no lr column)"
+    if spec.get("lr_grid"):
+        grid = ", ".join(f"{v:g}" for v in spec["lr_grid"])
+        lines = [f"Learning rate chosen per (model, seed) on the validation split from {{{grid}}}: {per}."]
+    else:
+        lines = [f"Learning rate (one for every family, not tuned): {per}."]
+    spiking = [m for m in models if m in ("lif", "adlif")]
+    if spiking:
+        if spec.get("bin_width_taus"):
+            lines.append(f"Spiking timescales ({', '.join(spiking)}) initialised for the time bin and learnable: "
+                         f"membrane {D.BIN_TAU_MEM_STEPS[0]:g}-{D.BIN_TAU_MEM_STEPS[1]:g} steps, adaptation "
+                         f"{D.BIN_TAU_ADAPT_STEPS[0]:g}-{D.BIN_TAU_ADAPT_STEPS[1]:g} steps (Bittar & Garner 2022), "
+                         f"ELM readout {D.BIN_TAU_READOUT_STEPS[0]:g}-{D.BIN_TAU_READOUT_STEPS[1]:g} steps.")
+        else:
+            lines.append(f"Spiking timescales ({', '.join(spiking)}) at the presets' values in ms, not adapted to "
+                         f"the time bin (a lower bound for the spiking families).")
+    return lines
 
 
 def render_report(name: str, plan: dict, rows: Sequence[dict], fig_dir=None) -> str:

@@ -33,6 +33,7 @@ Resuming and safety
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -85,8 +86,7 @@ def run_sweep(out, grid: SweepGrid, executor: str = "local", workers: int = 1, a
         import_ray()  # fail before any training starts
     out = Path(out).resolve()  # workers (Ray tasks) may start in another working directory
     if grid.base.data_dir is not None:
-        grid = SweepGrid(base=grid.base.replace(data_dir=str(Path(grid.base.data_dir).resolve())), axis=grid.axis,
-                         values=grid.values, budgets=grid.budgets, seeds=grid.seeds)
+        grid = dataclasses.replace(grid, base=grid.base.replace(data_dir=str(Path(grid.base.data_dir).resolve())))
     dims = task_dims(grid.base)
     cells = plan_cells(grid, dims)
     device = check_device(grid.base.device)

@@ -7,6 +7,9 @@ The grid
       is sized by the budget solver (:func:`elm_neuro.training.model_setup.train_model_config`,
       :func:`~elm_neuro.networks.budget.closest_n`), the paper's fixed-budget trade-off; without
       budgets ``N`` is fixed (``--n``). Several budgets give the cross product with ``d_m``.
+      ``budget_values`` (``{budget: [values]}``) gives a budget its own values instead of
+      ``values``: a range that brackets that budget's optimum, without cells that cannot exist
+      there (at P 1,000 a d_m 32 ELM neuron alone costs 4,965 parameters).
     - ``n``: hidden-layer size, with ``d_m`` and ``k_c`` fixed (no budgets: ``P`` follows ``N``).
     - ``k_c``: synapses per hidden neuron. The values are ``k_c = K = d_tree * d_brch``; the sweep
       varies the hidden layer's ``d_brch = k_c / d_tree`` (the dotted path ``hidden.d_brch``: the
@@ -112,6 +115,7 @@ class SweepGrid:
     seeds: list = field(default_factory=lambda: [0])
     budget_scope: str = "network"
     readout: str = "fixed"
+    budget_values: Optional[dict] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, TrainConfig):
@@ -121,11 +125,12 @@ class SweepGrid:
         self.values = _int_list("values", self.values)
         self.budgets = _int_list("budgets (params)", self.budgets)
         self.seeds = _int_list("seeds", self.seeds, minimum=0)
+        self.budget_values = _budget_values(self.budget_values, self.budgets, self.axis)
         fixed = self.base.model_overrides
         axis_field = {"d_m": "d_m", "n": "n", "k_c": None}[self.axis]
-        if axis_field is not None and axis_field in fixed and self.values is not None:
+        if axis_field is not None and axis_field in fixed and (self.values or self.budget_values):
             raise ValueError(f"{axis_field} is the swept axis (values); do not also fix it in the model fields")
-        if self.axis == "k_c" and self.values is not None:
+        if self.axis == "k_c" and (self.values or self.budget_values):
             cls = MODEL_FAMILIES[self.base.model][0] if self.base.model in MODEL_FAMILIES else None
             own = _k_c_paths(cls) if cls is not None else ()
             if any(_same_field(cls, k, p) for k in fixed for p in own):
@@ -159,13 +164,42 @@ class SweepGrid:
             d["budget_scope"] = self.budget_scope
         if self.readout != "fixed":
             d["readout"] = self.readout
+        if self.budget_values is not None:
+            d["budget_values"] = {str(b): v for b, v in self.budget_values.items()}
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "SweepGrid":
         return cls(base=TrainConfig.from_dict(d["base"]), axis=d["axis"], values=d["values"],
                    budgets=d["budgets"], seeds=d["seeds"], budget_scope=d.get("budget_scope", "network"),
-                   readout=d.get("readout", "fixed"))
+                   readout=d.get("readout", "fixed"), budget_values=d.get("budget_values"))
+
+    def values_at(self, budget: Optional[int]) -> Optional[list]:
+        """The axis values swept at ``budget``: its own list in ``budget_values``, else ``values``."""
+        if self.budget_values is not None and budget in self.budget_values:
+            return self.budget_values[budget]
+        return self.values
+
+
+def _budget_values(given, budgets: Optional[list], axis: str) -> Optional[dict]:
+    """``budget_values`` checked: ``{budget: [values]}`` (keys may be the budgets' decimal strings, as
+    JSON writes them), each key one of ``budgets``, each list like ``values``; not on axis ``n``."""
+    if given is None:
+        return None
+    if not isinstance(given, dict) or not given:
+        raise ValueError(f"budget_values must be a non-empty mapping budget -> values, got {given!r}")
+    if axis == "n" or budgets is None:
+        raise ValueError("budget_values needs budgets (params) and an axis other than n")
+    out = {}
+    for key, vals in given.items():
+        try:
+            budget = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"budget_values: key {key!r} is not a budget (an integer)") from None
+        if budget not in budgets or str(budget) != str(key).strip():
+            raise ValueError(f"budget_values: key {key!r} is not one of the budgets {budgets}")
+        out[budget] = _int_list(f"budget_values[{budget}]", vals)
+    return dict(sorted(out.items()))
 
 
 @dataclass
@@ -256,9 +290,10 @@ def axis_paths(grid: SweepGrid, mcfg) -> set[str]:
     budget: the axis's own field, the size field when N is solved or swept, and the readout's
     ``d_brch`` under ``readout="cover"`` (sized per cell)."""
     cls = type(mcfg)
-    own = {"d_m": tuple(cls._paths("d_m")) if grid.values and grid.axis == "d_m" else (),
+    swept = bool(grid.values or grid.budget_values)
+    own = {"d_m": tuple(cls._paths("d_m")) if swept and grid.axis == "d_m" else (),
            "n": ("n",) if grid.axis == "n" else (),
-           "k_c": _k_c_paths(cls) if grid.values and grid.axis == "k_c" else ()}[grid.axis]
+           "k_c": _k_c_paths(cls) if swept and grid.axis == "k_c" else ()}[grid.axis]
     paths = set(own)
     if grid.budgets is not None:
         paths |= set(cls._paths(size_field(mcfg)))
@@ -377,7 +412,7 @@ def plan_cells(grid: SweepGrid, dims: Optional[tuple[int, int]] = None) -> list[
     dims = dims or task_dims(base)
     cells, names, by_budget = [], set(), {}
     for budget in grid.budgets or [None]:
-        for value in grid.values or [None]:
+        for value in grid.values_at(budget) or [None]:
             overrides = {**base.model_overrides, **_axis_overrides(grid, value, dims)}
             mcfg = _solve(base, overrides, budget, dims, grid.budget_scope)
             overrides[size] = getattr(mcfg, size)
