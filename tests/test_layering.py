@@ -27,7 +27,7 @@ LAYERS = {
     "defaults": 0, "atomic": 0,
     "neurons": 1, "wiring": 1,
     "networks": 2,
-    "data": 3,
+    "data": 3, "interop": 3,
     "training": 4, "analysis": 4,
     "experiments": 5,
     "cli": 6,

@@ -10,8 +10,8 @@ from elm_neuro.experiments.export import export_run
 
 
 def _run(args: argparse.Namespace) -> int:
-    out = export_run(args.run, args.out, args.name, force=args.force)
-    print(f"exported {args.run} -> {out} (MODEL_CARD.md)")
+    out = export_run(args.run, args.out, args.name, force=args.force, nir=args.nir)
+    print(f"exported {args.run} -> {out} (MODEL_CARD.md{', model.nir' if args.nir else ''})")
     return 0
 
 
@@ -21,4 +21,6 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="destination folder, e.g. models/demo-elm")
     p.add_argument("--name", default=None, help="title of the model card (default: folder name)")
     p.add_argument("--force", action="store_true", help="replace an earlier export at --out (atomically); anything else there is refused")
+    p.add_argument("--nir", action="store_true", help="also write model.nir, the NIR graph of the best weights (LIF "
+                   "networks with the leaky readout and reset=zero; needs pip install nir)")
     p.set_defaults(func=_run)

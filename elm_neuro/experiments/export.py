@@ -32,7 +32,21 @@ from elm_neuro.training.trainer import is_complete
 FILES = ("config.json", "summary.json", "metrics.jsonl", "vocab.json")
 CARD = "MODEL_CARD.md"
 #: Every file an export writes: an earlier export holds these and nothing else.
-EXPORT_NAMES = (*FILES, CARD, SAFETENSORS_NAME, "best.pt")
+NIR_NAME = "model.nir"
+EXPORT_NAMES = (*FILES, CARD, SAFETENSORS_NAME, "best.pt", NIR_NAME)
+
+
+def _nir_graph(run: RunDir, blob: dict):
+    """The NIR graph of the run's best weights (:func:`elm_neuro.interop.to_nir`); a model NIR cannot
+    express is refused with the reason, before anything is written."""
+    from elm_neuro.interop import NIRUnsupported, to_nir
+
+    model, _ = build_from_config(run.read_config()["model"])
+    model.load_state_dict(blob["model"])
+    try:
+        return to_nir(model.eval())
+    except NIRUnsupported as exc:
+        raise ValueError(f"{run.path}: no NIR export: {str(exc).removeprefix('to_nir: ')}") from None
 
 
 def verified_best(run: RunDir) -> dict:
@@ -128,9 +142,12 @@ def _check_replaceable(out: Path) -> None:
                           f"was changed: choose another folder (or move those files away yourself)")
 
 
-def export_run(run_dir, out_dir, name: str | None = None, force: bool = False) -> Path:
+def export_run(run_dir, out_dir, name: str | None = None, force: bool = False, nir: bool = False) -> Path:
     """Copy a finished run's files into ``out_dir`` with its weights (module docstring) and write
-    ``MODEL_CARD.md``; an existing destination only with ``force``, and only an earlier export."""
+    ``MODEL_CARD.md``; an existing destination only with ``force``, and only an earlier export.
+    ``nir``: also write ``model.nir``, the NIR graph of the best weights (LIF networks with the leaky
+    readout, :mod:`elm_neuro.interop.nir_graph`; any other model is refused before anything is
+    written, naming what NIR lacks)."""
     run = RunDir(run_dir)
     summary = run.read_summary()
     if not is_complete(summary):
@@ -149,6 +166,7 @@ def export_run(run_dir, out_dir, name: str | None = None, force: bool = False) -
     if occupied:
         _check_replaceable(out)
     blob = verified_best(run)
+    graph = _nir_graph(run, blob) if nir else None
     weights = _safetensors_bytes(blob)
     with replace_folder(out, replace=force, check=_check_replaceable) as tmp:
         for fname in FILES:
@@ -161,5 +179,9 @@ def export_run(run_dir, out_dir, name: str | None = None, force: bool = False) -
             shutil.copyfile(run.best, tmp / "best.pt")
         else:
             shutil.copyfile(run.path / SAFETENSORS_NAME, tmp / SAFETENSORS_NAME)
+        if graph is not None:
+            import nir as nir_pkg
+
+            nir_pkg.write(tmp / NIR_NAME, graph)  # inside the folder that replaces out whole
         save_text(model_card(run.read_config(), summary, name or out.name, out), tmp / CARD)
     return out
