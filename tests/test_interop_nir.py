@@ -283,3 +283,9 @@ def test_export_nir_writes_model_nir(tmp_path, capsys):
     assert main(["export", str(tmp_path / "run2"), "--out", str(tmp_path / "model2"), "--nir"]) == 2
     assert "no NIR export: NIR's LIF resets the membrane" in capsys.readouterr().err
     assert not (tmp_path / "model2").exists()
+
+
+def test_without_nir_the_message_names_the_package(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "nir", None)  # `import nir` now raises ImportError
+    with pytest.raises(ImportError, match=r"need the nir package: pip install nir \(or pip install 'elm-neuro\[nir\]'\)"):
+        to_nir(_net())
