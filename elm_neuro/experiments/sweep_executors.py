@@ -21,6 +21,10 @@ left unfinished; the others go on.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import time
 from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Optional
@@ -144,6 +148,8 @@ def connect_ray(address: Optional[str], workers: int, timeout: float = RAY_TIMEO
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             outcome["error"] = exc
+        finally:
+            outcome["done"] = True
 
     import logging
 
@@ -156,10 +162,17 @@ def connect_ray(address: Optional[str], workers: int, timeout: float = RAY_TIMEO
         log.setLevel(logging.ERROR)
 
     thread = threading.Thread(target=init, name="ray-connect", daemon=True)
-    thread.start()
-    thread.join(timeout)
+    refused = None
+    with _stderr_to_file() as captured:  # Ray's core logs each failed attempt there: read, not shown
+        thread.start()
+        deadline = time.monotonic() + timeout
+        while thread.is_alive() and time.monotonic() < deadline and refused is None:
+            thread.join(AUTH_POLL_S)
+            refused = _auth_refusal(captured.read_text(errors="replace"))
     for log, lvl in zip(ray_logs, levels):
         log.setLevel(lvl)
+    if refused is not None and not ray.is_initialized():
+        raise ConnectionError(_auth_message(address, ray.__version__))
     if thread.is_alive():
         raise TimeoutError(_timeout_message(address, timeout))
     if "error" in outcome:
@@ -167,6 +180,49 @@ def connect_ray(address: Optional[str], workers: int, timeout: float = RAY_TIMEO
         raise ConnectionError(f"--address {address}: Ray could not connect ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     return ray, True
+
+
+#: Seconds between looks at Ray's log for a refused authentication token while connecting.
+AUTH_POLL_S = 0.25
+_AUTH_MARKERS = ("InvalidAuthToken", "Unauthenticated")
+
+
+@contextlib.contextmanager
+def _stderr_to_file():
+    """File descriptor 2 (where Ray's C++ core logs) redirected into a temporary file for the block;
+    yields its path. Python's ``sys.stderr`` is flushed before and after."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryDirectory(prefix="elm-neuro-ray-") as tmp:
+        path = Path(tmp) / "stderr.log"
+        with open(path, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield path
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+
+
+def _auth_refusal(log: str) -> Optional[str]:
+    """The line of Ray's log saying the cluster refused this process's authentication token, if any."""
+    return next((line for line in log.splitlines() if any(m in line for m in _AUTH_MARKERS)), None)
+
+
+def _auth_message(address: str, version: str) -> str:
+    has_mode = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    if has_mode:
+        return (f"--address {address}: the Ray cluster refused this process's authentication token "
+                f"(RAY_AUTH_MODE=token is set): give it the head node's token, in RAY_AUTH_TOKEN or the file "
+                f"RAY_AUTH_TOKEN_PATH (default ~/.ray/auth_token, written by `ray start` on the head node), and run "
+                f"the same command again")
+    return (f"--address {address}: the Ray cluster requires token authentication (`ray start` of Ray "
+            f"{version} turns it on by default) and this process sent no token: set RAY_AUTH_MODE=token in this "
+            f"shell (the token comes from RAY_AUTH_TOKEN, or the file ~/.ray/auth_token that `ray start` wrote on "
+            f"the head node: copy it to this machine) and run the same command again")
 
 
 def run_ray(out, jobs, ray, progress, on_done) -> None:
