@@ -83,3 +83,38 @@ def test_a_started_cluster_gives_the_local_results(cluster, shd, tmp_path):
         "p1500-dm2-n5-s0", "p1500-dm3-n3-s0"]
     for a, b in zip(rows["ray"], rows["local"]):
         assert (a["test_acc"], a["valid_acc"], a["p"]) == (b["test_acc"], b["valid_acc"], b["p"])
+
+
+def test_a_cluster_that_goes_away_ends_the_sweep_and_it_resumes(cluster, shd, tmp_path):
+    """The head node stopped while cells train: the sweep ends with one line naming the address and
+    what to do (not Ray's own abort a minute later), and the same sweep then finishes locally,
+    resuming what was started. (Last in the file: it stops the module's cluster.)"""
+    import time
+
+    address, env, log = cluster
+    ray_env = {**env, "RAY_AUTH_MODE": "token"} if "Token authentication is enabled" in log else env
+    out = tmp_path / "lost"
+    longer = ["--seeds", "2", "--epochs", "4", "--batches-per-epoch", "10"]
+    cmd = [sys.executable, "-m", "elm_neuro.cli.main", "sweep", *GRID, *longer, "--data", str(shd), "--out", str(out),
+           "--executor", "ray", "--address", address]
+    proc = subprocess.Popen(cmd, env=ray_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not list(out.glob("cells/*/config.json")):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        assert list(out.glob("cells/*/config.json")), "no cell started on the cluster"
+        subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    line = err.strip().splitlines()[-1]
+    assert f"--address {address}: the Ray cluster stopped answering" in line
+    assert "finished cells are kept and unfinished ones resume from their checkpoints" in line
+    again = _sweep(out, shd, env, *longer, "--workers", "1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = read_table(out / "results.csv")
+    assert sorted(r["run_id"] for r in rows) == ["p1500-dm2-n5-s0", "p1500-dm2-n5-s1", "p1500-dm3-n3-s0",
+                                                 "p1500-dm3-n3-s1"]

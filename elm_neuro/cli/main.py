@@ -158,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         code, message = _describe(exc)
         message = " ".join(str(message).split())  # one line, whatever the exception's text
         print(f"elm-neuro {args.command}: error: {message}", file=sys.stderr)
+        if getattr(exc, "hard_exit", False):  # e.g. a lost Ray cluster, whose core would crash the exit
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
         return code
 
 

@@ -44,7 +44,8 @@ from typing import Optional, Sequence
 from elm_neuro.atomic import folder_lock, save_json
 from elm_neuro.data.provenance import data_paths
 from elm_neuro.data.shd_adding import check_split_files
-from elm_neuro.experiments.sweep_executors import RAY_TIMEOUT_S, connect_ray, import_ray, run_local, run_ray
+from elm_neuro.experiments.sweep_executors import (RAY_TIMEOUT_S, ClusterLost, connect_ray, import_ray, run_local,
+                                                   run_ray)
 from elm_neuro.experiments.sweep_plan import (CELL_FILE, SweepCell, SweepGrid, cell_path, check_sweep_dir,
                                               plan_cells, planned_model_config, task_dims)
 from elm_neuro.experiments.sweep_results import collect_results, write_results
@@ -103,11 +104,15 @@ def run_sweep(out, grid: SweepGrid, executor: str = "local", workers: int = 1, a
     ray, started = (None, False)
     if executor == "ray" and jobs:  # before anything is written: a cluster that does not answer stops here
         ray, started = connect_ray(address, workers if workers > 1 else (os.cpu_count() or 1), ray_timeout)
+    lost = False
     try:
         with folder_lock(out, "--out folder"):
-            return _run_locked(out, grid, cells, jobs, ray, workers, progress, force)
+            return _run_locked(out, grid, cells, jobs, ray, workers, progress, force, address)
+    except ClusterLost:
+        lost = True  # shutting down would wait for the lost cluster
+        raise
     finally:
-        if started:
+        if started and not lost:
             ray.shutdown()
 
 
@@ -126,7 +131,8 @@ def _check_memory(cells: Sequence[SweepCell], device, dims) -> None:
             raise ValueError(f"cell {c.name}: {exc}") from None
 
 
-def _run_locked(out: Path, grid: SweepGrid, cells, jobs, ray, workers, progress, force) -> "SweepResult":
+def _run_locked(out: Path, grid: SweepGrid, cells, jobs, ray, workers, progress, force,
+                address: Optional[str] = None) -> "SweepResult":
     check_sweep_dir(out, grid, cells, force=force)
     done = [c for c in cells if is_complete(RunDir(cell_path(out, c.name)).read_summary())]
     for c in jobs:
@@ -145,7 +151,7 @@ def _run_locked(out: Path, grid: SweepGrid, cells, jobs, ray, workers, progress,
 
     if jobs:
         if ray is not None:
-            run_ray(out, jobs, ray, progress, on_done)
+            run_ray(out, jobs, ray, progress, on_done, address)
         else:
             run_local(out, jobs, workers, progress, on_done)
     path = write_results(out)

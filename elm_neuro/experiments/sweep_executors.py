@@ -225,16 +225,68 @@ def _auth_message(address: str, version: str) -> str:
             f"the head node: copy it to this machine) and run the same command again")
 
 
-def run_ray(out, jobs, ray, progress, on_done) -> None:
-    """Train ``jobs`` (sweep cells) as Ray tasks on the connected ``ray`` (:func:`connect_ray`)."""
+#: Seconds between looks at the cluster while no cell finishes, and how long its head node may stay
+#: unreachable before the sweep stops (Ray's own core ends the process after 60 s without it).
+RAY_POLL_S = 2.0
+RAY_LOST_S = 10.0
+
+
+class ClusterLost(ConnectionError):
+    """The Ray cluster went away during a sweep; finished cells are kept, the rest resume later.
+    ``hard_exit``: a command line ends the process at once after saying so, since Ray's core,
+    whose cluster is gone, crashes the interpreter's normal exit (seen: SIGSEGV with Ray 2.60)."""
+
+    hard_exit = True
+
+
+def _reachable(endpoint: tuple[str, int]) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(endpoint, timeout=RAY_POLL_S).close()
+        return True
+    except OSError:
+        return False
+
+
+def _lost(ray, address: str, endpoint, unfinished: int, total: int) -> ClusterLost:
+    import atexit
+
+    atexit.unregister(ray.shutdown)  # Ray's exit hook would wait for the lost cluster
+    return ClusterLost(f"--address {address}: the Ray cluster stopped answering ({endpoint[0]}:{endpoint[1]} "
+                       f"unreachable for {RAY_LOST_S:g} s) with {unfinished} of {total} cells unfinished; finished "
+                       f"cells are kept and unfinished ones resume from their checkpoints: run the same command "
+                       f"again once the cluster is back (or with --executor local)")
+
+
+def run_ray(out, jobs, ray, progress, on_done, address: Optional[str] = None) -> None:
+    """Train ``jobs`` (sweep cells) as Ray tasks on the connected ``ray`` (:func:`connect_ray`). On a
+    cluster given by ``address``, a head node unreachable for :data:`RAY_LOST_S` seconds ends the
+    sweep with :class:`ClusterLost` (the cells already reported stay done; the others keep their
+    run directories and checkpoints, so the same command resumes them)."""
     res = ray_task_resources(ray.cluster_resources(), jobs[0].config.device)
     gpus = "num_gpus" in res
     task = ray.remote(**res)(_ray_cell_job)
     refs = {task.remote(str(cell_path(out, c.name)), c.config.to_dict(), not gpus): c for c in jobs}
+    endpoint = _ray_endpoint(address) if address else None
     bar = tqdm(total=len(jobs), desc="sweep (ray)", unit="cell", disable=not progress)
+    since = None  # when the head node was first found unreachable
     try:
         while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
+            try:
+                done, _ = ray.wait(list(refs), num_returns=1, timeout=RAY_POLL_S if endpoint else None)
+            except Exception:  # noqa: BLE001 - Ray's own errors when its cluster fails
+                if endpoint is None or _reachable(endpoint):
+                    raise
+                done = []
+            if not done and endpoint is not None:
+                if _reachable(endpoint):
+                    since = None
+                elif since is None:
+                    since = time.monotonic()
+                elif time.monotonic() - since >= RAY_LOST_S:
+                    refs.clear()  # nothing to cancel on a cluster that is gone
+                    raise _lost(ray, address, endpoint, bar.total - bar.n, bar.total)
             for ref in done:
                 cell = refs.pop(ref)
                 try:
