@@ -314,3 +314,18 @@ def test_comparison_report_says_what_each_family_got():
     text = R.comparison_report([{k: v for k, v in r.items() if k != "lr"} for r in rows], plain)
     assert "(synthetic data)" in text and "not adapted to the time bin" in text
     assert "Learning rate (one for every family, not tuned): 0.005 for every family (the plan's recipe" in text
+
+
+def test_hidden_budget_report_names_the_plan_and_both_parameter_counts():
+    rows = _rows({(1000, 1): [0.2, 0.3], (1000, 2): [0.5, 0.6], (1000, 4): [0.4, 0.4]})
+    for r in rows:
+        r.update(budget_scope="hidden", p_hidden=r["p"] - 10 * r["d_m"], p=r["p"] + 1200, readout_coverage=1.0)
+    plan = dict(version=3, metric="test_acc", data="spoken", train=dict(task="shd"),
+                stages=[dict(name="d_m", kind="sweep")])
+    text = R.render_report("my-plan", plan, rows)
+    assert text.startswith("# Budget trade-off: ELM networks on spoken-digit SHD (20 classes)")
+    assert "Plan `my-plan` version 3" in text
+    assert "the readout outside the compared budget; the readout reads every hidden neuron in every run." in text
+    assert "| d_m | N | P hidden | P | test_acc |" in text and "| 2 | 50 | 980 | 2,200 | 0.550 ± 0.071 (n=2) |" in text
+    rows[0]["readout_coverage"] = 0.5
+    assert "the readout reaches at least 50% of the hidden neurons in every run" in R.render_report("p", plan, rows)

@@ -305,3 +305,32 @@ def test_a_rows_configuration_keeps_the_readouts_own_fields():
     assert cfg.readout.d_brch == 3  # the row's own column wins over the plan's field
     path = type(cfg)._paths("d_brch")[0]
     assert path == "hidden.d_brch" and cfg.replace(**{path: 20}).readout.d_brch == 3
+
+
+def test_information_model_on_hidden_layer_budgets(tmp_path):
+    """Rows of a budget_scope "hidden" sweep (p_target sizes N (k_c + k_e), the readout outside it):
+    nothing is fixed beside the hidden neurons, so the optimum at a budget of 1,000 exists (the
+    whole network's median P_fixed of a covering readout would exceed it) and the solver's N sizes
+    N (k_c + k_e) to the budget."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for budget in (1000, 3000, 10000, 30000):
+        for d_m in (1, 2, 4, 8):
+            cfg = preset_config("shd", d_m=d_m, d_tree=10, d_brch=10, n=1)
+            per = cfg.budget().k_e + 100
+            n = max(1, round(budget / per))
+            acc = float(im.predicted_accuracy(n, per - 100, 100, TRUTH, math.log2(20), 0.05))
+            for seed in (0, 1):
+                rows.append({"run_id": f"p{budget}-dm{d_m}-s{seed}", "task": "shd", "family": "elm", "seed": seed,
+                             "p_target": budget, "p": n * per + 1500, "p_hidden": n * per, "n": n,
+                             "k_e": per - 100, "k_c": 100, "d_m": d_m, "d_tree": 10, "d_brch": 10,
+                             "budget_scope": "hidden", "test_acc": acc + rng.normal(0, 0.005)})
+    res = S.information_analysis(rows, tmp_path, "test_acc", task="shd")
+    assert res["p_fixed"] == 0.0 and res["hidden_budget"]
+    first = res["optima"][0]
+    assert first["budget"] == 1000 and "error" not in first
+    assert first["n_solver"] == closest_n(lambda k: k * (first["k_c"] + first["k_e"]), 1000)
+    text = "\n".join(S.information_lines(res, "test_acc"))
+    assert "budgets are the hidden layer's N (k_c + k_e) (budget_scope hidden): P_fixed = 0." in text
+    whole = [dict(r, budget_scope="network") for r in rows]  # the same table read as whole-network budgets
+    assert S.information_analysis(whole, tmp_path, "test_acc", task="shd")["p_fixed"] == 1500.0

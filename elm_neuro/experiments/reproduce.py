@@ -75,6 +75,7 @@ PLAN_FILE = "plan.json"
 STAGE_KINDS = ("sweep", "compare")
 DATA_KINDS = ("synthetic", "spoken", "real")
 TASK_NAMES = {"shd-adding": "SHD-Adding", "shd": "SHD (20 classes)"}
+TITLE_DATA = {"synthetic": "synthetic", "spoken": "spoken-digit", "real": "the real"}
 DATA_WORDS = {"synthetic": "synthetic data", "spoken": "spoken digits", "real": "the real SHD"}
 OPTIMUM_N_BOOT = 1000  # bootstrap resamples of the seeds behind the reported share of each best d_m
 RESULT_COLUMNS = ("stage", "run_id", "task", "family", "seed", "p_target", "p", "n", "k_e", "k_c", "d_m",
@@ -450,7 +451,8 @@ def tradeoff_numbers(rows: Sequence[dict], metric: str) -> dict:
             sel = [r for r in at if int(r["d_m"]) == dm]
             m, sd, k = _mean_sd([r[metric] for r in sel])
             cells.append({"d_m": dm, "n": int(sel[0]["n"]), "p": int(sel[0]["p"]), "mean": m, "sd": sd, "seeds": k,
-                          "values": [float(r[metric]) for r in sel]})
+                          "values": [float(r[metric]) for r in sel],
+                          "p_hidden": int(sel[0]["p_hidden"]) if _finite(sel[0].get("p_hidden")) else None})
         best = max(cells, key=lambda c: c["mean"])
         ends = [cells[0], cells[-1]]
         end = max(ends, key=lambda c: c["mean"])
@@ -491,13 +493,24 @@ def budget_tradeoff_report(rows: Sequence[dict], plan: dict, fig_dir=None) -> st
     num = tradeoff_numbers(rows, metric)
     dm_rows = [dict(r) for r in rows if r.get("stage") == "d_m"]
     fixed = next((dict(s.get("fixed", {})) for s in plan.get("stages", []) if s.get("name") == "d_m"), {})
-    lines = [f"# Budget trade-off: ELM networks on {plan['data']} {TASK_NAMES.get(task, task)}", "",
-             f"Plan `budget-tradeoff` version {plan['version']}; metric `{metric}` (mean ± sd over seeds; "
-             f"chance {CHANCE.get(task, math.nan):.2f}). {len(rows)} finished runs; {_time_line(rows)}.", "",
-             "## Fixed-budget d_m sweep (N from the budget solver)", ""]
+    lines = [f"# Budget trade-off: ELM networks on {TITLE_DATA.get(plan['data'], plan['data'])} "
+             f"{TASK_NAMES.get(task, task)}", "",
+             f"Plan `{plan.get('name', 'budget-tradeoff')}` version {plan['version']}; metric `{metric}` (mean ± sd "
+             f"over seeds; chance {CHANCE.get(task, math.nan):.2f}). {len(rows)} finished runs; {_time_line(rows)}.",
+             "", "## Fixed-budget d_m sweep (N from the budget solver)", ""]
+    hidden = bool(dm_rows) and all(r.get("budget_scope") == "hidden" for r in dm_rows)
+    if hidden:
+        cover = [float(r["readout_coverage"]) for r in dm_rows if _finite(r.get("readout_coverage"))]
+        reach = ("" if not cover else "; the readout reads every hidden neuron in every run" if min(cover) == 1.0
+                 else f"; the readout reaches at least {min(cover):.0%} of the hidden neurons in every run")
+        lines += [f"Budgets size the hidden layer alone, P hidden = N (k_c + k_e); P is the whole network, with "
+                  f"the readout outside the compared budget{reach}.", ""]
     for b in num["budgets"]:
-        lines += [f"### P ≈ {b['budget']:,}", "", "| d_m | N | P | " + metric + " |", "|---|---|---|---|"]
-        lines += [f"| {c['d_m']} | {c['n']} | {c['p']:,} | {_pm(c['mean'], c['sd'], c['seeds'])} |" for c in b["cells"]]
+        ph = hidden and all(c["p_hidden"] is not None for c in b["cells"])
+        lines += [f"### P ≈ {b['budget']:,}", "", "| d_m | N | " + ("P hidden | " if ph else "") + "P | " + metric
+                  + " |", "|---|---|---|---|" + ("---|" if ph else "")]
+        lines += [f"| {c['d_m']} | {c['n']} | " + (f"{c['p_hidden']:,} | " if ph else "")
+                  + f"{c['p']:,} | {_pm(c['mean'], c['sd'], c['seeds'])} |" for c in b["cells"]]
         where = "an interior optimum" if b["interior"] else "its best at an end of the swept range"
         test = (f"; against the better end point d_m {b['end_d_m']}: {b['vs_end'].text()}" if b["vs_end"] is not None
                 else "")
@@ -632,7 +645,7 @@ def render_report(name: str, plan: dict, rows: Sequence[dict], fig_dir=None) -> 
     """The plan's README text from its results rows (a comparison plan, or a sweep plan)."""
     if {s["kind"] for s in plan["stages"]} == {"compare"}:
         return comparison_report(rows, {**plan, "name": name})
-    return budget_tradeoff_report(rows, plan, fig_dir)
+    return budget_tradeoff_report(rows, {**plan, "name": name}, fig_dir)
 
 
 def _comparison_timescales(out: Path, plan: dict, results: Path) -> Optional[Path]:

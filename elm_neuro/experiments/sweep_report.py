@@ -377,7 +377,8 @@ def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optio
 
     The optimum is searched over the ``k_e`` values reachable by the family (``d_m = 1..256``)
     with integer ``N`` under the affine budget ``P = N (k_c + k_e) + P_fixed`` (``P_fixed``
-    estimated from the table); ``k_e*`` maps back to ``d_m*`` with the table's own d_tree
+    estimated from the table; 0 when every row's budget is the hidden layer's, ``budget_scope``
+    "hidden", and the solver's N then sizes ``N (k_c + k_e)``); ``k_e*`` maps back to ``d_m*`` with the table's own d_tree
     (:func:`d_m_mapping`; ``config_fields`` for tables without the column). When the mapping
     is refused, ``k_e`` is continuous, ``d_m*`` is None and ``d_m_refused`` says why.
     """
@@ -405,7 +406,10 @@ def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optio
                                        fix=fit.fixed).summary()
     except (ValueError, RuntimeError) as exc:
         lobo = {"skipped": str(exc)}
-    pf = im.estimate_p_fixed(rows)
+    # budgets of the hidden layer alone (budget_scope "hidden": N (k_c + k_e) sized to p_target, the
+    # readout outside it) have nothing fixed beside the hidden neurons
+    hidden = all(r.get("budget_scope") == "hidden" for r in rows)
+    pf = 0.0 if hidden else im.estimate_p_fixed(rows)
     kcs = _distinct(rows, "k_c")
     mapping = d_m_mapping(rows, config_fields)
     ke_to_dm, cfg = mapping["map"], mapping.get("config")
@@ -430,8 +434,9 @@ def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optio
                 # the hidden layer's own d_brch (the flat name would resize the readout too)
                 path = type(sized)._paths("d_brch")[0] if hasattr(type(sized), "_paths") else "d_brch"
                 sized = sized.replace(**{path: int(opt["k_c"] // sized.d_tree)})
+            b_of = (lambda k: k * (opt["k_c"] + opt["k_e"])) if hidden else (lambda k: sized.replace(n=k).budget().p)
             try:
-                row["n_solver"] = closest_n(lambda k: sized.replace(n=k).budget().p, int(b))
+                row["n_solver"] = closest_n(b_of, int(b))
             except ValueError:
                 row["n_solver"] = None
         near = [c for c in best if abs(c["p_bucket"] - b) <= 0.1 * b]
@@ -459,7 +464,7 @@ def information_analysis(rows: Sequence[dict], out_dir, metric: str, task: Optio
     out = {"kind": kind, "h_y": h, "chance": ch if kind == "accuracy" else None, "to_bits": to_bits,
            "n_free": n_free, "n_cells": len(cells), "n_points": int(fit.target.size), "params": fit.summary(),
            "fixed": fit.fixed, "r2": fit.r2, "rmse": fit.rmse, "rmse_unit": rmse_unit(kind), "lobo": lobo,
-           "p_fixed": pf, "next_budget": nxt, "optima": optima, "figures": figs}
+           "p_fixed": pf, "hidden_budget": hidden, "next_budget": nxt, "optima": optima, "figures": figs}
     if ke_to_dm:
         out["d_m_mapping"] = {"fields": mapping["fields"], "source": mapping["source"]}
     else:
@@ -587,7 +592,8 @@ def information_lines(res: dict, metric: str) -> list[str]:
         if k in ps:
             lines.append(f"| {k} | {_fmt_se(ps[k], ps[k + '_se'])} | {_fmt(ps[k + '_se'], 2)} |")
     lines += ["", f"In sample: R^2 = {_fmt(res['r2'], 3)}, RMSE = {_fmt(res['rmse'], 3)} ({unit}); "
-              f"P_fixed = {_fmt(res['p_fixed'])} (parameters outside the hidden neurons).", ""]
+              + (f"P_fixed = {_fmt(res['p_fixed'])} (parameters outside the hidden neurons)." if not res.get("hidden_budget")
+                 else "budgets are the hidden layer's N (k_c + k_e) (budget_scope hidden): P_fixed = 0."), ""]
     lobo = res["lobo"]
     if "skipped" in lobo:
         lines += [f"Out of sample (leave one budget out): not run, {lobo['skipped']}.", ""]
