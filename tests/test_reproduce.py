@@ -296,7 +296,7 @@ def test_optimum_shares_resample_the_seeds():
     # d_m 1 wins when its resample has mean 0.6 (both 0.6: 1/4) and ties at 0.4 (1/2) go to d_m 1
     assert set(shares) == {1, 2} and abs(sum(shares.values()) - 1) < 1e-12
     assert abs(shares[1] - 0.75) < 0.08 and shares == R.optimum_shares(mixed, n_boot=400, seed=3)
-    assert R._shares_text({4: 0.3, 8: 0.62, 16: 0.08}) == "8 (62 %), 4 (30 %), 16 (8 %)"
+    assert R._shares_text({4: 0.3, 8: 0.62, 16: 0.076, 1: 0.004}) == "8 (62 %), 4 (30 %), 16 (8 %), 1 (<1 %)"
 
 
 def test_comparison_report_says_what_each_family_got():

@@ -536,7 +536,10 @@ def budget_tradeoff_report(rows: Sequence[dict], plan: dict, fig_dir=None) -> st
 
 def _shares_text(shares: dict) -> str:
     """``8 (62 %), 4 (30 %), 16 (8 %)``: each d_m with its bootstrap share, most frequent first."""
-    return ", ".join(f"{d} ({100 * v:.0f} %)" for d, v in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0])))
+    def pct(v: float) -> str:
+        return "<1 %" if 0 < v < 0.005 else f"{100 * v:.0f} %"
+
+    return ", ".join(f"{d} ({pct(v)})" for d, v in sorted(shares.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _study_figures(rows: Sequence[dict], fig_dir: Path, metric: str, chance: Optional[float]) -> list[str]:
