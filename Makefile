@@ -72,9 +72,13 @@ demo: $(VENV)/.installed-base
 
 # the two CPU experiment plans (resumable; each prints its expected CPU-hours first); their
 # reports are in runs/results/<plan>/results/README.md, committed copies in analysis/results/
+# The committed spoken-digit studies (about 1 h and 40 min on 2 cores); the first makes the
+# spoken digits, the second takes them.
 results: $(VENV)/.installed-base
-	$(VENV)/bin/elm-neuro reproduce neuron-comparison --out runs/results/neuron-comparison
-	$(VENV)/bin/elm-neuro reproduce budget-tradeoff --out runs/results/budget-tradeoff
+	$(VENV)/bin/elm-neuro reproduce budget-tradeoff-spoken --out runs/results/budget-tradeoff-spoken \
+	  --workers 2 --threads 1
+	$(VENV)/bin/elm-neuro reproduce neuron-comparison-spoken --out runs/results/neuron-comparison-spoken \
+	  --data runs/results/budget-tradeoff-spoken/data --workers 2 --threads 1
 
 clean:
 	rm -rf runs build *.egg-info
