@@ -57,7 +57,9 @@ def test_sigterm_in_the_first_epoch_leaves_nothing(shd, tmp_path):
                                            (signal.SIGINT, EXIT_INTERRUPTED, "Ctrl-C (SIGINT)")])
 def test_a_signal_after_a_checkpoint_keeps_marks_and_resumes(shd, tmp_path, sig, code, by):
     run = tmp_path / "run"
-    proc = _train(shd, run, epochs=12)
+    # 40 epochs of a few milliseconds: the run must still be going when the signal, sent once the
+    # first checkpoint exists, arrives (with 12 a loaded machine once let it finish first)
+    proc = _train(shd, run, epochs=40)
     _signal_when(proc, run / "checkpoint.pt", sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == code, err
@@ -69,7 +71,7 @@ def test_a_signal_after_a_checkpoint_keeps_marks_and_resumes(shd, tmp_path, sig,
     assert not [n for n in os.listdir(run) if ".partial-" in n]
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
     done = json.loads((run / "summary.json").read_text())
-    assert done["status"] == "completed" and done["epochs"] == 12
+    assert done["status"] == "completed" and done["epochs"] == 40
 
 
 def test_fetch_without_a_network_leaves_nothing_and_names_the_ways_on(tmp_path, capsys):

@@ -149,6 +149,13 @@ def plan_jobs(plan: dict, data_dir, device: str = D.DEVICE) -> list[tuple[str, T
     return jobs
 
 
+def planned_rows(plan: dict, data_dir) -> int:
+    """Rows ``results.csv`` holds when the plan is done: one per sweep cell, one per (model, seed)
+    cell of a comparison (a learning-rate search trains several runs for one row)."""
+    return sum(len(plan_cells(stage_grid(plan, s, data_dir))) if s["kind"] == "sweep"
+               else len(s["models"]) * len(s["seeds"]) for s in plan["stages"])
+
+
 # --------------------------------------------------------------------------- time estimate
 def _time_steps(cfg: TrainConfig, device: torch.device, steps: int) -> float:
     """Seconds per training step of ``cfg``'s model on random inputs of the task's shape."""
@@ -662,5 +669,5 @@ def _comparison_timescales(out: Path, plan: dict, results: Path) -> Optional[Pat
 
 
 __all__ = ["PLAN_FILE", "budget_tradeoff_report", "collect_plan_results", "comparison_report", "estimate_plan",
-           "get_plan", "plan_jobs", "plan_names", "read_results_csv", "render_report", "run_plan", "stage_config",
+           "get_plan", "plan_jobs", "plan_names", "planned_rows", "read_results_csv", "render_report", "run_plan", "stage_config",
            "tradeoff_numbers", "write_results_csv"]
