@@ -65,7 +65,7 @@ from elm_neuro.experiments.sweep import run_sweep
 from elm_neuro.experiments.sweep_plan import SweepGrid, plan_cells, task_dims
 from elm_neuro.experiments.sweep_report import fit_sections, write_sweep_report
 from elm_neuro.experiments.sweep_results import config_columns, run_config_columns, write_csv
-from elm_neuro.networks.registry import build_model
+from elm_neuro.networks.registry import PHYSICAL_TIME_FAMILIES, build_model
 from elm_neuro.training.config import TrainConfig
 from elm_neuro.training.model_setup import run_model_config
 from elm_neuro.training.run import RunDir, read_json_file
@@ -638,7 +638,7 @@ def _training_lines(rows: Sequence[dict], plan: dict, stage: str) -> list[str]:
         lines = [f"Learning rate chosen per (model, seed) on the validation split from {{{grid}}}: {per}."]
     else:
         lines = [f"Learning rate (one for every family, not tuned): {per}."]
-    spiking = [m for m in models if m in ("lif", "adlif")]
+    spiking = [m for m in models if m in PHYSICAL_TIME_FAMILIES]
     if spiking:
         if spec.get("bin_width_taus"):
             lines.append(f"Spiking timescales ({', '.join(spiking)}) initialised for the time bin and learnable: "

@@ -148,8 +148,6 @@ def connect_ray(address: Optional[str], workers: int, timeout: float = RAY_TIMEO
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             outcome["error"] = exc
-        finally:
-            outcome["done"] = True
 
     import logging
 
