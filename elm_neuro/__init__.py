@@ -40,6 +40,8 @@ _API = {
     "closest_n": "elm_neuro.networks.budget",
     "Budget": "elm_neuro.networks.budget",
     "load_run": "elm_neuro.training.run",
+    "stack_models": "elm_neuro.networks.stacked",
+    "StackedELMNetwork": "elm_neuro.networks.stacked",
 }
 __all__ = sorted(_API)
 

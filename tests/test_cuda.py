@@ -102,11 +102,11 @@ def _triton_on_cuda_or_skip():
         pytest.skip("this process runs triton's interpreter (TRITON_INTERPRET=1 was set outside the suite)")
     pytest.importorskip("triton")
     from elm_neuro.networks.engines import elm_sequence as Q
-    from elm_neuro.networks.engines import elm_triton
+    from elm_neuro.networks.engines import elm_triton_grid
 
     fns = Q.backend(torch.device("cuda"))
-    assert fns.forward is elm_triton.forward and fns.backward is elm_triton.backward
-    return elm_triton
+    assert fns.forward is elm_triton_grid.forward and fns.backward is elm_triton_grid.backward
+    return elm_triton_grid
 
 
 FUSED_CUDA_LAYERS = {
@@ -163,11 +163,22 @@ def test_fused_triton_engine_cuda_equals_per_step_path(name, dtype):
         assert err <= (1e-10 if dtype == torch.float64 else 1e-3) * scale, f"{k}: {err:.3g} (scale {scale:.3g})"
 
 
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "stepped"])
+@pytest.mark.parametrize("module", ["elm_triton_grid", "elm_triton"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_triton_kernels_equal_reference_on_cuda(dtype):
-    """The Triton kernels against the PyTorch reference of the kernel contract, both on CUDA, at
-    the Enwik8 preset's per-neuron sizes (d_m 20, d_tree 50, H 40) with recurrent synapses."""
-    elm_triton = _triton_on_cuda_or_skip()
+def test_triton_kernels_equal_reference_on_cuda(dtype, module, persistent, monkeypatch):
+    """The Triton kernels (the whole-GPU backend, persistent over many programs with grid barriers
+    and one launch per step, and the earlier one-program-per-sample backend) against the PyTorch
+    reference of the kernel contract, both on CUDA, at the Enwik8 preset's per-neuron sizes
+    (d_m 20, d_tree 50, H 40) with recurrent synapses (the synapse weights' gradient included)."""
+    _triton_on_cuda_or_skip()
+    import importlib
+
+    elm_triton = importlib.import_module(f"elm_neuro.networks.engines.{module}")
+    if module == "elm_triton_grid":
+        monkeypatch.setattr(elm_triton, "PERSISTENT", persistent)
+    elif not persistent:
+        pytest.skip("the one-program-per-sample backend has one form")
     from elm_neuro.networks.engines import elm_contract as C
     from elm_neuro.networks.engines.inputs import Drive
 
@@ -190,7 +201,11 @@ def test_triton_kernels_equal_reference_on_cuda(dtype):
     ref, got = C.forward_torch(inp, rec, mask, w, s, spec), elm_triton.forward(inp, rec, mask, w, s, spec)
     g = C.OutGrads(r(steps, n, 1, bsz), r(n, m, bsz), r(n, 1, bsz), r(n, bsz))
     ref_g = C.backward_torch(ref, inp, rec, mask, w, g, spec)
+    gb = ref_g.g_beta_all.reshape(steps, n * d, bsz)[:, rec.flat]
+    ref_g = ref_g._replace(g_rec_w=(gb * (ref.y_all[:-1, :, 0][:, rec.src] * mask[rec.src])).sum(dim=(0, 2)))
     got_g = elm_triton.backward(got, inp, rec, mask, w, g, spec)
+    if got_g.g_rec_w is None:  # the earlier backend leaves it to the autograd Function
+        ref_g = ref_g._replace(g_rec_w=None)
     torch.cuda.synchronize()
     tol = 1e-10 if dtype == torch.float64 else 1e-4
     for name, want, have in list(zip(C.Saved._fields, ref, got)) + list(zip(C.Grads._fields, ref_g, got_g)):

@@ -29,7 +29,7 @@ from elm_neuro.networks.engines.backends import BackendUnusable, CheckMismatch, 
 from elm_neuro.networks.lif_config import LIFLayerConfig
 from elm_neuro.networks.lif_layer import LIFLayer
 
-ET = interpreted_triton_backend("elm_triton")
+ET = interpreted_triton_backend("elm_triton_grid")  # the CUDA backend of the ELM engine
 LT = interpreted_triton_backend("lif_triton")
 from triton.compiler.errors import CompilationError  # noqa: E402  (after the skip above)
 
@@ -101,17 +101,17 @@ class BrokenKernel:
 
 # --------------------------------------------------------------------------- (a) a kernel fails to compile
 def test_a_kernel_that_fails_to_compile_warns_once_and_the_layer_steps(as_cuda, monkeypatch):
-    monkeypatch.setattr(ET, "_elm_fwd_kernel", BrokenKernel())
+    monkeypatch.setattr(ET, "_fwd_stepped", BrokenKernel())
     layer, x = elm_layer(), inputs()
     with pytest.warns(EngineFallbackWarning) as caught:
         y = layer(x).y
     (w,) = fallback_warnings(caught)
     msg = str(w.message)
-    assert "elm_triton on cpu for float32" in msg and "BN=" in msg and "HAS_REC=1" in msg  # backend, dtype, config
+    assert "elm_triton_grid on cpu for float32" in msg and "BB=" in msg and "HAS_REC=1" in msg  # backend, dtype, config
     assert "failed its first-use check" in msg and "CompilationError" in msg and "undefined_op" in msg
     torch.testing.assert_close(y, layer.forward_step(x).y, rtol=0, atol=0)
     assert layer.engine == "step" and layer.engine_reason == msg
-    assert layer.engine_ran.startswith("step (elm_triton on cpu for float32")
+    assert layer.engine_ran.startswith("step (elm_triton_grid on cpu for float32")
     with warnings.catch_warnings(record=True) as again:
         warnings.simplefilter("always")
         assert_same_as_step(layer, x, tol=0)  # the second call: the step path, no new warning
@@ -141,7 +141,7 @@ def triton_unimportable(monkeypatch):
     real = importlib.import_module
 
     def import_module(name, *args, **kwargs):
-        if name.endswith("_triton"):
+        if name.endswith(("_triton", "_triton_grid")):
             raise RuntimeError("0 active drivers ([]). There should only be one.")
         return real(name, *args, **kwargs)
 
@@ -150,7 +150,7 @@ def triton_unimportable(monkeypatch):
 
 def test_a_device_without_triton_support_falls_back_with_one_warning(as_cuda, triton_unimportable):
     x = inputs()
-    for make, module in ((elm_layer, "elm_triton"), (lif_layer, "lif_triton")):
+    for make, module in ((elm_layer, "elm_triton_grid"), (lif_layer, "lif_triton")):
         layer = make()
         with pytest.warns(EngineFallbackWarning, match=f"{module} cannot be imported for cuda "
                                                        r"\(RuntimeError: 0 active drivers"):
@@ -166,7 +166,7 @@ def test_a_device_without_triton_support_falls_back_with_one_warning(as_cuda, tr
         o, _ = leaky_scan.leaky_scan(x, torch.zeros(2, 3), 0.5, 0.25)  # the filter's backend is lif_triton too
     assert not fallback_warnings(again)
     torch.testing.assert_close(o, leaky_integrate(x, torch.zeros(2, 3), 0.5, 0.25)[0], rtol=0, atol=0)
-    with pytest.raises(BackendUnusable, match="elm_triton cannot be imported"):  # the verdict holds: no new try
+    with pytest.raises(BackendUnusable, match="elm_triton_grid cannot be imported"):  # the verdict holds: no new try
         elm_sequence.backend(torch.device("cpu"))
 
 
@@ -180,7 +180,7 @@ def test_a_kernel_with_wrong_results_fails_its_check_and_the_layer_steps(as_cuda
 
     monkeypatch.setattr(ET, "forward", off_by_a_little)
     layer, x = elm_layer(torch.float64), inputs(torch.float64)
-    with pytest.warns(EngineFallbackWarning, match=r"elm_triton on cpu for float64 .* \(CheckMismatch: forward "
+    with pytest.warns(EngineFallbackWarning, match=r"elm_triton_grid on cpu for float64 .* \(CheckMismatch: forward "
                                                    r"y_all differs from the reference by 0.001"):
         y = layer(x).y
     torch.testing.assert_close(y, layer.forward_step(x).y, rtol=0, atol=0)
@@ -253,16 +253,16 @@ def test_a_failure_in_backward_warns_and_the_layer_steps_from_then_on(as_cuda, m
 
     monkeypatch.setattr(ET, "backward", fails_after_the_check)
     layer, x = elm_layer(torch.float64), inputs(torch.float64)
-    with pytest.warns(EngineFallbackWarning, match=r"elm_triton on cpu for float64 .* failed in a call \(RuntimeError: "
+    with pytest.warns(EngineFallbackWarning, match=r"elm_triton_grid on cpu for float64 .* failed in a call \(RuntimeError: "
                                                    "CUDA error: an illegal memory access"):
         y, g = outputs_and_grads(layer, x, "auto")
     y_ref, g_ref = outputs_and_grads(layer, x, "step")
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
     for a, b in zip(g, g_ref):  # the reference's gradients for this call
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    assert layer.engine_ran == "fused elm_triton"  # this call's forward ran on Triton
+    assert layer.engine_ran == "fused elm_triton_grid"  # this call's forward ran on Triton
     layer(x)
-    assert layer.engine_ran.startswith("step (elm_triton on cpu for float64") and "failed in a call" in \
+    assert layer.engine_ran.startswith("step (elm_triton_grid on cpu for float64") and "failed in a call" in \
         layer.engine_reason
 
 
@@ -285,10 +285,10 @@ def test_a_failure_in_forward_of_a_real_call_steps_that_call(as_cuda, monkeypatc
 
 # --------------------------------------------------------------------------- (e) engine = 'fused'
 def test_engine_fused_raises_with_the_reason(as_cuda, monkeypatch):
-    monkeypatch.setattr(ET, "_elm_fwd_kernel", BrokenKernel())
+    monkeypatch.setattr(ET, "_fwd_stepped", BrokenKernel())
     layer = elm_layer(engine="fused")
     with pytest.warns(EngineFallbackWarning):
-        with pytest.raises(RuntimeError, match="engine 'fused' cannot run this layer: elm_triton on cpu for float32 "
+        with pytest.raises(RuntimeError, match="engine 'fused' cannot run this layer: elm_triton_grid on cpu for float32 "
                                                ".* failed its first-use check .*CompilationError"):
             layer(inputs())
 
@@ -320,8 +320,8 @@ def test_half_precision_layers_step_on_auto_and_refuse_fused(as_cuda, make, dtyp
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_the_triton_host_code_refuses_half_precision_with_a_clear_error(dtype):
     assert "parameters in" in C.unsupported_reason(ELMLayerConfig(d_m=2, d_tree=2, d_brch=2), dtype)
-    with pytest.raises(TypeError, match=f"elm_triton computes in float32 or float64, not {dtype}"):
-        ET._elem(dtype)
+    with pytest.raises(TypeError, match=f"elm_triton_grid computes in float32 or float64, not {dtype}"):
+        ET._elem_ok(dtype)
     with pytest.raises(TypeError, match=f"lif_triton computes in float32 or float64, not {dtype}"):
         LT.scan_compile_key(torch.zeros(1, 1, 3, dtype=dtype), None, 0.5, 1.0)
 
@@ -342,7 +342,7 @@ def test_the_real_kernels_pass_their_check(as_cuda, case, dtype):
         warnings.simplefilter("error", EngineFallbackWarning)
         assert_same_as_step(layer, x, tol=1e-5 if dtype == torch.float32 else 1e-10)
         leaky_scan.leaky_scan(x, torch.zeros(2, 3, dtype=dtype), 0.5, 0.5)
-    name = "elm_triton" if make is elm_layer else "lif_triton"
+    name = "elm_triton_grid" if make is elm_layer else "lif_triton"
     assert layer.engine_ran == f"fused {name}"
     checked = B.verdicts()
     assert {k[0] for k in checked} == {name, "lif_triton"} and all(v is None for v in checked.values())
@@ -394,9 +394,9 @@ def test_the_triton_host_code_makes_no_host_synchronisation(no_sync):
     torch.testing.assert_close(saved.y_all, want.y_all, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grads.g_wy, C.backward_torch(want, inp, rec, mask, w, gr, spec).g_wy, rtol=1e-4,
                                atol=1e-4)
-    with pytest.raises(AssertionError, match="Tensor.__int__ called from .*elm_triton.py"):  # the trap works
+    with pytest.raises(AssertionError, match="Tensor.__int__ called from .*elm_triton_grid.py"):  # the trap works
         no_sync.append(True)
-        ET._widths(rec._replace(in_width=None), n, d)
+        ET._widths(rec._replace(in_width=None), n, n, d)
 
 
 @pytest.mark.parametrize("make", [elm_layer, lif_layer], ids=["elm", "lif"])
@@ -406,7 +406,7 @@ def test_a_fused_layer_call_on_triton_makes_no_host_synchronisation(as_cuda, no_
     no_sync.append(True)
     y, g = outputs_and_grads(layer, x, "auto")
     no_sync.clear()
-    assert layer.engine_ran == f"fused {'elm' if make is elm_layer else 'lif'}_triton"
+    assert layer.engine_ran == f"fused {'elm_triton_grid' if make is elm_layer else 'lif_triton'}"
 
 
 # --------------------------------------------------------------------------- the CSR is built once
@@ -440,10 +440,10 @@ def test_a_training_run_records_the_fallback_in_its_config_and_engines_line(as_c
     cfg = TrainConfig(task="shd-adding", model="elm", model_overrides=dict(d_m=2, d_tree=4, d_brch=3, n=6),
                       data_dir=str(tmp_path / "shd"), epochs=1, batches_per_epoch=1, batch_size=2, valid_batches=1,
                       test_batches=1, bin_ms=50.0, channel_factor=14, warmup=1, device="cpu")
-    with pytest.warns(EngineFallbackWarning, match="elm_triton cannot be imported"):
+    with pytest.warns(EngineFallbackWarning, match="elm_triton_grid cannot be imported"):
         run_training(tmp_path / "run", cfg, resume=False, progress=False)
     runtime = RunDir(tmp_path / "run").read_config()["runtime"]
-    reason = ("elm_triton cannot be imported for cuda (RuntimeError: 0 active drivers ([]). There should only be "
+    reason = ("elm_triton_grid cannot be imported for cuda (RuntimeError: 0 active drivers ([]). There should only be "
               "one.); layers that would run it take the per-step path")
     assert runtime["engines"] == {"hidden": f"step ({reason})", "readout": f"step ({reason})"}
     assert runtime["engine_fallbacks"] == [reason]

@@ -186,8 +186,9 @@ ENGINES = "elm_neuro.networks.engines"
 # helpers; the contracts import only each other and the helpers; nothing below the dispatch layer
 # imports it; nothing imports a tool
 ENGINE_CONTRACTS = {f"{ENGINES}.{m}" for m in ("inputs", "elm_contract", "lif_contract")}
-ENGINE_HELPERS = {f"{ENGINES}.{m}" for m in ("backends", "simd", "numba_threads", "workspace")}
-ENGINE_BACKENDS = {f"{ENGINES}.{m}" for m in ("elm_numba", "elm_triton", "lif_numba", "lif_triton", "inputs_numba")}
+ENGINE_HELPERS = {f"{ENGINES}.{m}" for m in ("backends", "simd", "numba_threads", "workspace", "triton_helpers")}
+ENGINE_BACKENDS = {f"{ENGINES}.{m}" for m in ("elm_numba", "elm_triton", "elm_triton_grid", "lif_numba", "lif_triton",
+                                               "inputs_numba")}
 ENGINE_DISPATCH = {f"{ENGINES}.{m}" for m in ("elm_sequence", "lif_sequence", "projection", "leaky_scan")}
 # tools work on the engines from outside (triton_compile: compile the Triton kernels for a GPU
 # without one); they may import any engine module, and no module of the package imports them

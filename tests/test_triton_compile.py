@@ -37,12 +37,14 @@ _ELM_SIZES = dict(steps=6, n=5, d=3, m=2, h=5, bsz=3, n_rec=9)
 _MLPS = [(False, "relu2"), (True, "relu2"), (True, "relu"), (True, "silu")]  # test_engine_elm_triton.MLPS
 
 
-def _elm(dtype, two, act, hp, out, rec, o, layout="", module=None):
+def _elm(dtype, two, act, hp, out, rec, o, layout="", module=None, backend=None, rows=0):
     name = (f"elm {layout + ' ' if layout else ''}{'rec' if rec else 'norec'} L{int(two)}-{act} {out}"
             f"{' hp' if hp else ''} o{o} {dtype}")
     case = dict(engine="elm", name=name, dtype=dtype, two=two, act=act, hp=hp, out=out, rec=rec, o=o, **_ELM_SIZES)
     if module:
         case["module"] = module
+    if backend:
+        case.update(backend=backend, rows=rows)
     return case
 
 
@@ -64,6 +66,13 @@ ELM_CASES = (
                               ("BB2", dict(MAX_SYN_BLOCK=2, BATCH_BLOCK=2, TILE_BUDGET={4: 256, 8: 256})))
        for two, act, hp, out, rec, o in ((True, "relu2", True, "relu", True, 1),
                                          (False, "silu", False, "identity", False, 3))]
+    # the whole-GPU backend (tests/test_engine_elm_triton_grid.py), persistent and stepped, drive and rows
+    + [_elm(dtype, two, act, hp, out, rec, o, f"grid-{form}{'-rows' if rows else ''}",
+            dict(PERSISTENT=form == "persistent"), "elm_triton_grid", rows)
+       for form in ("persistent", "stepped")
+       for dtype, two, act, hp, out, rec, o, rows in (("float32", True, "relu2", True, "relu", True, 1, 0),
+                                                     ("float64", True, "silu", True, "identity", True, 1, 4),
+                                                     ("float32", False, "relu2", False, "identity", False, 3, 0))]
 )
 
 _LIF_SPECS = {  # tests/test_engine_lif_triton.py SPECS
@@ -99,7 +108,11 @@ CASES = ELM_CASES + LIF_CASES + SCAN_CASES
 
 # what each case must launch (forward and backward kernel)
 KERNELS = {"elm": {"_elm_fwd_kernel", "_elm_bwd_kernel"}, "lif": {"_lif_fwd_kernel", "_lif_bwd_kernel"},
-           "scan": {"_scan_fwd_kernel", "_scan_bwd_kernel"}}
+           "scan": {"_scan_fwd_kernel", "_scan_bwd_kernel"},
+           # the whole-GPU backend: its persistent kernels or its per-step ones, and the gather of the gradient
+           # into the initial outputs / input rows (cases with synapses; the other case has none)
+           "elm-grid-persistent": {"_fwd_persistent", "_bwd_persistent", "_source_grad_kernel"},
+           "elm-grid-stepped": {"_fwd_stepped", "_bwd_stepped", "_source_grad_kernel"}}
 
 
 def _cache(config) -> "Path | None":
@@ -120,7 +133,7 @@ def compiled(request):
 def test_the_cases_cover_the_interpreter_tests():
     names = [c["name"] for c in CASES]
     assert len(names) == len(set(names))
-    assert len(ELM_CASES) == 16 + 6 + 4 + 4 and len(LIF_CASES) == 5 + 2 + 6 and len(SCAN_CASES) == 4
+    assert len(ELM_CASES) == 16 + 6 + 4 + 4 + 6 and len(LIF_CASES) == 5 + 2 + 6 and len(SCAN_CASES) == 4
     assert {c["dtype"] for c in CASES} == {"float32", "float64"}
 
 
@@ -130,10 +143,14 @@ def test_every_kernel_compiles_for_sm80_and_sm90(compiled):
     assert {(r.case, r.sm) for r in results} == {(c["name"], sm) for c in CASES for sm in SMS}
     errors = [f"sm_{r.sm} {r.case}: {r.error}" for r in results if r.error]
     assert not errors, "compile errors:\n" + "\n".join(errors)
-    engines = {c["name"]: c["engine"] for c in CASES}
+    engines = {c["name"]: c["engine"] + ("-grid-" + ("persistent" if c["module"]["PERSISTENT"] else "stepped")
+                                         if c.get("backend") == "elm_triton_grid" else "") for c in CASES}
     for r in results:
         launched = {by_key[(r.sm, h)].kernel for h in r.kernels}
-        assert launched == KERNELS[engines[r.case]], (r.case, r.sm, launched)
+        want = KERNELS[engines[r.case]]
+        if "norec" in r.case and "grid" in r.case:
+            want = want - {"_source_grad_kernel"}
+        assert launched == want, (r.case, r.sm, launched)
     for rep in reports:
         assert rep.sm in SMS and 0 < rep.registers <= 255 and rep.shared_fits, rep
 
@@ -171,6 +188,10 @@ def test_the_options_reach_the_kernels(compiled):
                                                                                             (1, True), (2, True))
                                                             for o in (0, 1) for h in (True, False)}
         assert {r.dtype for r in elm} == {"float32", "float64"}
+        grid = [r for r in reports if r.sm == sm and r.kernel in ("_fwd_persistent", "_fwd_stepped")]
+        assert {(r.kernel, r.constexprs["HAS_DRIVE"], r.constexprs["WRITE_U"]) for r in grid} == {
+            (k, drive, rec) for k in ("_fwd_persistent", "_fwd_stepped") for drive, rec in ((True, True), (False, True),
+                                                                                            (True, False))}
         assert {r.constexprs["BN"] for r in elm} >= {1} and {r.constexprs["BB"] for r in elm} == {1, 2}
         assert {r.constexprs["BO"] for r in elm} == {1, 4}
         lif = [r for r in reports if r.sm == sm and r.kernel == "_lif_bwd_kernel"]
@@ -233,3 +254,42 @@ def test_compile_only_restores_what_it_patches(request):
     done = subprocess.run([sys.executable, "-c", script, str(cache)], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0 and "restored" in done.stdout, done.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------- instructions per time step
+def _sass(lines: list) -> str:
+    """A cuobjdump-like listing of ``lines`` (instruction texts), 16 bytes apart from 0x0000."""
+    return "\n".join(f"        /*{16 * i:04x}*/                   {text} ;    /* 0x000 */" for i, text in enumerate(lines))
+
+
+def test_step_instructions_weighs_each_loop_by_its_trips():
+    """A hand-made persistent kernel: 1 setup, a time loop holding 2 + an item loop (1 + a 3-line inner
+    loop + 1) + a 2-line spin loop + its back edge; trips 5 of the inner loop, 2 items per program."""
+    lines = ["MOV R0, RZ",  # 0x00 setup: outside the time loop
+             "IADD3 R1, R1, 0x1, RZ", "BAR.SYNC.DEFER_BLOCKING 0x0",  # 0x10, 0x20: time loop head (2)
+             "LDG.E R2, desc[UR4][R4.64]",  # 0x30 item loop head
+             "FFMA R3, R2, R2, R3", "BAR.SYNC.DEFER_BLOCKING 0x0", "@P0 BRA 0x40",  # 0x40-0x60 inner loop (3)
+             "@P1 BRA 0x30",  # 0x70 item loop back edge
+             "LDG.E.STRONG.GPU R6, desc[UR4][R8.64]", "@!P2 BRA 0x80",  # 0x80-0x90 spin loop (2)
+             "BRA 0x10",  # 0xa0 time loop back edge
+             "EXIT"]
+    got = TC.step_instructions(_sass(lines), [5], items_per_program=2)
+    # time loop: 2 + 2 x (1 + 5 x 3 + 1) + 2 + 1 = 39; BAR.SYNC: 1 + 2 x 5
+    assert got == {"instructions": 2 + 2 * (1 + 5 * 3 + 1) + 2 + 1, "barriers": 1 + 2 * 5, "loops": 4}
+    with pytest.raises(ValueError, match="expected 2 inner loops"):
+        TC.step_instructions(_sass(lines), [5, 7])
+
+
+def test_step_instructions_counts_a_loop_unrolled_at_run_time_as_main_and_remainder():
+    """A loop of 10 trips unrolled 4 times: the main loop (4 bodies of 1 line + its branch) runs 10 // 4
+    = 2 times, the remainder (1 body + its branch) 10 % 4 = 2 times."""
+    lines = ["S2R R0, SR_TID.X",
+             "NOP", "IADD3 R1, R1, 0x1, RZ",  # 0x10 (NOP dropped), 0x20: time loop head
+             "LDG.E R2, desc[UR4][R4.64]",  # 0x30 item loop head
+             "FFMA R3, R2, R2, R3", "FFMA R3, R2, R2, R3", "FFMA R3, R2, R2, R3", "FFMA R3, R2, R2, R3",
+             "@P0 BRA 0x40",  # 0x40-0x80 main loop: 5 lines
+             "FFMA R3, R2, R2, R3", "@P3 BRA 0x90",  # 0x90-0xa0 remainder: 2 lines
+             "@P1 BRA 0x30",  # 0xb0
+             "BRA 0x10", "EXIT"]
+    got = TC.step_instructions(_sass(lines), [10])
+    assert got["instructions"] == 1 + (1 + 2 * 5 + 2 * 2 + 1) + 1

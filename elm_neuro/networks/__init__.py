@@ -16,7 +16,8 @@ One idea per module, each importing only from those listed before it:
   time loop each; Numba kernels on the CPU, Triton on CUDA, a PyTorch reference of each kernel),
   chosen by the ``engine`` field of the layer configurations;
 - ``lif_layer``, ``lif_network``: the LIF / adLIF family; ``lstm``: the LSTM baseline;
-- ``registry``: families by name and the one resolver ``resolve_model_config``.
+- ``registry``: families by name and the one resolver ``resolve_model_config``;
+- ``stacked``: S ELM Networks of one configuration as one block-diagonal network (``stack_models``).
 
 Nothing here reads data, trains or plots.
 """

@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from elm_neuro.networks.engines.backends import Backend
-from elm_neuro.networks.engines.inputs import DTYPES, Drive, list_events_torch
+from elm_neuro.networks.engines.inputs import DTYPES, Drive, Rows, list_events_torch
 from elm_neuro.neurons import elm as E
 
 MLP_ACTS = {"relu2": 0, "relu": 1, "silu": 2}
@@ -83,7 +83,8 @@ class Recurrent(NamedTuple):
     """Synapses from source rows sorted by target neuron (CSR); ``flat`` = target * D + branch.
 
     ``in_width`` / ``out_width``: the most synapses on one target column / from one source row
-    (the widths of a backend's padded gather tables), counted once where the CSR is built
+    (the widths of a backend's padded gather tables), and ``own``, how many synapses read the
+    layer's own neurons (the rest read input rows), counted once where the CSR is built
     (:func:`make_recurrent`) so that a backend needs no host synchronisation per call to learn
     them; None when unknown (a backend then counts them itself)."""
 
@@ -93,6 +94,7 @@ class Recurrent(NamedTuple):
     flat: torch.Tensor  # [S] int64
     in_width: Optional[int] = None
     out_width: Optional[int] = None
+    own: Optional[int] = None  # how many synapses read the layer's own neurons (source < N)
 
     @property
     def count(self) -> int:
@@ -202,7 +204,7 @@ def make_recurrent(src: torch.Tensor, target_flat: torch.Tensor, d_tree: int, n:
     widths = (0, 0)
     if flat.numel():
         widths = (int(torch.bincount(flat).max()), int(torch.bincount(src).max()))
-    return Recurrent(ptr, flat - target * d_tree, src[order], flat, *widths), order
+    return Recurrent(ptr, flat - target * d_tree, src[order], flat, *widths, int((src < n).sum())), order
 
 
 # --------------------------------------------------------------------------- activations
@@ -318,6 +320,53 @@ def backward_torch(saved: Saved, inp: Drive, rec: Recurrent, mask_rec, w: Weight
             vals = (g_beta.reshape(n * d, bsz)[rec.flat] * w.rec_w[:, None]) * mask_rec[rec.src]
             g_yrec[:, 0].index_add_(0, rec.src, vals)
     return Grads(g_beta_all, ga_all, gz_all, g_wy, g_bias, g_gain, g_kappa, g_m, g_h, g_yrec)
+
+
+# --------------------------------------------------------------------------- Rows, by way of a Drive
+def rows_as_drive(inp: Rows, rec: Recurrent, rec_w: torch.Tensor, n: int, d: int):
+    """A :class:`~elm_neuro.networks.engines.inputs.Rows` input as the reference takes it:
+    ``(Drive, recurrent CSR, its weights)``. The synapses from source rows ``N + c`` (input
+    channels) become the drive ``sum w x[t, c] mask[c]`` of their target columns; the synapses from
+    neurons stay synapses."""
+    steps, _, bsz = inp.x.shape
+    is_in = rec.src >= n
+    xm = inp.x * inp.mask
+    drive = xm.new_zeros(steps, n * d, bsz)
+    drive.index_add_(1, rec.flat[is_in], rec_w[is_in, None] * xm[:, rec.src[is_in] - n])
+    keep = ~is_in
+    flat = rec.flat[keep]
+    ptr = torch.zeros(n + 1, dtype=torch.int64, device=flat.device)
+    ptr[1:] = torch.cumsum(torch.bincount(torch.div(flat, d, rounding_mode="floor"), minlength=n), 0)
+    own = Recurrent(ptr, rec.branch[keep], rec.src[keep], flat)
+    return Drive(drive.view(steps, n, d, bsz)), own, rec_w[keep]
+
+
+def forward_rows_torch(inp: Rows, rec: Recurrent, mask_rec, w: Weights, s: State, spec: Spec) -> Saved:
+    """The contract's forward for a Rows input, in plain PyTorch (:func:`rows_as_drive`, then
+    :func:`forward_torch`)."""
+    n, d = s.m.shape[0], w.W1.shape[2] - s.m.shape[1]
+    drive, own, own_w = rows_as_drive(inp, rec, w.rec_w, n, d)
+    return forward_torch(drive, own, mask_rec, w._replace(rec_w=own_w), s, spec)
+
+
+def backward_rows_torch(saved: Saved, inp: Rows, rec: Recurrent, mask_rec, w: Weights, g: OutGrads,
+                        spec: Spec, want_input_grad: bool = True) -> Grads:
+    """The contract's backward for a Rows input, in plain PyTorch: :func:`backward_torch` on the
+    drive of :func:`rows_as_drive`, plus the synapse weights' gradient ``g_rec_w`` (every synapse
+    of ``rec``) and the input rows' gradient ``g_x_rows [T, C, B]`` (when ``want_input_grad``)."""
+    steps, n, d, bsz = saved.beta_all.shape
+    drive, own, own_w = rows_as_drive(inp, rec, w.rec_w, n, d)
+    grads = backward_torch(saved, drive, own, mask_rec, w._replace(rec_w=own_w), g, spec, want_input_grad)
+    gb = grads.g_beta_all.reshape(steps, n * d, bsz)[:, rec.flat]  # [T, S, B]
+    is_in = rec.src >= n
+    src_rows = torch.cat([saved.y_all[:-1, :, 0] * mask_rec, inp.x * inp.mask], dim=1)  # [T, N + C, B]
+    g_rec_w = (gb * src_rows[:, rec.src]).sum(dim=(0, 2))
+    g_x_rows = None
+    if want_input_grad:
+        g_x_rows = inp.x.new_zeros(inp.x.shape)
+        g_x_rows.index_add_(1, rec.src[is_in] - n, gb[:, is_in] * w.rec_w[is_in, None])
+        g_x_rows = g_x_rows * inp.mask
+    return grads._replace(g_rec_w=g_rec_w, g_x_rows=g_x_rows)
 
 
 REFERENCE = Backend("torch", forward_torch, backward_torch, (Drive,), list_events_torch)

@@ -43,10 +43,14 @@ import torch
 from elm_neuro.networks.engines import projection
 from elm_neuro.networks.engines.backends import Backend, Guard, assert_matches, check_batches, first_use, guarded, pick
 from elm_neuro.networks.engines.elm_contract import (REFERENCE, OutGrads, Recurrent, Saved, Spec, State, Weights,
-                                                     backward_torch, forward_torch, mlp_act)
+                                                     backward_rows_torch, backward_torch, forward_rows_torch,
+                                                     forward_torch, mlp_act)
 from elm_neuro.networks.engines.inputs import Drive, Events, Rows
 
 CHECK_STEPS = 2  # time steps of the first-use check's problem
+# the CUDA backend: the whole-GPU kernels (elm_triton_grid); "elm_neuro.networks.engines.elm_triton" is the
+# earlier one-program-per-sample design, kept for comparison (benchmarks/gpu_check.py times both)
+CUDA_BACKEND = "elm_neuro.networks.engines.elm_triton_grid"
 
 
 def backend(device: torch.device) -> Backend:
@@ -54,7 +58,7 @@ def backend(device: torch.device) -> Backend:
     :class:`~elm_neuro.networks.engines.backends.BackendUnusable` where it cannot be imported), else
     the PyTorch reference (:func:`~elm_neuro.networks.engines.backends.pick`), with the device's
     event lister (the input forms' backend, :func:`elm_neuro.networks.engines.projection.backend`)."""
-    fns = pick(device, "elm_neuro.networks.engines.elm_numba", "elm_neuro.networks.engines.elm_triton", REFERENCE,
+    fns = pick(device, "elm_neuro.networks.engines.elm_numba", CUDA_BACKEND, REFERENCE,
                names=("forward", "backward", "compile_key"))
     return fns._replace(list_events=projection.backend(device).list_events)
 
@@ -174,7 +178,7 @@ class Problem(NamedTuple):
     """A problem of the contract: the forward's arguments (but the synapses and the spec) and the
     gradients reaching its results."""
 
-    inp: Drive
+    inp: object  # a Drive, or Rows (check of a Rows call)
     mask_rec: torch.Tensor
     w: Weights
     s: State
@@ -220,23 +224,34 @@ def check_problem(rec: Recurrent, n: int, d: int, m: int, o: int, h1: int, h: in
     return Problem(Drive(u(steps, n, d, bsz)), mask, w, s, gr).to(device=device, dtype=dtype)
 
 
-def check(fns: Backend, inp: Drive, rec: Recurrent, mask_rec, w: Weights, s: State, spec: Spec) -> None:
+def check(fns: Backend, inp, rec: Recurrent, mask_rec, w: Weights, s: State, spec: Spec) -> None:
     """The first-use check of ``fns`` for the configuration of this call: forward and backward on
     :func:`check_problem` (the call's shapes and synapses, :data:`CHECK_STEPS` steps, the smallest
-    batch that keeps the call's compile key) against the contract's reference in float64; raises
-    on any failure (:func:`~elm_neuro.networks.engines.backends.assert_matches`)."""
-    _, n, d, bsz = inp.drive.shape
-    m, o, h1 = s.m.shape[1], s.y.shape[1], w.W1.shape[1]
+    batch that keeps the call's compile key; for a Rows input, random rows of the call's channels
+    read through the call's synapses) against the contract's reference in float64; raises on any
+    failure (:func:`~elm_neuro.networks.engines.backends.assert_matches`)."""
+    n, m, bsz = s.m.shape
+    o, h1 = s.y.shape[1], w.W1.shape[1]
+    d = w.W1.shape[2] - m
     h = w.W2.shape[2] if spec.two_layers else 1
     key = fns.compile_key(inp, rec, mask_rec, w, s, spec)
     for b in check_batches(bsz):
         p = check_problem(rec, n, d, m, o, h1, h, spec, b, w.W1.dtype, w.W1.device)
+        if isinstance(inp, Rows):
+            g = torch.Generator().manual_seed(1)
+            x = 2.0 * torch.rand(CHECK_STEPS, inp.x.shape[1], b, generator=g, dtype=torch.float64) - 1.0
+            mask_x = 1.25 * torch.randint(0, 2, (inp.x.shape[1], b), generator=g, dtype=torch.float64)
+            p = p._replace(inp=Rows(x.to(w.W1), mask_x.to(w.W1)))
         if fns.compile_key(p.inp, rec, p.mask_rec, p.w, p.s, spec) == key:
             break
     got = fns.forward(p.inp, rec, p.mask_rec, p.w, p.s, spec)
     got_g = fns.backward(got, p.inp, rec, p.mask_rec, p.w, p.g, spec, True)
     r = p.to(dtype=torch.float64)
-    want = forward_torch(r.inp, rec, r.mask_rec, r.w, r.s, spec)
-    want_g = backward_torch(want, r.inp, rec, r.mask_rec, r.w, r.g, spec, True)
+    if isinstance(inp, Rows):
+        want = forward_rows_torch(r.inp, rec, r.mask_rec, r.w, r.s, spec)
+        want_g = backward_rows_torch(want, r.inp, rec, r.mask_rec, r.w, r.g, spec, True)
+    else:
+        want = forward_torch(r.inp, rec, r.mask_rec, r.w, r.s, spec)
+        want_g = backward_torch(want, r.inp, rec, r.mask_rec, r.w, r.g, spec, True)
     assert_matches(got, want, "forward")
     assert_matches(got_g, want_g, "backward")

@@ -1,5 +1,8 @@
-"""CUDA backend of the fused ELM sequence engine: persistent Triton kernels that keep the time loop
-inside the kernel (the forward loops over ``t = 0 .. T-1``, the backward over ``t = T-1 .. 0``).
+"""The earlier CUDA backend of the fused ELM sequence engine: one program per sample, the time loop
+and every neuron inside it (the forward loops over ``t = 0 .. T-1``, the backward over ``t = T-1 .. 0``).
+The engine's CUDA backend is now :mod:`elm_neuro.networks.engines.elm_triton_grid` (the whole GPU,
+``elm_sequence.CUDA_BACKEND``); this one stays for comparison (tests/test_cuda.py runs both; its
+compile-only figures are in benchmarks/README.md).
 
 The contract (layouts, saved tensors, gradients) is the one of
 :mod:`elm_neuro.networks.engines.elm_contract`; :func:`forward` and :func:`backward` take the
@@ -77,6 +80,7 @@ import torch
 import triton
 import triton.language as tl
 
+from elm_neuro.networks.engines import triton_helpers as TH
 from elm_neuro.networks.engines.elm_contract import TANH_GAIN, Grads, OutGrads, Recurrent, Saved, Spec, State, Weights
 from elm_neuro.networks.engines.inputs import Drive
 
@@ -94,37 +98,6 @@ def _p2(x: int) -> int:
 
 
 # --------------------------------------------------------------------------- device helpers
-@triton.jit
-def _tanh(x):
-    e = tl.exp(-2.0 * tl.abs(x))
-    th = (1.0 - e) / (1.0 + e)
-    return tl.where(x < 0, -th, th)
-
-
-@triton.jit
-def _mlp_act(x, ACT: tl.constexpr):
-    if ACT == 0:
-        r = tl.maximum(x, 0.0)
-        out = r * r
-    elif ACT == 1:
-        out = tl.maximum(x, 0.0)
-    else:
-        out = x * tl.sigmoid(x)
-    return out
-
-
-@triton.jit
-def _mlp_act_grad(x, ACT: tl.constexpr):
-    if ACT == 0:
-        out = 2.0 * tl.maximum(x, 0.0)
-    elif ACT == 1:
-        out = tl.where(x > 0, 1.0, 0.0).to(x.dtype)
-    else:
-        s = tl.sigmoid(x)
-        out = s * (1.0 + x * (1.0 - s))
-    return out
-
-
 # --------------------------------------------------------------------------- forward kernel
 @triton.jit
 def _elm_fwd_kernel(
@@ -209,7 +182,7 @@ def _elm_fwd_kernel(
             if TWO:
                 msk_nh = nm3 & (h3 < H1) & bm3
                 tl.store(a1_ptr + ((t64 * N + n3) * H1 + h3) * B + b3, a, mask=msk_nh)
-                act = _mlp_act(a, MLP_ACT)
+                act = TH.mlp_act(a, MLP_ACT)
                 hh3 = ar_h[None, None, :]
                 w2 = tl.load(w2_ptr + (n3 * M + m3) * H + hh3, mask=nm3 & (m3 < M) & (hh3 < H), other=0.0)
                 z = tl.sum(w2[:, :, :, None] * act[:, None, :, :], axis=2)  # [BN, BM, BB]
@@ -223,7 +196,7 @@ def _elm_fwd_kernel(
             zabs = tl.load(zabs_ptr + zoff, mask=zmsk, other=0.0)
             tl.store(zabs_ptr + zoff, zabs + tl.sum(tl.abs(z), axis=1), mask=zmsk)
             # ---- memory update, readout, high-pass, output
-            m_new = md + gn[:, :, None] * _tanh(tg * z)
+            m_new = md + gn[:, :, None] * TH.tanh(tg * z)
             tl.store(m_ptr + (((t64 + 1) * N + n3) * M + m3) * B + b3, m_new, mask=msk_nm)
             o3 = ar_o[None, :, None]
             wy = tl.load(wy_ptr + (n3 * O + o3) * M + ar_m[None, None, :],
@@ -333,7 +306,7 @@ def _elm_bwd_kernel(
                 + tl.sum(wy[:, :, :, None] * g_rho[:, :, None, :], axis=1)  # [BN, BM, BB]
             # ---- memory update m' = md + gain tanh(2/3 z)
             z = tl.load(z_ptr + ((t64 * N + n3) * M + m3) * B + b3, mask=msk_nm, other=0.0)
-            th = _tanh(tg * z)
+            th = TH.tanh(tg * z)
             gn = tl.load(gain_ptr + n2 * M + ar_m[None, :], mask=mm2, other=0.0)
             kap = tl.load(kappa_ptr + n2 * M + ar_m[None, :], mask=mm2, other=0.0)
             gofs = (p64 * N + n2) * M + ar_m[None, :]
@@ -349,7 +322,7 @@ def _elm_bwd_kernel(
                 hh3 = ar_h[None, None, :]
                 w2 = tl.load(w2_ptr + (n3 * M + m3) * H + hh3, mask=nm3 & (m3 < M) & (hh3 < H), other=0.0)  # [BN,BM,BH]
                 a = tl.load(a1_ptr + ((t64 * N + n3) * H1 + h3) * B + b3, mask=nm3 & (h3 < H1) & bm3, other=0.0)
-                ga = tl.sum(w2[:, :, :, None] * gz[:, :, None, :], axis=1) * _mlp_act_grad(a, MLP_ACT)  # [BN,BH,BB]
+                ga = tl.sum(w2[:, :, :, None] * gz[:, :, None, :], axis=1) * TH.mlp_act_grad(a, MLP_ACT)  # [BN,BH,BB]
             else:
                 ga = gz
             tl.store(ga_ptr + ((t64 * N + n3) * H1 + h3) * B + b3, ga, mask=nm3 & (h3 < H1) & bm3)
@@ -434,20 +407,9 @@ def _widths(rec: Recurrent, n: int, d: int) -> tuple[int, int]:
     return max(s_in, 1), max(s_out, 1)
 
 
-def _slots(keys: torch.Tensor, rows: int) -> torch.Tensor:
-    """Each entry's rank among the entries with the same key, in their order: its column in a padded
-    table of ``rows`` rows. Device operations only (no host synchronisation)."""
-    order = torch.argsort(keys, stable=True)
-    counts = torch.zeros(rows, dtype=torch.int64, device=keys.device).index_add_(0, keys, torch.ones_like(keys))
-    start = torch.cumsum(counts, 0) - counts
-    pos = torch.empty_like(keys)
-    pos[order] = torch.arange(keys.numel(), device=keys.device) - start[keys[order]]
-    return pos
-
-
 def _in_table(rec: Recurrent, rec_w: torch.Tensor, n: int, d: int, s_in: int):
     """Padded per-(neuron, branch) table of source neurons and weights ``[N * D, S_in]``."""
-    pos = _slots(rec.flat, n * d)
+    pos = TH.slots(rec.flat, n * d)
     src = torch.zeros(n * d, s_in, dtype=torch.int32, device=rec.flat.device)
     w = torch.zeros(n * d, s_in, dtype=rec_w.dtype, device=rec.flat.device)
     src[rec.flat, pos] = rec.src.to(torch.int32)
@@ -457,7 +419,7 @@ def _in_table(rec: Recurrent, rec_w: torch.Tensor, n: int, d: int, s_in: int):
 
 def _out_table(rec: Recurrent, rec_w: torch.Tensor, n: int, s_out: int):
     """Padded per-source-neuron table of target columns (``n * D + branch``) and weights ``[N, S_out]``."""
-    pos = _slots(rec.src, n)
+    pos = TH.slots(rec.src, n)
     tgt = torch.zeros(n, s_out, dtype=torch.int32, device=rec.src.device)
     w = torch.zeros(n, s_out, dtype=rec_w.dtype, device=rec.src.device)
     tgt[rec.src, pos] = rec.flat.to(torch.int32)

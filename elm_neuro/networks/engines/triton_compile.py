@@ -58,6 +58,7 @@ import importlib
 import io
 import itertools
 import json
+import math
 import os
 import re
 import subprocess
@@ -196,6 +197,97 @@ def sass_mix(sass: str) -> collections.Counter:
             text = re.sub(r"^@!?U?P[T0-9]+\s+", "", m.group(1).strip())
             ops[text.split()[0].split(".")[0]] += 1
     return ops
+
+
+_SASS_LINE = re.compile(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
+_BRANCH = re.compile(r"^(?:@!?U?P[T0-9]+\s+)?BRA(?:\.\S+)?\s+(0x[0-9a-f]+)")
+
+
+def sass_instructions(sass: str) -> list[tuple[int, str]]:
+    """``(address, instruction text)`` of a ``cuobjdump -sass`` listing, NOP padding dropped."""
+    out = []
+    for line in sass.splitlines():
+        m = _SASS_LINE.match(line)
+        if m:
+            text = m.group(2).strip()
+            if re.sub(r"^@!?U?P[T0-9]+\s+", "", text).split()[0].split(".")[0] != "NOP":
+                out.append((int(m.group(1), 16), text))
+    return out
+
+
+def sass_loops(instrs: list[tuple[int, str]]) -> list[tuple[int, int]]:
+    """The loops of a listing as ``(first, last)`` address ranges: every branch to a lower address
+    (the back edge at ``last`` to the loop head ``first``), outermost first."""
+    loops = []
+    for addr, text in instrs:
+        m = _BRANCH.match(text)
+        if m and int(m.group(1), 16) < addr:
+            loops.append((int(m.group(1), 16), addr))
+    return sorted(set(loops), key=lambda r: (r[0], -r[1]))
+
+
+def _unrolled_trips(inner: list, trips: list, instrs: list, loops: list) -> list:
+    """Pair the inner loops found with the expected trip counts. A loop the compiler unrolled ``u``
+    times at run time appears as a main loop of ``u`` bodies (``trips // u`` times) and a remainder
+    loop of one body (``trips % u`` times) right after it; ``u`` is the power of two nearest the
+    ratio of their lengths without their branches. Any other mismatch raises ``ValueError``."""
+    def length(r):
+        return sum(1 for a, _ in instrs if r[0] <= a <= r[1])
+
+    out, i = [], 0
+    for k, trip in enumerate(trips):
+        if i >= len(inner):
+            raise ValueError(f"expected {len(trips)} inner loops inside the item loop, found loops {loops}")
+        spare = (len(inner) - i) - (len(trips) - k)
+        if spare > 0:  # main loop + remainder loop
+            main, rem = inner[i], inner[i + 1]
+            u = 2 ** max(1, round(math.log2(max((length(main) - 1) / max(length(rem) - 1, 1), 1.0))))
+            out += [(main, trip // u), (rem, trip % u)]
+            i += 2
+        else:
+            out.append((inner[i], trip))
+            i += 1
+    if i != len(inner):
+        raise ValueError(f"expected {len(trips)} inner loops inside the item loop, found loops {loops}")
+    return out
+
+
+def step_instructions(sass: str, inner_trips: list[int], items_per_program: int = 1) -> dict:
+    """Instructions a persistent kernel issues per time step and warp, from its SASS: the body of
+    its outermost loop (the time loop), the item loop's body ``items_per_program`` times, each
+    inner loop's body ``trip`` times (``inner_trips``: their trip counts in address order), a grid
+    barrier's spin loop once (its waiting is counted as time, not instructions). Branches within a
+    body (an ``if``) count both ways: an upper bound. Raises ``ValueError`` when the loops found
+    are not a time loop, an item loop and ``len(inner_trips)`` inner loops (say, one the compiler
+    unrolled in part), so that a changed kernel cannot give a silently wrong count. Returns
+    ``{"instructions", "barriers" (BAR.SYNC per step), "loops"}``."""
+    instrs = sass_instructions(sass)
+    loops = sass_loops(instrs)
+    if len(loops) < 2:
+        raise ValueError(f"expected a time loop and an item loop, found {len(loops)} loops")
+    time_loop = max(loops, key=lambda r: r[1] - r[0])
+    inside = [r for r in loops if r != time_loop and time_loop[0] <= r[0] and r[1] <= time_loop[1]]
+    item_loop = max(inside, key=lambda r: r[1] - r[0]) if inside else None
+    if item_loop is None:
+        raise ValueError(f"expected an item loop inside the time loop, found loops {loops}")
+    # after the item loop, inside the time loop: the grid barrier's spin loop (counted once)
+    inner = sorted((r for r in inside if r != item_loop and item_loop[0] <= r[0] and r[1] <= item_loop[1]),
+                   key=lambda r: r[0])
+    weighted = _unrolled_trips(inner, inner_trips, instrs, loops)
+    total = barriers = 0
+    for addr, text in instrs:
+        if not (time_loop[0] <= addr <= time_loop[1]):
+            continue
+        weight = 1
+        if item_loop[0] <= addr <= item_loop[1]:
+            weight = items_per_program
+            for (first, last), trips in weighted:
+                if first <= addr <= last:
+                    weight *= trips
+        total += weight
+        if re.sub(r"^@!?U?P[T0-9]+\s+", "", text).startswith("BAR.SYNC"):
+            barriers += weight
+    return {"instructions": total, "barriers": barriers, "loops": len(loops)}
 
 
 def _start_sass(cubin: bytes, path: Path) -> subprocess.Popen:
@@ -466,11 +558,14 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def elm_case(dtype="float32", two=True, act="relu2", hp=True, out="relu", rec=True, o=1, steps=6, n=5, d=3, m=2,
-             h=5, bsz=3, n_rec=9, seed=0, module=None):
-    """One forward and backward of the ELM kernels (``elm_triton``) on a random problem."""
+             h=5, bsz=3, n_rec=9, seed=0, module=None, backend="elm_triton", rows=0):
+    """One forward and backward of the ELM kernels (``backend``: ``elm_triton``, or ``elm_triton_grid``,
+    whose ``module`` overrides may set ``PERSISTENT``) on a random problem; ``rows``: that many input
+    channels read as Rows through extra synapses (``elm_triton_grid``)."""
     from elm_neuro.networks.engines import elm_contract as C
-    from elm_neuro.networks.engines import elm_triton as X
-    from elm_neuro.networks.engines.inputs import Drive
+    from elm_neuro.networks.engines.inputs import Drive, Rows
+
+    X = importlib.import_module(f"{ENGINES}.{backend}")
 
     dt = _DTYPES[dtype]
     g = torch.Generator().manual_seed(seed)
@@ -479,8 +574,8 @@ def elm_case(dtype="float32", two=True, act="relu2", hp=True, out="relu", rec=Tr
         return torch.randn(*shape, generator=g, dtype=dt)
 
     h1 = h if two else m
-    if rec:
-        src = torch.randint(0, n, (n_rec,), generator=g)
+    if rec or rows:
+        src = torch.randint(0 if rec else n, n + rows if rows else n, (n_rec,), generator=g)
         tgt = torch.randint(0, n * d, (n_rec,), generator=g)
         tgt[: min(3, n_rec)] = 0  # several synapses on one branch
     else:
@@ -493,7 +588,7 @@ def elm_case(dtype="float32", two=True, act="relu2", hp=True, out="relu", rec=Tr
                   torch.rand(n, m, generator=g, dtype=dt))
     s = C.State(r(n, m, bsz), r(n, o, bsz) if hp else None, r(n, o, bsz))
     grads = C.OutGrads(r(steps, n, o, bsz), r(n, m, bsz), r(n, o, bsz) if hp else None, r(n, bsz))
-    inp = Drive(r(steps, n, d, bsz))
+    inp = Rows(r(steps, rows, bsz), torch.ones(rows, bsz, dtype=dt)) if rows else Drive(r(steps, n, d, bsz))
     with overridden(X, module):
         saved = X.forward(inp, recur, mask, w, s, spec)
         X.backward(saved, inp, recur, mask, w, grads, spec)
@@ -554,9 +649,13 @@ def run_case(case: dict) -> None:
 @contextlib.contextmanager
 def triton_dispatch():
     """Point every fused engine's dispatch at its CUDA (Triton) backend for CPU tensors: the
-    dispatch modules' ``pick`` answers as for a CUDA device (``backends.pick`` itself is kept)."""
+    dispatch modules' ``pick`` answers as for a CUDA device (``backends.pick`` itself is kept), and
+    the whole-GPU ELM backend launches its persistent kernels, as on CUDA."""
     from elm_neuro.networks.engines import backends
+    from elm_neuro.networks.engines import elm_triton_grid
     real = backends.pick
+    persistent = elm_triton_grid.PERSISTENT
+    elm_triton_grid.PERSISTENT = True if persistent is None else persistent
 
     def pick_cuda(device, *args, **kwargs):
         return real(torch.device("cuda"), *args, **kwargs)
@@ -573,6 +672,7 @@ def triton_dispatch():
                 patched.append(mod)
         yield
     finally:
+        elm_triton_grid.PERSISTENT = persistent
         for mod in patched:
             mod.pick = real
 

@@ -1,0 +1,165 @@
+"""The whole-GPU ELM backend (``elm_triton_grid``) on the CPU, under Triton's interpreter: its per-step
+bodies, launched once per time step (the form the interpreter can run; the persistent kernel runs
+the same bodies between grid barriers), give the PyTorch reference's outputs and gradients for a
+Drive and for a Rows input (input synapses gathered from the rows inside the step), including the
+synapse weights' gradient that the backward kernel accumulates itself."""
+import pytest
+import torch
+
+from conftest import interpreted_triton_backend
+from elm_neuro.networks.engines import elm_contract as C
+from elm_neuro.networks.engines import inputs as I
+from parity import assert_rounding_close
+
+X = interpreted_triton_backend("elm_triton_grid")
+
+
+def _problem(dtype, two, act, hp, out, o, seed, rows, rec=True, steps=5, n=5, d=3, m=2, h=5, bsz=3, c=4,
+             n_syn=14):
+    g = torch.Generator().manual_seed(seed)
+
+    def r(*shape, scale=1.0):
+        return scale * torch.randn(*shape, generator=g, dtype=dtype)
+
+    h1 = h if two else m
+    n_src = n + (c if rows else 0)
+    if rec or rows:
+        src = torch.randint(0 if rec else n, n_src, (n_syn,), generator=g)
+        tgt = torch.randint(0, n * d, (n_syn,), generator=g)
+        tgt[:3] = 0  # three synapses on one branch
+        src[0] = 0 if rec else n
+    else:
+        src = tgt = torch.zeros(0, dtype=torch.long)
+    recur, order = C.make_recurrent(src, tgt, d, n)
+    rec_w = r(src.numel())[order]
+    mask = (torch.randint(0, 2, (n, bsz), generator=g) * 2).to(dtype)  # zeros and twos
+    spec = C.Spec(C.MLP_ACTS[act], C.OUT_ACTS[out], two, hp, 0.6)
+    if rows:
+        inp = I.Rows(r(steps, c, bsz), (torch.randint(0, 2, (c, bsz), generator=g) * 1.5).to(dtype))
+    else:
+        inp = I.Drive(r(bsz, steps, n, d).permute(1, 2, 3, 0))  # the layer's strided view
+    w = C.Weights(rec_w, r(n, h1, d + m, scale=0.6), r(n, h1), r(n, m, h, scale=0.6) if two else None,
+                  r(n, m) if two else None, r(n, o, m), r(n, o), torch.rand(n, m, generator=g, dtype=dtype),
+                  1.7 * torch.rand(n, m, generator=g, dtype=dtype))
+    s = C.State(r(n, m, bsz), r(n, o, bsz) if hp else None, r(n, o, bsz))
+    grads_in = C.OutGrads(r(steps, n, o, bsz), r(n, m, bsz), r(n, o, bsz) if hp else None, r(n, bsz))
+    return (inp, recur, mask, w, s, spec), grads_in
+
+
+def _reference(inp, recur, mask, w, s, spec, g):
+    if isinstance(inp, I.Rows):
+        ref = C.forward_rows_torch(inp, recur, mask, w, s, spec)
+        return ref, C.backward_rows_torch(ref, inp, recur, mask, w, g, spec, True)
+    ref = C.forward_torch(inp, recur, mask, w, s, spec)
+    ref_g = C.backward_torch(ref, inp, recur, mask, w, g, spec)
+    if recur.count:  # the synapse weights' gradient, as the autograd Function forms it
+        steps, n, d, bsz = ref.beta_all.shape
+        gb = ref_g.g_beta_all.reshape(steps, n * d, bsz)[:, recur.flat]
+        ref_g = ref_g._replace(g_rec_w=(gb * (ref.y_all[:-1, :, 0][:, recur.src] * mask[recur.src])).sum(dim=(0, 2)))
+    return ref, ref_g
+
+
+def _check(dtype, two, act, hp, out, o, rows, seed=0, **kw):
+    (inp, recur, mask, w, s, spec), g = _problem(dtype, two, act, hp, out, o, seed, rows, **kw)
+    ref, ref_g = _reference(inp, recur, mask, w, s, spec, g)
+    got = X.forward(inp, recur, mask, w, s, spec)
+    got_g = X.backward(got, inp, recur, mask, w, g, spec, True)
+    steps, bsz = ref.z_all.shape[0], ref.z_all.shape[-1]
+    ops = steps * max(w.W1.shape[1:] + w.wy.shape[1:])
+    checked = 0
+    for kind, pairs in (("forward", zip(C.Saved._fields, ref, got)), ("backward", zip(C.Grads._fields, ref_g, got_g))):
+        for name, want, have in pairs:
+            if want is None:
+                continue
+            assert have is not None, name
+            assert have.shape == want.shape and have.dtype == want.dtype, name
+            checked += 1
+            if dtype == torch.float32:
+                assert_rounding_close(have, want, ops if kind == "forward" else 2 * ops + steps * bsz, name)
+                continue
+            scale = 1.0 + float(want.abs().max()) if want.numel() else 1.0
+            err = float((have - want).abs().max()) if want.numel() else 0.0
+            assert err <= 1e-12 * scale, f"{name}: max error {err:.3g} (scale {scale:.3g})"
+    return checked
+
+
+MLPS = [(False, "relu2"), (True, "relu2"), (True, "relu"), (True, "silu")]
+
+
+@pytest.mark.parametrize("rows", [False, True], ids=["drive", "rows"])
+@pytest.mark.parametrize("two,act,hp,out", [(False, "relu2", True, "relu"), (True, "relu2", True, "relu"),
+                                            (True, "relu", False, "identity"), (True, "silu", True, "identity")],
+                         ids=["L0-hp-relu", "L1-relu2-hp-relu", "L1-relu-nohp-id", "L1-silu-hp-id"])
+def test_steps_equal_reference_float64(two, act, hp, out, rows):
+    checked = _check(torch.float64, two, act, hp, out, 1, rows, seed=len(act) + 3 * two + 5 * hp)
+    assert checked >= 14  # every saved tensor and gradient was compared, g_rec_w included
+
+
+def test_rows_give_the_input_rows_gradient_and_every_synapse_weight_gradient():
+    (inp, recur, mask, w, s, spec), g = _problem(torch.float64, True, "relu2", True, "relu", 1, 3, rows=True)
+    assert bool((recur.src >= 5).any()) and bool((recur.src < 5).any())  # input and recurrent synapses
+    got = X.forward(inp, recur, mask, w, s, spec)
+    got_g = X.backward(got, inp, recur, mask, w, g, spec, True)
+    ref = C.forward_rows_torch(inp, recur, mask, w, s, spec)
+    ref_g = C.backward_rows_torch(ref, inp, recur, mask, w, g, spec, True)
+    torch.testing.assert_close(got_g.g_x_rows, ref_g.g_x_rows, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_g.g_rec_w, ref_g.g_rec_w, rtol=1e-12, atol=1e-12)
+    assert float(got_g.g_x_rows.abs().sum()) > 0 and float(got_g.g_rec_w[recur.src >= 5].abs().min()) > 0
+    # without want_input_grad the rows' gradient is not made
+    assert X.backward(got, inp, recur, mask, w, g, spec, False).g_x_rows is None
+
+
+@pytest.mark.parametrize("o", [1, 3])
+def test_layers_without_synapses_and_wide_outputs(o):
+    _check(torch.float64, True, "relu2", o == 1, "identity", o, rows=False, rec=False)
+
+
+def test_float32_within_rounding_and_batches_over_a_lane_block():
+    """float32, and a batch of 40 (two sample blocks of 32 lanes per neuron: 2 N work items)."""
+    _check(torch.float32, True, "relu2", True, "relu", 1, rows=True, bsz=40, steps=3)
+
+
+def test_float64_rows_against_the_reference_at_a_reference_rows_layer():
+    """The contract's Rows reference equals a direct evaluation: the drive of the input synapses
+    is ``sum w x mask`` per target column (a hand-built two-synapse case)."""
+    x = torch.tensor([[[1.0], [2.0]]], dtype=torch.float64)  # T 1, C 2, B 1
+    rows = I.Rows(x, torch.tensor([[1.0], [0.5]], dtype=torch.float64))
+    # one neuron (N 1), two branches: source rows 1 and 2 are channels 0 and 1, row 0 the neuron itself
+    rec, order = C.make_recurrent(torch.tensor([1, 2, 0]), torch.tensor([0, 0, 1]), 2, 1)
+    rec_w = torch.tensor([3.0, 5.0, 7.0], dtype=torch.float64)[order]
+    drive, own, own_w = C.rows_as_drive(rows, rec, rec_w, 1, 2)
+    assert drive.drive.shape == (1, 1, 2, 1)
+    assert float(drive.drive[0, 0, 0, 0]) == 3.0 * 1.0 * 1.0 + 5.0 * 2.0 * 0.5
+    assert float(drive.drive[0, 0, 1, 0]) == 0.0
+    assert own.count == 1 and float(own_w[0]) == 7.0
+
+
+def test_outgoing_synapses_gathered_in_chunks(monkeypatch):
+    """Chunks of 2 outgoing synapses (the GPU's 32 shrunk so that the tiny problem needs several)."""
+    monkeypatch.setattr(X, "OUT_CHUNK", 2)
+    (inp, recur, *_), _ = _problem(torch.float64, True, "relu2", True, "relu", 1, 0, rows=True)
+    assert recur.out_width > 2
+    _check(torch.float64, True, "relu2", True, "relu", 1, rows=True)
+
+
+@pytest.mark.parametrize("rows", [False, True], ids=["drive", "rows"])
+def test_persistent_kernels_equal_reference(rows, monkeypatch):
+    """The persistent kernels themselves (time loop, item loop and grid barrier inside the kernel):
+    off CUDA their grid is one program, which passes each barrier on its own arrival, so the
+    interpreter runs them; on a GPU tests/test_cuda.py runs them over many programs."""
+    monkeypatch.setattr(X, "PERSISTENT", True)
+    seen = []
+    for name in ("_fwd_persistent", "_bwd_persistent"):
+        kernel = getattr(X, name)
+        monkeypatch.setattr(X, name, _Spy(kernel, name, seen))
+    _check(torch.float64, True, "relu2", True, "relu", 1, rows=rows)
+    assert seen == ["_fwd_persistent", "_bwd_persistent"]
+
+
+class _Spy:
+    def __init__(self, kernel, name, seen):
+        self.kernel, self.name, self.seen = kernel, name, seen
+
+    def __getitem__(self, grid):
+        self.seen.append(self.name)
+        return self.kernel[grid]
