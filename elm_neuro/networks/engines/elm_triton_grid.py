@@ -108,8 +108,12 @@ def _item(t, item, SSTRIDE, NSB: tl.constexpr, B: tl.constexpr, BB: tl.constexpr
     n = item // NSB
     b = (item % NSB) * SSTRIDE + tl.arange(0, BB)
     if WIDE:
-        return tl.cast(t, tl.int64), tl.cast(n, tl.int64), b, b < B
-    return t, n, b, b < B
+        tt = tl.cast(t, tl.int64)
+        nn = tl.cast(n, tl.int64)
+    else:
+        tt = t
+        nn = n
+    return tt, nn, b, b < B
 
 
 # --------------------------------------------------------------------------- forward step
