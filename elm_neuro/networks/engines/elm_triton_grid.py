@@ -9,9 +9,10 @@ the input synapses inside the step (a gather), not as a dense ``[B T, C] x [C, N
 
 Work items
     A work item is ``(neuron n, block of BB samples)``: ``N * ceil(B / BB)`` items, each computed
-    by one program with the samples across its lanes (``BB = 32 * num_warps`` at most), the
-    neuron's weights the same in every lane (broadcast loads, kept hot in L1), and no reduction
-    across lanes in the step: the MLP's sums run over the hidden units each lane holds.
+    by one program of one warp with the samples across its lanes (:func:`_lanes`: 8 to 32 samples,
+    as few as keep the items at most the GPU's warp schedulers), the neuron's weights the same in
+    every lane (broadcast loads, kept hot in L1). With fewer than 32 samples the lanes also split
+    the hidden units, and the sums over them take a few shuffles.
 
 Per-step body and the two ways to run it
     :func:`_fwd_step` and :func:`_bwd_step` compute one time step of one work item. The step of
@@ -28,7 +29,20 @@ Per-step body and the two ways to run it
       spin barrier would deadlock there: the tests run this form (``TRITON_INTERPRET=1``), which
       executes the very same step body.
 
-    :data:`PERSISTENT` chooses (None: persistent on CUDA, stepped elsewhere).
+    :data:`PERSISTENT` chooses (None: persistent on CUDA, stepped elsewhere). Off CUDA the
+    persistent grid is one program, which passes each barrier on its own arrival: the
+    interpreter runs the persistent kernels that way too (tests/test_engine_elm_triton_grid.py).
+
+Loop bounds
+    The loops over branches, memory units and chunks of outgoing synapses run to runtime values
+    (``DLOOP``, ``MLOOP``, ``SLOOP``, equal to the constexprs ``D``, ``M``, ``S_OUT``, and not
+    specialised on), so the compiler keeps them loops instead of unrolling them: smaller kernels
+    that compile in seconds, no register spills at the Enwik8 sizes, and loops the compile-only
+    estimate can weight by their trips (``triton_compile.step_instructions``). Integer sizes
+    (``N``, ``B``, ...) are constexprs, so offsets are immediates; offsets are int32 unless a
+    tensor reaches 2^31 elements (``WIDE``). Tables and weights are padded to their tiles (the
+    in-table to a power of two, the out-table to whole chunks, ``W1`` / ``W2`` rows with zeros), so
+    the kernels read them without masks.
 
 Sources
     The synapses of a layer read *source rows*: rows ``0 .. N-1`` are the neurons' outputs at
@@ -46,7 +60,8 @@ Gradients inside the backward kernel
     owns the target, per lane, in a buffer ``[N D S_in, B]`` (no ``[T, S, B]`` temporary), and
     likewise the per-neuron gradients of ``wy``, bias, gain and kappa ``[N, ., B]``; the wrapper
     sums the lanes. The input rows' gradient (Rows, when the input needs one) is a gather of
-    ``g_beta_all`` by :func:`_rows_grad_kernel` after the loop. The MLP weights' gradients stay
+    ``g_beta_all`` by :func:`_source_grad_kernel` after the loop (which also gives the gradient into
+    the initial outputs). The MLP weights' gradients stay
     GEMMs over ``T * B`` in the autograd Function (``elm_sequence``).
 
 Everything runs in the dtype of the inputs (float32 or float64); constants that must keep full
@@ -70,8 +85,8 @@ from elm_neuro.networks.engines.inputs import Drive, Rows
 
 TAKES = (Drive, Rows)
 
-MIN_ITEM_SAMPLES = int(os.environ.get("EG_MIN", 8))  # a work item's samples: at least (small batches)
-MAX_ITEM_SAMPLES = int(os.environ.get("EG_MAX", 32))  # and at most (large ones)
+MIN_ITEM_SAMPLES = 8  # a work item's samples: at least (small batches)
+MAX_ITEM_SAMPLES = 32  # and at most (large ones: one sample per lane)
 OUT_CHUNK = 32  # a source row's outgoing synapses are gathered in chunks of this many
 SCHEDULERS = 132 * 4  # warp schedulers of an H100 SXM (132 SMs x 4): what the item size aims to fill
 PROGRAMS_PER_SM = 4  # resident programs per SM the persistent grid counts on (small programs: 1-4 warps)
