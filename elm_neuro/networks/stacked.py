@@ -137,16 +137,6 @@ class StackedELMNetwork(nn.Module):
         traces = {"hidden": hid.traces, "readout": ro.traces} if record else None
         return NetworkOutput(logits, NetworkState(hid.state, ro.state), {"mlp": l_mlp, "act": l_act}, traces)
 
-    def _slices(self, s: int) -> dict:
-        """Model ``s``'s parameter values by its own parameter names."""
-        n, k = self.cfg.n, self.cfg.n_classes
-        out = {}
-        for prefix, layer, width in (("hidden", self.hidden, n), ("readout", self.readout, k)):
-            for name, p in layer.named_parameters():
-                out[f"{prefix}.{name}"] = p[s * width:(s + 1) * width]
-        out["out.weight"], out["out.bias"] = self.out_weight[s], self.out_bias[s]
-        return out
-
     def model_parameters(self, s: int) -> Iterator[tuple]:
         """Where model ``s`` lives in the stacked parameters: ``(stacked parameter, index)`` pairs, in
         the order of the model's own ``parameters()``; ``p[index]`` is the model's parameter and
@@ -164,10 +154,9 @@ class StackedELMNetwork(nn.Module):
         like = self.out_weight
         for s, template in enumerate(self._templates):
             net = copy.deepcopy(template).to(device=like.device, dtype=like.dtype)
-            values = self._slices(s)
             with torch.no_grad():
-                for name, p in net.named_parameters():
-                    p.copy_(values[name])
+                for (p, idx), q in zip(self.model_parameters(s), net.parameters()):
+                    q.copy_(p[idx])
             net.train(self.training)
             nets.append(net)
         return nets

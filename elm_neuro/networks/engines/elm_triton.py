@@ -74,7 +74,6 @@ The tests run these kernels on the CPU under ``TRITON_INTERPRET=1`` (tests/test_
 # parameter only by its evaluated annotation (a string "tl.constexpr" is taken for a tensor).
 
 
-import functools
 
 import torch
 import triton
@@ -427,15 +426,11 @@ def _out_table(rec: Recurrent, rec_w: torch.Tensor, n: int, s_out: int):
     return tgt, w
 
 
-@functools.lru_cache(maxsize=64)
-def _consts_on(kr: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.tensor([kr, 1.0 - kr, TANH_GAIN], dtype=dtype, device=device)
-
-
 def _consts(spec: Spec, like: torch.Tensor) -> torch.Tensor:
     """``kr, 1 - kr, 2/3`` on ``like``'s device, made once per value (a new tensor from host values
     per call would synchronise with the device)."""
-    return _consts_on(float(spec.kr), like.dtype, like.device)
+    kr = float(spec.kr)
+    return TH.device_constants((kr, 1.0 - kr, TANH_GAIN), like.dtype, like.device)
 
 
 def _grid(bsz: int, bb: int, nblk: int, has_rec: bool):

@@ -525,11 +525,6 @@ def _programs(items: int, device: torch.device) -> int:
     return max(1, min(items, _sm_count(device.index or 0) * PROGRAMS_PER_SM))
 
 
-@functools.lru_cache(maxsize=64)
-def _consts_on(kr: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    return torch.tensor([kr, 1.0 - kr, TANH_GAIN], dtype=dtype, device=device)
-
-
 def _sources(inp, rec: Recurrent, mask_rec: torch.Tensor, y_all: Optional[torch.Tensor], steps: int, n: int,
              bsz: int, dtype) -> torch.Tensor:
     """The source rows ``U [T + 1, N + C, B]`` (module docstring): the input rows times their mask
@@ -553,6 +548,12 @@ def compile_key(inp, rec: Recurrent, mask_rec, w: Weights, s: State, spec: Spec)
     return tuple(sorted(lay.fwd.items())) + tuple((f"bwd_{k}", v) for k, v in sorted(lay.bwd.items())
                                                   if lay.fwd.get(k) != v) \
         + (("num_warps", lay.num_warps), ("persistent", _persistent(mask_rec.device)))
+
+
+def _constants(spec: Spec, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``kr, 1 - kr, 2/3`` of the step on ``device`` (full precision, made once per value)."""
+    kr = float(spec.kr)
+    return TH.device_constants((kr, 1.0 - kr, TANH_GAIN), dtype, device)
 
 
 def _steps(inp) -> int:
@@ -613,7 +614,7 @@ def forward(inp, rec: Recurrent, mask_rec, w: Weights, s: State, spec: Spec) -> 
                 a1_ptr=a1_all if two else dummy, z_ptr=z_all, pre_ptr=pre_all, h_ptr=h_T if h_T is not None else dummy,
                 zabs_ptr=zabs, w1t_ptr=_w1t(w), b1_ptr=w.b1, w2_ptr=_w2p(w) if two else dummy,
                 b2_ptr=w.b2 if two else dummy, wy_ptr=w.wy, bias_ptr=w.bias, kappa_ptr=w.kappa, gain_ptr=w.gain,
-                cst_ptr=_consts_on(float(spec.kr), dtype, dev), SSTRIDE=lay.bb, DLOOP=lay.d, MLOOP=lay.m, SLOOP=lay.s_out, N=n, B=bsz, NS=lay.ns, NSB=lay.nsb, WIDE=lay.wide,
+                cst_ptr=_constants(spec, dtype, dev), SSTRIDE=lay.bb, DLOOP=lay.d, MLOOP=lay.m, SLOOP=lay.s_out, N=n, B=bsz, NS=lay.ns, NSB=lay.nsb, WIDE=lay.wide,
                 num_warps=lay.num_warps, **lay.fwd)
     if steps:
         if _persistent(dev):
@@ -636,7 +637,6 @@ def backward(saved: Saved, inp, rec: Recurrent, mask_rec, w: Weights, g: OutGrad
     dtype, dev = saved.z_all.dtype, saved.z_all.device
     is_drive = isinstance(inp, Drive)
     n_rows = 0 if is_drive else inp.x.shape[1]
-    s = State(saved.m_all[0], saved.h_T, saved.y_all[0])
     lay = _Layout(rec, w, n, m, o, bsz, n_rows, spec, is_drive, steps)
     two = spec.two_layers
     mask_rec = mask_rec.to(dtype).contiguous()
@@ -667,7 +667,7 @@ def backward(saved: Saved, inp, rec: Recurrent, mask_rec, w: Weights, g: OutGrad
                 gzabs_ptr=g.g_zabs.to(dtype).contiguous(), acc_wy_ptr=acc_wy, acc_bias_ptr=acc_bias,
                 acc_gain_ptr=acc_gain, acc_kappa_ptr=acc_kappa, acc_w_ptr=acc_w, w1t_ptr=_w1t(w),
                 w2_ptr=_w2p(w) if two else dummy, wy_ptr=w.wy, kappa_ptr=w.kappa, gain_ptr=w.gain,
-                cst_ptr=_consts_on(float(spec.kr), dtype, dev), SSTRIDE=lay.bb, DLOOP=lay.d, MLOOP=lay.m, SLOOP=lay.s_out, N=n, B=bsz, NS=lay.ns, NSB=lay.nsb, WIDE=lay.wide,
+                cst_ptr=_constants(spec, dtype, dev), SSTRIDE=lay.bb, DLOOP=lay.d, MLOOP=lay.m, SLOOP=lay.s_out, N=n, B=bsz, NS=lay.ns, NSB=lay.nsb, WIDE=lay.wide,
                 num_warps=lay.num_warps, **lay.bwd)
     if steps:
         if _persistent(dev):

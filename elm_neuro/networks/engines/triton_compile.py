@@ -188,19 +188,19 @@ def _ptxas_numbers(log: str) -> dict:
     return out
 
 
+_SASS_LINE = re.compile(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
+_PREDICATE = re.compile(r"^@!?U?P[T0-9]+\s+")
+_BRANCH = re.compile(r"^(?:@!?U?P[T0-9]+\s+)?BRA(?:\.\S+)?\s+(0x[0-9a-f]+)")
+
+
+def _opcode(text: str) -> str:
+    """The opcode of an instruction's text, its predicate and modifiers dropped (``@!P0 LDG.E`` -> ``LDG``)."""
+    return _PREDICATE.sub("", text.strip()).split()[0].split(".")[0]
+
+
 def sass_mix(sass: str) -> collections.Counter:
     """Instruction counts by opcode (predicates and modifiers dropped) of a ``cuobjdump -sass`` listing."""
-    ops = collections.Counter()
-    for line in sass.splitlines():
-        m = re.match(r"\s+/\*[0-9a-f]{4,}\*/\s+(.*?)\s*;", line)
-        if m:
-            text = re.sub(r"^@!?U?P[T0-9]+\s+", "", m.group(1).strip())
-            ops[text.split()[0].split(".")[0]] += 1
-    return ops
-
-
-_SASS_LINE = re.compile(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
-_BRANCH = re.compile(r"^(?:@!?U?P[T0-9]+\s+)?BRA(?:\.\S+)?\s+(0x[0-9a-f]+)")
+    return collections.Counter(_opcode(m.group(2)) for m in map(_SASS_LINE.match, sass.splitlines()) if m)
 
 
 def sass_instructions(sass: str) -> list[tuple[int, str]]:
@@ -210,7 +210,7 @@ def sass_instructions(sass: str) -> list[tuple[int, str]]:
         m = _SASS_LINE.match(line)
         if m:
             text = m.group(2).strip()
-            if re.sub(r"^@!?U?P[T0-9]+\s+", "", text).split()[0].split(".")[0] != "NOP":
+            if _opcode(text) != "NOP":
                 out.append((int(m.group(1), 16), text))
     return out
 
@@ -285,7 +285,7 @@ def step_instructions(sass: str, inner_trips: list[int], items_per_program: int 
                 if first <= addr <= last:
                     weight *= trips
         total += weight
-        if re.sub(r"^@!?U?P[T0-9]+\s+", "", text).startswith("BAR.SYNC"):
+        if _PREDICATE.sub("", text).startswith("BAR.SYNC"):
             barriers += weight
     return {"instructions": total, "barriers": barriers, "loops": len(loops)}
 

@@ -1,6 +1,6 @@
 """What the ELM engine's two Triton backends (``elm_triton``, ``elm_triton_grid``) share: the step's
-elementwise functions as Triton device functions, and the host-side rank used to build padded
-synapse tables.
+elementwise functions as Triton device functions, constants on the device, and the
+host-side rank used to build padded synapse tables.
 
 ``tanh`` is made from ``exp`` (Triton's libdevice has no interpreter version); the MLP activations
 by code are those of :data:`elm_neuro.networks.engines.elm_contract.MLP_ACTS` (0 relu^2, 1 relu,
@@ -8,6 +8,8 @@ by code are those of :data:`elm_neuro.networks.engines.elm_contract.MLP_ACTS` (0
 """
 # No ``from __future__ import annotations`` here: Triton 3.0's interpreter recognises a constexpr
 # parameter only by its evaluated annotation (a string "tl.constexpr" is taken for a tensor).
+
+import functools
 
 import torch
 import triton
@@ -54,3 +56,11 @@ def slots(keys: torch.Tensor, rows: int) -> torch.Tensor:
     pos = torch.empty_like(keys)
     pos[order] = torch.arange(keys.numel(), device=keys.device) - start[keys[order]]
     return pos
+
+
+@functools.lru_cache(maxsize=64)
+def device_constants(values: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``values`` (floats) as a tensor in the kernels' dtype on ``device``, made once per value (a
+    Python float argument would reach a kernel as float32; a new tensor from host values per call
+    would synchronise with the device)."""
+    return torch.tensor(values, dtype=dtype, device=device)
