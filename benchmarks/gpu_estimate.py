@@ -36,6 +36,7 @@ PROGRAMS_PER_SM = 4
 IPCS = (1.0, 0.4)
 BARRIER_S = 1e-6
 HBM_BPS = 2.5e12
+L2_BPS = 5.5e12
 FP32_FLOPS = 50e12
 TARGETS_MS = {("shd-adding", 32): 10.0, ("shd-adding", 256): 40.0, ("enwik8", 8): 5.0}
 CASES = (("shd-adding", 32, 1000), ("shd-adding", 256, 1000), ("enwik8", 8, 100), ("enwik8", 64, 100))
@@ -52,29 +53,57 @@ def kernel_step(rep, sass: str) -> dict:
     per_program = math.ceil(items / programs)
     backward = rep.kernel.startswith("_bwd")
     # the loops over branches (D) and memory units (M) of the step, in the order of the source
+    # (PRE: the branch drives' share of the first layer comes precomputed, no loop over branches)
+    branches = [] if c.get("PRE") else [c["D"]]
     if backward:
-        trips = ([math.ceil(c["S_OUT"] / c["BSO"])] if c.get("HAS_REC") else []) + [c["M"], c["D"], c["M"]]
+        trips = ([math.ceil(c["S_OUT"] / c["BSO"])] if c.get("HAS_REC") else []) + [c["M"]] + branches + [c["M"]]
     else:
-        trips = [c["D"], c["M"], c["M"]]
-    counted = step_instructions(sass, trips, per_program)
+        trips = branches + [c["M"], c["M"]]
     synced = bool(c.get("HAS_REC") if backward else c.get("WRITE_U"))
+    # without a grid barrier the kernel runs each item's whole sequence in turn (item loop outside)
+    counted = step_instructions(sass, trips, per_program, time_outer=synced)
     return dict(kernel=rep.kernel, n=c["N"], d=c["D"], m=c["M"], samples=c["BB"], items=items, programs=programs,
                 registers=rep.registers, spills=rep.spills, instructions=counted["instructions"],
                 barriers=counted["barriers"], grid_barrier=synced)
 
 
-def outside_seconds(cfg, batch: int, steps: int) -> float:
-    """The training step's work outside the persistent kernels (module docstring)."""
+def outside_seconds(cfg, batch: int, steps: int, dense_readout: bool = True) -> float:
+    """The training step's work outside the persistent kernels (module docstring); the readout's
+    dense drive only where it takes one (``dense_readout``; else its gathers, :func:`gather_seconds`)."""
     h, r = cfg.hidden, cfg.readout
     n, m, d = cfg.n, h.d_m, h.d_tree
     h1 = h.d_mlp or 2 * m
     tb = steps * batch
     flops = 2 * n * tb * h1 * (d + m) + 2 * n * tb * m * h1  # g_W1, g_W2 of the hidden layer
     flops += 2 * cfg.n_classes * tb * r.d_m * (r.d_tree + r.d_m)  # the readout's g_W1
-    flops += 3 * 2 * tb * n * cfg.n_classes * r.d_tree  # readout drive: forward, input and weight gradients
+    if dense_readout:  # readout drive: forward, input and weight gradients
+        flops += 3 * 2 * tb * n * cfg.n_classes * r.d_tree
+    flops += 2 * 2 * tb * cfg.n_classes * r.d_m * r.d_tree  # its first layer's drive share and g_beta (PRE)
     nbytes = 4 * tb * n * (2 * (d + m) + 4 * h1 + m)  # MLP input concatenation, GEMM operands
-    nbytes += 4 * tb * cfg.n_classes * r.d_tree * 3  # the readout's drive and its gradient
+    nbytes += 4 * tb * cfg.n_classes * r.d_tree * (3 if dense_readout else 0)  # the readout's drive, its gradient
+    nbytes += 4 * tb * cfg.n_classes * (2 * r.d_tree + 2 * r.d_m)  # read by, written by the PRE products
     return nbytes / HBM_BPS + flops / FP32_FLOPS
+
+
+def gather_seconds(model, launched_nd: set, batch: int, steps: int) -> float:
+    """The synapse gathers outside the time loops (elm_triton_grid): the input rows' drive before
+    the forward loop (a layer that reads rows: an ``_input_drive_kernel`` launched for its ``N D``
+    columns), every synapse weight's gradient after the backward loop, and the input rows'
+    gradient of a layer above the first. Each gathered row segment from L2 at L2_BPS, each
+    ``[T, N D, B]`` array written or read once at HBM_BPS."""
+    seconds, first = 0.0, True
+    for layer in model.modules():
+        if not hasattr(layer, "connectome"):
+            continue
+        total = layer.connectome.numel()
+        inputs = int((layer.connectome < layer.n_in).sum())
+        nd = layer.n * layer.cfg.d_tree
+        rows = nd in launched_nd
+        gathered = (inputs if rows else 0) + (total if rows else total - inputs) + (inputs if rows and not first else 0)
+        arrays = (1 if rows else 0) + (1 if gathered else 0)
+        seconds += 4 * steps * batch * gathered / L2_BPS + 4 * steps * batch * nd * arrays / HBM_BPS
+        first = False
+    return seconds
 
 
 def estimate(preset: str, batch: int, steps: int, stacked: int = 1, keep: Path | None = None) -> dict:
@@ -90,13 +119,18 @@ def estimate(preset: str, batch: int, steps: int, stacked: int = 1, keep: Path |
         if results[0].error:
             raise RuntimeError(f"{preset} B {batch}: {results[0].error}")
         kernels = []
+        launched_nd = {rep.constexprs["ND"] for rep in reports if rep.kernel == "_input_drive_kernel"}
         for rep in reports:
             if rep.kernel not in ("_fwd_persistent", "_bwd_persistent"):
                 continue
             sass = (keep / f"{rep.kernel}-sm90-{rep.hash[:10]}.sass").read_text()
             kernels.append(kernel_step(rep, sass))
+    from elm_neuro.networks import registry as R
+    model = R.build_model(R.preset_config(preset, **over))
+    readout_rows = cfg.n_classes * stacked * cfg.readout.d_tree in launched_nd
     out = dict(preset=preset, batch=batch, steps=steps, stacked=stacked, kernels=kernels,
-               outside_ms=1e3 * outside_seconds(cfg, batch * stacked, steps))
+               outside_ms=1e3 * (outside_seconds(cfg, batch * stacked, steps, dense_readout=not readout_rows)
+                                 + gather_seconds(model, launched_nd, batch, steps)))
     for ipc in IPCS:
         kernel_s = sum(steps * k["instructions"] / ipc / CLOCK_HZ + (steps * BARRIER_S if k["grid_barrier"] else 0.0)
                        for k in kernels)

@@ -1,8 +1,9 @@
 """The whole-GPU ELM backend (``elm_triton_grid``) on the CPU, under Triton's interpreter: its per-step
 bodies, launched once per time step (the form the interpreter can run; the persistent kernel runs
 the same bodies between grid barriers), give the PyTorch reference's outputs and gradients for a
-Drive and for a Rows input (input synapses gathered from the rows inside the step), including the
-synapse weights' gradient that the backward kernel accumulates itself."""
+Drive and for a Rows input (the input synapses' drive gathered for every step before the loop, their
+gradients after it), including every synapse weight's gradient, which the backend reduces itself
+after the backward loop."""
 import pytest
 import torch
 
@@ -114,6 +115,34 @@ def test_layers_without_synapses_and_wide_outputs(o):
     _check(torch.float64, True, "relu2", o == 1, "identity", o, rows=False, rec=False)
 
 
+@pytest.mark.parametrize("two", [False, True], ids=["L0", "L1"])
+@pytest.mark.parametrize("rows", [False, True], ids=["drive", "rows"])
+def test_readout_layers_take_the_first_layer_drive_share_from_the_host(two, rows):
+    """A layer whose synapses all read input rows, or that takes a Drive without synapses (the
+    readouts): no synapse from a neuron, so the drives' share of the first layer is one product
+    for every step on the host (PRE) and the loop keeps the memory's share; checked against the
+    reference with the input rows' gradient and every input synapse weight's."""
+    from elm_neuro.networks.engines.elm_triton_grid import _Layout
+    (inp, recur, mask, w, s, spec), _ = _problem(torch.float64, two, "relu2", False, "identity", 1, 4, rows, rec=False)
+    lay = _Layout(recur, w, 5, 2, 1, 3, 4 if rows else 0, spec, not rows, 5)
+    assert lay.pre and lay.own.count == 0 and lay.inp.count == (14 if rows else 0)
+    assert _check(torch.float64, two, "relu2", False, "identity", 1, rows, seed=4, rec=False) >= 12
+
+
+def test_gathers_over_every_step_in_chunks_with_a_partial_last_chunk(monkeypatch):
+    """The input drive and the weight gradient run over chunks of steps; 5 steps in chunks of 2 leave
+    a last chunk of one step, whose missing step must be neither read nor written."""
+    from elm_neuro.networks.engines import elm_triton_grid as G
+    seen = []
+
+    def chunks(steps, rows):
+        seen.append(steps)
+        return 2, -(-steps // 2)
+    monkeypatch.setattr(G, "_chunks", chunks)
+    _check(torch.float64, True, "relu2", True, "relu", 1, rows=True, steps=5)
+    assert seen == [5, 5]  # the forward's input drive and the backward's weight gradient
+
+
 def test_float32_within_rounding_and_batches_over_a_lane_block():
     """float32, and a batch of 40 (two sample blocks of 32 lanes per neuron: 2 N work items)."""
     _check(torch.float32, True, "relu2", True, "relu", 1, rows=True, bsz=40, steps=3)
@@ -138,12 +167,12 @@ def test_outgoing_synapses_gathered_in_chunks(monkeypatch):
     """Chunks of 2 outgoing synapses (the GPU's 32 shrunk so that the tiny problem needs several)."""
     monkeypatch.setattr(X, "OUT_CHUNK", 2)
     (inp, recur, *_), _ = _problem(torch.float64, True, "relu2", True, "relu", 1, 0, rows=True)
-    assert recur.out_width > 2
+    assert recur.own_out_width > 2 and recur.inp_out_width > 2  # the neurons' and the input rows' tables
     _check(torch.float64, True, "relu2", True, "relu", 1, rows=True)
 
 
-@pytest.mark.parametrize("rows", [False, True], ids=["drive", "rows"])
-def test_persistent_kernels_equal_reference(rows, monkeypatch):
+@pytest.mark.parametrize("rows,rec", [(False, True), (True, True), (True, False)], ids=["drive", "rows", "readout"])
+def test_persistent_kernels_equal_reference(rows, rec, monkeypatch):
     """The persistent kernels themselves (time loop, item loop and grid barrier inside the kernel):
     off CUDA their grid is one program, which passes each barrier on its own arrival, so the
     interpreter runs them; on a GPU tests/test_cuda.py runs them over many programs."""
@@ -152,7 +181,7 @@ def test_persistent_kernels_equal_reference(rows, monkeypatch):
     for name in ("_fwd_persistent", "_bwd_persistent"):
         kernel = getattr(X, name)
         monkeypatch.setattr(X, name, _Spy(kernel, name, seen))
-    _check(torch.float64, True, "relu2", True, "relu", 1, rows=rows)
+    _check(torch.float64, True, "relu2", True, "relu", 1, rows=rows, rec=rec)
     assert seen == ["_fwd_persistent", "_bwd_persistent"]
 
 

@@ -394,9 +394,22 @@ def test_the_triton_host_code_makes_no_host_synchronisation(no_sync):
     torch.testing.assert_close(saved.y_all, want.y_all, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grads.g_wy, C.backward_torch(want, inp, rec, mask, w, gr, spec).g_wy, rtol=1e-4,
                                atol=1e-4)
+    # a Rows input: the synapses from input rows split off and gathered outside the loop, still without
+    # a synchronisation (the CSR counted both parts' widths)
+    rec_r, order_r = C.make_recurrent(torch.tensor([0, 3, 4, 2, 1]), torch.tensor([0, 1, 1, 5, 2]), d, n)
+    rows = I.Rows(torch.randn(steps, 2, bsz, generator=g), torch.ones(2, bsz))
+    w_r = w._replace(rec_w=torch.randn(5, generator=g)[order_r])
+    want_r = C.forward_rows_torch(rows, rec_r, mask, w_r, s, spec)
+    no_sync.append(True)
+    saved_r = ET.forward(rows, rec_r, mask, w_r, s, spec)
+    grads_r = ET.backward(saved_r, rows, rec_r, mask, w_r, gr, spec)
+    no_sync.clear()
+    torch.testing.assert_close(saved_r.y_all, want_r.y_all, rtol=1e-5, atol=1e-5)
+    want_gr = C.backward_rows_torch(want_r, rows, rec_r, mask, w_r, gr, spec, True)
+    torch.testing.assert_close(grads_r.g_rec_w, want_gr.g_rec_w, rtol=1e-4, atol=1e-4)
     with pytest.raises(AssertionError, match="Tensor.__int__ called from .*elm_triton_grid.py"):  # the trap works
         no_sync.append(True)
-        ET._widths(rec._replace(in_width=None), n, n, d)
+        ET._width(None, rec.flat, n * d)
 
 
 @pytest.mark.parametrize("make", [elm_layer, lif_layer], ids=["elm", "lif"])

@@ -95,6 +95,13 @@ class Recurrent(NamedTuple):
     in_width: Optional[int] = None
     out_width: Optional[int] = None
     own: Optional[int] = None  # how many synapses read the layer's own neurons (source < N)
+    # the same widths of the two parts, the synapses from neurons (own) and those from input rows
+    # (inp): a backend that reads them apart (the input rows' share before the time loop) sizes its
+    # tables by them
+    own_in_width: Optional[int] = None
+    own_out_width: Optional[int] = None
+    inp_in_width: Optional[int] = None
+    inp_out_width: Optional[int] = None
 
     @property
     def count(self) -> int:
@@ -201,10 +208,16 @@ def make_recurrent(src: torch.Tensor, target_flat: torch.Tensor, d_tree: int, n:
     counts = torch.bincount(target, minlength=n)
     ptr = torch.zeros(n + 1, dtype=torch.int64, device=src.device)
     ptr[1:] = torch.cumsum(counts, 0)
-    widths = (0, 0)
-    if flat.numel():
-        widths = (int(torch.bincount(flat).max()), int(torch.bincount(src).max()))
-    return Recurrent(ptr, flat - target * d_tree, src[order], flat, *widths, int((src < n).sum())), order
+    src = src[order]
+
+    def widths(sel):
+        if not bool(sel.any()):
+            return 0, 0
+        return int(torch.bincount(flat[sel]).max()), int(torch.bincount(src[sel]).max())
+
+    own = src < n
+    return Recurrent(ptr, flat - target * d_tree, src, flat, *widths(torch.ones_like(own)), int(own.sum()),
+                     *widths(own), *widths(~own)), order
 
 
 # --------------------------------------------------------------------------- activations

@@ -252,34 +252,39 @@ def _unrolled_trips(inner: list, trips: list, instrs: list, loops: list) -> list
     return out
 
 
-def step_instructions(sass: str, inner_trips: list[int], items_per_program: int = 1) -> dict:
+def step_instructions(sass: str, inner_trips: list[int], items_per_program: int = 1, time_outer: bool = True) -> dict:
     """Instructions a persistent kernel issues per time step and warp, from its SASS: the body of
     its outermost loop (the time loop), the item loop's body ``items_per_program`` times, each
     inner loop's body ``trip`` times (``inner_trips``: their trip counts in address order), a grid
-    barrier's spin loop once (its waiting is counted as time, not instructions). Branches within a
-    body (an ``if``) count both ways: an upper bound. Raises ``ValueError`` when the loops found
-    are not a time loop, an item loop and ``len(inner_trips)`` inner loops (say, one the compiler
-    unrolled in part), so that a changed kernel cannot give a silently wrong count. Returns
-    ``{"instructions", "barriers" (BAR.SYNC per step), "loops"}``."""
+    barrier's spin loop once (its waiting is counted as time, not instructions). With
+    ``time_outer=False`` the kernel is the other way round (items independent through time: the
+    outermost loop takes the items, the time loop inside runs each one's sequence): the time
+    loop's body ``items_per_program`` times. Branches within a body (an ``if``) count both ways: an
+    upper bound. Raises ``ValueError`` when the loops found are not a time loop, an item loop and
+    ``len(inner_trips)`` inner loops (say, one the compiler unrolled in part), so that a changed
+    kernel cannot give a silently wrong count. Returns ``{"instructions", "barriers" (BAR.SYNC per
+    step), "loops"}``."""
     instrs = sass_instructions(sass)
     loops = sass_loops(instrs)
     if len(loops) < 2:
         raise ValueError(f"expected a time loop and an item loop, found {len(loops)} loops")
-    time_loop = max(loops, key=lambda r: r[1] - r[0])
-    inside = [r for r in loops if r != time_loop and time_loop[0] <= r[0] and r[1] <= time_loop[1]]
-    item_loop = max(inside, key=lambda r: r[1] - r[0]) if inside else None
-    if item_loop is None:
-        raise ValueError(f"expected an item loop inside the time loop, found loops {loops}")
-    # after the item loop, inside the time loop: the grid barrier's spin loop (counted once)
-    inner = sorted((r for r in inside if r != item_loop and item_loop[0] <= r[0] and r[1] <= item_loop[1]),
+    outer = max(loops, key=lambda r: r[1] - r[0])
+    inside = [r for r in loops if r != outer and outer[0] <= r[0] and r[1] <= outer[1]]
+    second = max(inside, key=lambda r: r[1] - r[0]) if inside else None
+    if second is None:
+        raise ValueError(f"expected a loop inside the outermost one, found loops {loops}")
+    # the body counted per step: the time loop's, or (time outer) the item loop's within it; after
+    # the item loop, inside the time loop: the grid barrier's spin loop (counted once)
+    counted, body = (outer, second) if time_outer else (second, second)
+    inner = sorted((r for r in inside if r != second and second[0] <= r[0] and r[1] <= second[1]),
                    key=lambda r: r[0])
     weighted = _unrolled_trips(inner, inner_trips, instrs, loops)
     total = barriers = 0
     for addr, text in instrs:
-        if not (time_loop[0] <= addr <= time_loop[1]):
+        if not (counted[0] <= addr <= counted[1]):
             continue
         weight = 1
-        if item_loop[0] <= addr <= item_loop[1]:
+        if body[0] <= addr <= body[1]:
             weight = items_per_program
             for (first, last), trips in weighted:
                 if first <= addr <= last:
