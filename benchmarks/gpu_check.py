@@ -699,14 +699,16 @@ GEMM = re.compile(r"gemm|gemv|cutlass|xmma|cublas|matmul|splitk|^aten::(mm|addmm
 COPY = re.compile(r"memcpy|memset|copy|^aten::(cat|fill_|zero_|clone|contiguous|_to_copy|stack)$", re.I)
 CPU_FWD = re.compile(r"\w*(Sequence|Scan)")
 CPU_BWD = re.compile(r"\w*(Sequence|Scan)Backward\d*")
-SPLIT = ("forward kernel", "backward kernel", "GEMM", "copy", "other")
+SPLIT = ("forward kernel", "backward kernel", "synapse gathers", "GEMM", "copy", "other")
 
 
 def category(name: str, triton_names: set) -> str:
     """The split's part of one profiler event: the engines' forward / backward kernels (Triton
-    kernels by name on the GPU; the engines' autograd Functions on the CPU), GEMM, copy, other."""
+    kernels by name on the GPU; the engines' autograd Functions on the CPU), the Triton gathers
+    outside the time loops (elm_triton_grid: the input rows' drive, the synapse weights' and source
+    rows' gradients), GEMM, copy, other."""
     if any(name.startswith(t) for t in triton_names):
-        return "backward kernel" if "bwd" in name else "forward kernel" if "fwd" in name else "other"
+        return "backward kernel" if "bwd" in name else "forward kernel" if "fwd" in name else "synapse gathers"
     if CPU_BWD.fullmatch(name):
         return "backward kernel"
     if CPU_FWD.fullmatch(name):

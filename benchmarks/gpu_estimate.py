@@ -9,13 +9,18 @@ How: every kernel a training step launches is compiled for sm 90 by the package'
 kernels chosen. From each persistent kernel's SASS, step_instructions counts the instructions one
 warp issues per time step (the time loop's body; the loop over the branches D times, the gather
 of outgoing synapses ceil(S_out / chunk) times, an ``if`` both ways: an upper bound) and the CTA
-barriers among them. Each work item is one warp; the persistent grid keeps at most 4 programs per
-SM, one warp per scheduler, so a step takes ``items per program x instructions / IPC`` cycles of
-one scheduler. Assumptions, all printed: 1.755 GHz; IPC per scheduler 1 (the issue limit) and 0.4
-(a single warp waiting on its own loads); a grid barrier 1 us per step of a recurrent layer
-(an L2 atomic round trip and the last arrival's store seen); outside the kernels, the MLP weight
-gradients (GEMMs over T x B) and the copies and the readout's dense drive: bytes at 2.5 TB/s plus
-FLOPs at 50 TFLOP/s (float32 without tensor cores). ``--stacked S``: the same for S models stacked
+barriers among them (a kernel without a grid barrier runs each item's whole sequence in turn:
+its time loop's body per item). Each work item is one warp; the persistent grid keeps at most 4
+programs per SM, one warp per scheduler, so a step takes ``items per program x instructions / IPC``
+cycles of one scheduler. Assumptions, all printed: 1.755 GHz; IPC per scheduler 1 (the issue
+limit) and 0.4 (a single warp waiting on its own loads); a grid barrier 1 us per step of a
+recurrent layer (an L2 atomic round trip and the last arrival's store seen); outside the loops,
+the MLP weight gradients (GEMMs over T x B), the copies, the readout's dense drive (where it takes
+one) and the readouts' first-layer products: bytes at 2.5 TB/s plus FLOPs at 50 TFLOP/s (float32
+without tensor cores); the synapse gathers before and after the loops (the input rows' drive,
+every synapse weight's gradient, the input rows' gradient above the first layer): each synapse's
+row segment of B samples per step read from L2 at 5.5 TB/s, each ``[T, N D, B]`` array once at
+2.5 TB/s. ``--stacked S``: the same for S models stacked
 (elm_neuro.stack_models: S N neurons in one launch). benchmarks/gpu_check.sh measures it when a
 GPU is lent.
 """
@@ -171,7 +176,8 @@ def main(argv=None) -> int:
     if a.stacked > 1:
         rows.append(estimate("shd-adding", 32, 1000, stacked=a.stacked))
     print(f"assumptions: {CLOCK_HZ / 1e9} GHz, {SCHEDULERS} schedulers, grid barrier {BARRIER_S * 1e6:.1f} us/step, "
-          f"outside the kernels {HBM_BPS / 1e12} TB/s and {FP32_FLOPS / 1e12:.0f} TFLOP/s\n")
+          f"outside the kernels {HBM_BPS / 1e12} TB/s and {FP32_FLOPS / 1e12:.0f} TFLOP/s, "
+          f"the gathers outside the loops from L2 at {L2_BPS / 1e12} TB/s\n")
     print(table(rows))
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))

@@ -42,9 +42,11 @@ def test_time_limits_add_up_to_at_most_8_minutes(gc):
 
 
 def test_profiler_events_are_grouped_into_the_split(gc):
-    triton = {"_elm_fwd_kernel", "_elm_bwd_kernel", "_lif_fwd_kernel", "_scan_bwd_kernel"}
+    triton = {"_elm_fwd_kernel", "_elm_bwd_kernel", "_lif_fwd_kernel", "_scan_bwd_kernel", "_fwd_persistent",
+              "_input_drive_kernel", "_weight_grad_kernel"}
     want = {
-        "_elm_fwd_kernel": "forward kernel", "_elm_bwd_kernel": "backward kernel",
+        "_elm_fwd_kernel": "forward kernel", "_elm_bwd_kernel": "backward kernel", "_fwd_persistent": "forward kernel",
+        "_input_drive_kernel": "synapse gathers", "_weight_grad_kernel": "synapse gathers",
         "_lif_fwd_kernel": "forward kernel", "_scan_bwd_kernel": "backward kernel",
         "sm90_xmma_gemm_f32f32_tf32f32_f32_nn_n_tilesize128x128x32": "GEMM",
         "void cutlass::Kernel2<cutlass_80_simt_sgemm_128x64_8x5_nn_align1>(Params)": "GEMM",
@@ -113,7 +115,8 @@ def test_dry_run_logs_every_section_with_its_figures(tmp_path, gc):
     assert re.search(rf"^torch\s+{NUMBER}", env_block, re.M)
     assert re.search(r"elm shd-adding: hidden fused/elm_numba, readout fused/elm_numba", env_block)
     assert re.search(rf"^{NUMBER}/{NUMBER} tests collected", block("cuda-tests"), re.M)
-    split = (rf"forward kernel {NUMBER} \| backward kernel {NUMBER} \| GEMM {NUMBER} \| copy {NUMBER} "
+    split = (rf"forward kernel {NUMBER} \| backward kernel {NUMBER} \| synapse gathers {NUMBER} \| GEMM {NUMBER} \| "
+             rf"copy {NUMBER} "
              rf"\| other {NUMBER}")
     shd = block("shd-adding")
     for bsz in gc.SIZES[True]["shd"]["B"]:
