@@ -129,6 +129,27 @@ def test_readout_layers_take_the_first_layer_drive_share_from_the_host(two, rows
     assert _check(torch.float64, two, "relu2", False, "identity", 1, rows, seed=4, rec=False) >= 12
 
 
+@pytest.mark.parametrize("inputs", [True, False], ids=["input-synapses", "no-input-synapses"])
+def test_a_csr_without_its_counts_is_counted_by_the_backend(inputs):
+    """A Recurrent built without the table widths and the count of synapses from neurons (a caller
+    other than make_recurrent): the backend counts them itself and gives the same results, with
+    input rows whose synapses are absent too."""
+    (inp, recur, mask, w, s, spec), g = _problem(torch.float64, True, "relu2", True, "relu", 1, 5, rows=inputs)
+    if not inputs:  # rows nothing reads: every synapse reads a neuron
+        inp = I.Rows(torch.randn(5, 4, 3, dtype=torch.float64), torch.ones(4, 3, dtype=torch.float64))
+    bare = recur._replace(in_width=None, out_width=None, own=None, own_in_width=None, own_out_width=None,
+                          inp_in_width=None, inp_out_width=None)
+    ref = C.forward_rows_torch(inp, recur, mask, w, s, spec)
+    ref_g = C.backward_rows_torch(ref, inp, recur, mask, w, g, spec, True)
+    got = X.forward(inp, bare, mask, w, s, spec)
+    got_g = X.backward(got, inp, bare, mask, w, g, spec, True)
+    torch.testing.assert_close(got.y_all, ref.y_all, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got.beta_all, ref.beta_all, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_g.g_rec_w, ref_g.g_rec_w, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got_g.g_x_rows, ref_g.g_x_rows, rtol=1e-12, atol=1e-12)
+    assert bool((got_g.g_x_rows != 0).any()) == inputs
+
+
 def test_gathers_over_every_step_in_chunks_with_a_partial_last_chunk(monkeypatch):
     """The input drive and the weight gradient run over chunks of steps; 5 steps in chunks of 2 leave
     a last chunk of one step, whose missing step must be neither read nor written."""

@@ -550,8 +550,9 @@ class _Part(NamedTuple):
         return int(self.flat.numel())
 
 
-def _width(given: Optional[int], keys: torch.Tensor, rows: int) -> int:
-    """A table width: from the CSR when it counted it, else counted here (a host synchronisation)."""
+def _width(given: Optional[int], keys: torch.Tensor, rows: int = 0) -> int:
+    """A table width, the most entries with one key: from the CSR when it counted it, else counted
+    here (a host synchronisation)."""
     if not keys.numel():
         return 0
     return given if given is not None else int(torch.bincount(keys, minlength=rows).max())
@@ -577,7 +578,7 @@ def _parts(rec: Recurrent, rec_w: Optional[torch.Tensor], n: int, d: int, rows: 
     return (_Part(pos_own, f_own, s_own, take(pos_own), _width(rec.own_in_width, f_own, n * d),
                   _width(rec.own_out_width, s_own, n)),
             _Part(pos_in, f_in, s_in, take(pos_in), _width(rec.inp_in_width, f_in, n * d),
-                  _width(rec.inp_out_width, s_in, 1 + int(s_in.max()) if rec.inp_out_width is None else 1)))
+                  _width(rec.inp_out_width, s_in)))
 
 
 def _table(keys: torch.Tensor, values: torch.Tensor, rec_w: torch.Tensor, rows: int, width: int):
