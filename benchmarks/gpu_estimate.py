@@ -53,6 +53,14 @@ def kernel_step(rep, sass: str) -> dict:
     """Per-step figures of one persistent kernel (a KernelReport and its SASS)."""
     from elm_neuro.networks.engines.triton_compile import step_instructions
     c = rep.constexprs
+    if rep.kernel.startswith("_readout"):  # one lane per (neuron, sample), blocks of LANES pairs, no barrier
+        items = math.ceil(c["N"] * c["B"] / c["LANES"])
+        per_program = math.ceil(items / min(items, SCHEDULERS // 4 * PROGRAMS_PER_SM))
+        counted = step_instructions(sass, [], per_program, time_outer=False)
+        return dict(kernel=rep.kernel, n=c["N"], d=c["D"], m=c["M"], samples=1, items=items,
+                    programs=min(items, SCHEDULERS // 4 * PROGRAMS_PER_SM), registers=rep.registers,
+                    spills=rep.spills, instructions=counted["instructions"], barriers=counted["barriers"],
+                    grid_barrier=False)
     items = c["N"] * c["NSB"]
     programs = min(items, SCHEDULERS // 4 * PROGRAMS_PER_SM)
     per_program = math.ceil(items / programs)
@@ -126,7 +134,7 @@ def estimate(preset: str, batch: int, steps: int, stacked: int = 1, keep: Path |
         kernels = []
         launched_nd = {rep.constexprs["ND"] for rep in reports if rep.kernel == "_input_drive_kernel"}
         for rep in reports:
-            if rep.kernel not in ("_fwd_persistent", "_bwd_persistent"):
+            if rep.kernel not in ("_fwd_persistent", "_bwd_persistent", "_readout_fwd_kernel", "_readout_bwd_kernel"):
                 continue
             sass = (keep / f"{rep.kernel}-sm90-{rep.hash[:10]}.sass").read_text()
             kernels.append(kernel_step(rep, sass))

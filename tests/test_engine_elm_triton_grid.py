@@ -150,6 +150,20 @@ def test_a_csr_without_its_counts_is_counted_by_the_backend(inputs):
     assert bool((got_g.g_x_rows != 0).any()) == inputs
 
 
+@pytest.mark.parametrize("o,hp,out", [(1, False, "identity"), (3, True, "relu"), (1, True, "relu")])
+def test_readouts_run_one_lane_per_neuron_and_sample(o, hp, out, monkeypatch):
+    """A readout without a hidden MLP layer (the presets' readouts: L 0, d_m 3) runs its own kernels,
+    one lane per (neuron, sample) over blocks of 32 pairs (5 neurons x 9 samples: two blocks, the
+    second part empty), equal to the reference in every saved tensor and gradient."""
+    seen = []
+    for name in ("_readout_fwd_kernel", "_readout_bwd_kernel", "_fwd_persistent", "_fwd_stepped"):
+        monkeypatch.setattr(X, name, _Spy(getattr(X, name), name, seen))
+    for rows in (False, True):
+        seen.clear()
+        assert _check(torch.float64, False, "relu2", hp, out, o, rows, seed=6, rec=False, bsz=9) >= 11
+        assert seen == ["_readout_fwd_kernel", "_readout_bwd_kernel"]
+
+
 def test_gathers_over_every_step_in_chunks_with_a_partial_last_chunk(monkeypatch):
     """The input drive and the weight gradient run over chunks of steps; 5 steps in chunks of 2 leave
     a last chunk of one step, whose missing step must be neither read nor written."""

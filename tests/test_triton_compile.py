@@ -72,8 +72,9 @@ ELM_CASES = (
        for form in ("persistent", "stepped")
        for dtype, two, act, hp, out, rec, o, rows in (("float32", True, "relu2", True, "relu", True, 1, 0),
                                                      ("float64", True, "silu", True, "identity", True, 1, 4),
-                                                     ("float32", False, "relu2", False, "identity", False, 3, 0),
-                                                     ("float32", False, "relu2", True, "relu", False, 1, 4))]
+                                                     ("float32", True, "relu2", False, "identity", False, 3, 0),
+                                                     ("float32", False, "relu2", True, "relu", False, 1, 4),
+                                                     ("float64", False, "relu2", False, "identity", False, 3, 0))]
 )
 
 _LIF_SPECS = {  # tests/test_engine_lif_triton.py SPECS
@@ -116,13 +117,16 @@ KERNELS = {"elm": {"_elm_fwd_kernel", "_elm_bwd_kernel"}, "lif": {"_lif_fwd_kern
            "elm-grid-stepped": {"_fwd_stepped", "_bwd_stepped"}}
 
 
-def _grid_kernels(case: dict) -> set:
-    """The whole-GPU backend's gathers outside its loops that a case launches: with synapses the
-    weights' gradient; with synapses from neurons the gradient into the initial outputs; with input
-    rows their drive before the loop and their gradient after it."""
+def _grid_kernels(case: dict, loops: set) -> set:
+    """What the whole-GPU backend launches for a case: its loops (``loops``: persistent or stepped), or
+    for a readout without a hidden MLP layer its own pair of kernels; and the gathers outside the loops:
+    with synapses the weights' gradient; with synapses from neurons the gradient into the initial
+    outputs; with input rows their drive before the loop and their gradient after it."""
     rec, rows = case["rec"], case.get("rows", 0)
-    return (({"_weight_grad_kernel"} if rec or rows else set()) | ({"_source_grad_kernel"} if rec or rows else set())
-            | ({"_input_drive_kernel"} if rows else set()))
+    if not rec and not case["two"]:
+        loops = {"_readout_fwd_kernel", "_readout_bwd_kernel"}
+    return (loops | ({"_weight_grad_kernel"} if rec or rows else set())
+            | ({"_source_grad_kernel"} if rec or rows else set()) | ({"_input_drive_kernel"} if rows else set()))
 
 
 def _cache(config) -> "Path | None":
@@ -143,7 +147,7 @@ def compiled(request):
 def test_the_cases_cover_the_interpreter_tests():
     names = [c["name"] for c in CASES]
     assert len(names) == len(set(names))
-    assert len(ELM_CASES) == 16 + 6 + 4 + 4 + 8 and len(LIF_CASES) == 5 + 2 + 6 and len(SCAN_CASES) == 4
+    assert len(ELM_CASES) == 16 + 6 + 4 + 4 + 10 and len(LIF_CASES) == 5 + 2 + 6 and len(SCAN_CASES) == 4
     assert {c["dtype"] for c in CASES} == {"float32", "float64"}
 
 
@@ -160,7 +164,7 @@ def test_every_kernel_compiles_for_sm80_and_sm90(compiled):
         launched = {by_key[(r.sm, h)].kernel for h in r.kernels}
         want = KERNELS[engines[r.case]]
         if by_name[r.case].get("backend") == "elm_triton_grid":
-            want = want | _grid_kernels(by_name[r.case])
+            want = _grid_kernels(by_name[r.case], want)
         assert launched == want, (r.case, r.sm, launched)
     for rep in reports:
         assert rep.sm in SMS and 0 < rep.registers <= 255 and rep.shared_fits, rep
@@ -207,9 +211,13 @@ def test_the_options_reach_the_kernels(compiled):
         assert {r.dtype for r in elm} == {"float32", "float64"}
         grid = [r for r in reports if r.sm == sm and r.kernel in ("_fwd_persistent", "_fwd_stepped")]
         # (drive, synapses from neurons, the drives' share of the first layer precomputed): a Drive with
-        # synapses, rows (their input drive) with synapses, a Drive alone, rows alone (the readouts)
+        # synapses, rows (their input drive) with synapses, a Drive alone with a hidden MLP layer; the
+        # readouts without one run their own kernels (relu or identity output, with and without high-pass)
         assert {(r.kernel, r.constexprs["HAS_DRIVE"], r.constexprs["WRITE_U"], r.constexprs["PRE"]) for r in grid} == {
             (k, True, rec, not rec) for k in ("_fwd_persistent", "_fwd_stepped") for rec in (True, False)}
+        readout = [r for r in reports if r.sm == sm and r.kernel == "_readout_fwd_kernel"]
+        assert {(r.constexprs["OUT_ACT"], r.constexprs["HP"], r.constexprs["O"]) for r in readout} == {
+            (1, True, 1), (0, False, 3)}
         assert {r.constexprs["BN"] for r in elm} >= {1} and {r.constexprs["BB"] for r in elm} == {1, 2}
         assert {r.constexprs["BO"] for r in elm} == {1, 4}
         lif = [r for r in reports if r.sm == sm and r.kernel == "_lif_bwd_kernel"]
