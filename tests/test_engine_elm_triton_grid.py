@@ -96,13 +96,19 @@ def test_steps_equal_reference_float64(two, act, hp, out, rows):
     assert checked >= 14  # every saved tensor and gradient was compared, g_rec_w included
 
 
+def _rows_run(inp, recur, mask, w, s, spec, g, given=None):
+    """``(got, got_g, ref, ref_g)``: the backend (given the CSR ``given``, else ``recur``) and the
+    contract's Rows reference, forward and backward with the input rows' gradient."""
+    got = X.forward(inp, given or recur, mask, w, s, spec)
+    got_g = X.backward(got, inp, given or recur, mask, w, g, spec, True)
+    ref = C.forward_rows_torch(inp, recur, mask, w, s, spec)
+    return got, got_g, ref, C.backward_rows_torch(ref, inp, recur, mask, w, g, spec, True)
+
+
 def test_rows_give_the_input_rows_gradient_and_every_synapse_weight_gradient():
     (inp, recur, mask, w, s, spec), g = _problem(torch.float64, True, "relu2", True, "relu", 1, 3, rows=True)
     assert bool((recur.src >= 5).any()) and bool((recur.src < 5).any())  # input and recurrent synapses
-    got = X.forward(inp, recur, mask, w, s, spec)
-    got_g = X.backward(got, inp, recur, mask, w, g, spec, True)
-    ref = C.forward_rows_torch(inp, recur, mask, w, s, spec)
-    ref_g = C.backward_rows_torch(ref, inp, recur, mask, w, g, spec, True)
+    got, got_g, ref, ref_g = _rows_run(inp, recur, mask, w, s, spec, g)
     torch.testing.assert_close(got_g.g_x_rows, ref_g.g_x_rows, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got_g.g_rec_w, ref_g.g_rec_w, rtol=1e-12, atol=1e-12)
     assert float(got_g.g_x_rows.abs().sum()) > 0 and float(got_g.g_rec_w[recur.src >= 5].abs().min()) > 0
@@ -139,10 +145,7 @@ def test_a_csr_without_its_counts_is_counted_by_the_backend(inputs):
         inp = I.Rows(torch.randn(5, 4, 3, dtype=torch.float64), torch.ones(4, 3, dtype=torch.float64))
     bare = recur._replace(in_width=None, out_width=None, own=None, own_in_width=None, own_out_width=None,
                           inp_in_width=None, inp_out_width=None)
-    ref = C.forward_rows_torch(inp, recur, mask, w, s, spec)
-    ref_g = C.backward_rows_torch(ref, inp, recur, mask, w, g, spec, True)
-    got = X.forward(inp, bare, mask, w, s, spec)
-    got_g = X.backward(got, inp, bare, mask, w, g, spec, True)
+    got, got_g, ref, ref_g = _rows_run(inp, recur, mask, w, s, spec, g, given=bare)
     torch.testing.assert_close(got.y_all, ref.y_all, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got.beta_all, ref.beta_all, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(got_g.g_rec_w, ref_g.g_rec_w, rtol=1e-12, atol=1e-12)

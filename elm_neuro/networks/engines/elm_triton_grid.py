@@ -451,6 +451,39 @@ def _bwd_persistent(T, ITEMS, bar_ptr, gy_ptr, tgt_tab_ptr, wo_tab_ptr, rmask_pt
 
 
 # --------------------------------------------------------------------------- readouts: one lane per (neuron, sample)
+@triton.jit
+def _readout_lanes(blk, ONE, kappa_ptr, gain_ptr, w1t_ptr, N: tl.constexpr, B: tl.constexpr, D: tl.constexpr,
+                   M: tl.constexpr, O: tl.constexpr, BM: tl.constexpr, BO: tl.constexpr, BH1: tl.constexpr,
+                   WIDE: tl.constexpr, LANES: tl.constexpr):
+    """Block ``blk`` of LANES (neuron, sample) pairs, one per lane: ``(pair index, in range, sample,
+    masks [BM, LANES] / [BO, LANES], rows (neuron, memory unit) / (neuron, output), kappa, gain,
+    the first layer's memory columns w1m[j, i] = W1[n, j, D + i], the readout weights' offsets
+    [BO, BM, LANES] and mask)``. Offsets are multiplied by ONE (1, unknown to the compiler) so that
+    none is vectorised across lanes: every pair's values stay in its own lane."""
+    DM: tl.constexpr = D + M
+    ar_m = tl.arange(0, BM)
+    ar_o = tl.arange(0, BO)
+    idx = blk * LANES + tl.arange(0, LANES) * ONE
+    lok = idx < N * B
+    n = idx // B
+    b = idx % B
+    if WIDE:
+        n = tl.cast(n, tl.int64)
+    am = ar_m * ONE
+    ao = ar_o * ONE
+    mk = (ar_m[:, None] < M) & lok[None, :]
+    ok = (ar_o[:, None] < O) & lok[None, :]
+    row_m = n[None, :] * M + am[:, None]
+    row_o = n[None, :] * O + ao[:, None]
+    kap = tl.load(kappa_ptr + row_m, mask=mk, other=0.0)
+    gain = tl.load(gain_ptr + row_m, mask=mk, other=0.0)
+    w1m = tl.load(w1t_ptr + (n[None, None, :] * DM + D + am[None, :, None]) * BH1 + am[:, None, None],
+                  mask=(ar_m[:, None, None] < M) & mk[None, :, :], other=0.0)
+    wyo = (n[None, None, :] * O + ao[:, None, None]) * M + am[None, :, None]
+    wok = (ar_o[:, None, None] < O) & mk[None, :, :]
+    return idx, lok, b, mk, ok, row_m, row_o, kap, gain, w1m, wyo, wok
+
+
 @triton.jit(do_not_specialize=["T", "ITEMS", "ONE"])
 def _readout_fwd_kernel(T, ITEMS, ONE, a0_ptr, y_ptr, m_ptr, z_ptr, pre_ptr, h_ptr, zabs_ptr, w1t_ptr, wy_ptr, bias_ptr,
                         kappa_ptr, gain_ptr, cst_ptr, N: tl.constexpr, B: tl.constexpr, D: tl.constexpr,
@@ -459,34 +492,14 @@ def _readout_fwd_kernel(T, ITEMS, ONE, a0_ptr, y_ptr, m_ptr, z_ptr, pre_ptr, h_p
     """The whole sequence of a readout (PRE, no hidden MLP layer: ``z = a``): each lane one
     (neuron, sample) pair with its memory units and outputs in its registers, the neuron's
     weights loaded once; blocks of LANES pairs ``pid, pid + P, ...`` one after another."""
-    DM: tl.constexpr = D + M
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
-    ar_m = tl.arange(0, BM)
-    ar_o = tl.arange(0, BO)
     tg = tl.load(cst_ptr + 2)
     c1 = tl.load(cst_ptr + 1)
     for blk in range(pid, ITEMS, nprog):
-        idx = blk * LANES + tl.arange(0, LANES) * ONE  # ONE (1) unknown: no pair's data vectorised across lanes
-        lok = idx < N * B
-        n = idx // B
-        b = idx % B
-        if WIDE:
-            n = tl.cast(n, tl.int64)
-        mk = (ar_m[:, None] < M) & lok[None, :]
-        ok = (ar_o[:, None] < O) & lok[None, :]
-        # offsets along the memory units and outputs times ONE too: every pair's values in its own lane
-        am = ar_m * ONE
-        ao = ar_o * ONE
-        row_m = n[None, :] * M + am[:, None]  # [BM, LANES]: (neuron, memory unit)
-        row_o = n[None, :] * O + ao[:, None]  # [BO, LANES]: (neuron, output)
-        kap = tl.load(kappa_ptr + row_m, mask=mk, other=0.0)
-        gain = tl.load(gain_ptr + row_m, mask=mk, other=0.0)
-        # the first layer's memory columns w1m[j, i] = W1[n, j, D + i] (w1t: [N, D + M, BH1]) and the readout
-        w1m = tl.load(w1t_ptr + (n[None, None, :] * DM + D + am[None, :, None]) * BH1 + am[:, None, None],
-                      mask=(ar_m[:, None, None] < M) & mk[None, :, :], other=0.0)
-        wy = tl.load(wy_ptr + (n[None, None, :] * O + ao[:, None, None]) * M + am[None, :, None],
-                     mask=(ar_o[:, None, None] < O) & mk[None, :, :], other=0.0)
+        idx, lok, b, mk, ok, row_m, row_o, kap, gain, w1m, wyo, wok = _readout_lanes(
+            blk, ONE, kappa_ptr, gain_ptr, w1t_ptr, N, B, D, M, O, BM, BO, BH1, WIDE, LANES)
+        wy = tl.load(wy_ptr + wyo, mask=wok, other=0.0)
         bias = tl.load(bias_ptr + row_o, mask=ok, other=0.0)
         m = tl.load(m_ptr + row_m * B + b[None, :], mask=mk, other=0.0)
         if HP:
@@ -527,33 +540,14 @@ def _readout_bwd_kernel(T, ITEMS, ONE, gy_ptr, m_ptr, z_ptr, pre_ptr, ga_ptr, gm
                         OUT_ACT: tl.constexpr, HP: tl.constexpr, WIDE: tl.constexpr, LANES: tl.constexpr):
     """The whole reverse sequence of a readout (as :func:`_readout_fwd_kernel`); the per-neuron
     gradients accumulate in the lanes' registers and are stored once per pair."""
-    DM: tl.constexpr = D + M
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
-    ar_m = tl.arange(0, BM)
-    ar_o = tl.arange(0, BO)
     tg = tl.load(cst_ptr + 2)
     c0 = tl.load(cst_ptr)
     c1 = tl.load(cst_ptr + 1)
     for blk in range(pid, ITEMS, nprog):
-        idx = blk * LANES + tl.arange(0, LANES) * ONE  # ONE (1) unknown: no pair's data vectorised across lanes
-        lok = idx < N * B
-        n = idx // B
-        b = idx % B
-        if WIDE:
-            n = tl.cast(n, tl.int64)
-        mk = (ar_m[:, None] < M) & lok[None, :]
-        ok = (ar_o[:, None] < O) & lok[None, :]
-        am = ar_m * ONE
-        ao = ar_o * ONE
-        row_m = n[None, :] * M + am[:, None]
-        row_o = n[None, :] * O + ao[:, None]
-        kap = tl.load(kappa_ptr + row_m, mask=mk, other=0.0)
-        gain = tl.load(gain_ptr + row_m, mask=mk, other=0.0)
-        w1m = tl.load(w1t_ptr + (n[None, None, :] * DM + D + am[None, :, None]) * BH1 + am[:, None, None],
-                      mask=(ar_m[:, None, None] < M) & mk[None, :, :], other=0.0)
-        wyo = (n[None, None, :] * O + ao[:, None, None]) * M + am[None, :, None]  # [BO, BM, LANES]
-        wok = (ar_o[:, None, None] < O) & mk[None, :, :]
+        idx, lok, b, mk, ok, row_m, row_o, kap, gain, w1m, wyo, wok = _readout_lanes(
+            blk, ONE, kappa_ptr, gain_ptr, w1t_ptr, N, B, D, M, O, BM, BO, BH1, WIDE, LANES)
         wy = tl.load(wy_ptr + wyo, mask=wok, other=0.0)
         g_m = tl.load(gm_ptr + row_m * B + b[None, :], mask=mk, other=0.0)
         if HP:
