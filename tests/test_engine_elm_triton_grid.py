@@ -167,6 +167,13 @@ def test_readouts_run_one_lane_per_neuron_and_sample(o, hp, out, monkeypatch):
         assert seen == ["_readout_fwd_kernel", "_readout_bwd_kernel"]
 
 
+def test_source_gradients_launch_in_parts_of_at_most_the_grid_limit(monkeypatch):
+    """The input rows' gradient takes one program per step along the grid's third dimension, which
+    CUDA caps at 65,535: longer sequences launch in parts (a cap of 2 here, 5 steps: 2 + 2 + 1)."""
+    monkeypatch.setattr(X, "MAX_GRID_Z", 2)
+    _check(torch.float64, True, "relu2", True, "relu", 1, rows=True, steps=5)
+
+
 def test_gathers_over_every_step_in_chunks_with_a_partial_last_chunk(monkeypatch):
     """The input drive and the weight gradient run over chunks of steps; 5 steps in chunks of 2 leave
     a last chunk of one step, whose missing step must be neither read nor written."""

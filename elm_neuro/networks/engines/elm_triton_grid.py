@@ -117,6 +117,7 @@ PROGRAMS_PER_SM = 4  # resident programs per SM the persistent grid counts on (s
 READOUT_MAX_M = 8
 READOUT_MAX_O = 4
 READOUT_LANES = 32
+MAX_GRID_Z = 65535  # CUDA's limit on a grid's third dimension (the source gradients launch one program per step)
 # integer arguments Triton must not specialise on (see _fwd_step)
 _NO_SPEC = ["SSTRIDE", "DLOOP", "MLOOP", "SLOOP"]
 # None: persistent kernels on CUDA, one launch per step elsewhere (the interpreter); True / False force
@@ -964,9 +965,11 @@ def _source_grads(g_beta_all: torch.Tensor, keys: torch.Tensor, targets: torch.T
     (:func:`_source_grad_kernel`) through the synapses ``key (source row) -> target column``."""
     tgt_tab, wo_tab, _ = _table(keys, targets, weights, rows, width)
     out = torch.empty(steps, rows, lay.bsz, dtype=g_beta_all.dtype, device=g_beta_all.device)
-    _source_grad_kernel[(rows, lay.nsb, steps)](g_beta_all, tgt_tab, wo_tab, mask, out, 0, lay.bsz, lay.n * lay.d,
-                                                rows, S_OUT=width, BSO=min(width, OUT_CHUNK), BB=lay.bb,
-                                                num_warps=lay.num_warps)
+    for t0 in range(0, steps, MAX_GRID_Z):  # a grid's third dimension holds at most 65,535 programs
+        part = min(MAX_GRID_Z, steps - t0)
+        _source_grad_kernel[(rows, lay.nsb, part)](g_beta_all, tgt_tab, wo_tab, mask, out[t0:], t0, lay.bsz,
+                                                   lay.n * lay.d, rows, S_OUT=width, BSO=min(width, OUT_CHUNK),
+                                                   BB=lay.bb, num_warps=lay.num_warps)
     return out
 
 
