@@ -307,11 +307,11 @@ def _bwd_step(t, item, T, gy_ptr, tgt_tab_ptr, wo_tab_ptr, rmask_ptr,
               gbeta_ptr, ga_ptr, gz_ptr, gm_ptr, gh_ptr, gzabs_ptr,
               acc_wy_ptr, acc_bias_ptr, acc_gain_ptr, acc_kappa_ptr,
               w1t_ptr, w2_ptr, wy_ptr, kappa_ptr, gain_ptr, cst_ptr,
-              SSTRIDE, DLOOP, MLOOP, SLOOP, N: tl.constexpr, B: tl.constexpr, NS: tl.constexpr, NSB: tl.constexpr,
+              SSTRIDE, DLOOP, MLOOP, SLOOP, N: tl.constexpr, B: tl.constexpr, NSB: tl.constexpr,
               WIDE: tl.constexpr, D: tl.constexpr, M: tl.constexpr, H1: tl.constexpr, H: tl.constexpr, O: tl.constexpr,
-              S_IN: tl.constexpr, S_OUT: tl.constexpr, BH1: tl.constexpr, BH: tl.constexpr, BO: tl.constexpr,
-              BS: tl.constexpr, BSO: tl.constexpr, BB: tl.constexpr, MLP_ACT: tl.constexpr,
-              OUT_ACT: tl.constexpr, TWO: tl.constexpr, HP: tl.constexpr, HAS_SYN: tl.constexpr,
+              S_OUT: tl.constexpr, BH1: tl.constexpr, BH: tl.constexpr, BO: tl.constexpr,
+              BSO: tl.constexpr, BB: tl.constexpr, MLP_ACT: tl.constexpr,
+              OUT_ACT: tl.constexpr, TWO: tl.constexpr, HP: tl.constexpr,
               HAS_REC: tl.constexpr, PRE: tl.constexpr):
     """Reverse step ``t`` of work item ``item``: reads ``g_beta_all[t + 1]`` of every neuron."""
     t64, n64, b, bok = _item(t, item, SSTRIDE, NSB, B, BB, WIDE)
@@ -397,18 +397,18 @@ def _bwd_stepped(t, T, gy_ptr, tgt_tab_ptr, wo_tab_ptr, rmask_ptr,
                  gbeta_ptr, ga_ptr, gz_ptr, gm_ptr, gh_ptr, gzabs_ptr,
                  acc_wy_ptr, acc_bias_ptr, acc_gain_ptr, acc_kappa_ptr,
                  w1t_ptr, w2_ptr, wy_ptr, kappa_ptr, gain_ptr, cst_ptr,
-                 SSTRIDE, DLOOP, MLOOP, SLOOP, N: tl.constexpr, B: tl.constexpr, NS: tl.constexpr, NSB: tl.constexpr,
+                 SSTRIDE, DLOOP, MLOOP, SLOOP, N: tl.constexpr, B: tl.constexpr, NSB: tl.constexpr,
                  WIDE: tl.constexpr, D: tl.constexpr, M: tl.constexpr, H1: tl.constexpr, H: tl.constexpr, O: tl.constexpr,
-                 S_IN: tl.constexpr, S_OUT: tl.constexpr, BH1: tl.constexpr, BH: tl.constexpr, BO: tl.constexpr,
-                 BS: tl.constexpr, BSO: tl.constexpr, BB: tl.constexpr, MLP_ACT: tl.constexpr,
-                 OUT_ACT: tl.constexpr, TWO: tl.constexpr, HP: tl.constexpr, HAS_SYN: tl.constexpr,
+                 S_OUT: tl.constexpr, BH1: tl.constexpr, BH: tl.constexpr, BO: tl.constexpr,
+                 BSO: tl.constexpr, BB: tl.constexpr, MLP_ACT: tl.constexpr,
+                 OUT_ACT: tl.constexpr, TWO: tl.constexpr, HP: tl.constexpr,
                  HAS_REC: tl.constexpr, PRE: tl.constexpr):
     """One reverse step ``t``, one program per work item."""
     _bwd_step(t, tl.program_id(0), T, gy_ptr, tgt_tab_ptr, wo_tab_ptr, rmask_ptr,
               m_ptr, a1_ptr, z_ptr, pre_ptr, gbeta_ptr, ga_ptr, gz_ptr, gm_ptr, gh_ptr, gzabs_ptr,
               acc_wy_ptr, acc_bias_ptr, acc_gain_ptr, acc_kappa_ptr,
-              w1t_ptr, w2_ptr, wy_ptr, kappa_ptr, gain_ptr, cst_ptr, SSTRIDE, DLOOP, MLOOP, SLOOP, N, B, NS, NSB, WIDE,
-              D, M, H1, H, O, S_IN, S_OUT, BH1, BH, BO, BS, BSO, BB, MLP_ACT, OUT_ACT, TWO, HP, HAS_SYN, HAS_REC,
+              w1t_ptr, w2_ptr, wy_ptr, kappa_ptr, gain_ptr, cst_ptr, SSTRIDE, DLOOP, MLOOP, SLOOP, N, B, NSB, WIDE,
+              D, M, H1, H, O, S_OUT, BH1, BH, BO, BSO, BB, MLP_ACT, OUT_ACT, TWO, HP, HAS_REC,
               PRE)
 
 
@@ -418,12 +418,12 @@ def _bwd_persistent(T, ITEMS, bar_ptr, gy_ptr, tgt_tab_ptr, wo_tab_ptr, rmask_pt
                     gbeta_ptr, ga_ptr, gz_ptr, gm_ptr, gh_ptr, gzabs_ptr,
                     acc_wy_ptr, acc_bias_ptr, acc_gain_ptr, acc_kappa_ptr,
                     w1t_ptr, w2_ptr, wy_ptr, kappa_ptr, gain_ptr, cst_ptr,
-                    SSTRIDE, DLOOP, MLOOP, SLOOP, N: tl.constexpr, B: tl.constexpr, NS: tl.constexpr, NSB: tl.constexpr,
+                    SSTRIDE, DLOOP, MLOOP, SLOOP, N: tl.constexpr, B: tl.constexpr, NSB: tl.constexpr,
                     WIDE: tl.constexpr, D: tl.constexpr, M: tl.constexpr, H1: tl.constexpr, H: tl.constexpr, O: tl.constexpr,
-                    S_IN: tl.constexpr, S_OUT: tl.constexpr, BH1: tl.constexpr, BH: tl.constexpr,
-                    BO: tl.constexpr, BS: tl.constexpr, BSO: tl.constexpr, BB: tl.constexpr,
+                    S_OUT: tl.constexpr, BH1: tl.constexpr, BH: tl.constexpr,
+                    BO: tl.constexpr, BSO: tl.constexpr, BB: tl.constexpr,
                     MLP_ACT: tl.constexpr, OUT_ACT: tl.constexpr, TWO: tl.constexpr, HP: tl.constexpr,
-                    HAS_SYN: tl.constexpr, HAS_REC: tl.constexpr, PRE: tl.constexpr):
+                    HAS_REC: tl.constexpr, PRE: tl.constexpr):
     """The whole reverse sequence with a grid barrier after each step; without synapses from neurons,
     each program's items one after another, no barrier (as :func:`_fwd_persistent`)."""
     pid = tl.program_id(0)
@@ -435,9 +435,9 @@ def _bwd_persistent(T, ITEMS, bar_ptr, gy_ptr, tgt_tab_ptr, wo_tab_ptr, rmask_pt
                 _bwd_step(t, item, T, gy_ptr, tgt_tab_ptr, wo_tab_ptr, rmask_ptr,
                           m_ptr, a1_ptr, z_ptr, pre_ptr, gbeta_ptr, ga_ptr, gz_ptr, gm_ptr, gh_ptr, gzabs_ptr,
                           acc_wy_ptr, acc_bias_ptr, acc_gain_ptr, acc_kappa_ptr,
-                          w1t_ptr, w2_ptr, wy_ptr, kappa_ptr, gain_ptr, cst_ptr, SSTRIDE, DLOOP, MLOOP, SLOOP, N, B, NS,
-                          NSB, WIDE, D, M, H1, H, O, S_IN, S_OUT, BH1, BH, BO, BS, BSO, BB, MLP_ACT, OUT_ACT, TWO, HP,
-                          HAS_SYN, HAS_REC, PRE)
+                          w1t_ptr, w2_ptr, wy_ptr, kappa_ptr, gain_ptr, cst_ptr, SSTRIDE, DLOOP, MLOOP, SLOOP, N, B,
+                          NSB, WIDE, D, M, H1, H, O, S_OUT, BH1, BH, BO, BSO, BB, MLP_ACT, OUT_ACT, TWO, HP,
+                          HAS_REC, PRE)
             if i + 1 < T:
                 _grid_barrier(bar_ptr, nprog * (i + 1))
     else:
@@ -446,9 +446,9 @@ def _bwd_persistent(T, ITEMS, bar_ptr, gy_ptr, tgt_tab_ptr, wo_tab_ptr, rmask_pt
                 _bwd_step(T - 1 - i, item, T, gy_ptr, tgt_tab_ptr, wo_tab_ptr, rmask_ptr,
                           m_ptr, a1_ptr, z_ptr, pre_ptr, gbeta_ptr, ga_ptr, gz_ptr, gm_ptr, gh_ptr, gzabs_ptr,
                           acc_wy_ptr, acc_bias_ptr, acc_gain_ptr, acc_kappa_ptr,
-                          w1t_ptr, w2_ptr, wy_ptr, kappa_ptr, gain_ptr, cst_ptr, SSTRIDE, DLOOP, MLOOP, SLOOP, N, B, NS,
-                          NSB, WIDE, D, M, H1, H, O, S_IN, S_OUT, BH1, BH, BO, BS, BSO, BB, MLP_ACT, OUT_ACT, TWO, HP,
-                          HAS_SYN, HAS_REC, PRE)
+                          w1t_ptr, w2_ptr, wy_ptr, kappa_ptr, gain_ptr, cst_ptr, SSTRIDE, DLOOP, MLOOP, SLOOP, N, B,
+                          NSB, WIDE, D, M, H1, H, O, S_OUT, BH1, BH, BO, BSO, BB, MLP_ACT, OUT_ACT, TWO, HP,
+                          HAS_REC, PRE)
 
 
 # --------------------------------------------------------------------------- readouts: one lane per (neuron, sample)
@@ -751,16 +751,17 @@ class _Layout:
     """A call's sizes and constexprs. The synapses from input rows (a Rows input) are not read
     inside the time loop: their drive is gathered for every step at once before it
     (:func:`_input_drive_kernel`), and the loop reads it as a Drive; their weights' gradient is
-    reduced after the backward loop (:func:`_input_weight_grad_kernel`)."""
+    reduced after the backward loop (:func:`_weight_grad_kernel`). ``own`` / ``inp``: the two parts
+    (:func:`_parts`), with ``rec_w`` as their weights (default ``w.rec_w``)."""
 
     def __init__(self, rec: Recurrent, w: Weights, n: int, m: int, o: int, bsz: int, n_rows: int, spec: Spec,
-                 is_drive: bool, steps: int):
+                 is_drive: bool, steps: int, rec_w: Optional[torch.Tensor] = None):
         d = w.W1.shape[2] - m
         self.n, self.d, self.m, self.o, self.bsz, self.n_rows = n, d, m, o, bsz, n_rows
         self.h1 = w.W1.shape[1]
         self.h = w.W2.shape[2] if spec.two_layers else 1
         self.ns = n + n_rows
-        self.own, self.inp = _parts(rec, None, n, d, not is_drive)
+        self.own, self.inp = _parts(rec, w.rec_w if rec_w is None else rec_w, n, d, not is_drive)
         # padded table widths: the in-tables to a power of two (one tile per branch), the out-table to a
         # multiple of its chunk; the kernels read them without masks
         self.s_in = _p2(self.own.in_width)
@@ -781,10 +782,9 @@ class _Layout:
         has_syn = self.own.count > 0
         # HAS_DRIVE: a Drive, or the input rows' drive (gathered before the loop)
         has_drive = is_drive or self.inp.count > 0
-        common = dict(D=d, M=m, H1=self.h1, H=self.h, O=o, S_IN=self.s_in, BH1=_p2(self.h1),
-                      BH=_p2(self.h1) if spec.two_layers else 1, BO=_p2(o), BS=self.s_in, BB=self.bb,
-                      MLP_ACT=spec.mlp_act, OUT_ACT=spec.out_act, TWO=bool(spec.two_layers), HP=bool(spec.high_pass),
-                      HAS_SYN=has_syn)
+        common = dict(D=d, M=m, H1=self.h1, H=self.h, O=o, BH1=_p2(self.h1),
+                      BH=_p2(self.h1) if spec.two_layers else 1, BO=_p2(o), BB=self.bb,
+                      MLP_ACT=spec.mlp_act, OUT_ACT=spec.out_act, TWO=bool(spec.two_layers), HP=bool(spec.high_pass))
         # WRITE_U / HAS_REC: some synapse reads a neuron, so the step writes its neuron's source row,
         # the backward gathers the recurrence's gradient, and the persistent kernel waits for every
         # program after each step (without, the items are independent through time: no barrier).
@@ -797,7 +797,8 @@ class _Layout:
         self.readout_items = triton.cdiv(n * bsz, READOUT_LANES)
         self.readout_cx = dict(N=n, B=bsz, D=d, M=m, O=o, BM=_p2(m), BO=_p2(o), BH1=_p2(self.h1),
                                OUT_ACT=spec.out_act, HP=bool(spec.high_pass), WIDE=self.wide, LANES=READOUT_LANES)
-        self.fwd = dict(common, HAS_DRIVE=has_drive, WRITE_U=has_syn, PRE=self.pre)
+        self.fwd = dict(common, S_IN=self.s_in, BS=self.s_in, HAS_SYN=has_syn, HAS_DRIVE=has_drive, WRITE_U=has_syn,
+                        PRE=self.pre)
         self.bwd = dict(common, S_OUT=self.s_out, BSO=self.bso, HAS_REC=has_syn, PRE=self.pre)
 
 
@@ -899,12 +900,12 @@ def forward(inp, rec: Recurrent, mask_rec, w: Weights, s: State, spec: Spec) -> 
     _elem_ok(dtype)
     is_drive = isinstance(inp, Drive)
     steps = _steps(inp)
-    lay = _Layout(rec, w, n, m, o, bsz, 0 if is_drive else inp.x.shape[1], spec, is_drive, steps)
+    rec_w = w.rec_w.to(dtype)
+    lay = _Layout(rec, w, n, m, o, bsz, 0 if is_drive else inp.x.shape[1], spec, is_drive, steps, rec_w)
+    own, inp_part = lay.own, lay.inp
     if is_drive and inp.drive.numel():
         lay.wide = lay.wide or sum((k - 1) * st for k, st in zip(inp.drive.shape, inp.drive.stride())) >= 2 ** 31 - 1
     d = lay.d
-    rec_w = w.rec_w.to(dtype)
-    own, inp_part = _parts(rec, rec_w, n, d, not is_drive)
     y_all = s.y.new_empty((steps + 1, n, o, bsz))
     m_all = s.m.new_empty((steps + 1, n, m, bsz))
     y_all[0], m_all[0] = s.y, s.m
@@ -983,11 +984,11 @@ def backward(saved: Saved, inp, rec: Recurrent, mask_rec, w: Weights, g: OutGrad
     dtype, dev = saved.z_all.dtype, saved.z_all.device
     is_drive = isinstance(inp, Drive)
     n_rows = 0 if is_drive else inp.x.shape[1]
-    lay = _Layout(rec, w, n, m, o, bsz, n_rows, spec, is_drive, steps)
+    rec_w = w.rec_w.to(dtype)
+    lay = _Layout(rec, w, n, m, o, bsz, n_rows, spec, is_drive, steps, rec_w)
+    own, inp_part = lay.own, lay.inp
     two = spec.two_layers
     mask_rec = mask_rec.to(dtype).contiguous()
-    rec_w = w.rec_w.to(dtype)
-    own, inp_part = _parts(rec, rec_w, n, d, not is_drive)
     g_beta_all = torch.empty_like(saved.beta_all)
     ga_all = torch.empty(steps, n, lay.h1, bsz, dtype=dtype, device=dev)
     gz_all = torch.empty_like(saved.z_all) if two else None
@@ -1010,7 +1011,7 @@ def backward(saved: Saved, inp, rec: Recurrent, mask_rec, w: Weights, g: OutGrad
                 acc_bias_ptr=acc_bias, acc_gain_ptr=acc_gain, acc_kappa_ptr=acc_kappa, w1t_ptr=_w1t(w),
                 w2_ptr=_w2p(w) if two else dummy, wy_ptr=w.wy, kappa_ptr=w.kappa, gain_ptr=w.gain,
                 cst_ptr=_constants(spec, dtype, dev), SSTRIDE=lay.bb, DLOOP=lay.d, MLOOP=lay.m, SLOOP=lay.s_out, N=n,
-                B=bsz, NS=lay.ns, NSB=lay.nsb, WIDE=lay.wide, num_warps=lay.num_warps, **lay.bwd)
+                B=bsz, NSB=lay.nsb, WIDE=lay.wide, num_warps=lay.num_warps, **lay.bwd)
     if steps and lay.readout:
         _readout_bwd_kernel[(_programs(lay.readout_items, dev),)](
             steps, lay.readout_items, 1, args["gy_ptr"], saved.m_all, saved.z_all, saved.pre_all, ga_all, g_m,
